@@ -1,0 +1,1 @@
+//! The inft agent runtime.

@@ -1,0 +1,3 @@
+//! The `inft` command-line program.
+
+fn main() {}
