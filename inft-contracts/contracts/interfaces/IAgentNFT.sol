@@ -1,0 +1,269 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.28;
+
+import {ITransferVerifier} from "./ITransferVerifier.sol";
+
+/// @title IAgentNFT
+/// @notice ERC-721 token whose metadata commits to an encrypted AI agent (ERC-7857 idea).
+///
+/// Storage keeps only what must be checked on chain: per entry the data hash (a Merkle root over the
+/// sealed blob's ciphertext chunks), per token one packed slot (agent, epoch, shares, flags).
+/// Storage URIs and sealed keys are emitted in {DataSet} events; a client rebuilds them from the
+/// latest {DataSet} of the token and checks its `dataHashes` against {dataHashesOf}.
+///
+/// Token ids: `tokenId = uint256(uint160(minter)) << 96 | salt` (see {tokenIdFor}). A minter owns
+/// its id namespace, so it knows the id before minting (the sealed key binds it) and nobody can
+/// take it first.
+interface IAgentNFT {
+    // ------------------------------------------------------------------ types
+
+    /// @notice Private data entries of a token, index-aligned.
+    /// @param dataHashes commitment per entry (Merkle root of the sealed blob); never zero
+    /// @param sealedKeys the entry's data key sealed to the holder's X25519 key; never empty
+    /// @param uris where the sealed blob is stored (content address or URL)
+    struct DataEntries {
+        bytes32[] dataHashes;
+        bytes[] sealedKeys;
+        string[] uris;
+    }
+
+    /// @notice Revenue shares fixed at mint.
+    /// @param royaltyBps ERC-2981 royalty on sales, paid to the creator
+    /// @param creatorBps creator's share of the agent's earnings (EarningsSplitter)
+    /// @param contributors data contributors paid by the EarningsSplitter
+    /// @param contributorBps each contributor's share; the holder gets what is left
+    struct Shares {
+        uint16 royaltyBps;
+        uint16 creatorBps;
+        address[] contributors;
+        uint16[] contributorBps;
+    }
+
+    /// @notice A transfer/clone proof as supplied by the caller.
+    /// @param mode Scopes.MODE_RECEIVER (0, the receiver signs) or Scopes.MODE_ORACLE (1, an oracle signs)
+    /// @param nonce the signer's nonce, usable once forever
+    /// @param deadline last valid block timestamp (inclusive)
+    /// @param signature 65-byte ECDSA signature, or ERC-1271 data for a contract receiver
+    struct Proof {
+        uint8 mode;
+        uint256 nonce;
+        uint256 deadline;
+        bytes signature;
+    }
+
+    /// @notice Everything stored about a token, in one view.
+    struct TokenInfo {
+        address owner;
+        address creator;
+        address agent;
+        uint64 epoch;
+        uint16 royaltyBps;
+        uint16 creatorBps;
+        uint8 entryCount;
+        bool paused;
+        bytes32 contributorsHash;
+    }
+
+    // ----------------------------------------------------------------- events
+
+    /// @notice Emitted once per mint, with the revenue shares (needed to call the EarningsSplitter).
+    event Minted(
+        uint256 indexed tokenId,
+        address indexed creator,
+        address indexed to,
+        uint16 royaltyBps,
+        uint16 creatorBps,
+        address[] contributors,
+        uint16[] contributorBps
+    );
+    /// @notice The token's private data as of `epoch` (mint, transfer, clone or update).
+    event DataSet(
+        uint256 indexed tokenId, uint64 indexed epoch, bytes32[] dataHashes, bytes[] sealedKeys, string[] uris
+    );
+    /// @notice The token's agent wallet changed (mint, transfer, clone, {setAgent}).
+    event AgentSet(uint256 indexed tokenId, address indexed agent, uint64 indexed epoch);
+    /// @notice The token moved with a verified proof; `epoch` is the new epoch.
+    event TransferredWithProof(
+        uint256 indexed tokenId,
+        address indexed from,
+        address indexed to,
+        uint64 epoch,
+        uint8 mode,
+        address signer,
+        uint256 nonce
+    );
+    /// @notice A copy of `tokenId`'s agent was minted as `newTokenId` for `to`.
+    event Cloned(
+        uint256 indexed tokenId,
+        uint256 indexed newTokenId,
+        address indexed to,
+        uint8 mode,
+        address signer,
+        uint256 nonce
+    );
+    /// @notice `user` may use the token with `scopes` until `expiry`, while the epoch is `epoch`.
+    /// `sealedKeys` optionally carries the data keys sealed to the user's X25519 key.
+    event UsageAuthorized(
+        uint256 indexed tokenId,
+        address indexed user,
+        uint64 indexed epoch,
+        uint8 scopes,
+        uint64 expiry,
+        bytes[] sealedKeys
+    );
+    /// @notice The owner revoked `user`'s authorization.
+    event UsageRevoked(uint256 indexed tokenId, address indexed user, uint64 indexed epoch);
+    /// @notice The owner paused or unpaused the agent (read by the runtime's policy firewall and
+    /// enforced by the agent account).
+    event PauseSet(uint256 indexed tokenId, bool paused);
+    /// @notice `account` published its X25519 sealing public key.
+    event SealingKeySet(address indexed account, bytes32 key);
+    /// @notice The admin installed a new transfer verifier.
+    event VerifierSet(address indexed verifier);
+
+    // ----------------------------------------------------------------- errors
+
+    /// @notice Plain ERC-721 transfers of private tokens are refused: use {transferWithProof}.
+    error PrivateTokenTransfer(uint256 tokenId);
+    /// @notice The token id is already minted.
+    error TokenIdTaken(uint256 tokenId);
+    /// @notice The caller is neither the owner nor (where allowed) an approved operator.
+    error NotTokenOwner(uint256 tokenId, address caller);
+    /// @notice Entry arrays empty, too long (> 255) or of different lengths.
+    error BadEntries();
+    /// @notice A data hash is zero or a sealed key is empty.
+    error EmptyEntry(uint256 index);
+    /// @notice A rotation must replace every data hash: entry `index` kept its old hash.
+    error DataNotRotated(uint256 index);
+    /// @notice A rotation must replace the agent wallet.
+    error AgentNotRotated(address agent);
+    /// @notice The number of new entries differs from the token's.
+    error EntryCountMismatch(uint256 expected, uint256 got);
+    /// @notice Share configuration invalid (bps sum > 10000, lengths differ, zero address).
+    error BadShares();
+    /// @notice The receiver has not published an X25519 sealing key.
+    error NoSealingKey(address account);
+    /// @notice `to` is the zero address, or equals `from` for a transfer.
+    error BadReceiver(address to);
+    /// @notice The proof's deadline has passed.
+    error ProofExpired(uint256 deadline, uint256 nowTs);
+    /// @notice No verifier installed.
+    error NoVerifier();
+    /// @notice A zero address where an address is required.
+    error ZeroAddress();
+    /// @notice Authorization scopes must be non-zero and only use known bits.
+    error BadScopes(uint8 scopes);
+    /// @notice Authorization expiry must be in the future.
+    error BadExpiry(uint64 expiry);
+
+    // ------------------------------------------------------------- constants
+
+    // Scope bits for {authorize} / {isAuthorized} (constants in Scopes.sol):
+    // SCOPE_RUN    = 1: unseal and run the agent
+    // SCOPE_TRADE  = 2: operate the agent's account (AgentAccount.execute)
+    // SCOPE_CREATE = 4: produce creative output in the agent's name
+    // SCOPE_LOG    = 8: append to the agent's ActionLog (executors / relayers)
+
+    // ------------------------------------------------------------- minting
+
+    /// @notice Mint a private token with id `tokenIdFor(msg.sender, salt)` to `to`.
+    /// The caller becomes the token's creator (ERC-2981 receiver, creator share).
+    function mint(address to, uint96 salt, DataEntries calldata data, address agent, Shares calldata shares)
+        external
+        returns (uint256 tokenId);
+
+    /// @notice The token id `minter` gets for `salt`.
+    function tokenIdFor(address minter, uint96 salt) external pure returns (uint256);
+
+    // -------------------------------------------------- transfer and clone
+
+    /// @notice Move `tokenId` to `to`, replacing every data entry (new hash, new sealed key for
+    /// `to`) and the agent wallet, with a proof checked by the installed verifier. Clears every
+    /// usage authorization and the pause flag (the epoch increments). Caller: owner or approved.
+    function transferWithProof(
+        address to,
+        uint256 tokenId,
+        DataEntries calldata data,
+        address newAgent,
+        Proof calldata proof
+    ) external;
+
+    /// @notice Mint a copy of `tokenId`'s agent for `to` as `tokenIdFor(msg.sender, salt)` with
+    /// re-encrypted data and a new agent wallet, with a proof. The clone keeps the original creator
+    /// and revenue shares. Caller: owner of `tokenId`.
+    function cloneWithProof(
+        address to,
+        uint256 tokenId,
+        uint96 salt,
+        DataEntries calldata data,
+        address newAgent,
+        Proof calldata proof
+    ) external returns (uint256 newTokenId);
+
+    /// @notice The owner replaces the token's data (e.g. new memory, or a key rotation after a
+    /// leak). Authorizations stay. The entry count may change.
+    function updateData(uint256 tokenId, DataEntries calldata data) external;
+
+    /// @notice Destroy the token (owner or approved).
+    function burn(uint256 tokenId) external;
+
+    // ------------------------------------------------------ agent and usage
+
+    /// @notice The owner sets the agent wallet (the address of the agent key sealed in the data).
+    function setAgent(uint256 tokenId, address agent) external;
+
+    /// @notice The owner pauses/unpauses the agent. Reset to false on transfer.
+    function setPaused(uint256 tokenId, bool paused) external;
+
+    /// @notice The owner grants `user` the `scopes` until `expiry` (unix seconds) for the current
+    /// epoch; replaces any earlier grant. `sealedKeys` (optional) are emitted for the user.
+    function authorize(uint256 tokenId, address user, uint8 scopes, uint64 expiry, bytes[] calldata sealedKeys)
+        external;
+
+    /// @notice The owner revokes `user`'s grant.
+    function revoke(uint256 tokenId, address user) external;
+
+    /// @notice Publish the caller's X25519 sealing public key (zero to withdraw it).
+    function setSealingKey(bytes32 key) external;
+
+    // ----------------------------------------------------------------- views
+
+    /// @notice The agent wallet of `tokenId` (zero if none). Reverts for unminted tokens.
+    function agentOf(uint256 tokenId) external view returns (address);
+
+    /// @notice True if `user` owns `tokenId` or holds a live grant containing every bit of `scopes`.
+    function isAuthorized(uint256 tokenId, address user, uint8 scopes) external view returns (bool);
+
+    /// @notice `user`'s live grant (zero if none, expired, revoked or from an earlier epoch).
+    function authorizationOf(uint256 tokenId, address user) external view returns (uint8 scopes, uint64 expiry);
+
+    /// @notice Whether the owner paused the agent.
+    function isPaused(uint256 tokenId) external view returns (bool);
+
+    /// @notice The transfer epoch (increments on every proof transfer).
+    function epochOf(uint256 tokenId) external view returns (uint64);
+
+    /// @notice The token's data hashes, in entry order.
+    function dataHashesOf(uint256 tokenId) external view returns (bytes32[] memory);
+
+    /// @notice The creator (ERC-2981 receiver and creator-share payee).
+    function creatorOf(uint256 tokenId) external view returns (address);
+
+    /// @notice Everything stored about the token.
+    function tokenInfo(uint256 tokenId) external view returns (TokenInfo memory);
+
+    /// @notice `account`'s published X25519 sealing public key (zero if none).
+    function sealingKeyOf(address account) external view returns (bytes32);
+
+    /// @notice The installed transfer verifier.
+    function verifier() external view returns (ITransferVerifier);
+
+    /// @notice keccak256(abi.encode(contributors, contributorBps)) fixed at mint (zero if none).
+    function contributorsHashOf(uint256 tokenId) external view returns (bytes32);
+
+    /// @notice (creator, creatorBps, contributorsHash, holder) for the EarningsSplitter, in one call.
+    function splitOf(uint256 tokenId)
+        external
+        view
+        returns (address creator, uint16 creatorBps, bytes32 contributorsHash, address holder);
+}
