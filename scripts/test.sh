@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every check CI runs: formatting, lints, the Rust test suite (real anvil chain, real
+# contracts, real llama.cpp), the Foundry suite with gas snapshot and artifact checks, and a
+# short fuzzing pass over the sealing parsers. Installs what it needs first (scripts/setup.sh).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+start=$(date +%s)
+step() { log "$* (+$(( $(date +%s) - start ))s)"; }
+
+step setup
+scripts/setup.sh
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "forge tests, gas snapshot, artifact check"
+inft-contracts/scripts/test.sh
+
+step "cargo test"
+cargo test --workspace --locked
+
+step "fuzz the sealing parsers"
+sealing/fuzz/run.sh "${INFT_FUZZ_SECONDS:-20}"
+
+step "all checks passed"
