@@ -66,16 +66,10 @@ interface IAgentNFT {
 
     // ----------------------------------------------------------------- events
 
-    /// @notice Emitted once per mint, with the revenue shares (needed to call the EarningsSplitter).
-    event Minted(
-        uint256 indexed tokenId,
-        address indexed creator,
-        address indexed to,
-        uint16 royaltyBps,
-        uint16 creatorBps,
-        address[] contributors,
-        uint16[] contributorBps
-    );
+    /// @notice The data contributors fixed at mint (emitted only when there are any: the NFT stores
+    /// just their hash, and EarningsSplitter deposits need the list). Royalty and creator bps are in
+    /// storage ({tokenInfo}); the creator is in the token id ({creatorOf}).
+    event ContributorsSet(uint256 indexed tokenId, address[] contributors, uint16[] contributorBps);
     /// @notice The token's private data as of `epoch` (mint, transfer, clone or update).
     event DataSet(
         uint256 indexed tokenId, uint64 indexed epoch, bytes32[] dataHashes, bytes[] sealedKeys, string[] uris
@@ -204,9 +198,6 @@ interface IAgentNFT {
     /// leak). Authorizations stay. The entry count may change.
     function updateData(uint256 tokenId, DataEntries calldata data) external;
 
-    /// @notice Destroy the token (owner or approved).
-    function burn(uint256 tokenId) external;
-
     // ------------------------------------------------------ agent and usage
 
     /// @notice The owner sets the agent wallet (the address of the agent key sealed in the data).
@@ -228,8 +219,11 @@ interface IAgentNFT {
 
     // ----------------------------------------------------------------- views
 
-    /// @notice The agent wallet of `tokenId` (zero if none). Reverts for unminted tokens.
+    /// @notice The agent wallet of `tokenId` (zero if none or if the token does not exist).
     function agentOf(uint256 tokenId) external view returns (address);
+
+    /// @notice (owner, agent, paused) in one call, for agent accounts. Reverts for unminted tokens.
+    function controlOf(uint256 tokenId) external view returns (address owner, address agent, bool paused);
 
     /// @notice True if `user` owns `tokenId` or holds a live grant containing every bit of `scopes`.
     function isAuthorized(uint256 tokenId, address user, uint8 scopes) external view returns (bool);

@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.28;
+
+import {IActionLog} from "./interfaces/IActionLog.sol";
+import {IAgentNFT} from "./interfaces/IAgentNFT.sol";
+import {Scopes} from "./interfaces/Scopes.sol";
+
+/// @title ActionLog
+/// @notice Per-token hash chain of agent actions. See IActionLog for the chain rule.
+/// Appenders: the token's current agent wallet (`nft.agentOf`), or an account the owner
+/// authorized with Scopes.LOG (the owner itself counts). After a transfer the old agent key and
+/// old grants are out (the NFT rotates the agent and bumps the epoch).
+contract ActionLog is IActionLog {
+    /// @dev Two slots: the full 256-bit head, and the sequence number.
+    struct Chain {
+        bytes32 head;
+        uint64 seq;
+    }
+
+    /// @notice The NFT whose agents log here.
+    IAgentNFT public immutable nft;
+
+    mapping(uint256 tokenId => Chain) private _chains;
+
+    /// @param nft_ the AgentNFT
+    constructor(IAgentNFT nft_) {
+        nft = nft_;
+    }
+
+    /// @inheritdoc IActionLog
+    function logActions(uint256 tokenId, uint64 firstSeq, bytes32[] calldata actionHashes) external {
+        uint256 n = actionHashes.length;
+        if (n == 0) revert EmptyBatch();
+        if (msg.sender != nft.agentOf(tokenId) && !nft.isAuthorized(tokenId, msg.sender, Scopes.LOG)) {
+            revert NotAgentOrExecutor(tokenId, msg.sender);
+        }
+        Chain storage c = _chains[tokenId];
+        uint64 seq = c.seq;
+        if (firstSeq != seq + 1) revert SequenceMismatch(seq + 1, firstSeq);
+        bytes32 prev = c.head;
+        bytes32 h = prev;
+        // head = keccak256(abi.encode(head, actionHash)), computed in scratch space.
+        assembly ("memory-safe") {
+            let p := actionHashes.offset
+            let end := add(p, shl(5, n))
+            for {} lt(p, end) { p := add(p, 0x20) } {
+                mstore(0x00, h)
+                mstore(0x20, calldataload(p))
+                h := keccak256(0x00, 0x40)
+            }
+        }
+        c.head = h;
+        c.seq = seq + uint64(n);
+        emit ActionsLogged(tokenId, firstSeq, msg.sender, prev, h, actionHashes);
+    }
+
+    /// @inheritdoc IActionLog
+    function chainOf(uint256 tokenId) external view returns (bytes32 head, uint64 seq) {
+        Chain storage c = _chains[tokenId];
+        return (c.head, c.seq);
+    }
+}

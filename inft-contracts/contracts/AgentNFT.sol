@@ -1,0 +1,454 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.28;
+
+import {ERC721} from "@openzeppelin/contracts/token/ERC721/ERC721.sol";
+import {ERC721Utils} from "@openzeppelin/contracts/token/ERC721/utils/ERC721Utils.sol";
+import {IERC2981} from "@openzeppelin/contracts/interfaces/IERC2981.sol";
+import {IERC165} from "@openzeppelin/contracts/utils/introspection/IERC165.sol";
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+
+import {IAgentNFT} from "./interfaces/IAgentNFT.sol";
+import {ITransferVerifier} from "./interfaces/ITransferVerifier.sol";
+import {Scopes} from "./interfaces/Scopes.sol";
+
+/// @title AgentNFT
+/// @notice ERC-721 agent tokens with private data that only move with a proof that rotates the data.
+/// See IAgentNFT for the API and README.md for the design decisions and their reasons.
+contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardTransient {
+    /// @dev Everything per token except data hashes, in one storage slot (160+48+8+8+16+16 = 256
+    /// bits): a mint writes one slot here, a transfer rewrites it.
+    struct Packed {
+        address agent;
+        uint48 epoch;
+        uint8 entryCount;
+        bool paused;
+        uint16 royaltyBps;
+        uint16 creatorBps;
+    }
+
+    /// @dev A usage grant, valid only while `epoch` equals the token's epoch (one slot).
+    struct Grant {
+        uint48 epoch;
+        uint64 expiry;
+        uint8 scopes;
+    }
+
+    uint256 private constant BPS = 10_000;
+    uint256 private constant MAX_ENTRIES = 255;
+
+    mapping(uint256 tokenId => Packed) private _tokens;
+    mapping(uint256 tokenId => mapping(uint256 index => bytes32)) private _dataHashes;
+    /// @dev Only written for tokens with data contributors.
+    mapping(uint256 tokenId => bytes32) private _contributorsHash;
+    /// @dev Only written for clones: their creator is the original's, not the id's namespace.
+    mapping(uint256 tokenId => address) private _cloneCreator;
+    mapping(uint256 tokenId => mapping(address user => Grant)) private _grants;
+    mapping(address account => bytes32) private _sealingKeys;
+    ITransferVerifier private _verifier;
+
+    /// @param admin may install the transfer verifier (two-step ownership)
+    constructor(address admin) ERC721("inft Agent", "INFT") Ownable(admin) {}
+
+    // ---------------------------------------------------------------- admin
+
+    /// @notice Install the transfer verifier. The admin cannot move tokens: every transfer still
+    /// needs the owner's (or approved operator's) transaction and the NFT's own checks.
+    function setVerifier(ITransferVerifier newVerifier) external onlyOwner {
+        if (address(newVerifier) == address(0)) revert ZeroAddress();
+        _verifier = newVerifier;
+        emit VerifierSet(address(newVerifier));
+    }
+
+    // -------------------------------------------------------------- minting
+
+    /// @inheritdoc IAgentNFT
+    function mint(address to, uint96 salt, DataEntries calldata data, address agent, Shares calldata shares)
+        external
+        returns (uint256 tokenId)
+    {
+        if (to == address(0)) revert ZeroAddress();
+        tokenId = _idFor(msg.sender, salt);
+        if (_ownerOf(tokenId) != address(0)) revert TokenIdTaken(tokenId);
+        uint8 n = _checkEntries(data);
+        bytes32 contributorsHash = _checkShares(shares);
+
+        _tokens[tokenId] = Packed({
+            agent: agent,
+            epoch: 0,
+            entryCount: n,
+            paused: false,
+            royaltyBps: shares.royaltyBps,
+            creatorBps: shares.creatorBps
+        });
+        _storeHashes(tokenId, data.dataHashes);
+        if (contributorsHash != bytes32(0)) _contributorsHash[tokenId] = contributorsHash;
+        _mint(to, tokenId);
+
+        if (contributorsHash != bytes32(0)) {
+            emit ContributorsSet(tokenId, shares.contributors, shares.contributorBps);
+        }
+        emit DataSet(tokenId, 0, data.dataHashes, data.sealedKeys, data.uris);
+        emit AgentSet(tokenId, agent, 0);
+    }
+
+    /// @inheritdoc IAgentNFT
+    function tokenIdFor(address minter, uint96 salt) external pure returns (uint256) {
+        return _idFor(minter, salt);
+    }
+
+    // ------------------------------------------------- transfer and clone
+
+    /// @inheritdoc IAgentNFT
+    function transferWithProof(
+        address to,
+        uint256 tokenId,
+        DataEntries calldata data,
+        address newAgent,
+        Proof calldata proof
+    ) external nonReentrant {
+        address from = _requireOwned(tokenId);
+        if (!_isAuthorized(from, msg.sender, tokenId)) revert NotTokenOwner(tokenId, msg.sender);
+        if (to == address(0) || to == from) revert BadReceiver(to);
+        Packed memory t = _tokens[tokenId];
+
+        (address signer) = _verifyRotation(tokenId, tokenId, from, to, t, data, newAgent, proof);
+
+        // Effects: new epoch (clears grants), new agent, pause reset, rotated data, new owner.
+        uint48 epoch = t.epoch + 1;
+        _tokens[tokenId] = Packed({
+            agent: newAgent,
+            epoch: epoch,
+            entryCount: t.entryCount,
+            paused: false,
+            royaltyBps: t.royaltyBps,
+            creatorBps: t.creatorBps
+        });
+        _storeHashes(tokenId, data.dataHashes);
+        // auth = 0: the proof path is the only way a private token moves (see _update).
+        _update(to, tokenId, address(0));
+
+        emit DataSet(tokenId, epoch, data.dataHashes, data.sealedKeys, data.uris);
+        emit AgentSet(tokenId, newAgent, epoch);
+        emit TransferredWithProof(tokenId, from, to, epoch, proof.mode, signer, proof.nonce);
+
+        // ERC-721 receiver check for contract receivers (an EOA is a no-op), after all effects.
+        ERC721Utils.checkOnERC721Received(msg.sender, from, to, tokenId, "");
+    }
+
+    /// @inheritdoc IAgentNFT
+    function cloneWithProof(
+        address to,
+        uint256 tokenId,
+        uint96 salt,
+        DataEntries calldata data,
+        address newAgent,
+        Proof calldata proof
+    ) external nonReentrant returns (uint256 newTokenId) {
+        address from = _requireOwned(tokenId);
+        if (!_isAuthorized(from, msg.sender, tokenId)) revert NotTokenOwner(tokenId, msg.sender);
+        if (to == address(0)) revert BadReceiver(to);
+        newTokenId = _idFor(msg.sender, salt);
+        if (_ownerOf(newTokenId) != address(0)) revert TokenIdTaken(newTokenId);
+        Packed memory t = _tokens[tokenId];
+
+        address signer = _verifyRotation(tokenId, newTokenId, from, to, t, data, newAgent, proof);
+
+        _tokens[newTokenId] = Packed({
+            agent: newAgent,
+            epoch: 0,
+            entryCount: t.entryCount,
+            paused: false,
+            royaltyBps: t.royaltyBps,
+            creatorBps: t.creatorBps
+        });
+        _storeHashes(newTokenId, data.dataHashes);
+        _cloneCreator[newTokenId] = creatorOf(tokenId);
+        bytes32 contributorsHash = _contributorsHash[tokenId];
+        if (contributorsHash != bytes32(0)) _contributorsHash[newTokenId] = contributorsHash;
+        _mint(to, newTokenId);
+
+        emit DataSet(newTokenId, 0, data.dataHashes, data.sealedKeys, data.uris);
+        emit AgentSet(newTokenId, newAgent, 0);
+        emit Cloned(tokenId, newTokenId, to, proof.mode, signer, proof.nonce);
+
+        ERC721Utils.checkOnERC721Received(msg.sender, address(0), to, newTokenId, "");
+    }
+
+    /// @inheritdoc IAgentNFT
+    function updateData(uint256 tokenId, DataEntries calldata data) external {
+        _requireOwner(tokenId);
+        uint8 n = _checkEntries(data);
+        Packed storage t = _tokens[tokenId];
+        t.entryCount = n;
+        uint48 epoch = t.epoch;
+        _storeHashes(tokenId, data.dataHashes);
+        emit DataSet(tokenId, epoch, data.dataHashes, data.sealedKeys, data.uris);
+    }
+
+    // -------------------------------------------------------- agent and usage
+
+    /// @inheritdoc IAgentNFT
+    function setAgent(uint256 tokenId, address agent) external {
+        _requireOwner(tokenId);
+        Packed storage t = _tokens[tokenId];
+        t.agent = agent;
+        emit AgentSet(tokenId, agent, t.epoch);
+    }
+
+    /// @inheritdoc IAgentNFT
+    function setPaused(uint256 tokenId, bool paused) external {
+        _requireOwner(tokenId);
+        _tokens[tokenId].paused = paused;
+        emit PauseSet(tokenId, paused);
+    }
+
+    /// @inheritdoc IAgentNFT
+    function authorize(uint256 tokenId, address user, uint8 scopes, uint64 expiry, bytes[] calldata sealedKeys)
+        external
+    {
+        _requireOwner(tokenId);
+        if (user == address(0)) revert ZeroAddress();
+        if (scopes == 0 || scopes & ~Scopes.ALL != 0) revert BadScopes(scopes);
+        if (expiry <= block.timestamp) revert BadExpiry(expiry);
+        uint48 epoch = _tokens[tokenId].epoch;
+        _grants[tokenId][user] = Grant({epoch: epoch, expiry: expiry, scopes: scopes});
+        emit UsageAuthorized(tokenId, user, epoch, scopes, expiry, sealedKeys);
+    }
+
+    /// @inheritdoc IAgentNFT
+    function revoke(uint256 tokenId, address user) external {
+        _requireOwner(tokenId);
+        delete _grants[tokenId][user];
+        emit UsageRevoked(tokenId, user, _tokens[tokenId].epoch);
+    }
+
+    /// @inheritdoc IAgentNFT
+    function setSealingKey(bytes32 key) external {
+        _sealingKeys[msg.sender] = key;
+        emit SealingKeySet(msg.sender, key);
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// @inheritdoc IAgentNFT
+    function agentOf(uint256 tokenId) external view returns (address) {
+        return _tokens[tokenId].agent;
+    }
+
+    /// @inheritdoc IAgentNFT
+    function controlOf(uint256 tokenId) external view returns (address owner, address agent, bool paused) {
+        owner = _requireOwned(tokenId);
+        Packed storage t = _tokens[tokenId];
+        (agent, paused) = (t.agent, t.paused);
+    }
+
+    /// @inheritdoc IAgentNFT
+    function isAuthorized(uint256 tokenId, address user, uint8 scopes) external view returns (bool) {
+        if (user == address(0)) return false;
+        if (_ownerOf(tokenId) == user) return true;
+        Grant memory g = _grants[tokenId][user];
+        return scopes != 0 && g.scopes & scopes == scopes && g.expiry > block.timestamp
+            && g.epoch == _tokens[tokenId].epoch;
+    }
+
+    /// @inheritdoc IAgentNFT
+    function authorizationOf(uint256 tokenId, address user) external view returns (uint8 scopes, uint64 expiry) {
+        Grant memory g = _grants[tokenId][user];
+        if (g.expiry > block.timestamp && g.epoch == _tokens[tokenId].epoch && _ownerOf(tokenId) != address(0)) {
+            return (g.scopes, g.expiry);
+        }
+        return (0, 0);
+    }
+
+    /// @inheritdoc IAgentNFT
+    function isPaused(uint256 tokenId) external view returns (bool) {
+        return _tokens[tokenId].paused;
+    }
+
+    /// @inheritdoc IAgentNFT
+    function epochOf(uint256 tokenId) external view returns (uint64) {
+        _requireOwned(tokenId);
+        return _tokens[tokenId].epoch;
+    }
+
+    /// @inheritdoc IAgentNFT
+    function dataHashesOf(uint256 tokenId) external view returns (bytes32[] memory hashes) {
+        _requireOwned(tokenId);
+        uint256 n = _tokens[tokenId].entryCount;
+        hashes = new bytes32[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            hashes[i] = _dataHashes[tokenId][i];
+        }
+    }
+
+    /// @inheritdoc IAgentNFT
+    function creatorOf(uint256 tokenId) public view returns (address) {
+        _requireOwned(tokenId);
+        address c = _cloneCreator[tokenId];
+        return c != address(0) ? c : address(uint160(tokenId >> 96));
+    }
+
+    /// @inheritdoc IAgentNFT
+    function tokenInfo(uint256 tokenId) external view returns (TokenInfo memory info) {
+        Packed memory t = _tokens[tokenId];
+        info = TokenInfo({
+            owner: _requireOwned(tokenId),
+            creator: creatorOf(tokenId),
+            agent: t.agent,
+            epoch: t.epoch,
+            royaltyBps: t.royaltyBps,
+            creatorBps: t.creatorBps,
+            entryCount: t.entryCount,
+            paused: t.paused,
+            contributorsHash: _contributorsHash[tokenId]
+        });
+    }
+
+    /// @inheritdoc IAgentNFT
+    function sealingKeyOf(address account) external view returns (bytes32) {
+        return _sealingKeys[account];
+    }
+
+    /// @inheritdoc IAgentNFT
+    function verifier() external view returns (ITransferVerifier) {
+        return _verifier;
+    }
+
+    /// @inheritdoc IAgentNFT
+    function contributorsHashOf(uint256 tokenId) external view returns (bytes32) {
+        _requireOwned(tokenId);
+        return _contributorsHash[tokenId];
+    }
+
+    /// @inheritdoc IAgentNFT
+    function splitOf(uint256 tokenId)
+        external
+        view
+        returns (address creator, uint16 creatorBps, bytes32 contributorsHash, address holder)
+    {
+        holder = _requireOwned(tokenId);
+        creator = creatorOf(tokenId);
+        creatorBps = _tokens[tokenId].creatorBps;
+        contributorsHash = _contributorsHash[tokenId];
+    }
+
+    /// @notice ERC-2981: the creator receives `royaltyBps` of the sale price (fixed at mint).
+    function royaltyInfo(uint256 tokenId, uint256 salePrice) external view returns (address, uint256) {
+        return (creatorOf(tokenId), salePrice * _tokens[tokenId].royaltyBps / BPS);
+    }
+
+    /// @inheritdoc IERC165
+    function supportsInterface(bytes4 interfaceId) public view override(ERC721, IERC165) returns (bool) {
+        return interfaceId == type(IERC2981).interfaceId || interfaceId == type(IAgentNFT).interfaceId
+            || super.supportsInterface(interfaceId);
+    }
+
+    // --------------------------------------------------------------- internal
+
+    /// @dev Every external ERC-721 transfer path (transferFrom and both safeTransferFrom) passes
+    /// the caller as `auth`; mint and the proof paths pass zero. All tokens carry private data, so
+    /// a plain transfer is always refused: the token would move without a rotation, and the
+    /// previous owner would keep the data keys.
+    function _update(address to, uint256 tokenId, address auth) internal override returns (address) {
+        if (auth != address(0)) revert PrivateTokenTransfer(tokenId);
+        return super._update(to, tokenId, auth);
+    }
+
+    function _idFor(address minter, uint96 salt) private pure returns (uint256) {
+        return (uint256(uint160(minter)) << 96) | uint256(salt);
+    }
+
+    function _requireOwner(uint256 tokenId) private view {
+        if (_requireOwned(tokenId) != msg.sender) revert NotTokenOwner(tokenId, msg.sender);
+    }
+
+    function _checkEntries(DataEntries calldata data) private pure returns (uint8) {
+        uint256 n = data.dataHashes.length;
+        if (n == 0 || n > MAX_ENTRIES || data.sealedKeys.length != n || data.uris.length != n) revert BadEntries();
+        for (uint256 i = 0; i < n; ++i) {
+            if (data.dataHashes[i] == bytes32(0) || data.sealedKeys[i].length == 0) revert EmptyEntry(i);
+        }
+        return uint8(n);
+    }
+
+    function _checkShares(Shares calldata shares) private pure returns (bytes32) {
+        uint256 n = shares.contributors.length;
+        if (shares.royaltyBps > BPS || shares.contributorBps.length != n) revert BadShares();
+        uint256 sum = shares.creatorBps;
+        for (uint256 i = 0; i < n; ++i) {
+            if (shares.contributors[i] == address(0)) revert BadShares();
+            sum += shares.contributorBps[i];
+        }
+        if (sum > BPS) revert BadShares();
+        if (n == 0) return bytes32(0);
+        return keccak256(abi.encode(shares.contributors, shares.contributorBps));
+    }
+
+    function _storeHashes(uint256 tokenId, bytes32[] calldata hashes) private {
+        mapping(uint256 => bytes32) storage slot = _dataHashes[tokenId];
+        for (uint256 i = 0; i < hashes.length; ++i) {
+            slot[i] = hashes[i];
+        }
+    }
+
+    /// @dev Fills the EIP-712 array members of `r` (bytes32[] -> keccak of the concatenation;
+    /// bytes[] / string[] -> keccak of the concatenated element hashes) and checks that every entry
+    /// was rotated.
+    function _hashEntries(ITransferVerifier.Rotation memory r, uint256 tokenId, uint256 n, DataEntries calldata data)
+        private
+        view
+    {
+        bytes32[] memory old = new bytes32[](n);
+        bytes32[] memory keyHashes = new bytes32[](n);
+        bytes32[] memory uriHashes = new bytes32[](n);
+        mapping(uint256 => bytes32) storage stored = _dataHashes[tokenId];
+        for (uint256 i = 0; i < n; ++i) {
+            bytes32 h = stored[i];
+            if (data.dataHashes[i] == h) revert DataNotRotated(i);
+            old[i] = h;
+            keyHashes[i] = keccak256(data.sealedKeys[i]);
+            uriHashes[i] = keccak256(bytes(data.uris[i]));
+        }
+        r.oldDataHashes = keccak256(abi.encodePacked(old));
+        r.newDataHashes = keccak256(abi.encodePacked(data.dataHashes));
+        r.sealedKeys = keccak256(abi.encodePacked(keyHashes));
+        r.uris = keccak256(abi.encodePacked(uriHashes));
+    }
+
+    /// @dev The checks shared by transfer and clone, then the verifier. Returns the proof signer.
+    function _verifyRotation(
+        uint256 tokenId,
+        uint256 newTokenId,
+        address from,
+        address to,
+        Packed memory t,
+        DataEntries calldata data,
+        address newAgent,
+        Proof calldata proof
+    ) private returns (address) {
+        if (block.timestamp > proof.deadline) revert ProofExpired(proof.deadline, block.timestamp);
+        ITransferVerifier v = _verifier;
+        if (address(v) == address(0)) revert NoVerifier();
+        _checkEntries(data);
+        uint256 n = t.entryCount;
+        if (data.dataHashes.length != n) revert EntryCountMismatch(n, data.dataHashes.length);
+        if (newAgent != address(0) && newAgent == t.agent) revert AgentNotRotated(newAgent);
+        bytes32 sealingKey = _sealingKeys[to];
+        if (sealingKey == bytes32(0)) revert NoSealingKey(to);
+
+        ITransferVerifier.Rotation memory r;
+        r.nft = address(this);
+        r.tokenId = tokenId;
+        r.newTokenId = newTokenId;
+        r.from = from;
+        r.to = to;
+        r.sealingKey = sealingKey;
+        r.newAgent = newAgent;
+        r.nonce = proof.nonce;
+        r.deadline = proof.deadline;
+        _hashEntries(r, tokenId, n, data);
+        return v.verifyRotation(proof.mode, r, proof.signature);
+    }
+}
