@@ -1,0 +1,3 @@
+//! Unit tests with access to the deterministic sealing hooks.
+
+mod roundtrip;
