@@ -1,3 +1,9 @@
-//! The `inft` command-line program.
+//! The `inft` command-line program. Thin: everything lives in [`cli`] and one module per
+//! subcommand under `cmd/`.
 
-fn main() {}
+mod cli;
+mod cmd;
+
+fn main() -> std::process::ExitCode {
+    cli::run()
+}

@@ -1,0 +1,127 @@
+//! Argument parsing, logging setup and dispatch. Adding a subcommand: a file under `cmd/`
+//! (an args struct implementing [`Run`]), a `mod` line in `cmd/mod.rs`, and one line in
+//! the `commands!` list below.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::cmd::{self, Run};
+
+/// Intelligent NFT agents: seal models and keys, and (soon) mint, run, transfer and audit them.
+#[derive(Debug, Parser)]
+#[command(name = "inft", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Print results as JSON on stdout, for scripts (also hides progress bars).
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub(crate) command: Commands,
+}
+
+/// Declares the subcommand enum and its dispatch from one list: `Variant(ArgsType)`.
+macro_rules! commands {
+    ($( $(#[$doc:meta])* $variant:ident($args:ty), )*) => {
+        /// The `inft` subcommands.
+        #[derive(Debug, Subcommand)]
+        pub(crate) enum Commands {
+            $( $(#[$doc])* $variant($args), )*
+        }
+
+        impl Commands {
+            async fn run(self, ctx: &Context) -> anyhow::Result<()> {
+                match self {
+                    $( Commands::$variant(args) => args.run(ctx).await, )*
+                }
+            }
+        }
+    };
+}
+
+commands! {
+    /// Create and inspect X25519 sealing keys (stored encrypted under a passphrase).
+    Keys(cmd::keys::KeysArgs),
+    /// Seal a file: encrypt it under a fresh data key and wrap that key for a recipient.
+    Seal(cmd::seal::SealArgs),
+    /// Unseal a file sealed to your key; the output appears only if everything verified.
+    Unseal(cmd::unseal::UnsealArgs),
+}
+
+/// Global settings every command gets.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Context {
+    /// `--json`: machine-readable results on stdout.
+    pub(crate) json: bool,
+}
+
+impl Context {
+    /// Prints a result: `human` as plain text, or `json` when `--json` was given.
+    pub(crate) fn emit(&self, human: impl std::fmt::Display, json: serde_json::Value) {
+        if self.json {
+            println!("{json}");
+        } else {
+            println!("{human}");
+        }
+    }
+
+    /// A byte progress bar on stderr for `len` bytes; hidden with `--json`, when stderr is not
+    /// a terminal, or for small inputs.
+    pub(crate) fn progress(&self, len: u64, what: &str) -> indicatif::ProgressBar {
+        const SHOW_FROM: u64 = 16 << 20;
+        if self.json || len < SHOW_FROM || !std::io::stderr().is_terminal() {
+            return indicatif::ProgressBar::hidden();
+        }
+        let pb = indicatif::ProgressBar::with_draw_target(
+            Some(len),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{msg:>9} [{bar:40}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+        ) {
+            pb.set_style(style.progress_chars("=> "));
+        }
+        pb.set_message(what.to_owned());
+        pb
+    }
+}
+
+/// Parses arguments, runs the command, prints any error as one line, and returns the exit code.
+pub(crate) fn run() -> ExitCode {
+    let cli = Cli::parse();
+    // Logs go to stderr so stdout stays clean for results; RUST_LOG overrides the default.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let ctx = Context { json: cli.json };
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(cli.command.run(&ctx)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

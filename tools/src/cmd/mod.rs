@@ -1,0 +1,14 @@
+//! One module per subcommand; shared option groups and helpers in [`common`].
+
+pub(crate) mod common;
+pub(crate) mod keys;
+pub(crate) mod seal;
+pub(crate) mod unseal;
+
+use crate::cli::Context;
+
+/// A subcommand: its parsed arguments, run once.
+pub(crate) trait Run {
+    /// Runs the command, printing results through `ctx`.
+    async fn run(self, ctx: &Context) -> anyhow::Result<()>;
+}
