@@ -196,6 +196,10 @@ fn read_header<R: Read>(src: &mut Source<R>) -> Result<crate::format::Unverified
     Header::parse(bytes)
 }
 
+/// How many trailing bytes the error path tries cutting off a failed record to recognise
+/// appended data (each try decrypts the record once).
+const TRAILING_SEARCH: usize = 256;
+
 /// A reader with one byte of lookahead, so a full chunk can be told apart from the final one.
 struct Source<R> {
     inner: R,
@@ -618,7 +622,9 @@ impl<'k> Driver<'k> {
         let n = b.lens.len();
         if n == 0 {
             // Only possible for a blob with no chunk records at all.
-            return Err(DriverError::Open(OpenError::Truncated { chunks: b.first }));
+            return Err(DriverError::Open(OpenError::Truncated {
+                chunks: b.first - self.start_index,
+            }));
         }
         let Some(i) = b.status.iter().position(|s| *s != Status::Ok) else {
             return Ok(());
@@ -664,6 +670,19 @@ impl<'k> Driver<'k> {
             } else {
                 OpenError::TrailingData { after_chunk: index }
             }));
+        }
+        // Junk appended to a short final chunk merges into its record: try cutting a little
+        // off the end (bounded, error path only).
+        for t in 1..=TRAILING_SEARCH.min(rec.len() - TAG_LEN) {
+            let r = &rec[..rec.len() - t];
+            if r.len() == TAG_LEN && index != self.start_index {
+                continue; // an empty final chunk is canonical only as the first chunk
+            }
+            if pk.open_chunk(index, true, r, &mut scratch) {
+                return Err(DriverError::Open(OpenError::TrailingData {
+                    after_chunk: index,
+                }));
+            }
         }
         // Reordered or duplicated within the batch window?
         for j in 0..n as u64 {
