@@ -50,6 +50,8 @@ contract ActionLog is IActionLog {
             }
         }
         c.head = h;
+        // n is bounded by the calldata size, far below 2^64.
+        // forge-lint: disable-next-line(unsafe-typecast)
         c.seq = seq + uint64(n);
         emit ActionsLogged(tokenId, firstSeq, msg.sender, prev, h, actionHashes);
     }

@@ -287,6 +287,8 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
     function creatorOf(uint256 tokenId) public view returns (address) {
         _requireOwned(tokenId);
         address c = _cloneCreator[tokenId];
+        // The top 160 bits of the id are the minter (see _idFor), so the cast cannot truncate.
+        // forge-lint: disable-next-line(unsafe-typecast)
         return c != address(0) ? c : address(uint160(tokenId >> 96));
     }
 
@@ -370,6 +372,8 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
         for (uint256 i = 0; i < n; ++i) {
             if (data.dataHashes[i] == bytes32(0) || data.sealedKeys[i].length == 0) revert EmptyEntry(i);
         }
+        // n <= MAX_ENTRIES (255), checked above.
+        // forge-lint: disable-next-line(unsafe-typecast)
         return uint8(n);
     }
 

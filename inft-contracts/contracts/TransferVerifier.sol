@@ -106,6 +106,7 @@ contract TransferVerifier is ITransferVerifier, EIP712, Ownable2Step {
 
     /// @notice Whether `signer`'s `nonce` was used or cancelled.
     function isNonceUsed(address signer, uint256 nonce) external view returns (bool) {
+        // forge-lint: disable-next-line(incorrect-shift)
         return _nonceBits[signer][nonce >> 8] & (1 << (nonce & 0xff)) != 0;
     }
 
@@ -127,6 +128,8 @@ contract TransferVerifier is ITransferVerifier, EIP712, Ownable2Step {
     }
 
     function _useNonce(address signer, uint256 nonce) private {
+        // Bit (nonce mod 256) of word (nonce / 256).
+        // forge-lint: disable-next-line(incorrect-shift)
         uint256 bit = 1 << (nonce & 0xff);
         mapping(uint256 => uint256) storage words = _nonceBits[signer];
         uint256 word = words[nonce >> 8];

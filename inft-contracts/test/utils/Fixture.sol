@@ -10,10 +10,10 @@ import {AgentAccountFactory} from "../../contracts/AgentAccount.sol";
 import {IAgentNFT} from "../../contracts/interfaces/IAgentNFT.sol";
 import {Scopes} from "../../contracts/interfaces/Scopes.sol";
 
-/// @dev Deploys the whole system and provides proof-signing helpers. The EIP-712 hashing here is
-/// written out independently of TransferVerifier.hashRotation, so tests check the contract's
-/// encoding against a second implementation (the Rust tests add a third: alloy's).
-abstract contract Fixture is Test {
+/// @dev Proof-signing and data helpers over a deployed system. The EIP-712 hashing here is written
+/// out independently of TransferVerifier.hashRotation, so tests check the contract's encoding
+/// against a second implementation (the Rust tests add a third: alloy's).
+abstract contract Signing is Test {
     AgentNFT internal nft;
     TransferVerifier internal verifier;
     ActionLog internal actionLog;
@@ -70,7 +70,7 @@ abstract contract Fixture is Test {
         uint256 deadline;
     }
 
-    function setUp() public virtual {
+    function initActors() internal {
         alice = vm.addr(ALICE_PK);
         bob = vm.addr(BOB_PK);
         carol = vm.addr(CAROL_PK);
@@ -79,19 +79,6 @@ abstract contract Fixture is Test {
         agent1 = vm.addr(AGENT1_PK);
         agent2 = vm.addr(AGENT2_PK);
         agent3 = vm.addr(AGENT3_PK);
-        vm.warp(1_700_000_000);
-
-        (nft, verifier) = deployNft(admin);
-        actionLog = new ActionLog(nft);
-        splitter = new EarningsSplitter(nft);
-        accounts = new AgentAccountFactory(address(nft));
-
-        vm.prank(alice);
-        nft.setSealingKey(ALICE_SEALING_KEY);
-        vm.prank(bob);
-        nft.setSealingKey(BOB_SEALING_KEY);
-        vm.prank(carol);
-        nft.setSealingKey(CAROL_SEALING_KEY);
     }
 
     function deployNft(address owner) internal returns (AgentNFT n, TransferVerifier v) {
@@ -259,5 +246,26 @@ abstract contract Fixture is Test {
             out[2 * i] = digits[uint8(v[i]) >> 4];
             out[2 * i + 1] = digits[uint8(v[i]) & 0x0f];
         }
+    }
+}
+
+/// @dev Deploys the whole system (NFT, verifier with one oracle, action log, splitter, account
+/// factory) and publishes sealing keys for alice, bob and carol.
+abstract contract Fixture is Signing {
+    function setUp() public virtual {
+        initActors();
+        vm.warp(1_700_000_000);
+
+        (nft, verifier) = deployNft(admin);
+        actionLog = new ActionLog(nft);
+        splitter = new EarningsSplitter(nft);
+        accounts = new AgentAccountFactory(address(nft));
+
+        vm.prank(alice);
+        nft.setSealingKey(ALICE_SEALING_KEY);
+        vm.prank(bob);
+        nft.setSealingKey(BOB_SEALING_KEY);
+        vm.prank(carol);
+        nft.setSealingKey(CAROL_SEALING_KEY);
     }
 }
