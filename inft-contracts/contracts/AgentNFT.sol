@@ -146,8 +146,9 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
         address newAgent,
         Proof calldata proof
     ) external nonReentrant returns (uint256 newTokenId) {
+        // Owner only: an ERC-721 approval is a right to move the token, not to copy the agent.
         address from = _requireOwned(tokenId);
-        if (!_isAuthorized(from, msg.sender, tokenId)) revert NotTokenOwner(tokenId, msg.sender);
+        if (from != msg.sender) revert NotTokenOwner(tokenId, msg.sender);
         if (to == address(0)) revert BadReceiver(to);
         newTokenId = _idFor(msg.sender, salt);
         if (_ownerOf(newTokenId) != address(0)) revert TokenIdTaken(newTokenId);

@@ -1,1 +1,26 @@
-//! Rust bindings for the inft contracts.
+#![doc = include_str!("../README.md")]
+
+pub mod anvil;
+pub mod bindings;
+pub mod deploy;
+pub mod proof;
+pub mod revert;
+
+pub use anvil::{AnvilError, DevChain, anvil_binary, spawn_anvil};
+pub use deploy::{DeployConfig, DeployError, Deployment, deploy_all, deploy_with};
+pub use proof::{ProofMode, Rotation, contributors_hash, proof_domain, token_id_for};
+pub use revert::{ContractRevert, decode_revert, revert_of};
+
+/// Usage-authorization scope bits (`Scopes.sol`), for `AgentNFT.authorize` / `isAuthorized`.
+pub mod scopes {
+    /// Unseal and run the agent.
+    pub const RUN: u8 = 1;
+    /// Operate the agent's token-bound account (`AgentAccount.execute`).
+    pub const TRADE: u8 = 2;
+    /// Produce creative output in the agent's name.
+    pub const CREATE: u8 = 4;
+    /// Append to the agent's `ActionLog` (executors, relayers).
+    pub const LOG: u8 = 8;
+    /// Every defined bit.
+    pub const ALL: u8 = 15;
+}

@@ -616,6 +616,14 @@ contract AgentNFTCloneTest is Fixture {
         nft.cloneWithProof(bob, id, 77, d, agent1, proof(Scopes.MODE_RECEIVER, 3, deadline, ""));
     }
 
+    function test_clone_approvedOperator_reverts() public {
+        vm.prank(alice);
+        nft.setApprovalForAll(carol, true);
+        vm.prank(carol);
+        vm.expectRevert(abi.encodeWithSelector(IAgentNFT.NotTokenOwner.selector, id, carol));
+        nft.cloneWithProof(bob, id, 77, entries(2, 200), agent2, proof(Scopes.MODE_RECEIVER, 3, deadline, ""));
+    }
+
     function test_clone_takenId_reverts() public {
         vm.prank(alice);
         vm.expectRevert(abi.encodeWithSelector(IAgentNFT.TokenIdTaken.selector, id));

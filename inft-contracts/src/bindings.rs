@@ -1,0 +1,89 @@
+//! alloy `sol!` bindings over the committed artifacts (`artifacts/*.json`: abi + bytecode).
+//!
+//! Every contract gets a module with its call/event/error types and, through `#[sol(rpc)]`, an
+//! instance type (`AgentNFT::AgentNFTInstance`) plus `deploy`. Structs used in the ABI appear
+//! in a module named after the interface that declares them (e.g. `IAgentNFT::DataEntries`,
+//! `IAgentNFT::Proof`, `IAgentNFT::Shares`, `ITransferVerifier::Rotation`, `IAgentAccount::Call`).
+//!
+//! The artifacts are checked against the Solidity sources by `scripts/check-artifacts.sh`, so the
+//! crate builds without node_modules or a Solidity compiler.
+
+// Generated code: the items are documented by the Solidity sources and IAgentNFT & co.
+#![allow(missing_docs, unreachable_pub, clippy::too_many_arguments)]
+
+alloy::sol!(
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    AgentNFT,
+    "artifacts/AgentNFT.json"
+);
+
+alloy::sol!(
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    TransferVerifier,
+    "artifacts/TransferVerifier.json"
+);
+
+alloy::sol!(
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    ActionLog,
+    "artifacts/ActionLog.json"
+);
+
+alloy::sol!(
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    EarningsSplitter,
+    "artifacts/EarningsSplitter.json"
+);
+
+alloy::sol!(
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    AgentAccount,
+    "artifacts/AgentAccount.json"
+);
+
+alloy::sol!(
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    AgentAccountFactory,
+    "artifacts/AgentAccountFactory.json"
+);
+
+alloy::sol!(
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    TestToken,
+    "artifacts/TestToken.json"
+);
+
+alloy::sol!(
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    WETH9,
+    "artifacts/WETH9.json"
+);
+
+alloy::sol!(
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    UniswapV2Factory,
+    "artifacts/UniswapV2Factory.json"
+);
+
+alloy::sol!(
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    UniswapV2Router02,
+    "artifacts/UniswapV2Router02.json"
+);
+
+alloy::sol!(
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    UniswapV2Pair,
+    "artifacts/UniswapV2Pair.json"
+);

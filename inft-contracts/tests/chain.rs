@@ -1,0 +1,496 @@
+//! The contracts on a real anvil: deploy everything, swap on the Uniswap V2 pool, mint, transfer
+//! with a proof signed in Rust, log actions, and decode typed reverts.
+//!
+//! All chain tests live in this one test binary; each test spawns its own anvil.
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::aliases::U96;
+use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
+use alloy::providers::{Provider, ProviderBuilder};
+use alloy::signers::SignerSync;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolEvent;
+use anyhow::{Context, Result, ensure};
+
+use inft_contracts::bindings::{
+    ActionLog, AgentNFT, IAgentNFT, TestToken, TransferVerifier, UniswapV2Pair, UniswapV2Router02,
+};
+use inft_contracts::{
+    ContractRevert, Deployment, DevChain, ProofMode, Rotation, deploy_all, proof_domain, revert_of,
+    spawn_anvil, token_id_for,
+};
+
+struct Env {
+    chain: DevChain,
+    provider: alloy::providers::DynProvider,
+    deployment: Deployment,
+    deployer: Address,
+    alice: PrivateKeySigner,
+    bob: PrivateKeySigner,
+    trader: Address,
+}
+
+async fn setup() -> Result<Env> {
+    let chain = spawn_anvil(None, &[])?;
+    let deployer = chain.signer(0).context("account 0")?;
+    let alice = chain.signer(1).context("account 1")?;
+    let bob = chain.signer(2).context("account 2")?;
+    let trader = chain.signer(3).context("account 3")?;
+    let deployer_addr = deployer.address();
+    let trader_addr = trader.address();
+    let mut wallet = EthereumWallet::from(deployer);
+    wallet.register_signer(alice.clone());
+    wallet.register_signer(bob.clone());
+    wallet.register_signer(trader);
+    let provider = ProviderBuilder::new()
+        .wallet(wallet)
+        .connect_http(chain.endpoint_url());
+    let deployment = deploy_all(&provider).await?;
+    Ok(Env {
+        provider: provider.erased(),
+        chain,
+        deployment,
+        deployer: deployer_addr,
+        alice,
+        bob,
+        trader: trader_addr,
+    })
+}
+
+fn data_hash(tag: &str) -> B256 {
+    keccak256(tag.as_bytes())
+}
+
+fn sealed_key(tag: &str) -> Bytes {
+    // 81 bytes, the sealing crate's sealed-key size
+    let mut k = vec![1u8];
+    k.extend_from_slice(keccak256(format!("{tag}/eph")).as_slice());
+    k.extend_from_slice(keccak256(format!("{tag}/ct")).as_slice());
+    k.extend_from_slice(&[0u8; 16]);
+    Bytes::from(k)
+}
+
+fn entries(tag: &str) -> IAgentNFT::DataEntries {
+    IAgentNFT::DataEntries {
+        dataHashes: vec![data_hash(tag)],
+        sealedKeys: vec![sealed_key(tag)],
+        uris: vec![format!("inft://blob/{}", data_hash(tag))],
+    }
+}
+
+fn no_shares() -> IAgentNFT::Shares {
+    IAgentNFT::Shares {
+        royaltyBps: 500,
+        creatorBps: 1000,
+        contributors: vec![],
+        contributorBps: vec![],
+    }
+}
+
+#[tokio::test]
+async fn deploys_everything_and_the_deployment_round_trips() -> Result<()> {
+    let env = setup().await?;
+    let d = &env.deployment;
+    ensure!(d.chain_id == env.chain.chain_id());
+    ensure!(d.deployer == env.deployer);
+    for (name, addr) in [
+        ("nft", d.agent_nft),
+        ("verifier", d.transfer_verifier),
+        ("log", d.action_log),
+        ("splitter", d.earnings_splitter),
+        ("accounts", d.agent_account_factory),
+        ("weth", d.market.weth),
+        ("factory", d.market.factory),
+        ("router", d.market.router),
+        ("tUSD", d.market.quote_token),
+        ("tGLD", d.market.base_token),
+        ("pair", d.market.pair),
+    ] {
+        let code = env.provider.get_code_at(addr).await?;
+        ensure!(!code.is_empty(), "{name} has no code at {addr}");
+    }
+    let nft = AgentNFT::new(d.agent_nft, &env.provider);
+    ensure!(
+        nft.verifier().call().await? == d.transfer_verifier,
+        "verifier installed"
+    );
+    let verifier = TransferVerifier::new(d.transfer_verifier, &env.provider);
+    ensure!(verifier.nft().call().await? == d.agent_nft);
+
+    let json = serde_json::to_string(d)?;
+    let back: Deployment = serde_json::from_str(&json)?;
+    ensure!(&back == d, "serde round trip");
+    Ok(())
+}
+
+/// One swap through Router02 on the seeded pool; the balances move exactly as the constant-product
+/// formula with the 0.3% fee says. This also proves the npm Factory's pair bytecode matches the
+/// init code hash hard-coded in Router02 (otherwise the router would address a non-existent pair).
+#[tokio::test]
+async fn swaps_on_the_uniswap_pool() -> Result<()> {
+    let env = setup().await?;
+    let m = &env.deployment.market;
+    let quote = TestToken::new(m.quote_token, &env.provider);
+    let base = TestToken::new(m.base_token, &env.provider);
+    let pair = UniswapV2Pair::new(m.pair, &env.provider);
+    let router = UniswapV2Router02::new(m.router, &env.provider);
+
+    let e18 = U256::from(10u64).pow(U256::from(18u64));
+    let amount_in = U256::from(5_000u64) * e18;
+    quote
+        .transfer(env.trader, amount_in)
+        .from(env.deployer)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    quote
+        .approve(m.router, amount_in)
+        .from(env.trader)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+
+    let reserves = pair.getReserves().call().await?;
+    let token0 = pair.token0().call().await?;
+    let (reserve_in, reserve_out) = if token0 == m.quote_token {
+        (
+            U256::from(reserves._reserve0),
+            U256::from(reserves._reserve1),
+        )
+    } else {
+        (
+            U256::from(reserves._reserve1),
+            U256::from(reserves._reserve0),
+        )
+    };
+    ensure!(
+        reserve_in == U256::from(1_000_000u64) * e18,
+        "seeded quote reserve"
+    );
+    ensure!(
+        reserve_out == U256::from(1_000u64) * e18,
+        "seeded base reserve"
+    );
+    let expected_out = amount_in * U256::from(997u64) * reserve_out
+        / (reserve_in * U256::from(1000u64) + amount_in * U256::from(997u64));
+    let quoted = router
+        .getAmountsOut(amount_in, vec![m.quote_token, m.base_token])
+        .call()
+        .await?;
+    ensure!(
+        quoted[1] == expected_out,
+        "router quote matches the formula"
+    );
+
+    let receipt = router
+        .swapExactTokensForTokens(
+            amount_in,
+            expected_out,
+            vec![m.quote_token, m.base_token],
+            env.trader,
+            U256::MAX,
+        )
+        .from(env.trader)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    ensure!(receipt.status(), "swap succeeded");
+    ensure!(
+        quote.balanceOf(env.trader).call().await? == U256::ZERO,
+        "quote spent"
+    );
+    ensure!(
+        base.balanceOf(env.trader).call().await? == expected_out,
+        "base received"
+    );
+    let after = pair.getReserves().call().await?;
+    let (in_after, out_after) = if token0 == m.quote_token {
+        (U256::from(after._reserve0), U256::from(after._reserve1))
+    } else {
+        (U256::from(after._reserve1), U256::from(after._reserve0))
+    };
+    ensure!(
+        in_after == reserve_in + amount_in,
+        "pool received the input"
+    );
+    ensure!(
+        out_after == reserve_out - expected_out,
+        "pool paid the output"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn mints_a_token_with_owner_data_hash_and_events() -> Result<()> {
+    let env = setup().await?;
+    let nft = AgentNFT::new(env.deployment.agent_nft, &env.provider);
+    let alice = env.alice.address();
+    let agent = PrivateKeySigner::random();
+    let salt = U96::from(42u8);
+
+    let expected_id = token_id_for(alice, salt);
+    ensure!(
+        nft.tokenIdFor(alice, salt).call().await? == expected_id,
+        "token id scheme"
+    );
+
+    let data = entries("model");
+    let receipt = nft
+        .mint(alice, salt, data.clone(), agent.address(), no_shares())
+        .from(alice)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    ensure!(receipt.status());
+    println!("mint (1 entry) transaction gas used: {}", receipt.gas_used);
+
+    ensure!(nft.ownerOf(expected_id).call().await? == alice, "owner");
+    ensure!(
+        nft.dataHashesOf(expected_id).call().await? == data.dataHashes,
+        "data hash"
+    );
+    ensure!(
+        nft.agentOf(expected_id).call().await? == agent.address(),
+        "agent"
+    );
+    ensure!(nft.creatorOf(expected_id).call().await? == alice, "creator");
+
+    let mut saw_data = false;
+    let mut saw_agent = false;
+    for log in receipt.inner.logs() {
+        if let Ok(ev) = AgentNFT::DataSet::decode_log_data(log.data()) {
+            ensure!(ev.tokenId == expected_id && ev.epoch == 0);
+            ensure!(
+                ev.dataHashes == data.dataHashes
+                    && ev.sealedKeys == data.sealedKeys
+                    && ev.uris == data.uris
+            );
+            saw_data = true;
+        }
+        if let Ok(ev) = AgentNFT::AgentSet::decode_log_data(log.data()) {
+            ensure!(ev.tokenId == expected_id && ev.agent == agent.address());
+            saw_agent = true;
+        }
+    }
+    ensure!(saw_data && saw_agent, "DataSet and AgentSet emitted");
+
+    // the same id again is refused with a typed error
+    let err = nft
+        .mint(alice, salt, entries("other"), agent.address(), no_shares())
+        .from(alice)
+        .call()
+        .await
+        .expect_err("taken id");
+    ensure!(
+        matches!(
+            revert_of(&err),
+            Some(ContractRevert::AgentNft(
+                AgentNFT::AgentNFTErrors::TokenIdTaken(_)
+            ))
+        ),
+        "typed TokenIdTaken, got {err}"
+    );
+    Ok(())
+}
+
+/// A receiver acceptance signed in Rust (alloy's EIP-712) verifies on chain; plain transfers,
+/// wrong signers and strangers' logs are refused with typed errors.
+#[tokio::test]
+async fn transfers_with_a_rust_signed_proof_and_logs_actions() -> Result<()> {
+    let env = setup().await?;
+    let d = &env.deployment;
+    let nft = AgentNFT::new(d.agent_nft, &env.provider);
+    let log = ActionLog::new(d.action_log, &env.provider);
+    let (alice, bob) = (env.alice.address(), env.bob.address());
+    let agent1 = PrivateKeySigner::random();
+    let agent2 = PrivateKeySigner::random();
+    let id = token_id_for(alice, U96::from(1u8));
+    nft.mint(
+        alice,
+        U96::from(1u8),
+        entries("v1"),
+        agent1.address(),
+        no_shares(),
+    )
+    .from(alice)
+    .send()
+    .await?
+    .get_receipt()
+    .await?;
+    let bob_key = B256::repeat_byte(0xb0);
+    nft.setSealingKey(bob_key)
+        .from(bob)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+
+    // plain transfer: refused
+    let err = nft
+        .transferFrom(alice, bob, id)
+        .from(alice)
+        .call()
+        .await
+        .expect_err("plain transfer");
+    ensure!(
+        matches!(
+            revert_of(&err),
+            Some(ContractRevert::AgentNft(
+                AgentNFT::AgentNFTErrors::PrivateTokenTransfer(_)
+            ))
+        ),
+        "typed PrivateTokenTransfer, got {err}"
+    );
+
+    let new = entries("v2");
+    let block = env
+        .provider
+        .get_block_by_number(Default::default())
+        .await?
+        .context("latest block")?;
+    let rotation = Rotation {
+        nft: d.agent_nft,
+        token_id: id,
+        new_token_id: id,
+        from: alice,
+        to: bob,
+        old_data_hashes: nft.dataHashesOf(id).call().await?,
+        new_data_hashes: new.dataHashes.clone(),
+        sealed_keys: new.sealedKeys.clone(),
+        uris: new.uris.clone(),
+        sealing_key: nft.sealingKeyOf(bob).call().await?,
+        new_agent: agent2.address(),
+        nonce: U256::from(7u8),
+        deadline: U256::from(block.header.timestamp + 3600),
+    };
+    let domain = proof_domain(d.chain_id, d.transfer_verifier);
+    let hash = rotation.signing_hash(ProofMode::Receiver, &domain);
+
+    // signed by someone else: typed InvalidSignature from the verifier
+    let wrong = PrivateKeySigner::random().sign_hash_sync(&hash)?;
+    let err = nft
+        .transferWithProof(
+            bob,
+            id,
+            rotation.data_entries(),
+            agent2.address(),
+            rotation.proof(ProofMode::Receiver, wrong.as_bytes().into()),
+        )
+        .from(alice)
+        .call()
+        .await
+        .expect_err("wrong signer");
+    ensure!(
+        matches!(
+            revert_of(&err),
+            Some(ContractRevert::Verifier(
+                TransferVerifier::TransferVerifierErrors::InvalidSignature(_)
+            ))
+        ),
+        "typed InvalidSignature, got {err}"
+    );
+
+    let sig = env.bob.sign_hash_sync(&hash)?;
+    let receipt = nft
+        .transferWithProof(
+            bob,
+            id,
+            rotation.data_entries(),
+            agent2.address(),
+            rotation.proof(ProofMode::Receiver, sig.as_bytes().into()),
+        )
+        .from(alice)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    ensure!(receipt.status(), "transfer with proof");
+    println!(
+        "transferWithProof (1 entry) transaction gas used: {}",
+        receipt.gas_used
+    );
+    ensure!(nft.ownerOf(id).call().await? == bob);
+    ensure!(nft.agentOf(id).call().await? == agent2.address());
+    ensure!(nft.dataHashesOf(id).call().await? == new.dataHashes);
+
+    // the old agent key is out, the new one logs; a retried batch is refused
+    let fund = |to: Address| {
+        let p = env.provider.clone();
+        let from = env.deployer;
+        async move {
+            let tx = alloy::rpc::types::TransactionRequest::default()
+                .from(from)
+                .to(to)
+                .value(U256::from(10u64).pow(U256::from(18u64)));
+            p.send_transaction(tx).await?.get_receipt().await?;
+            anyhow::Ok(())
+        }
+    };
+    fund(agent1.address()).await?;
+    fund(agent2.address()).await?;
+    let agents = ProviderBuilder::new()
+        .wallet({
+            let mut w = EthereumWallet::from(agent1.clone());
+            w.register_signer(agent2.clone());
+            w
+        })
+        .connect_http(env.chain.endpoint_url());
+    let log_agents = ActionLog::new(d.action_log, &agents);
+    let batch = vec![keccak256("a1"), keccak256("a2"), keccak256("a3")];
+    let err = log_agents
+        .logActions(id, 1, batch.clone())
+        .from(agent1.address())
+        .call()
+        .await
+        .expect_err("old agent");
+    ensure!(
+        matches!(
+            revert_of(&err),
+            Some(ContractRevert::ActionLog(
+                ActionLog::ActionLogErrors::NotAgentOrExecutor(_)
+            ))
+        ),
+        "typed NotAgentOrExecutor, got {err}"
+    );
+    let receipt = log_agents
+        .logActions(id, 1, batch.clone())
+        .from(agent2.address())
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    ensure!(receipt.status());
+    println!(
+        "logActions (3 actions) transaction gas used: {}",
+        receipt.gas_used
+    );
+    let mut head = B256::ZERO;
+    for h in &batch {
+        head = keccak256([head.as_slice(), h.as_slice()].concat());
+    }
+    let chain = log.chainOf(id).call().await?;
+    ensure!(
+        chain.head == head && chain.seq == 3,
+        "head and seq follow the rule"
+    );
+    let err = log_agents
+        .logActions(id, 1, batch)
+        .from(agent2.address())
+        .call()
+        .await
+        .expect_err("retry");
+    ensure!(
+        matches!(
+            revert_of(&err),
+            Some(ContractRevert::ActionLog(
+                ActionLog::ActionLogErrors::SequenceMismatch(_)
+            ))
+        ),
+        "typed SequenceMismatch, got {err}"
+    );
+    Ok(())
+}
