@@ -163,12 +163,22 @@ pub fn spawn_anvil(
     project_root: Option<&Path>,
     extra_args: &[&str],
 ) -> Result<DevChain, AnvilError> {
+    spawn_anvil_at(project_root, 0, extra_args)
+}
+
+/// Like [`spawn_anvil`], on a given loopback `port` (0 = OS-chosen), e.g. 8545 for a dev chain
+/// that other programs connect to.
+pub fn spawn_anvil_at(
+    project_root: Option<&Path>,
+    port: u16,
+    extra_args: &[&str],
+) -> Result<DevChain, AnvilError> {
     let binary = anvil_binary(project_root)?;
-    tracing::debug!(binary = %binary.display(), "spawning anvil");
+    tracing::debug!(binary = %binary.display(), port, "spawning anvil");
     let mut instance = Anvil::new()
         .path(binary)
         .host("127.0.0.1")
-        .port(0u16)
+        .port(port)
         .args(extra_args.iter().copied())
         .keep_stdout()
         .try_spawn()?;

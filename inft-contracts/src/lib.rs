@@ -6,7 +6,7 @@ pub mod deploy;
 pub mod proof;
 pub mod revert;
 
-pub use anvil::{AnvilError, DevChain, anvil_binary, spawn_anvil};
+pub use anvil::{AnvilError, DevChain, anvil_binary, spawn_anvil, spawn_anvil_at};
 pub use deploy::{DeployConfig, DeployError, Deployment, deploy_all, deploy_with};
 pub use proof::{ProofMode, Rotation, contributors_hash, proof_domain, token_id_for};
 pub use revert::{ContractRevert, decode_revert, revert_of};
