@@ -1,0 +1,312 @@
+//! Engine benchmark (release): `cargo bench -p agent-runtime --bench inference`.
+//!
+//! Prints three comparisons, each against plain llama-cpp-2 driven directly in this file:
+//! (a) generation tokens/s of `AgentContext::generate` vs a raw decode loop (goal ≥ 0.97×);
+//! (b) time to first token for a ≥ 1 GiB generated model: seal in memory, then
+//!     unseal → memfd (+ SHA-256) → load → first token, vs plain llama.cpp load of the same GGUF
+//!     from a file + first token, with the bare unseal time measured in the same run
+//!     (goal: engine ≤ 1.15 × (plain + unseal));
+//! (c) resident memory of 4 agents sharing one model vs one agent.
+//!
+//! Environment: `INFT_BENCH_TTFT_BYTES` (default 1 GiB), `INFT_BENCH_THREADS` (default: all
+//! cores), `INFT_BENCH_QUICK=1` (small sizes, for a smoke run).
+
+use std::io::Write;
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent_runtime::engine::{
+    ContextOptions, Engine, LoadedModel, MemModel, ModelCache, ModelOptions, SamplerSettings,
+};
+use agent_runtime::testmodel::{TestModelParams, write_llama_gguf};
+use anyhow::{Context as _, Result};
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::sampling::LlamaSampler;
+
+const PROMPT: &str = "The agent observes the market and writes a short report:";
+const GIB: u64 = 1 << 30;
+const MIB: u64 = 1 << 20;
+
+fn main() -> Result<()> {
+    let quick = std::env::var("INFT_BENCH_QUICK").is_ok_and(|v| v == "1");
+    let threads: u32 = std::env::var("INFT_BENCH_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+    let ttft_bytes: u64 = std::env::var("INFT_BENCH_TTFT_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 64 * MIB } else { GIB });
+
+    let engine = Engine::global()?;
+    println!("llama build: {}", engine.llama_build());
+    println!("threads: {threads}\n");
+
+    tokens_per_second(engine, threads, quick)?;
+    hashing_cost(if quick { 256 * MIB } else { GIB })?;
+    time_to_first_token(engine, threads, ttft_bytes)?;
+    shared_memory(engine, threads, if quick { 32 * MIB } else { 256 * MIB })?;
+    Ok(())
+}
+
+fn load_generated(engine: &'static Engine, cache: &ModelCache, bytes: u64, seed: u64) -> Result<Arc<LoadedModel>> {
+    let params = TestModelParams::for_size(bytes);
+    let mut sink = MemModel::new("bench")?;
+    write_llama_gguf(&mut sink, &params, seed)?;
+    Ok(cache.load(engine, sink.finish()?, &ModelOptions::default())?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// (a) tokens/s
+
+/// The reference: llama-cpp-2 used directly, same loop shape as the engine (batched prompt,
+/// greedy sampler, detokenize each token), no engine types involved.
+fn raw_generate(
+    engine: &Engine,
+    model: &LlamaModel,
+    threads: u32,
+    n_ctx: u32,
+    max_tokens: usize,
+) -> Result<(usize, Duration)> {
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx))
+        .with_n_batch(512)
+        .with_n_ubatch(512)
+        .with_n_threads(threads as i32)
+        .with_n_threads_batch(threads as i32);
+    let mut ctx = model.new_context(engine.backend(), params)?;
+    let vocab = model.vocab();
+    let tokens = vocab.tokenize(PROMPT.as_bytes(), true, false);
+    let mut batch = LlamaBatch::new(512, 1);
+    let last = tokens.len() - 1;
+    for (i, &t) in tokens.iter().enumerate() {
+        batch.add(t, i as i32, &[0], i == last)?;
+    }
+    ctx.decode(&mut batch)?;
+    let mut sampler = LlamaSampler::chain_simple([LlamaSampler::greedy()]);
+    let mut out = Vec::new();
+    let mut n = 0;
+    let mut pos = tokens.len() as i32;
+    let mut idx = batch.n_tokens() - 1;
+    let started = Instant::now();
+    while n < max_tokens {
+        let token = sampler.sample(&ctx, idx);
+        if vocab.is_eog(token) {
+            break;
+        }
+        vocab.token_to_piece_into(token, &mut out, false, None);
+        n += 1;
+        if n == max_tokens {
+            break;
+        }
+        batch.clear();
+        batch.add(token, pos, &[0], true)?;
+        ctx.decode(&mut batch)?;
+        pos += 1;
+        idx = 0;
+    }
+    Ok((n, started.elapsed()))
+}
+
+fn tokens_per_second(engine: &'static Engine, threads: u32, quick: bool) -> Result<()> {
+    let size = if quick { 16 * MIB } else { 128 * MIB };
+    let max_tokens = if quick { 64 } else { 256 };
+    let rounds = if quick { 2 } else { 5 };
+    let cache = ModelCache::new();
+    let model = load_generated(engine, &cache, size, 1)?;
+    let n_ctx = 1024;
+    let opts = ContextOptions { n_ctx, n_batch: 512, n_threads: Some(threads) };
+    let settings = SamplerSettings { max_tokens: max_tokens as u32, ..SamplerSettings::default() };
+    let mut agent = model.new_context(&opts)?;
+
+    // Warm up both paths (page faults on the weights, allocator).
+    agent.generate(PROMPT, &settings)?;
+    raw_generate(engine, model.llama_model(), threads, n_ctx, 16)?;
+
+    let (mut best_engine, mut best_raw) = (0f64, 0f64);
+    let mut n_engine = 0;
+    for _ in 0..rounds {
+        // Alternate so drift (thermal, other load) hits both equally.
+        let g = agent.generate(PROMPT, &settings)?;
+        best_engine = best_engine.max(g.timings.tokens_per_second);
+        n_engine = g.tokens.len();
+        let (n, d) = raw_generate(engine, model.llama_model(), threads, n_ctx, max_tokens)?;
+        best_raw = best_raw.max(n as f64 / d.as_secs_f64());
+    }
+    println!("(a) generation throughput, {} MiB model, {n_engine} tokens greedy, best of {rounds}", model.size_bytes() / MIB);
+    println!("    engine generate loop : {best_engine:8.1} tok/s");
+    println!("    raw llama-cpp-2 loop : {best_raw:8.1} tok/s");
+    println!("    ratio engine/raw     : {:8.3}  (goal >= 0.97)\n", best_engine / best_raw);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cost of hashing while writing into the memfd.
+
+fn hashing_cost(bytes: u64) -> Result<()> {
+    let buf = vec![0x5au8; MIB as usize];
+    let n = bytes / MIB;
+
+    let started = Instant::now();
+    let raw = memfd_plain()?;
+    for _ in 0..n {
+        (&raw).write_all(&buf)?;
+    }
+    let plain = started.elapsed();
+    drop(raw);
+
+    let started = Instant::now();
+    let mut sink = MemModel::new("hash-bench")?;
+    for _ in 0..n {
+        sink.write_all(&buf)?;
+    }
+    let sealed = sink.finish()?;
+    let hashed = started.elapsed();
+    drop(sealed);
+
+    let gib = bytes as f64 / GIB as f64;
+    println!("    memfd write {:.0} MiB, no hash   : {:7.1} ms ({:.2} GiB/s)", bytes as f64 / MIB as f64, ms(plain), gib / plain.as_secs_f64());
+    println!("    memfd write + SHA-256 (MemModel): {:7.1} ms ({:.2} GiB/s); hashing adds {:.1} ms/GiB\n",
+        ms(hashed), gib / hashed.as_secs_f64(), (ms(hashed) - ms(plain)) / gib);
+    Ok(())
+}
+
+/// A memfd without the hashing: what `MemModel` costs minus SHA-256.
+fn memfd_plain() -> Result<std::fs::File> {
+    Ok(memfd::MemfdOptions::new().create("plain")?.into_file())
+}
+
+// ---------------------------------------------------------------------------------------------
+// (b) time to first token
+
+fn first_token(engine: &Engine, model: &LlamaModel, threads: u32) -> Result<i32> {
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(256))
+        .with_n_batch(256)
+        .with_n_threads(threads as i32)
+        .with_n_threads_batch(threads as i32);
+    let mut ctx = model.new_context(engine.backend(), params)?;
+    let tokens = model.vocab().tokenize(PROMPT.as_bytes(), true, false);
+    let mut batch = LlamaBatch::new(256, 1);
+    let last = tokens.len() - 1;
+    for (i, &t) in tokens.iter().enumerate() {
+        batch.add(t, i as i32, &[0], i == last)?;
+    }
+    ctx.decode(&mut batch)?;
+    let mut sampler = LlamaSampler::greedy();
+    Ok(sampler.sample(&ctx, batch.n_tokens() - 1).0)
+}
+
+fn time_to_first_token(engine: &'static Engine, threads: u32, bytes: u64) -> Result<()> {
+    let params = TestModelParams::for_size(bytes);
+    println!("(b) time to first token, {:.2} GiB model ({} layers x {} wide, {} vocab)",
+        params.file_size()? as f64 / GIB as f64, params.n_layer, params.n_embd, params.n_vocab);
+
+    // The plaintext on disk for the plain path (warm in the page cache, its best case).
+    let path = std::env::temp_dir().join(format!("inft-bench-{}.gguf", std::process::id()));
+    {
+        let f = std::fs::File::create(&path)?;
+        write_llama_gguf(std::io::BufWriter::with_capacity(8 << 20, f), &params, 2)?;
+    }
+    let _cleanup = RemoveOnDrop(&path);
+
+    // The sealed blob, in memory, as the runtime has it after fetching and verifying.
+    let key = sealing::DataKey::generate();
+    let mut blob = Vec::with_capacity((params.file_size()? + params.file_size()? / 64) as usize);
+    sealing::seal(&key, std::fs::File::open(&path)?, &mut blob, &sealing::SealOptions::default())
+        .context("seal")?;
+
+    // Bare unseal cost: decrypt + authenticate into a sink, no memfd, no hashing.
+    let started = Instant::now();
+    sealing::open(&key, blob.as_slice(), std::io::sink(), &sealing::SealOptions::default())?;
+    let unseal_only = started.elapsed();
+
+    // Plain llama.cpp: load from the file + first token.
+    let started = Instant::now();
+    let plain_model = LlamaModel::load_from_file(engine.backend(), &path, &LlamaModelParams::default())?;
+    let plain_load = started.elapsed();
+    let plain_tok = first_token(engine, &plain_model, threads)?;
+    let plain_total = started.elapsed();
+    drop(plain_model);
+
+    // Engine: unseal into the memfd (hashing on the way) → load → first token.
+    let cache = ModelCache::new();
+    let started = Instant::now();
+    let mut sink = MemModel::new("ttft")?;
+    sealing::open(&key, blob.as_slice(), &mut sink, &sealing::SealOptions::default())?;
+    let sealed = sink.finish()?;
+    let unsealed = started.elapsed();
+    let model = cache.load(engine, sealed, &ModelOptions::default())?;
+    let loaded = started.elapsed();
+    let mut agent = model.new_context(&ContextOptions { n_ctx: 256, n_batch: 256, n_threads: Some(threads) })?;
+    let g = agent.generate(PROMPT, &SamplerSettings { max_tokens: 1, ..SamplerSettings::default() })?;
+    let engine_total = started.elapsed();
+    anyhow::ensure!(g.tokens.first() == Some(&plain_tok), "engine and plain llama.cpp disagree on the first token");
+
+    let reference = plain_total + unseal_only;
+    println!("    unseal only (decrypt to sink)        : {:8.1} ms", ms(unseal_only));
+    println!("    plain: load file {:8.1} ms + first token {:8.1} ms = {:8.1} ms", ms(plain_load), ms(plain_total - plain_load), ms(plain_total));
+    println!("    engine: unseal->memfd+sha256 {:8.1} ms, load {:8.1} ms, first token {:8.1} ms = {:8.1} ms",
+        ms(unsealed), ms(loaded - unsealed), ms(engine_total - loaded), ms(engine_total));
+    println!("    ratio engine / (plain + unseal)      : {:8.3}  (goal <= 1.15)", ms(engine_total) / ms(reference));
+    println!("    ratio engine / plain (no crypto)     : {:8.3}\n", ms(engine_total) / ms(plain_total));
+    Ok(())
+}
+
+struct RemoveOnDrop<'a>(&'a Path);
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (c) memory of agents sharing a model
+
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn shared_memory(engine: &'static Engine, threads: u32, bytes: u64) -> Result<()> {
+    let cache = ModelCache::new();
+    let before = status_kib("VmRSS:");
+    let model = load_generated(engine, &cache, bytes, 3)?;
+    let opts = ContextOptions { n_ctx: 512, n_batch: 128, n_threads: Some(threads) };
+    let settings = SamplerSettings { max_tokens: 8, ..SamplerSettings::default() };
+    let mut agents = vec![model.new_context(&opts)?];
+    agents[0].generate(PROMPT, &settings)?;
+    let one = status_kib("VmRSS:");
+    for _ in 0..3 {
+        // Each agent unseals the model itself; the cache hands back the loaded one.
+        let again = load_generated(engine, &cache, bytes, 3)?;
+        anyhow::ensure!(Arc::ptr_eq(&again, &model), "cache miss for the same model");
+        let mut a = again.new_context(&opts)?;
+        a.generate(PROMPT, &settings)?;
+        agents.push(a);
+    }
+    let four = status_kib("VmRSS:");
+    let stats = cache.stats();
+    println!("(c) resident memory, {} MiB model, n_ctx {}", model.size_bytes() / MIB, opts.n_ctx);
+    println!("    before load                : {:8.1} MiB", before as f64 / 1024.0);
+    println!("    1 agent                    : {:8.1} MiB (+{:.1})", one as f64 / 1024.0, (one - before) as f64 / 1024.0);
+    println!("    4 agents, one shared model : {:8.1} MiB (+{:.1})", four as f64 / 1024.0, (four - before) as f64 / 1024.0);
+    println!("    ratio 4 agents / 1 agent (above baseline): {:.3}; per extra agent {:.1} MiB; model loads {} (hits {})",
+        (four - before) as f64 / (one - before) as f64, (four - one) as f64 / 3.0 / 1024.0, stats.loads, stats.hits);
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}

@@ -1,0 +1,211 @@
+//! One loaded model per plaintext hash, shared by every agent that runs it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Instant;
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::model::params::LlamaModelParams;
+
+use super::session::AgentContext;
+use super::{ContextOptions, Engine, EngineError, ModelOptions, SealedModel};
+
+type Key = ([u8; 32], ModelOptions);
+
+/// Counters of a [`ModelCache`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheStats {
+    /// Models actually loaded by llama.cpp.
+    pub loads: u64,
+    /// Requests answered with an already loaded model.
+    pub hits: u64,
+    /// Models currently alive (held by at least one agent).
+    pub live: usize,
+}
+
+/// Loaded models keyed by (plaintext SHA-256, load options).
+///
+/// The cache holds only weak references: a model is freed as soon as the last agent drops its
+/// `Arc`, so memory follows use without explicit eviction. [`ModelCache::evict`] additionally
+/// forgets an entry so the next load reloads it.
+#[derive(Debug, Default)]
+pub struct ModelCache {
+    models: Mutex<HashMap<Key, Weak<LoadedModel>>>,
+    /// Serializes loads so two agents unsealing the same model concurrently load it once.
+    /// Cache hits never take this lock.
+    load_lock: Mutex<()>,
+    loads: AtomicU64,
+    hits: AtomicU64,
+}
+
+impl ModelCache {
+    /// An empty cache. Most code uses the engine's ([`Engine::cache`]); a separate cache is
+    /// useful for isolation in tests.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The loaded model for `sha256` and `opts`, if some agent still holds it.
+    pub fn get(&self, sha256: &[u8; 32], opts: &ModelOptions) -> Option<Arc<LoadedModel>> {
+        let models = self.models.lock().unwrap_or_else(PoisonError::into_inner);
+        models.get(&(*sha256, *opts)).and_then(Weak::upgrade)
+    }
+
+    /// Return the loaded model with `model`'s hash, loading it with llama.cpp if no agent
+    /// holds it. On a hit `model` (the duplicate in-memory copy) is dropped right away.
+    pub fn load(
+        &self,
+        engine: &'static Engine,
+        model: SealedModel,
+        opts: &ModelOptions,
+    ) -> Result<Arc<LoadedModel>, EngineError> {
+        let key = (model.sha256(), *opts);
+        if let Some(hit) = self.get(&key.0, opts) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(hit);
+        }
+        let _loading = self.load_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        // Another thread may have loaded it while we waited.
+        if let Some(hit) = self.get(&key.0, opts) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(hit);
+        }
+        let loaded = Arc::new(LoadedModel::load(engine, model, opts)?);
+        self.loads.fetch_add(1, Ordering::Relaxed);
+        let mut models = self.models.lock().unwrap_or_else(PoisonError::into_inner);
+        models.retain(|_, w| w.strong_count() > 0);
+        models.insert(key, Arc::downgrade(&loaded));
+        Ok(loaded)
+    }
+
+    /// Forget the entry for `sha256`/`opts`. Agents holding the model keep it alive; the next
+    /// load of that hash loads a fresh copy. Returns whether an entry was removed.
+    pub fn evict(&self, sha256: &[u8; 32], opts: &ModelOptions) -> bool {
+        let mut models = self.models.lock().unwrap_or_else(PoisonError::into_inner);
+        models.remove(&(*sha256, *opts)).is_some()
+    }
+
+    /// Load and hit counters, and the number of live models.
+    pub fn stats(&self) -> CacheStats {
+        let models = self.models.lock().unwrap_or_else(PoisonError::into_inner);
+        CacheStats {
+            loads: self.loads.load(Ordering::Relaxed),
+            hits: self.hits.load(Ordering::Relaxed),
+            live: models.values().filter(|w| w.strong_count() > 0).count(),
+        }
+    }
+}
+
+/// A model loaded by llama.cpp, shared (`Arc`) by every agent running it. Each agent gets its
+/// own [`AgentContext`] (KV cache, sampler state) from [`LoadedModel::new_context`].
+pub struct LoadedModel {
+    // Field order matters: the llama.cpp model (which may map the file) is dropped before the
+    // in-memory file it was loaded from.
+    model: LlamaModel,
+    source: SealedModel,
+    engine: &'static Engine,
+    options: ModelOptions,
+    /// llama.cpp's context creation mutates the model (`n_ctx_train` bookkeeping), so contexts
+    /// are created one at a time.
+    context_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for LoadedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedModel")
+            .field("sha256", &self.sha256_hex())
+            .field("bytes", &self.source.len())
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoadedModel {
+    #[tracing::instrument(
+        name = "model_load",
+        skip_all,
+        fields(sha256 = %hex::encode(model.sha256()), bytes = model.len(), gpu_layers = opts.gpu_layers)
+    )]
+    fn load(
+        engine: &'static Engine,
+        model: SealedModel,
+        opts: &ModelOptions,
+    ) -> Result<LoadedModel, EngineError> {
+        if model.is_empty() {
+            return Err(EngineError::ModelLoad("empty model file".to_owned()));
+        }
+        let started = Instant::now();
+        let params = LlamaModelParams::default()
+            .with_n_gpu_layers(opts.gpu_layers)
+            .with_use_mmap(opts.use_mmap);
+        let llama = LlamaModel::load_from_file(engine.backend(), model.path(), &params)
+            .map_err(|e| EngineError::ModelLoad(e.to_string()))?;
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            n_params = llama.n_params(),
+            n_layer = llama.n_layer(),
+            n_vocab = llama.n_vocab(),
+            "model loaded"
+        );
+        Ok(LoadedModel {
+            model: llama,
+            source: model,
+            engine,
+            options: *opts,
+            context_lock: Mutex::new(()),
+        })
+    }
+
+    /// SHA-256 of the plaintext GGUF.
+    pub fn sha256(&self) -> [u8; 32] {
+        self.source.sha256()
+    }
+
+    /// SHA-256 of the plaintext GGUF, lowercase hex.
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(self.source.sha256())
+    }
+
+    /// Size of the GGUF in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        self.source.len()
+    }
+
+    /// Options the model was loaded with.
+    pub fn options(&self) -> &ModelOptions {
+        &self.options
+    }
+
+    /// The engine that loaded this model.
+    pub fn engine(&self) -> &'static Engine {
+        self.engine
+    }
+
+    /// The llama.cpp model, for code that drives `llama-cpp-2` directly (benchmarks).
+    pub fn llama_model(&self) -> &LlamaModel {
+        &self.model
+    }
+
+    /// Training context length of the model.
+    pub fn n_ctx_train(&self) -> u32 {
+        self.model.n_ctx_train()
+    }
+
+    /// A new inference context for one agent, holding its own reference to this model.
+    pub fn new_context(self: &Arc<Self>, opts: &ContextOptions) -> Result<AgentContext, EngineError> {
+        AgentContext::new(Arc::clone(self), opts)
+    }
+
+    /// Create a raw llama.cpp context (serialized, see `context_lock`).
+    pub(crate) fn create_llama_context(
+        &self,
+        params: LlamaContextParams,
+    ) -> Result<llama_cpp_2::context::LlamaContext<'_>, EngineError> {
+        let _guard = self.context_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.model
+            .new_context(self.engine.backend(), params)
+            .map_err(|e| EngineError::Context(e.to_string()))
+    }
+}
