@@ -12,7 +12,10 @@ fn blobs(c: &mut Criterion) {
     let mut g = c.benchmark_group("blob");
     for size in [4 << 10, 256 << 10, 4 << 20] {
         let data = vec![0x5au8; size];
-        let opts = SealOptions { chunk_size: 64 << 10, threads: 1 };
+        let opts = SealOptions {
+            chunk_size: 64 << 10,
+            threads: 1,
+        };
         let mut blob = Vec::new();
         seal(&key, &data[..], &mut blob, &opts).unwrap();
         g.throughput(Throughput::Bytes(size as u64));
@@ -43,7 +46,9 @@ fn keys(c: &mut Criterion) {
     c.bench_function("sealed_key/seal", |b| {
         b.iter(|| SealedKey::seal(&dk, &owner.public_key(), &ctx).unwrap())
     });
-    c.bench_function("sealed_key/open", |b| b.iter(|| sk.open(&owner, &ctx).unwrap()));
+    c.bench_function("sealed_key/open", |b| {
+        b.iter(|| sk.open(&owner, &ctx).unwrap())
+    });
     let mut sig = [0x11u8; 65];
     sig[64] = 27;
     c.bench_function("wallet_key/derive", |b| {

@@ -81,8 +81,16 @@ fn openssl(multi: Option<usize>) -> Option<f64> {
     cmd.args(["-evp", "aes-256-gcm", "-bytes", "16384", "-seconds", "3"]);
     let out = cmd.output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().rev().find(|l| l.to_ascii_lowercase().starts_with("aes-256-gcm"))?;
-    let v: f64 = line.split_whitespace().last()?.trim_end_matches('k').parse().ok()?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.to_ascii_lowercase().starts_with("aes-256-gcm"))?;
+    let v: f64 = line
+        .split_whitespace()
+        .last()?
+        .trim_end_matches('k')
+        .parse()
+        .ok()?;
     Some(v * 1000.0 / 1e9)
 }
 
@@ -91,7 +99,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1 << 30);
-    let reps: usize = std::env::var("INFT_BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let reps: usize = std::env::var("INFT_BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let key = DataKey::generate();
     println!(
@@ -99,8 +110,14 @@ fn main() {
         bytes as f64 / (1u64 << 30) as f64
     );
 
-    let one = SealOptions { threads: 1, ..SealOptions::default() };
-    let all = SealOptions { threads: cores, ..SealOptions::default() };
+    let one = SealOptions {
+        threads: 1,
+        ..SealOptions::default()
+    };
+    let all = SealOptions {
+        threads: cores,
+        ..SealOptions::default()
+    };
 
     let mut blob = Vec::with_capacity(bytes as usize + (bytes as usize >> 16) + 4096);
     let seal1 = best(reps, bytes, || {
@@ -139,7 +156,11 @@ fn main() {
                 let mut nonce = [0u8; 12];
                 nonce[..8].copy_from_slice(&i.to_be_bytes());
                 let _tag = k
-                    .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut buf)
+                    .seal_in_place_separate_tag(
+                        Nonce::assume_unique_for_key(nonce),
+                        Aad::empty(),
+                        &mut buf,
+                    )
                     .unwrap();
             }
         });
@@ -151,7 +172,9 @@ fn main() {
         (aead, sha)
     };
 
-    println!("running openssl speed -evp aes-256-gcm -bytes 16384 -seconds 3 (and -multi {cores}) ...");
+    println!(
+        "running openssl speed -evp aes-256-gcm -bytes 16384 -seconds 3 (and -multi {cores}) ..."
+    );
     let ossl1 = openssl(None);
     let ossl_n = openssl(Some(cores));
 
@@ -159,30 +182,66 @@ fn main() {
     println!("{:<44} {:>8}", "GB/s (plaintext bytes)", "");
     println!("{:<44} {seal1:>8.2}", "seal, 1 thread");
     println!("{:<44} {seal_n:>8.2}", format!("seal, {cores} threads"));
-    println!("{:<44} {open1:>8.2}", "unseal (open + commitment), 1 thread");
-    println!("{:<44} {open_n:>8.2}", format!("unseal (open + commitment), {cores} threads"));
+    println!(
+        "{:<44} {open1:>8.2}",
+        "unseal (open + commitment), 1 thread"
+    );
+    println!(
+        "{:<44} {open_n:>8.2}",
+        format!("unseal (open + commitment), {cores} threads")
+    );
     println!("{:<44} {commit1:>8.2}", "commitment_of (no key), 1 thread");
-    println!("{:<44} {commit_n:>8.2}", format!("commitment_of (no key), {cores} threads"));
-    println!("{:<44} {aead1:>8.2}", "raw AES-256-GCM (ring), 1 MiB, 1 thread");
+    println!(
+        "{:<44} {commit_n:>8.2}",
+        format!("commitment_of (no key), {cores} threads")
+    );
+    println!(
+        "{:<44} {aead1:>8.2}",
+        "raw AES-256-GCM (ring), 1 MiB, 1 thread"
+    );
     println!("{:<44} {sha1:>8.2}", "raw SHA-256 (sha2), 1 MiB, 1 thread");
     match ossl1 {
-        Some(o) => println!("{:<44} {o:>8.2}", "openssl speed aes-256-gcm 16 KiB, 1 proc"),
+        Some(o) => println!(
+            "{:<44} {o:>8.2}",
+            "openssl speed aes-256-gcm 16 KiB, 1 proc"
+        ),
         None => println!("openssl speed: not available"),
     }
     if let Some(o) = ossl_n {
-        println!("{:<44} {o:>8.2}", format!("openssl speed aes-256-gcm 16 KiB, -multi {cores}"));
+        println!(
+            "{:<44} {o:>8.2}",
+            format!("openssl speed aes-256-gcm 16 KiB, -multi {cores}")
+        );
     }
     println!();
     if let Some(o) = ossl1 {
-        println!("ratio unseal 1 thread / openssl 1 proc       {:>6.2}  (goal >= 0.9)", open1 / o);
-        println!("ratio raw AEAD 1 thread / openssl 1 proc     {:>6.2}", aead1 / o);
-        println!("ratio seal 1 thread / openssl 1 proc         {:>6.2}", seal1 / o);
+        println!(
+            "ratio unseal 1 thread / openssl 1 proc       {:>6.2}  (goal >= 0.9)",
+            open1 / o
+        );
+        println!(
+            "ratio raw AEAD 1 thread / openssl 1 proc     {:>6.2}",
+            aead1 / o
+        );
+        println!(
+            "ratio seal 1 thread / openssl 1 proc         {:>6.2}",
+            seal1 / o
+        );
     }
     if let Some(o) = ossl_n {
-        println!("ratio unseal {cores} threads / openssl -multi {cores}   {:>6.2}", open_n / o);
+        println!(
+            "ratio unseal {cores} threads / openssl -multi {cores}   {:>6.2}",
+            open_n / o
+        );
     }
-    println!("ratio unseal {cores} threads / 1 thread            {:>6.2}  (goal >= 1.8 on 2 cores)", open_n / open1);
-    println!("ratio seal {cores} threads / 1 thread              {:>6.2}", seal_n / seal1);
+    println!(
+        "ratio unseal {cores} threads / 1 thread            {:>6.2}  (goal >= 1.8 on 2 cores)",
+        open_n / open1
+    );
+    println!(
+        "ratio seal {cores} threads / 1 thread              {:>6.2}",
+        seal_n / seal1
+    );
     println!(
         "bound: 1 / (1/AEAD + 1/SHA-256) = {:.2} GB/s per core for decrypt + commitment",
         1.0 / (1.0 / aead1 + 1.0 / sha1)

@@ -2,7 +2,7 @@
 //! reading and writing overlapped with the crypto of the current batch.
 //!
 //! Memory: two batches in flight (one being computed, one being written then refilled), each
-//! about `max(8 MiB, 2 × threads chunks)`; never the whole input.
+//! about `max(8 MiB, threads chunks)`; never the whole input.
 
 use std::io::{self, Read, Write};
 
@@ -302,6 +302,11 @@ enum Status {
     Short,
 }
 
+/// One chunk's slots as zipped for sealing: (input slot, leaf), status.
+type SealItem<'a> = ((&'a mut [u8], &'a mut [u8; 32]), &'a mut Status);
+/// One chunk's slots as zipped for opening/hashing: ((record, output slot), leaf), status.
+type OpenItem<'a> = (((&'a [u8], &'a mut [u8]), &'a mut [u8; 32]), &'a mut Status);
+
 /// A batch of consecutive chunks.
 struct Batch {
     /// Index of the first chunk.
@@ -361,8 +366,10 @@ impl<'k> Driver<'k> {
         };
         let chunk_size = chunk_size as usize;
         let slot = chunk_size + TAG_LEN;
-        // ~8 MiB per batch, at least two chunks per thread, at most 64 Ki chunks.
-        let per_batch = ((8 << 20) / slot).clamp(2 * threads, (2 * threads).max(1 << 16));
+        // ~8 MiB per batch, at least one chunk per thread, at most 64 Ki chunks. Memory in
+        // flight is about four batches (input and output of two), so it scales with the
+        // chunk size only through `threads`.
+        let per_batch = ((8 << 20) / slot).clamp(threads, threads.max(1 << 16));
         Self {
             mode,
             chunk_size,
@@ -548,14 +555,13 @@ impl<'k> Driver<'k> {
         let status = &mut b.status[..];
         match mode {
             Mode::Seal(pk) => {
-                let work =
-                    |(i, ((s, leaf), st)): (usize, ((&mut [u8], &mut [u8; 32]), &mut Status))| {
-                        let len = lens[i];
-                        if !pk.seal_chunk(first + i as u64, is_last(i), s, len) {
-                            *st = Status::Failed;
-                        }
-                        *leaf = leaf_hash(&s[..len + TAG_LEN]);
-                    };
+                let work = |(i, ((s, leaf), st)): (usize, SealItem<'_>)| {
+                    let len = lens[i];
+                    if !pk.seal_chunk(first + i as u64, is_last(i), s, len) {
+                        *st = Status::Failed;
+                    }
+                    *leaf = leaf_hash(&s[..len + TAG_LEN]);
+                };
                 if parallel {
                     inp.par_chunks_mut(slot)
                         .zip(leaves.par_iter_mut())
@@ -575,10 +581,7 @@ impl<'k> Driver<'k> {
                     Mode::Open(pk) => Some(pk),
                     _ => None,
                 };
-                let work = |(i, (((rec, o), leaf), st)): (
-                    usize,
-                    (((&[u8], &mut [u8]), &mut [u8; 32]), &mut Status),
-                )| {
+                let work = |(i, (((rec, o), leaf), st)): (usize, OpenItem<'_>)| {
                     let len = lens[i];
                     let rec = &rec[..len];
                     // Framing: a record holds at least a tag; an empty final chunk is only
@@ -588,10 +591,10 @@ impl<'k> Driver<'k> {
                         return;
                     }
                     *leaf = leaf_hash(rec);
-                    if let Some(pk) = key {
-                        if !pk.open_chunk(first + i as u64, is_last(i), rec, o) {
-                            *st = Status::Failed;
-                        }
+                    if let Some(pk) = key
+                        && !pk.open_chunk(first + i as u64, is_last(i), rec, o)
+                    {
+                        *st = Status::Failed;
                     }
                 };
                 // Hash mode has no plaintext: hand out empty output slots.

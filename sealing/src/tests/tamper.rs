@@ -408,7 +408,7 @@ struct Flaky {
 impl std::io::Read for Flaky {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.tick += 1;
-        if self.tick % 3 == 0 {
+        if self.tick.is_multiple_of(3) {
             return Err(std::io::ErrorKind::Interrupted.into());
         }
         if self.pos >= self.fail_at {

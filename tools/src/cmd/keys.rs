@@ -60,11 +60,11 @@ impl Run for KeysArgs {
                 out.commit()?;
                 tracing::info!(path = %a.out.display(), "wrote sealing key");
                 let pk = secret.public_key();
-                ctx.emit(&pk, json!({ "public_key": pk.to_hex(), "path": a.out }));
+                ctx.emit(pk, json!({ "public_key": pk.to_hex(), "path": a.out }));
             }
             KeysCmd::Show(a) => {
                 let pk = load_key_file(&a.file)?.public_key();
-                ctx.emit(&pk, json!({ "public_key": pk.to_hex(), "path": a.file }));
+                ctx.emit(pk, json!({ "public_key": pk.to_hex(), "path": a.file }));
             }
         }
         Ok(())
