@@ -24,7 +24,9 @@ fn sealed_model(params: &TestModelParams, seed: u64) -> SealedModel {
 }
 
 fn small_ctx() -> ContextOptions {
-    ContextOptions { n_ctx: 512, n_batch: 128, n_threads: Some(2) }
+    // One thread: tests run in parallel on small machines, and ggml worker threads spin-wait,
+    // so oversubscribing cores slows everything down badly.
+    ContextOptions { n_ctx: 512, n_batch: 128, n_threads: Some(1) }
 }
 
 fn load(params: &TestModelParams, seed: u64) -> Arc<agent_runtime::engine::LoadedModel> {
