@@ -54,7 +54,12 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn load_generated(engine: &'static Engine, cache: &ModelCache, bytes: u64, seed: u64) -> Result<Arc<LoadedModel>> {
+fn load_generated(
+    engine: &'static Engine,
+    cache: &ModelCache,
+    bytes: u64,
+    seed: u64,
+) -> Result<Arc<LoadedModel>> {
     let params = TestModelParams::for_size(bytes);
     let mut sink = MemModel::new("bench")?;
     write_llama_gguf(&mut sink, &params, seed)?;
@@ -120,8 +125,15 @@ fn tokens_per_second(engine: &'static Engine, threads: u32, quick: bool) -> Resu
     let cache = ModelCache::new();
     let model = load_generated(engine, &cache, size, 1)?;
     let n_ctx = 1024;
-    let opts = ContextOptions { n_ctx, n_batch: 512, n_threads: Some(threads) };
-    let settings = SamplerSettings { max_tokens: max_tokens as u32, ..SamplerSettings::default() };
+    let opts = ContextOptions {
+        n_ctx,
+        n_batch: 512,
+        n_threads: Some(threads),
+    };
+    let settings = SamplerSettings {
+        max_tokens: max_tokens as u32,
+        ..SamplerSettings::default()
+    };
     let mut agent = model.new_context(&opts)?;
 
     // Warm up both paths (page faults on the weights, allocator).
@@ -138,10 +150,16 @@ fn tokens_per_second(engine: &'static Engine, threads: u32, quick: bool) -> Resu
         let (n, d) = raw_generate(engine, model.llama_model(), threads, n_ctx, max_tokens)?;
         best_raw = best_raw.max(n as f64 / d.as_secs_f64());
     }
-    println!("(a) generation throughput, {} MiB model, {n_engine} tokens greedy, best of {rounds}", model.size_bytes() / MIB);
+    println!(
+        "(a) generation throughput, {} MiB model, {n_engine} tokens greedy, best of {rounds}",
+        model.size_bytes() / MIB
+    );
     println!("    engine generate loop : {best_engine:8.1} tok/s");
     println!("    raw llama-cpp-2 loop : {best_raw:8.1} tok/s");
-    println!("    ratio engine/raw     : {:8.3}  (goal >= 0.97)\n", best_engine / best_raw);
+    println!(
+        "    ratio engine/raw     : {:8.3}  (goal >= 0.97)\n",
+        best_engine / best_raw
+    );
     Ok(())
 }
 
@@ -170,9 +188,18 @@ fn hashing_cost(bytes: u64) -> Result<()> {
     drop(sealed);
 
     let gib = bytes as f64 / GIB as f64;
-    println!("    memfd write {:.0} MiB, no hash   : {:7.1} ms ({:.2} GiB/s)", bytes as f64 / MIB as f64, ms(plain), gib / plain.as_secs_f64());
-    println!("    memfd write + SHA-256 (MemModel): {:7.1} ms ({:.2} GiB/s); hashing adds {:.1} ms/GiB\n",
-        ms(hashed), gib / hashed.as_secs_f64(), (ms(hashed) - ms(plain)) / gib);
+    println!(
+        "    memfd write {:.0} MiB, no hash   : {:7.1} ms ({:.2} GiB/s)",
+        bytes as f64 / MIB as f64,
+        ms(plain),
+        gib / plain.as_secs_f64()
+    );
+    println!(
+        "    memfd write + SHA-256 (MemModel): {:7.1} ms ({:.2} GiB/s); hashing adds {:.1} ms/GiB\n",
+        ms(hashed),
+        gib / hashed.as_secs_f64(),
+        (ms(hashed) - ms(plain)) / gib
+    );
     Ok(())
 }
 
@@ -204,8 +231,13 @@ fn first_token(engine: &Engine, model: &LlamaModel, threads: u32) -> Result<i32>
 
 fn time_to_first_token(engine: &'static Engine, threads: u32, bytes: u64) -> Result<()> {
     let params = TestModelParams::for_size(bytes);
-    println!("(b) time to first token, {:.2} GiB model ({} layers x {} wide, {} vocab)",
-        params.file_size()? as f64 / GIB as f64, params.n_layer, params.n_embd, params.n_vocab);
+    println!(
+        "(b) time to first token, {:.2} GiB model ({} layers x {} wide, {} vocab)",
+        params.file_size()? as f64 / GIB as f64,
+        params.n_layer,
+        params.n_embd,
+        params.n_vocab
+    );
 
     // The plaintext on disk for the plain path (warm in the page cache, its best case).
     let path = std::env::temp_dir().join(format!("inft-bench-{}.gguf", std::process::id()));
@@ -218,17 +250,28 @@ fn time_to_first_token(engine: &'static Engine, threads: u32, bytes: u64) -> Res
     // The sealed blob, in memory, as the runtime has it after fetching and verifying.
     let key = sealing::DataKey::generate();
     let mut blob = Vec::with_capacity((params.file_size()? + params.file_size()? / 64) as usize);
-    sealing::seal(&key, std::fs::File::open(&path)?, &mut blob, &sealing::SealOptions::default())
-        .context("seal")?;
+    sealing::seal(
+        &key,
+        std::fs::File::open(&path)?,
+        &mut blob,
+        &sealing::SealOptions::default(),
+    )
+    .context("seal")?;
 
     // Bare unseal cost: decrypt + authenticate into a sink, no memfd, no hashing.
     let started = Instant::now();
-    sealing::open(&key, blob.as_slice(), std::io::sink(), &sealing::SealOptions::default())?;
+    sealing::open(
+        &key,
+        blob.as_slice(),
+        std::io::sink(),
+        &sealing::SealOptions::default(),
+    )?;
     let unseal_only = started.elapsed();
 
     // Plain llama.cpp: load from the file + first token.
     let started = Instant::now();
-    let plain_model = LlamaModel::load_from_file(engine.backend(), &path, &LlamaModelParams::default())?;
+    let plain_model =
+        LlamaModel::load_from_file(engine.backend(), &path, &LlamaModelParams::default())?;
     let plain_load = started.elapsed();
     let plain_tok = first_token(engine, &plain_model, threads)?;
     let plain_total = started.elapsed();
@@ -238,23 +281,60 @@ fn time_to_first_token(engine: &'static Engine, threads: u32, bytes: u64) -> Res
     let cache = ModelCache::new();
     let started = Instant::now();
     let mut sink = MemModel::new("ttft")?;
-    sealing::open(&key, blob.as_slice(), &mut sink, &sealing::SealOptions::default())?;
+    sealing::open(
+        &key,
+        blob.as_slice(),
+        &mut sink,
+        &sealing::SealOptions::default(),
+    )?;
     let sealed = sink.finish()?;
     let unsealed = started.elapsed();
     let model = cache.load(engine, sealed, &ModelOptions::default())?;
     let loaded = started.elapsed();
-    let mut agent = model.new_context(&ContextOptions { n_ctx: 256, n_batch: 256, n_threads: Some(threads) })?;
-    let g = agent.generate(PROMPT, &SamplerSettings { max_tokens: 1, ..SamplerSettings::default() })?;
+    let mut agent = model.new_context(&ContextOptions {
+        n_ctx: 256,
+        n_batch: 256,
+        n_threads: Some(threads),
+    })?;
+    let g = agent.generate(
+        PROMPT,
+        &SamplerSettings {
+            max_tokens: 1,
+            ..SamplerSettings::default()
+        },
+    )?;
     let engine_total = started.elapsed();
-    anyhow::ensure!(g.tokens.first() == Some(&plain_tok), "engine and plain llama.cpp disagree on the first token");
+    anyhow::ensure!(
+        g.tokens.first() == Some(&plain_tok),
+        "engine and plain llama.cpp disagree on the first token"
+    );
 
     let reference = plain_total + unseal_only;
-    println!("    unseal only (decrypt to sink)        : {:8.1} ms", ms(unseal_only));
-    println!("    plain: load file {:8.1} ms + first token {:8.1} ms = {:8.1} ms", ms(plain_load), ms(plain_total - plain_load), ms(plain_total));
-    println!("    engine: unseal->memfd+sha256 {:8.1} ms, load {:8.1} ms, first token {:8.1} ms = {:8.1} ms",
-        ms(unsealed), ms(loaded - unsealed), ms(engine_total - loaded), ms(engine_total));
-    println!("    ratio engine / (plain + unseal)      : {:8.3}  (goal <= 1.15)", ms(engine_total) / ms(reference));
-    println!("    ratio engine / plain (no crypto)     : {:8.3}\n", ms(engine_total) / ms(plain_total));
+    println!(
+        "    unseal only (decrypt to sink)        : {:8.1} ms",
+        ms(unseal_only)
+    );
+    println!(
+        "    plain: load file {:8.1} ms + first token {:8.1} ms = {:8.1} ms",
+        ms(plain_load),
+        ms(plain_total - plain_load),
+        ms(plain_total)
+    );
+    println!(
+        "    engine: unseal->memfd+sha256 {:8.1} ms, load {:8.1} ms, first token {:8.1} ms = {:8.1} ms",
+        ms(unsealed),
+        ms(loaded - unsealed),
+        ms(engine_total - loaded),
+        ms(engine_total)
+    );
+    println!(
+        "    ratio engine / (plain + unseal)      : {:8.3}  (goal <= 1.15)",
+        ms(engine_total) / ms(reference)
+    );
+    println!(
+        "    ratio engine / plain (no crypto)     : {:8.3}\n",
+        ms(engine_total) / ms(plain_total)
+    );
     Ok(())
 }
 
@@ -283,8 +363,15 @@ fn shared_memory(engine: &'static Engine, threads: u32, bytes: u64) -> Result<()
     let cache = ModelCache::new();
     let before = status_kib("VmRSS:");
     let model = load_generated(engine, &cache, bytes, 3)?;
-    let opts = ContextOptions { n_ctx: 512, n_batch: 128, n_threads: Some(threads) };
-    let settings = SamplerSettings { max_tokens: 8, ..SamplerSettings::default() };
+    let opts = ContextOptions {
+        n_ctx: 512,
+        n_batch: 128,
+        n_threads: Some(threads),
+    };
+    let settings = SamplerSettings {
+        max_tokens: 8,
+        ..SamplerSettings::default()
+    };
     let mut agents = vec![model.new_context(&opts)?];
     agents[0].generate(PROMPT, &settings)?;
     let one = status_kib("VmRSS:");
@@ -298,12 +385,32 @@ fn shared_memory(engine: &'static Engine, threads: u32, bytes: u64) -> Result<()
     }
     let four = status_kib("VmRSS:");
     let stats = cache.stats();
-    println!("(c) resident memory, {} MiB model, n_ctx {}", model.size_bytes() / MIB, opts.n_ctx);
-    println!("    before load                : {:8.1} MiB", before as f64 / 1024.0);
-    println!("    1 agent                    : {:8.1} MiB (+{:.1})", one as f64 / 1024.0, (one - before) as f64 / 1024.0);
-    println!("    4 agents, one shared model : {:8.1} MiB (+{:.1})", four as f64 / 1024.0, (four - before) as f64 / 1024.0);
-    println!("    ratio 4 agents / 1 agent (above baseline): {:.3}; per extra agent {:.1} MiB; model loads {} (hits {})",
-        (four - before) as f64 / (one - before) as f64, (four - one) as f64 / 3.0 / 1024.0, stats.loads, stats.hits);
+    println!(
+        "(c) resident memory, {} MiB model, n_ctx {}",
+        model.size_bytes() / MIB,
+        opts.n_ctx
+    );
+    println!(
+        "    before load                : {:8.1} MiB",
+        before as f64 / 1024.0
+    );
+    println!(
+        "    1 agent                    : {:8.1} MiB (+{:.1})",
+        one as f64 / 1024.0,
+        (one - before) as f64 / 1024.0
+    );
+    println!(
+        "    4 agents, one shared model : {:8.1} MiB (+{:.1})",
+        four as f64 / 1024.0,
+        (four - before) as f64 / 1024.0
+    );
+    println!(
+        "    ratio 4 agents / 1 agent (above baseline): {:.3}; per extra agent {:.1} MiB; model loads {} (hits {})",
+        (four - before) as f64 / (one - before) as f64,
+        (four - one) as f64 / 3.0 / 1024.0,
+        stats.loads,
+        stats.hits
+    );
     Ok(())
 }
 

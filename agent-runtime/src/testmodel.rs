@@ -159,7 +159,11 @@ impl TestModelParams {
         Self::rung(LADDER[0], 1, WeightType::F16)
     }
 
-    fn rung((n_embd, n_head, n_ff): (u32, u32, u32), n_layer: u32, weight_type: WeightType) -> Self {
+    fn rung(
+        (n_embd, n_head, n_ff): (u32, u32, u32),
+        n_layer: u32,
+        weight_type: WeightType,
+    ) -> Self {
         TestModelParams {
             n_vocab: BASE_VOCAB,
             n_embd,
@@ -236,23 +240,32 @@ impl TestModelParams {
     /// Check the shape against what llama.cpp and this writer accept.
     pub fn validate(&self) -> Result<(), TestModelError> {
         if self.n_vocab < BASE_VOCAB || self.n_vocab > MAX_VOCAB {
-            return Err(TestModelError::InvalidParams("n_vocab must be in 259..=65536"));
+            return Err(TestModelError::InvalidParams(
+                "n_vocab must be in 259..=65536",
+            ));
         }
         if self.n_embd == 0 || self.n_layer == 0 || self.n_ff == 0 || self.n_ctx_train == 0 {
             return Err(TestModelError::InvalidParams(
                 "n_embd, n_layer, n_ff and n_ctx_train must be positive",
             ));
         }
-        if self.n_head == 0 || self.n_embd % self.n_head != 0 || (self.n_embd / self.n_head) % 2 != 0 {
+        if self.n_head == 0
+            || self.n_embd % self.n_head != 0
+            || (self.n_embd / self.n_head) % 2 != 0
+        {
             return Err(TestModelError::InvalidParams(
                 "n_head must divide n_embd into an even head size",
             ));
         }
         if self.n_head_kv == 0 || self.n_head % self.n_head_kv != 0 {
-            return Err(TestModelError::InvalidParams("n_head_kv must divide n_head"));
+            return Err(TestModelError::InvalidParams(
+                "n_head_kv must divide n_head",
+            ));
         }
         if self.n_embd > 65_536 || self.n_ff > 262_144 || self.n_layer > 4096 {
-            return Err(TestModelError::InvalidParams("model dimensions are unreasonably large"));
+            return Err(TestModelError::InvalidParams(
+                "model dimensions are unreasonably large",
+            ));
         }
         Ok(())
     }
@@ -308,12 +321,27 @@ impl TestModelParams {
         }
         for i in 0..self.n_layer {
             let name = |s: &str| format!("blk.{i}.{s}.weight");
-            out.push(Tensor::new(&name("attn_norm"), [e, 1], WeightType::F32, Init::Ones));
+            out.push(Tensor::new(
+                &name("attn_norm"),
+                [e, 1],
+                WeightType::F32,
+                Init::Ones,
+            ));
             out.push(Tensor::new(&name("attn_q"), [e, e], w, Init::FanIn(1.0)));
             out.push(Tensor::new(&name("attn_k"), [e, kv], w, Init::FanIn(1.0)));
             out.push(Tensor::new(&name("attn_v"), [e, kv], w, Init::FanIn(1.0)));
-            out.push(Tensor::new(&name("attn_output"), [e, e], w, Init::FanIn(1.0)));
-            out.push(Tensor::new(&name("ffn_norm"), [e, 1], WeightType::F32, Init::Ones));
+            out.push(Tensor::new(
+                &name("attn_output"),
+                [e, e],
+                w,
+                Init::FanIn(1.0),
+            ));
+            out.push(Tensor::new(
+                &name("ffn_norm"),
+                [e, 1],
+                WeightType::F32,
+                Init::Ones,
+            ));
             out.push(Tensor::new(&name("ffn_gate"), [e, ff], w, Init::FanIn(1.0)));
             out.push(Tensor::new(&name("ffn_up"), [e, ff], w, Init::FanIn(1.0)));
             out.push(Tensor::new(&name("ffn_down"), [ff, e], w, Init::FanIn(1.0)));
@@ -351,7 +379,12 @@ struct Tensor {
 
 impl Tensor {
     fn new(name: &str, ne: [u64; 2], ty: WeightType, init: Init) -> Self {
-        Tensor { name: name.to_owned(), ne, ty, init }
+        Tensor {
+            name: name.to_owned(),
+            ne,
+            ty,
+            init,
+        }
     }
 
     fn elements(&self) -> u64 {
@@ -382,7 +415,9 @@ fn align_up(x: u64) -> u64 {
 }
 
 fn data_section_len(tensors: &[Tensor]) -> u64 {
-    tensors.iter().fold(0, |off, t| align_up(off) + t.data_bytes())
+    tensors
+        .iter()
+        .fold(0, |off, t| align_up(off) + t.data_bytes())
 }
 
 /// Token text for the i-th vocabulary entry.
@@ -402,7 +437,9 @@ fn extra_token_text(k: u32) -> String {
     const PRINTABLE: u32 = 95;
     if k < PRINTABLE {
         // 0x20..=0x7E are all valid chars.
-        return char::from_u32(0x20 + k).map(String::from).unwrap_or_default();
+        return char::from_u32(0x20 + k)
+            .map(String::from)
+            .unwrap_or_default();
     }
     let mut n = k - PRINTABLE + 1;
     let mut word = Vec::new();
@@ -426,7 +463,11 @@ fn token_type(i: u32) -> i32 {
 
 #[allow(clippy::cast_precision_loss)] // scores are ranks; exactness is irrelevant
 fn token_score(i: u32) -> f32 {
-    if i < BASE_VOCAB { 0.0 } else { -((i - BASE_VOCAB) as f32) - 1.0 }
+    if i < BASE_VOCAB {
+        0.0
+    } else {
+        -((i - BASE_VOCAB) as f32) - 1.0
+    }
 }
 
 /// Little-endian GGUF serializer for the header; the second field counts key/value pairs.
@@ -487,7 +528,10 @@ fn header_bytes(p: &TestModelParams, seed: u64, tensors: &[Tensor]) -> Vec<u8> {
     let mut h = Header(Vec::with_capacity(16 * 1024 + p.n_vocab as usize * 24), 0);
     h.kv_str("general.architecture", "llama");
     h.kv_str("general.name", "inft-testmodel");
-    h.kv_str("general.description", "deterministic random-weight test model generated by inft");
+    h.kv_str(
+        "general.description",
+        "deterministic random-weight test model generated by inft",
+    );
     h.kv_u32("general.file_type", p.weight_type.file_type());
     h.kv_u64("inft.testmodel.seed", seed);
     h.kv_u32("llama.vocab_size", p.n_vocab);
@@ -623,7 +667,10 @@ pub fn write_llama_gguf<W: Write>(
     }
     written += data_off;
     w.flush()?;
-    Ok(TestModelInfo { bytes: written, n_params: params.n_params() })
+    Ok(TestModelInfo {
+        bytes: written,
+        n_params: params.n_params(),
+    })
 }
 
 /// Convenience for tests: the whole model in a `Vec` (only sensible for small models).
@@ -660,7 +707,11 @@ mod tests {
             }
             if target >= 1 << 20 {
                 // Close to the target: within 2 % once the vocabulary can pad.
-                assert!(bytes.len() as f64 > target as f64 * 0.98, "{target}: {}", bytes.len());
+                assert!(
+                    bytes.len() as f64 > target as f64 * 0.98,
+                    "{target}: {}",
+                    bytes.len()
+                );
             }
         }
     }
@@ -669,7 +720,10 @@ mod tests {
     fn for_size_scales_to_gibibytes_without_writing() {
         let p = TestModelParams::for_size(1 << 30);
         let size = p.file_size().unwrap();
-        assert!(size <= 1 << 30 && size > (1 << 30) * 99 / 100, "{size} for {p:?}");
+        assert!(
+            size <= 1 << 30 && size > (1 << 30) * 99 / 100,
+            "{size} for {p:?}"
+        );
         assert!(p.n_layer >= 8, "{p:?}");
         let big = TestModelParams::for_size(6 << 30);
         assert!(big.n_embd >= p.n_embd);
@@ -686,7 +740,10 @@ mod tests {
     fn invalid_params_are_errors() {
         let mut p = TestModelParams::tiny();
         p.n_head = 3;
-        assert!(matches!(p.validate(), Err(TestModelError::InvalidParams(_))));
+        assert!(matches!(
+            p.validate(),
+            Err(TestModelError::InvalidParams(_))
+        ));
         let mut p = TestModelParams::tiny();
         p.n_vocab = 10;
         assert!(write_llama_gguf(Vec::new(), &p, 0).is_err());
@@ -707,7 +764,10 @@ mod tests {
 
     #[test]
     fn weights_are_finite_and_bounded() {
-        let p = TestModelParams { weight_type: WeightType::F32, ..TestModelParams::tiny() };
+        let p = TestModelParams {
+            weight_type: WeightType::F32,
+            ..TestModelParams::tiny()
+        };
         let bytes = llama_gguf_bytes(&p, 3).unwrap();
         let tensors = p.tensors();
         let data_start = bytes.len() - data_section_len(&tensors) as usize;

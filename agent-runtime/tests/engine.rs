@@ -26,12 +26,18 @@ fn sealed_model(params: &TestModelParams, seed: u64) -> SealedModel {
 fn small_ctx() -> ContextOptions {
     // One thread: tests run in parallel on small machines, and ggml worker threads spin-wait,
     // so oversubscribing cores slows everything down badly.
-    ContextOptions { n_ctx: 512, n_batch: 128, n_threads: Some(1) }
+    ContextOptions {
+        n_ctx: 512,
+        n_batch: 128,
+        n_threads: Some(1),
+    }
 }
 
 fn load(params: &TestModelParams, seed: u64) -> Arc<agent_runtime::engine::LoadedModel> {
     let engine = Engine::global().expect("engine");
-    engine.load(sealed_model(params, seed), &ModelOptions::default()).expect("load model")
+    engine
+        .load(sealed_model(params, seed), &ModelOptions::default())
+        .expect("load model")
 }
 
 #[test]
@@ -40,9 +46,19 @@ fn generation_is_deterministic_across_runs_and_contexts() {
     let mut a = model.new_context(&small_ctx()).unwrap();
     let mut b = model.new_context(&small_ctx()).unwrap();
     for settings in [
-        SamplerSettings { max_tokens: 48, ..SamplerSettings::default() },
-        SamplerSettings { max_tokens: 48, ..SamplerSettings::seeded(1234) },
-        SamplerSettings { max_tokens: 48, repeat_penalty: 1.3, ..SamplerSettings::seeded(7) },
+        SamplerSettings {
+            max_tokens: 48,
+            ..SamplerSettings::default()
+        },
+        SamplerSettings {
+            max_tokens: 48,
+            ..SamplerSettings::seeded(1234)
+        },
+        SamplerSettings {
+            max_tokens: 48,
+            repeat_penalty: 1.3,
+            ..SamplerSettings::seeded(7)
+        },
     ] {
         let first = a.generate(PROMPT, &settings).unwrap();
         let again = a.generate(PROMPT, &settings).unwrap();
@@ -62,14 +78,35 @@ fn generation_records_what_replay_needs() {
     let bytes = llama_gguf_bytes(&params, 5).unwrap();
     let engine = Engine::global().unwrap();
     let model = engine
-        .load(MemModel::from_reader("records", bytes.as_slice()).unwrap(), &ModelOptions::default())
+        .load(
+            MemModel::from_reader("records", bytes.as_slice()).unwrap(),
+            &ModelOptions::default(),
+        )
         .unwrap();
     let mut ctx = model.new_context(&small_ctx()).unwrap();
-    let g = ctx.generate(PROMPT, &SamplerSettings { max_tokens: 16, ..SamplerSettings::seeded(3) }).unwrap();
+    let g = ctx
+        .generate(
+            PROMPT,
+            &SamplerSettings {
+                max_tokens: 16,
+                ..SamplerSettings::seeded(3)
+            },
+        )
+        .unwrap();
     assert_eq!(g.model_sha256, hex::encode(Sha256::digest(&bytes)));
-    assert_eq!(g.prompt_sha256, hex::encode(Sha256::digest(PROMPT.as_bytes())));
-    assert_eq!(g.output_sha256, hex::encode(Sha256::digest(g.text.as_bytes())));
-    assert!(g.llama_build.starts_with("llama-cpp-2 0.1.160; ggml "), "{}", g.llama_build);
+    assert_eq!(
+        g.prompt_sha256,
+        hex::encode(Sha256::digest(PROMPT.as_bytes()))
+    );
+    assert_eq!(
+        g.output_sha256,
+        hex::encode(Sha256::digest(g.text.as_bytes()))
+    );
+    assert!(
+        g.llama_build.starts_with("llama-cpp-2 0.1.160; ggml "),
+        "{}",
+        g.llama_build
+    );
     assert_eq!(g.llama_build, engine.llama_build());
     assert_eq!(g.stop, StopReason::MaxTokens);
     assert_eq!(g.tokens.len(), 16);
@@ -86,9 +123,15 @@ fn different_seeds_give_different_text_and_output_is_not_degenerate() {
     let mut ctx = model.new_context(&small_ctx()).unwrap();
     let outs: Vec<Vec<i32>> = (0..4)
         .map(|seed| {
-            ctx.generate(PROMPT, &SamplerSettings { max_tokens: 32, ..SamplerSettings::seeded(seed) })
-                .unwrap()
-                .tokens
+            ctx.generate(
+                PROMPT,
+                &SamplerSettings {
+                    max_tokens: 32,
+                    ..SamplerSettings::seeded(seed)
+                },
+            )
+            .unwrap()
+            .tokens
         })
         .collect();
     for i in 0..outs.len() {
@@ -103,9 +146,14 @@ fn different_seeds_give_different_text_and_output_is_not_degenerate() {
         assert!(distinct.len() >= 4, "degenerate output {out:?}");
     }
     // Greedy output depends on the prompt.
-    let greedy = SamplerSettings { max_tokens: 16, ..SamplerSettings::default() };
+    let greedy = SamplerSettings {
+        max_tokens: 16,
+        ..SamplerSettings::default()
+    };
     let g1 = ctx.generate("alpha", &greedy).unwrap();
-    let g2 = ctx.generate("a completely different prompt", &greedy).unwrap();
+    let g2 = ctx
+        .generate("a completely different prompt", &greedy)
+        .unwrap();
     assert_ne!(g1.tokens, g2.tokens);
 }
 
@@ -121,7 +169,8 @@ fn creative_grammar_output_always_parses() {
         };
         let g = ctx.generate(PROMPT, &settings).unwrap();
         assert_eq!(g.stop, StopReason::EndOfGeneration, "{}", g.text);
-        let v: serde_json::Value = serde_json::from_str(&g.text).unwrap_or_else(|e| panic!("{e}: {}", g.text));
+        let v: serde_json::Value =
+            serde_json::from_str(&g.text).unwrap_or_else(|e| panic!("{e}: {}", g.text));
         let obj = v.as_object().unwrap();
         assert_eq!(obj.len(), 2);
         let title = obj["title"].as_str().unwrap();
@@ -141,28 +190,42 @@ fn trade_intent_grammar_output_always_parses() {
             max_tokens: TRADE_INTENT_MAX_TOKENS,
             ..SamplerSettings::seeded(100 + seed)
         };
-        let g = ctx.generate("Market: WETH/USDC. Decide.", &settings).unwrap();
+        let g = ctx
+            .generate("Market: WETH/USDC. Decide.", &settings)
+            .unwrap();
         assert_eq!(g.stop, StopReason::EndOfGeneration, "{}", g.text);
-        let v: serde_json::Value = serde_json::from_str(&g.text).unwrap_or_else(|e| panic!("{e}: {}", g.text));
+        let v: serde_json::Value =
+            serde_json::from_str(&g.text).unwrap_or_else(|e| panic!("{e}: {}", g.text));
         let o = v.as_object().unwrap();
         assert_eq!(o.len(), 6, "{}", g.text);
         assert!(["buy", "sell", "hold"].contains(&o["action"].as_str().unwrap()));
         for k in ["token_in", "token_out"] {
             let a = o[k].as_str().unwrap();
-            assert!(a.len() == 42 && a.starts_with("0x") && a[2..].bytes().all(|b| b.is_ascii_hexdigit()), "{a}");
+            assert!(
+                a.len() == 42
+                    && a.starts_with("0x")
+                    && a[2..].bytes().all(|b| b.is_ascii_hexdigit()),
+                "{a}"
+            );
         }
         let amount = o["amount_in"].as_str().unwrap();
-        assert!((1..=30).contains(&amount.len()) && amount.bytes().all(|b| b.is_ascii_digit()), "{amount}");
+        assert!(
+            (1..=30).contains(&amount.len()) && amount.bytes().all(|b| b.is_ascii_digit()),
+            "{amount}"
+        );
         assert!(o["max_slippage_bps"].as_u64().unwrap() <= 9999);
         assert!(o["reason"].as_str().unwrap().len() <= 120);
     }
     // Greedy decoding under the grammar is valid too.
     let g = ctx
-        .generate("x", &SamplerSettings {
-            grammar: Some(trade_intent_grammar().to_owned()),
-            max_tokens: TRADE_INTENT_MAX_TOKENS,
-            ..SamplerSettings::default()
-        })
+        .generate(
+            "x",
+            &SamplerSettings {
+                grammar: Some(trade_intent_grammar().to_owned()),
+                max_tokens: TRADE_INTENT_MAX_TOKENS,
+                ..SamplerSettings::default()
+            },
+        )
         .unwrap();
     serde_json::from_str::<serde_json::Value>(&g.text).unwrap();
 }
@@ -174,9 +237,13 @@ fn agents_share_one_loaded_model_through_the_cache() {
     let params = TestModelParams::for_size(512 * 1024);
     let opts = ModelOptions::default();
 
-    let first = cache.load(engine, sealed_model(&params, 21), &opts).unwrap();
+    let first = cache
+        .load(engine, sealed_model(&params, 21), &opts)
+        .unwrap();
     // A second agent unseals the same model: same plaintext hash, so no second load.
-    let second = cache.load(engine, sealed_model(&params, 21), &opts).unwrap();
+    let second = cache
+        .load(engine, sealed_model(&params, 21), &opts)
+        .unwrap();
     assert!(Arc::ptr_eq(&first, &second));
     let stats = cache.stats();
     assert_eq!((stats.loads, stats.hits, stats.live), (1, 1, 1));
@@ -184,11 +251,19 @@ fn agents_share_one_loaded_model_through_the_cache() {
     // Both agents run their own context on it.
     let mut a = first.new_context(&small_ctx()).unwrap();
     let mut b = second.new_context(&small_ctx()).unwrap();
-    let s = SamplerSettings { max_tokens: 8, ..SamplerSettings::default() };
-    assert_eq!(a.generate(PROMPT, &s).unwrap().tokens, b.generate(PROMPT, &s).unwrap().tokens);
+    let s = SamplerSettings {
+        max_tokens: 8,
+        ..SamplerSettings::default()
+    };
+    assert_eq!(
+        a.generate(PROMPT, &s).unwrap().tokens,
+        b.generate(PROMPT, &s).unwrap().tokens
+    );
 
     // A different model is a different entry.
-    let other = cache.load(engine, sealed_model(&params, 22), &opts).unwrap();
+    let other = cache
+        .load(engine, sealed_model(&params, 22), &opts)
+        .unwrap();
     assert!(!Arc::ptr_eq(&first, &other));
     assert_eq!(cache.stats().loads, 2);
 
@@ -197,7 +272,9 @@ fn agents_share_one_loaded_model_through_the_cache() {
     drop((first, second, a, b));
     assert!(cache.get(&hash, &opts).is_none());
     assert_eq!(cache.stats().live, 1);
-    let reloaded = cache.load(engine, sealed_model(&params, 21), &opts).unwrap();
+    let reloaded = cache
+        .load(engine, sealed_model(&params, 21), &opts)
+        .unwrap();
     assert_eq!(cache.stats().loads, 3);
     assert!(cache.evict(&reloaded.sha256(), &opts));
     assert!(cache.get(&hash, &opts).is_none());
@@ -237,14 +314,18 @@ fn corrupt_or_truncated_gguf_is_an_error_not_a_crash() {
 #[test]
 fn memfd_is_sealed_and_not_a_file_on_disk() {
     let mut sink = MemModel::new("inft-model").unwrap();
-    sink.write_all(b"GGUF plaintext that must never reach a disk").unwrap();
+    sink.write_all(b"GGUF plaintext that must never reach a disk")
+        .unwrap();
     let sealed = sink.finish().unwrap();
     let path = sealed.path();
     assert!(path.starts_with("/proc/self/fd"), "{path:?}");
     let target = std::fs::read_link(&path).unwrap();
     let target = target.to_string_lossy();
     assert!(target.starts_with("/memfd:inft-model"), "{target}");
-    assert!(target.ends_with("(deleted)"), "no directory entry anywhere: {target}");
+    assert!(
+        target.ends_with("(deleted)"),
+        "no directory entry anywhere: {target}"
+    );
 
     use std::os::unix::fs::MetadataExt;
     let meta = sealed.as_file().metadata().unwrap();
@@ -256,16 +337,30 @@ fn memfd_is_sealed_and_not_a_file_on_disk() {
     assert!(f.write_all(b"tamper").is_err());
     assert!(sealed.as_file().set_len(0).is_err());
     assert!(sealed.as_file().set_len(1 << 20).is_err());
-    assert_eq!(std::fs::read(&path).unwrap(), b"GGUF plaintext that must never reach a disk");
-    assert_eq!(sealed.sha256(), <[u8; 32]>::from(Sha256::digest(b"GGUF plaintext that must never reach a disk")));
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        b"GGUF plaintext that must never reach a disk"
+    );
+    assert_eq!(
+        sealed.sha256(),
+        <[u8; 32]>::from(Sha256::digest(
+            b"GGUF plaintext that must never reach a disk"
+        ))
+    );
 }
 
 #[test]
 fn generated_models_of_several_shapes_load_and_run() {
     let shapes = [
         TestModelParams::tiny(),
-        TestModelParams { weight_type: WeightType::F32, ..TestModelParams::for_size(200 * 1024) },
-        TestModelParams { n_head_kv: 2, ..TestModelParams::for_size(1 << 20) },
+        TestModelParams {
+            weight_type: WeightType::F32,
+            ..TestModelParams::for_size(200 * 1024)
+        },
+        TestModelParams {
+            n_head_kv: 2,
+            ..TestModelParams::for_size(1 << 20)
+        },
         TestModelParams::for_size(6 << 20),
     ];
     for (i, p) in shapes.iter().enumerate() {
@@ -274,28 +369,89 @@ fn generated_models_of_several_shapes_load_and_run() {
         assert_eq!(model.llama_model().n_vocab(), p.n_vocab as i32);
         assert_eq!(model.llama_model().n_layer(), p.n_layer);
         let mut ctx = model.new_context(&small_ctx()).unwrap();
-        let g = ctx.generate("hello, ünïcode and bytes \u{1F980}\n", &SamplerSettings { max_tokens: 8, ..SamplerSettings::seeded(1) }).unwrap();
-        assert_eq!(g.tokens.len() + usize::from(g.stop == StopReason::EndOfGeneration) > 0, true, "{p:?}");
+        let g = ctx
+            .generate(
+                "hello, ünïcode and bytes \u{1F980}\n",
+                &SamplerSettings {
+                    max_tokens: 8,
+                    ..SamplerSettings::seeded(1)
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            g.tokens.len() + usize::from(g.stop == StopReason::EndOfGeneration) > 0,
+            true,
+            "{p:?}"
+        );
     }
 }
 
 #[test]
 fn bad_requests_are_errors() {
     let model = load(&TestModelParams::for_size(256 * 1024), 51);
-    let mut ctx = model.new_context(&ContextOptions { n_ctx: 64, n_batch: 32, n_threads: Some(1) }).unwrap();
-    let bad_grammar = SamplerSettings { grammar: Some("root ::= undefined_rule".into()), ..SamplerSettings::default() };
-    assert!(matches!(ctx.generate(PROMPT, &bad_grammar), Err(EngineError::Grammar(_))));
-    let bad_top_p = SamplerSettings { top_p: 2.0, ..SamplerSettings::default() };
-    assert!(matches!(ctx.generate(PROMPT, &bad_top_p), Err(EngineError::Settings(_))));
-    let nan = SamplerSettings { temperature: f32::NAN, ..SamplerSettings::default() };
-    assert!(matches!(ctx.generate(PROMPT, &nan), Err(EngineError::Settings(_))));
+    let mut ctx = model
+        .new_context(&ContextOptions {
+            n_ctx: 64,
+            n_batch: 32,
+            n_threads: Some(1),
+        })
+        .unwrap();
+    let bad_grammar = SamplerSettings {
+        grammar: Some("root ::= undefined_rule".into()),
+        ..SamplerSettings::default()
+    };
+    assert!(matches!(
+        ctx.generate(PROMPT, &bad_grammar),
+        Err(EngineError::Grammar(_))
+    ));
+    let bad_top_p = SamplerSettings {
+        top_p: 2.0,
+        ..SamplerSettings::default()
+    };
+    assert!(matches!(
+        ctx.generate(PROMPT, &bad_top_p),
+        Err(EngineError::Settings(_))
+    ));
+    let nan = SamplerSettings {
+        temperature: f32::NAN,
+        ..SamplerSettings::default()
+    };
+    assert!(matches!(
+        ctx.generate(PROMPT, &nan),
+        Err(EngineError::Settings(_))
+    ));
     let long = "x".repeat(500);
-    assert!(matches!(ctx.generate(&long, &SamplerSettings::default()), Err(EngineError::PromptTooLong { .. })));
+    assert!(matches!(
+        ctx.generate(&long, &SamplerSettings::default()),
+        Err(EngineError::PromptTooLong { .. })
+    ));
     // The context fills up: generation stops cleanly instead of failing.
-    let g = ctx.generate(PROMPT, &SamplerSettings { max_tokens: 1000, ..SamplerSettings::seeded(2) }).unwrap();
-    assert!(matches!(g.stop, StopReason::ContextFull | StopReason::EndOfGeneration), "{:?}", g.stop);
+    let g = ctx
+        .generate(
+            PROMPT,
+            &SamplerSettings {
+                max_tokens: 1000,
+                ..SamplerSettings::seeded(2)
+            },
+        )
+        .unwrap();
+    assert!(
+        matches!(
+            g.stop,
+            StopReason::ContextFull | StopReason::EndOfGeneration
+        ),
+        "{:?}",
+        g.stop
+    );
     // The context still works afterwards.
-    ctx.generate("ok", &SamplerSettings { max_tokens: 4, ..SamplerSettings::default() }).unwrap();
+    ctx.generate(
+        "ok",
+        &SamplerSettings {
+            max_tokens: 4,
+            ..SamplerSettings::default()
+        },
+    )
+    .unwrap();
 }
 
 #[test]
@@ -306,7 +462,10 @@ fn agents_can_move_to_their_own_threads() {
     assert_send_sync::<Arc<agent_runtime::engine::LoadedModel>>();
 
     let model = load(&TestModelParams::for_size(256 * 1024), 61);
-    let settings = SamplerSettings { max_tokens: 12, ..SamplerSettings::seeded(5) };
+    let settings = SamplerSettings {
+        max_tokens: 12,
+        ..SamplerSettings::seeded(5)
+    };
     let handles: Vec<_> = (0..3)
         .map(|_| {
             let mut ctx = model.new_context(&small_ctx()).unwrap();
@@ -315,5 +474,8 @@ fn agents_can_move_to_their_own_threads() {
         })
         .collect();
     let outs: Vec<Vec<i32>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    assert!(outs.windows(2).all(|w| w[0] == w[1]), "concurrent agents disagree: {outs:?}");
+    assert!(
+        outs.windows(2).all(|w| w[0] == w[1]),
+        "concurrent agents disagree: {outs:?}"
+    );
 }

@@ -47,7 +47,13 @@ mod tests {
     fn version_constant_matches_lockfile() {
         let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"))
             .expect("workspace Cargo.lock");
-        let entry = format!("name = \"llama-cpp-2\"\nversion = \"{}\"", super::LLAMA_CPP_2_VERSION);
-        assert!(lock.contains(&entry), "update LLAMA_CPP_2_VERSION to the locked llama-cpp-2");
+        let entry = format!(
+            "name = \"llama-cpp-2\"\nversion = \"{}\"",
+            super::LLAMA_CPP_2_VERSION
+        );
+        assert!(
+            lock.contains(&entry),
+            "update LLAMA_CPP_2_VERSION to the locked llama-cpp-2"
+        );
     }
 }

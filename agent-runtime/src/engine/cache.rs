@@ -66,7 +66,10 @@ impl ModelCache {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(hit);
         }
-        let _loading = self.load_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _loading = self
+            .load_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         // Another thread may have loaded it while we waited.
         if let Some(hit) = self.get(&key.0, opts) {
             self.hits.fetch_add(1, Ordering::Relaxed);
@@ -194,7 +197,10 @@ impl LoadedModel {
     }
 
     /// A new inference context for one agent, holding its own reference to this model.
-    pub fn new_context(self: &Arc<Self>, opts: &ContextOptions) -> Result<AgentContext, EngineError> {
+    pub fn new_context(
+        self: &Arc<Self>,
+        opts: &ContextOptions,
+    ) -> Result<AgentContext, EngineError> {
         AgentContext::new(Arc::clone(self), opts)
     }
 
@@ -203,7 +209,10 @@ impl LoadedModel {
         &self,
         params: LlamaContextParams,
     ) -> Result<llama_cpp_2::context::LlamaContext<'_>, EngineError> {
-        let _guard = self.context_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _guard = self
+            .context_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         self.model
             .new_context(self.engine.backend(), params)
             .map_err(|e| EngineError::Context(e.to_string()))

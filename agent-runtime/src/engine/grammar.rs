@@ -47,8 +47,12 @@ pub const MAX_FIELD_LEN: u16 = 1024;
 /// Keys must be non-empty and consist of ASCII letters, digits and `_`; lengths are clamped to
 /// [`MAX_FIELD_LEN`]. Returns `None` for an invalid key or enum value.
 pub fn json_object_grammar(fields: &[(&str, JsonField<'_>)]) -> Option<String> {
-    let key_ok = |k: &str| !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    let lit_ok = |v: &str| v.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
+    let key_ok =
+        |k: &str| !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let lit_ok = |v: &str| {
+        v.bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    };
     let mut root = String::from("root ::= \"{\"");
     let mut rules = String::new();
     for (i, (key, field)) in fields.iter().enumerate() {
@@ -91,8 +95,20 @@ pub fn json_object_grammar(fields: &[(&str, JsonField<'_>)]) -> Option<String> {
 
 static CREATIVE: LazyLock<String> = LazyLock::new(|| {
     json_object_grammar(&[
-        ("title", JsonField::String { min_len: 1, max_len: 48 }),
-        ("text", JsonField::String { min_len: 1, max_len: 256 }),
+        (
+            "title",
+            JsonField::String {
+                min_len: 1,
+                max_len: 48,
+            },
+        ),
+        (
+            "text",
+            JsonField::String {
+                min_len: 1,
+                max_len: 256,
+            },
+        ),
     ])
     .unwrap_or_default()
 });
@@ -104,7 +120,13 @@ static TRADE_INTENT: LazyLock<String> = LazyLock::new(|| {
         ("token_out", JsonField::Address),
         ("amount_in", JsonField::DecimalString { max_digits: 30 }),
         ("max_slippage_bps", JsonField::Integer { max_digits: 4 }),
-        ("reason", JsonField::String { min_len: 0, max_len: 120 }),
+        (
+            "reason",
+            JsonField::String {
+                min_len: 0,
+                max_len: 120,
+            },
+        ),
     ])
     .unwrap_or_default()
 });
@@ -135,7 +157,10 @@ mod tests {
     #[test]
     fn creative_grammar_text() {
         let g = creative_grammar();
-        assert!(g.starts_with("root ::= \"{\" \"\\\"title\\\":\" f0 \",\\\"text\\\":\" f1 \"}\"\n"), "{g}");
+        assert!(
+            g.starts_with("root ::= \"{\" \"\\\"title\\\":\" f0 \",\\\"text\\\":\" f1 \"}\"\n"),
+            "{g}"
+        );
         assert!(g.contains("f0 ::= \"\\\"\" char{1,48} \"\\\"\""));
         assert!(g.contains("char ::= [ !#-\\[\\]-~]"));
     }
@@ -143,7 +168,14 @@ mod tests {
     #[test]
     fn trade_grammar_has_all_fields() {
         let g = trade_intent_grammar();
-        for k in ["action", "token_in", "token_out", "amount_in", "max_slippage_bps", "reason"] {
+        for k in [
+            "action",
+            "token_in",
+            "token_out",
+            "amount_in",
+            "max_slippage_bps",
+            "reason",
+        ] {
             assert!(g.contains(&format!("\\\"{k}\\\":")), "{k} missing in {g}");
         }
         assert!(g.contains("[0-9a-fA-F]{40}"));
@@ -164,6 +196,9 @@ mod tests {
         assert!(longest_creative < CREATIVE_MAX_TOKENS as usize);
         let longest_trade = r#"{"action":"hold","token_in":"0x","token_out":"0x","amount_in":"","max_slippage_bps":,"reason":""}"#.len()
             + 80 + 30 + 4 + 120;
-        assert!(longest_trade < TRADE_INTENT_MAX_TOKENS as usize, "{longest_trade}");
+        assert!(
+            longest_trade < TRADE_INTENT_MAX_TOKENS as usize,
+            "{longest_trade}"
+        );
     }
 }

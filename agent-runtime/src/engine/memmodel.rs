@@ -30,7 +30,9 @@ pub struct MemModel {
 impl std::fmt::Debug for MemModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Deliberately no content: it is plaintext model data.
-        f.debug_struct("MemModel").field("len", &self.len).finish_non_exhaustive()
+        f.debug_struct("MemModel")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
     }
 }
 
@@ -48,7 +50,11 @@ impl MemModel {
                 .close_on_exec(true)
                 .create(name)
                 .map_err(|e| EngineError::MemFile(io::Error::other(e)))?;
-            Ok(MemModel { file, hasher: Sha256::new(), len: 0 })
+            Ok(MemModel {
+                file,
+                hasher: Sha256::new(),
+                len: 0,
+            })
         }
         #[cfg(not(target_os = "linux"))]
         {
@@ -90,12 +96,18 @@ impl MemModel {
                     FileSeal::SealSeal,
                 ])
                 .map_err(|e| EngineError::MemFile(io::Error::other(e)))?;
-            Ok(SealedModel { file: self.file, sha256, len: self.len })
+            Ok(SealedModel {
+                file: self.file,
+                sha256,
+                len: self.len,
+            })
         }
         #[cfg(not(target_os = "linux"))]
         {
             let _ = sha256;
-            Err(EngineError::Unsupported("in-memory model loading needs Linux memfd"))
+            Err(EngineError::Unsupported(
+                "in-memory model loading needs Linux memfd",
+            ))
         }
     }
 }
@@ -113,7 +125,10 @@ impl Write for MemModel {
         #[cfg(not(target_os = "linux"))]
         {
             let _ = buf;
-            Err(io::Error::new(io::ErrorKind::Unsupported, "memfd needs Linux"))
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "memfd needs Linux",
+            ))
         }
     }
 

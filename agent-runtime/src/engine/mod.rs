@@ -95,7 +95,10 @@ pub struct ModelOptions {
 
 impl Default for ModelOptions {
     fn default() -> Self {
-        ModelOptions { gpu_layers: 0, use_mmap: true }
+        ModelOptions {
+            gpu_layers: 0,
+            use_mmap: true,
+        }
     }
 }
 
@@ -112,7 +115,11 @@ pub struct ContextOptions {
 
 impl Default for ContextOptions {
     fn default() -> Self {
-        ContextOptions { n_ctx: 2048, n_batch: 512, n_threads: None }
+        ContextOptions {
+            n_ctx: 2048,
+            n_batch: 512,
+            n_threads: None,
+        }
     }
 }
 
@@ -147,7 +154,11 @@ impl Engine {
                 let backend = LlamaBackend::init().map_err(|e| e.to_string())?;
                 let llama_build = build_info::llama_build();
                 tracing::info!(%llama_build, "llama.cpp backend initialized");
-                Ok(Engine { backend, cache: ModelCache::new(), llama_build })
+                Ok(Engine {
+                    backend,
+                    cache: ModelCache::new(),
+                    llama_build,
+                })
             })
             .as_ref()
             .map_err(|e| EngineError::Backend(e.clone()))

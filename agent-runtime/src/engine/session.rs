@@ -64,16 +64,27 @@ impl Default for SamplerSettings {
 impl SamplerSettings {
     /// Temperature-0.8 sampling with the given seed, otherwise the defaults.
     pub fn seeded(seed: u32) -> Self {
-        SamplerSettings { temperature: 0.8, seed, ..Self::default() }
+        SamplerSettings {
+            temperature: 0.8,
+            seed,
+            ..Self::default()
+        }
     }
 
     fn validate(&self) -> Result<(), EngineError> {
-        let finite = [self.temperature, self.top_p, self.min_p, self.repeat_penalty];
+        let finite = [
+            self.temperature,
+            self.top_p,
+            self.min_p,
+            self.repeat_penalty,
+        ];
         if finite.iter().any(|x| !x.is_finite()) {
             return Err(EngineError::Settings("sampler parameters must be finite"));
         }
         if !(0.0..=1.0).contains(&self.top_p) || !(0.0..=1.0).contains(&self.min_p) {
-            return Err(EngineError::Settings("top_p and min_p must be within 0..=1"));
+            return Err(EngineError::Settings(
+                "top_p and min_p must be within 0..=1",
+            ));
         }
         if self.top_k < 0 || self.repeat_last_n < 0 || self.repeat_penalty <= 0.0 {
             return Err(EngineError::Settings(
@@ -222,9 +233,18 @@ impl AgentContext {
             .with_n_threads(threads)
             .with_n_threads_batch(threads);
         let cell = ContextCell::try_new(model, |m| m.create_llama_context(params))?;
-        let options = ContextOptions { n_ctx, n_batch, n_threads: opts.n_threads };
+        let options = ContextOptions {
+            n_ctx,
+            n_batch,
+            n_threads: opts.n_threads,
+        };
         let batch = LlamaBatch::new(n_batch as usize, 1);
-        Ok(AgentContext { cell, options, batch, n_ctx })
+        Ok(AgentContext {
+            cell,
+            options,
+            batch,
+            n_ctx,
+        })
     }
 
     /// The shared model this context runs.
@@ -253,7 +273,10 @@ impl AgentContext {
             return Err(EngineError::EmptyPrompt);
         }
         if prompt_tokens.len() >= self.n_ctx as usize {
-            return Err(EngineError::PromptTooLong { tokens: prompt_tokens.len(), n_ctx: self.n_ctx });
+            return Err(EngineError::PromptTooLong {
+                tokens: prompt_tokens.len(),
+                n_ctx: self.n_ctx,
+            });
         }
         let n_batch = self.options.n_batch as usize;
         let batch = &mut self.batch;
@@ -266,54 +289,57 @@ impl AgentContext {
         let mut prompt_ms = 0.0;
         let mut gen_started = Instant::now();
 
-        self.cell.with_dependent_mut(|_, ctx| -> Result<(), EngineError> {
-            ctx.clear_kv_cache();
-            // Prompt, in batches; logits only for the last prompt token.
-            let last = prompt_tokens.len() - 1;
-            for (chunk_idx, chunk) in prompt_tokens.chunks(n_batch).enumerate() {
-                batch.clear();
-                for (i, &tok) in chunk.iter().enumerate() {
-                    let pos = chunk_idx * n_batch + i;
-                    batch
-                        .add(tok, to_pos(pos), &[0], pos == last)
+        self.cell
+            .with_dependent_mut(|_, ctx| -> Result<(), EngineError> {
+                ctx.clear_kv_cache();
+                // Prompt, in batches; logits only for the last prompt token.
+                let last = prompt_tokens.len() - 1;
+                for (chunk_idx, chunk) in prompt_tokens.chunks(n_batch).enumerate() {
+                    batch.clear();
+                    for (i, &tok) in chunk.iter().enumerate() {
+                        let pos = chunk_idx * n_batch + i;
+                        batch
+                            .add(tok, to_pos(pos), &[0], pos == last)
+                            .map_err(|e| EngineError::Decode(e.to_string()))?;
+                    }
+                    ctx.decode(batch)
                         .map_err(|e| EngineError::Decode(e.to_string()))?;
                 }
-                ctx.decode(batch).map_err(|e| EngineError::Decode(e.to_string()))?;
-            }
-            prompt_ms = ms(started);
-            gen_started = Instant::now();
+                prompt_ms = ms(started);
+                gen_started = Instant::now();
 
-            let mut pos = prompt_tokens.len();
-            let mut logits_idx = batch.n_tokens() - 1;
-            while out_tokens.len() < settings.max_tokens as usize {
-                // `sample` applies the chain and accepts the token (grammar state advances).
-                let token = sampler.sample(ctx, logits_idx);
-                if out_tokens.is_empty() {
-                    first_token_ms = ms(started);
+                let mut pos = prompt_tokens.len();
+                let mut logits_idx = batch.n_tokens() - 1;
+                while out_tokens.len() < settings.max_tokens as usize {
+                    // `sample` applies the chain and accepts the token (grammar state advances).
+                    let token = sampler.sample(ctx, logits_idx);
+                    if out_tokens.is_empty() {
+                        first_token_ms = ms(started);
+                    }
+                    if vocab.is_eog(token) {
+                        stop = StopReason::EndOfGeneration;
+                        break;
+                    }
+                    out_tokens.push(token.0);
+                    vocab.token_to_piece_into(token, &mut out_bytes, false, None);
+                    if out_tokens.len() == settings.max_tokens as usize {
+                        break;
+                    }
+                    if pos >= n_ctx as usize {
+                        stop = StopReason::ContextFull;
+                        break;
+                    }
+                    batch.clear();
+                    batch
+                        .add(token, to_pos(pos), &[0], true)
+                        .map_err(|e| EngineError::Decode(e.to_string()))?;
+                    ctx.decode(batch)
+                        .map_err(|e| EngineError::Decode(e.to_string()))?;
+                    pos += 1;
+                    logits_idx = 0;
                 }
-                if vocab.is_eog(token) {
-                    stop = StopReason::EndOfGeneration;
-                    break;
-                }
-                out_tokens.push(token.0);
-                vocab.token_to_piece_into(token, &mut out_bytes, false, None);
-                if out_tokens.len() == settings.max_tokens as usize {
-                    break;
-                }
-                if pos >= n_ctx as usize {
-                    stop = StopReason::ContextFull;
-                    break;
-                }
-                batch.clear();
-                batch
-                    .add(token, to_pos(pos), &[0], true)
-                    .map_err(|e| EngineError::Decode(e.to_string()))?;
-                ctx.decode(batch).map_err(|e| EngineError::Decode(e.to_string()))?;
-                pos += 1;
-                logits_idx = 0;
-            }
-            Ok(())
-        })?;
+                Ok(())
+            })?;
 
         let generate_ms = ms(gen_started);
         #[allow(clippy::cast_precision_loss)]
@@ -333,7 +359,12 @@ impl AgentContext {
             settings: settings.clone(),
             context: self.options,
             llama_build: model.engine().llama_build().to_owned(),
-            timings: GenerationTimings { prompt_ms, first_token_ms, generate_ms, tokens_per_second },
+            timings: GenerationTimings {
+                prompt_ms,
+                first_token_ms,
+                generate_ms,
+                tokens_per_second,
+            },
         })
     }
 }
