@@ -226,6 +226,11 @@ impl AtomicOutput {
         })
     }
 
+    /// Where the partial output lives until commit.
+    pub(crate) fn temp_path(&self) -> PathBuf {
+        self.tmp.path().to_owned()
+    }
+
     /// The file to write into.
     pub(crate) fn file(&mut self) -> &mut std::fs::File {
         self.tmp.as_file_mut()
@@ -242,6 +247,24 @@ impl AtomicOutput {
         };
         res.map_err(|e| e.error)
             .with_context(|| format!("moving output into place at {}", target.display()))
+    }
+}
+
+/// Runs blocking file work on a blocking thread; on Ctrl-C deletes the partial outputs in
+/// `temps` (destructors do not run when a signal ends the process) and fails.
+pub(crate) async fn interruptible<T: Send + 'static>(
+    temps: Vec<PathBuf>,
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let task = tokio::task::spawn_blocking(work);
+    tokio::select! {
+        res = task => res.context("worker thread failed")?,
+        _ = tokio::signal::ctrl_c() => {
+            for t in temps {
+                let _ = std::fs::remove_file(t);
+            }
+            bail!("interrupted, no output written")
+        }
     }
 }
 

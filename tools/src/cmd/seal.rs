@@ -10,7 +10,9 @@ use sealing::{DEFAULT_CHUNK_SIZE, DataKey, SealOptions, SealedKey, SealingPublic
 use serde_json::json;
 
 use super::Run;
-use super::common::{AtomicOutput, ContextOpts, SealedKeyFile, load_key_file, with_suffix};
+use super::common::{
+    AtomicOutput, ContextOpts, SealedKeyFile, interruptible, load_key_file, with_suffix,
+};
 use crate::cli::Context;
 
 /// `inft seal IN [-o OUT] (--to PUBKEY | --key-file FILE)`: writes the sealed blob to OUT
@@ -64,30 +66,37 @@ impl Run for SealArgs {
 
         let mut blob = AtomicOutput::create(&blob_path, self.force)?;
         let mut key_out = AtomicOutput::create(&key_path, self.force)?;
-        let data_key = DataKey::generate();
         let opts = SealOptions {
             chunk_size: self.chunk_size,
             threads: self.threads,
         };
         let pb = ctx.progress(len, "sealing");
         let started = std::time::Instant::now();
-        let summary = {
-            let mut w = BufWriter::with_capacity(1 << 20, blob.file());
-            let s = sealing::seal(&data_key, pb.wrap_read(input), &mut w, &opts)
-                .with_context(|| format!("sealing {}", self.input.display()))?;
-            w.flush()?;
-            s
-        };
-        pb.finish_and_clear();
-        let key_ctx = self.context.context(summary.commitment);
-        let sealed =
-            SealedKey::seal(&data_key, &recipient, &key_ctx).context("sealing the data key")?;
-        let key_json =
-            serde_json::to_string_pretty(&SealedKeyFile::new(&sealed, &recipient, &key_ctx))?;
-        key_out.file().write_all(key_json.as_bytes())?;
-        key_out.file().write_all(b"\n")?;
-        blob.commit()?;
-        key_out.commit()?;
+        let what = self.input.display().to_string();
+        let context = self.context.clone();
+        let temps = vec![blob.temp_path(), key_out.temp_path()];
+        let (summary, sealed, key_ctx) = interruptible(temps, move || {
+            let data_key = DataKey::generate();
+            let summary = {
+                let mut w = BufWriter::with_capacity(1 << 20, blob.file());
+                let s = sealing::seal(&data_key, pb.wrap_read(input), &mut w, &opts)
+                    .with_context(|| format!("sealing {what}"))?;
+                w.flush()?;
+                s
+            };
+            pb.finish_and_clear();
+            let key_ctx = context.context(summary.commitment);
+            let sealed =
+                SealedKey::seal(&data_key, &recipient, &key_ctx).context("sealing the data key")?;
+            let key_json =
+                serde_json::to_string_pretty(&SealedKeyFile::new(&sealed, &recipient, &key_ctx))?;
+            key_out.file().write_all(key_json.as_bytes())?;
+            key_out.file().write_all(b"\n")?;
+            blob.commit()?;
+            key_out.commit()?;
+            Ok((summary, sealed, key_ctx))
+        })
+        .await?;
         tracing::info!(secs = started.elapsed().as_secs_f64(), "sealed");
         ctx.emit(
             format!(

@@ -12,7 +12,7 @@ use sealing::SealOptions;
 use serde_json::json;
 
 use super::Run;
-use super::common::{AtomicOutput, SealedKeyFile, unlock_key_file, with_suffix};
+use super::common::{AtomicOutput, SealedKeyFile, interruptible, unlock_key_file, with_suffix};
 use crate::cli::Context;
 
 /// `inft unseal IN.sealed -o OUT --key-file KEYFILE`
@@ -69,21 +69,23 @@ impl Run for UnsealArgs {
             ..SealOptions::default()
         };
         let pb = ctx.progress(len, "unsealing");
-        let summary = {
-            let mut w = BufWriter::with_capacity(1 << 20, out.file());
-            let reader = BufReader::with_capacity(1 << 20, pb.wrap_read(input));
-            let s = sealing::open_verified(&data_key, &key_ctx.data_hash, reader, &mut w, &opts)
-                .with_context(|| {
-                    format!(
-                        "unsealing {} refused, no output written",
-                        self.input.display()
-                    )
-                })?;
-            w.flush()?;
-            s
-        };
-        pb.finish_and_clear();
-        out.commit()?;
+        let what = self.input.display().to_string();
+        let temps = vec![out.temp_path()];
+        let summary = interruptible(temps, move || {
+            let summary = {
+                let mut w = BufWriter::with_capacity(1 << 20, out.file());
+                let reader = BufReader::with_capacity(1 << 20, pb.wrap_read(input));
+                let s =
+                    sealing::open_verified(&data_key, &key_ctx.data_hash, reader, &mut w, &opts)
+                        .with_context(|| format!("unsealing {what} refused, no output written"))?;
+                w.flush()?;
+                s
+            };
+            pb.finish_and_clear();
+            out.commit()?;
+            Ok(summary)
+        })
+        .await?;
         ctx.emit(
             format!(
                 "unsealed {} -> {} ({} bytes, commitment {})",
