@@ -366,10 +366,15 @@ impl<'k> Driver<'k> {
         };
         let chunk_size = chunk_size as usize;
         let slot = chunk_size + TAG_LEN;
-        // ~8 MiB per batch, at least one chunk per thread, at most 64 Ki chunks. Memory in
-        // flight is about four batches (input and output of two), so it scales with the
-        // chunk size only through `threads`.
-        let per_batch = ((8 << 20) / slot).clamp(threads, threads.max(1 << 16));
+        // ~8 MiB of plaintext per batch, at most 64 Ki chunks, and a whole number of chunks
+        // per thread: every batch ends in a barrier, and 7 chunks on 2 threads would leave one
+        // idle an eighth of the time. Memory in flight is about four batches (input and
+        // output of two).
+        let per_batch = (8usize << 20)
+            .div_ceil(chunk_size)
+            .clamp(1, 1 << 16)
+            .div_ceil(threads)
+            * threads;
         Self {
             mode,
             chunk_size,
