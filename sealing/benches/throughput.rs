@@ -90,9 +90,20 @@ fn best(reps: usize, bytes: u64, mut f: impl FnMut()) -> M {
             f();
             let wall = t.elapsed().as_secs_f64();
             let cpu = (cpu_secs() - c0).max(1e-9);
-            M { wall: gbps(bytes, wall), cpu: gbps(bytes, cpu), par: cpu / wall }
+            M {
+                wall: gbps(bytes, wall),
+                cpu: gbps(bytes, cpu),
+                par: cpu / wall,
+            }
         })
-        .fold(M { wall: 0.0, cpu: 0.0, par: 0.0 }, |a, m| if m.wall > a.wall { m } else { a })
+        .fold(
+            M {
+                wall: 0.0,
+                cpu: 0.0,
+                par: 0.0,
+            },
+            |a, m| if m.wall > a.wall { m } else { a },
+        )
 }
 
 /// `openssl speed -evp aes-256-gcm -bytes 16384 -seconds 3 [-multi N]`, in GB/s.
@@ -203,36 +214,70 @@ fn main() {
     let ossl_n = openssl(Some(cores));
 
     println!();
-    println!("{:<44} {:>8} {:>8} {:>6}", "GB/s of plaintext", "wall", "per-CPU", "CPUs");
+    println!(
+        "{:<44} {:>8} {:>8} {:>6}",
+        "GB/s of plaintext", "wall", "per-CPU", "CPUs"
+    );
     let row = |name: String, m: M| {
         println!("{name:<44} {:>8.2} {:>8.2} {:>6.2}", m.wall, m.cpu, m.par);
     };
     row("seal, 1 thread".into(), seal1);
     row(format!("seal, {cores} threads"), seal_n);
     row("unseal (open + commitment), 1 thread".into(), open1);
-    row(format!("unseal (open + commitment), {cores} threads"), open_n);
+    row(
+        format!("unseal (open + commitment), {cores} threads"),
+        open_n,
+    );
     row("commitment_of (no key), 1 thread".into(), commit1);
     row(format!("commitment_of (no key), {cores} threads"), commit_n);
     row("raw AES-256-GCM (ring), 1 MiB, 1 thread".into(), aead1);
     row("raw SHA-256 (sha2), 1 MiB, 1 thread".into(), sha1);
     // openssl speed divides by user CPU time unless given -elapsed: compare with per-CPU.
     match ossl1 {
-        Some(o) => println!("{:<44} {:>8} {o:>8.2}", "openssl speed aes-256-gcm 16 KiB, 1 proc", ""),
+        Some(o) => println!(
+            "{:<44} {:>8} {o:>8.2}",
+            "openssl speed aes-256-gcm 16 KiB, 1 proc", ""
+        ),
         None => println!("openssl speed: not available"),
     }
     if let Some(o) = ossl_n {
-        println!("{:<44} {:>8} {o:>8.2}", format!("openssl speed ... -multi {cores} (sum)"), "");
+        println!(
+            "{:<44} {:>8} {o:>8.2}",
+            format!("openssl speed ... -multi {cores} (sum)"),
+            ""
+        );
     }
     println!();
     if let Some(o) = ossl1 {
-        println!("unseal 1 thread / openssl 1 proc:    {:.2} wall, {:.2} per-CPU  (goal >= 0.9)", open1.wall / o, open1.cpu / o);
-        println!("raw AEAD 1 thread / openssl 1 proc:  {:.2} wall, {:.2} per-CPU", aead1.wall / o, aead1.cpu / o);
-        println!("seal 1 thread / openssl 1 proc:      {:.2} wall, {:.2} per-CPU", seal1.wall / o, seal1.cpu / o);
+        println!(
+            "unseal 1 thread / openssl 1 proc:    {:.2} wall, {:.2} per-CPU  (goal >= 0.9)",
+            open1.wall / o,
+            open1.cpu / o
+        );
+        println!(
+            "raw AEAD 1 thread / openssl 1 proc:  {:.2} wall, {:.2} per-CPU",
+            aead1.wall / o,
+            aead1.cpu / o
+        );
+        println!(
+            "seal 1 thread / openssl 1 proc:      {:.2} wall, {:.2} per-CPU",
+            seal1.wall / o,
+            seal1.cpu / o
+        );
     }
-    println!("unseal {cores} threads / 1 thread:        {:.2} wall  (goal >= 1.8 on 2 cores)", open_n.wall / open1.wall);
-    println!("seal {cores} threads / 1 thread:          {:.2} wall", seal_n.wall / seal1.wall);
+    println!(
+        "unseal {cores} threads / 1 thread:        {:.2} wall  (goal >= 1.8 on 2 cores)",
+        open_n.wall / open1.wall
+    );
+    println!(
+        "seal {cores} threads / 1 thread:          {:.2} wall",
+        seal_n.wall / seal1.wall
+    );
     if let (Some(o1), Some(on)) = (ossl1, ossl_n) {
-        println!("openssl -multi {cores} / 1 proc:           {:.2} (how much parallel CPU this machine gave)", on / o1);
+        println!(
+            "openssl -multi {cores} / 1 proc:           {:.2} (how much parallel CPU this machine gave)",
+            on / o1
+        );
     }
     println!(
         "bound per core for decrypt + commitment: 1 / (1/AEAD + 1/SHA-256) = {:.2} GB/s (per-CPU figures)",
