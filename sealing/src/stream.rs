@@ -258,6 +258,16 @@ impl<R: Read> Source<R> {
     }
 }
 
+/// Where a batch's chunk crypto runs.
+enum Exec {
+    /// On the calling thread, I/O not overlapped.
+    Inline,
+    /// rayon's global pool (the caller asked for all cores).
+    Global,
+    /// A pool of the requested size.
+    Pool(rayon::ThreadPool),
+}
+
 #[derive(Clone, Copy)]
 enum Mode<'k> {
     Seal(&'k PayloadKey),
@@ -352,6 +362,8 @@ struct Driver<'k> {
     slot: usize,
     per_batch: usize,
     threads: usize,
+    /// `threads` was 0: use rayon's global pool.
+    all_cores: bool,
     /// Index of the stream's first chunk (0 except in counter-overflow tests).
     start_index: u64,
     next_index: u64,
@@ -359,7 +371,8 @@ struct Driver<'k> {
 
 impl<'k> Driver<'k> {
     fn new(mode: Mode<'k>, chunk_size: u32, threads: usize, start_index: u64) -> Self {
-        let threads = if threads == 0 {
+        let all_cores = threads == 0;
+        let threads = if all_cores {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
             threads
@@ -381,6 +394,7 @@ impl<'k> Driver<'k> {
             slot,
             per_batch,
             threads,
+            all_cores,
             start_index,
             next_index: start_index,
         }
@@ -401,23 +415,27 @@ impl<'k> Driver<'k> {
         output: &mut impl Write,
         header: &Header,
     ) -> Result<DriverOutput, DriverError> {
-        let pool = if self.threads > 1 {
-            Some(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(self.threads)
-                    .thread_name(|i| format!("inft-seal-{i}"))
-                    .build()
-                    .map_err(io::Error::other)?,
-            )
-        } else {
-            None
-        };
         let mut merkle = MerkleBuilder::new();
         let mut data_len = 0u64;
         let mut records_len = 0u64;
 
         let mut cur = Batch::new();
         self.read_batch(&mut src, &mut cur)?;
+        // Inline for one thread or a single-chunk input (no pool to start); rayon's global
+        // pool when the caller asked for "all cores"; else a pool of the requested size.
+        let exec = if self.threads <= 1 || (cur.last && cur.lens.len() < 2) {
+            Exec::Inline
+        } else if self.all_cores {
+            Exec::Global
+        } else {
+            Exec::Pool(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(self.threads)
+                    .thread_name(|i| format!("inft-seal-{i}"))
+                    .build()
+                    .map_err(io::Error::other)?,
+            )
+        };
         let mut other = Batch::new();
         let mut other_pending_write = false;
         loop {
@@ -426,12 +444,13 @@ impl<'k> Driver<'k> {
             let need_next = !cur.last;
             // The next batch's chunk indices follow this one's.
             self.next_index = cur.first + cur.lens.len() as u64;
-            let io_result: Result<(), DriverError> = match &pool {
-                Some(pool) => {
+            // Crypto on the pool, I/O on this thread; the scope joins both.
+            macro_rules! overlapped {
+                ($($scope:tt)+) => {{
                     let this = &*self;
                     let cur_ref = &mut cur;
                     let mut io_res = Ok(());
-                    pool.in_place_scope(|s| {
+                    $($scope)+(|s| {
                         s.spawn(move |_| this.compute(cur_ref, true));
                         io_res = self_io(
                             this,
@@ -443,8 +462,12 @@ impl<'k> Driver<'k> {
                         );
                     });
                     io_res
-                }
-                None => {
+                }};
+            }
+            let io_result: Result<(), DriverError> = match &exec {
+                Exec::Pool(pool) => overlapped!(pool.in_place_scope),
+                Exec::Global => overlapped!(rayon::in_place_scope),
+                Exec::Inline => {
                     self.compute(&mut cur, false);
                     self_io(
                         self,

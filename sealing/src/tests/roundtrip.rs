@@ -41,7 +41,7 @@ fn edge_sizes() {
     for cs in [16u32, 64, 1000] {
         let c = cs as usize;
         for len in [0, 1, c - 1, c, c + 1, 2 * c, 7 * c + 3, 300 * c] {
-            for threads in [1, 2, 4] {
+            for threads in [0, 1, 2, 4] {
                 round_trip(len, cs, threads);
             }
         }
@@ -52,6 +52,14 @@ fn edge_sizes() {
 fn default_options_multi_chunk() {
     // A few real 1 MiB chunks through the default path (all cores).
     round_trip(3 * (1 << 20) + 17, DEFAULT_CHUNK_SIZE, 0);
+}
+
+#[test]
+fn many_batches() {
+    // 16-byte chunks: 64 Ki chunks (1 MiB) per batch, so this spans two batches.
+    for threads in [0, 1, 3] {
+        round_trip((1 << 20) + 5000, 16, threads);
+    }
 }
 
 #[test]
