@@ -266,7 +266,7 @@ fn main() {
         );
     }
     println!(
-        "unseal {cores} threads / 1 thread:        {:.2} wall  (goal >= 1.8 on 2 cores)",
+        "unseal {cores} threads / 1 thread:        {:.2} wall  (goal >= 1.8 on 2 cores; see the CPUs column)",
         open_n.wall / open1.wall
     );
     println!(
@@ -275,7 +275,7 @@ fn main() {
     );
     if let (Some(o1), Some(on)) = (ossl1, ossl_n) {
         println!(
-            "openssl -multi {cores} / 1 proc:           {:.2} (how much parallel CPU this machine gave)",
+            "openssl -multi {cores} / 1 proc:           {:.2} (openssl sums per-CPU-second rates)",
             on / o1
         );
     }
