@@ -372,8 +372,10 @@ struct Driver<'k> {
 impl<'k> Driver<'k> {
     fn new(mode: Mode<'k>, chunk_size: u32, threads: usize, start_index: u64) -> Self {
         let all_cores = threads == 0;
+        // All cores = the global pool's size (cheap, unlike available_parallelism, which
+        // reads cgroup files on every call).
         let threads = if all_cores {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            rayon::current_num_threads()
         } else {
             threads
         };
