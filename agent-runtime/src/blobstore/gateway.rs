@@ -1,0 +1,194 @@
+//! The blob gateway server: serves a [`LocalDirStore`] over HTTP so parties can hand blobs to
+//! each other (transfers) and so [`HttpGatewayStore`](super::HttpGatewayStore) has a real
+//! server to talk to.
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `GET /blob/<hex>` (and `HEAD`) | `200` the bytes, streamed, with `Content-Length`; `404` if absent |
+//! | `POST /blob` (body: the bytes) | `201 {"commitment": "<hex>", "len": n}` |
+//! | `PUT /blob/<hex>` (body: the bytes) | `201` as above if the bytes commit to `<hex>`, else `422` and nothing is kept |
+//!
+//! Uploads stream into the store (temp file, commitment computed on the way, atomic rename);
+//! `413` if longer than the store's [`max_blob_len`](LocalDirStore::max_blob_len). The server
+//! serves what is on disk without re-hashing it: clients verify what they download.
+//!
+//! It has no authentication: bind it to loopback, or put it behind something that has.
+
+use std::io;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::StreamExt;
+use tokio::task::JoinHandle;
+use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
+
+use super::http::PutAnswer;
+use super::{BlobError, IngestError, LocalDirStore, commitment_from_hex};
+
+/// The gateway routes over `store`, to serve alone ([`serve`]) or merged into a larger router.
+pub fn router(store: LocalDirStore) -> Router {
+    Router::new()
+        .route("/blob", post(upload))
+        .route("/blob/{hex}", get(download).put(upload_expected))
+        // Uploads are streamed to disk, never buffered; the store enforces its own limit.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(store)
+}
+
+/// A running gateway. Dropping the handle stops the server.
+#[derive(Debug)]
+pub struct GatewayHandle {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    join: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl GatewayHandle {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`: the base URL for [`HttpGatewayStore`](super::HttpGatewayStore).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting connections, lets running requests finish, and waits for the server.
+    pub async fn shutdown(mut self) -> io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.join.take() {
+            Some(join) => join.await.map_err(io::Error::other)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for GatewayHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Serves `store` on `addr` (port 0 picks a free port; see [`GatewayHandle::local_addr`]).
+/// Returns once the socket is bound, so requests can be made right away.
+pub async fn serve(store: LocalDirStore, addr: SocketAddr) -> Result<GatewayHandle, BlobError> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = router(store);
+    let join = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    tracing::info!(%addr, "blob gateway listening");
+    Ok(GatewayHandle {
+        addr,
+        stop: Some(stop_tx),
+        join: Some(join),
+    })
+}
+
+fn error_response(e: &BlobError) -> Response {
+    let status = match e {
+        BlobError::BadUri { .. } => StatusCode::BAD_REQUEST,
+        BlobError::NotFound { .. } => StatusCode::NOT_FOUND,
+        // Bytes that do not commit to the name, or are not a sealed blob at all.
+        BlobError::CommitmentMismatch { .. }
+        | BlobError::UriMismatch { .. }
+        | BlobError::Commitment(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        BlobError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        BlobError::Transfer { .. } => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(error = %e, "blob gateway error");
+    }
+    (status, e.to_string()).into_response()
+}
+
+async fn download(State(store): State<LocalDirStore>, Path(hex): Path<String>) -> Response {
+    let Some(commitment) = commitment_from_hex(&hex) else {
+        return error_response(&BlobError::BadUri {
+            uri: hex,
+            reason: "expected /blob/<64 hex digits>",
+        });
+    };
+    let path = store.path_of(&commitment);
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return error_response(&BlobError::NotFound {
+                uri: LocalDirStore::uri(&commitment),
+            });
+        }
+        Err(e) => return error_response(&BlobError::Io(e)),
+    };
+    let len = match file.metadata().await {
+        Ok(m) => m.len(),
+        Err(e) => return error_response(&BlobError::Io(e)),
+    };
+    let body = Body::from_stream(ReaderStream::with_capacity(file, 256 * 1024));
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_LENGTH, len.to_string()),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn upload(State(store): State<LocalDirStore>, body: Body) -> Response {
+    ingest(store, body, None).await
+}
+
+async fn upload_expected(
+    State(store): State<LocalDirStore>,
+    Path(hex): Path<String>,
+    body: Body,
+) -> Response {
+    match commitment_from_hex(&hex) {
+        Some(c) => ingest(store, body, Some(c)).await,
+        None => error_response(&BlobError::BadUri {
+            uri: hex,
+            reason: "expected /blob/<64 hex digits>",
+        }),
+    }
+}
+
+async fn ingest(
+    store: LocalDirStore,
+    body: Body,
+    expected: Option<sealing::Commitment>,
+) -> Response {
+    let stream = Box::pin(body.into_data_stream().map(|r| r.map_err(io::Error::other)));
+    let reader = SyncIoBridge::new(StreamReader::new(stream));
+    match store.ingest(Box::new(reader), expected).await {
+        Ok(blob) => {
+            tracing::debug!(commitment = %blob.commitment, len = blob.len, "blob stored via gateway");
+            let answer = PutAnswer {
+                commitment: super::commitment_hex(&blob.commitment),
+                len: blob.len,
+            };
+            (StatusCode::CREATED, axum::Json(answer)).into_response()
+        }
+        Err(IngestError::Source(e)) => error_response(&BlobError::Transfer {
+            url: "request body".into(),
+            source: e,
+        }),
+        Err(IngestError::Blob(e)) => error_response(&e),
+    }
+}

@@ -1,0 +1,321 @@
+//! An IPFS-style HTTP gateway client.
+
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use sealing::Commitment;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use super::{
+    BlobError, BlobRef, BlobStore, BlobUri, IngestError, LocalDirStore, TeeFailure, VerifiedBlob,
+    commitment_from_hex, parse_uri,
+};
+
+/// Blobs on an HTTP gateway ([`gateway::serve`](super::gateway::serve) or any server with the
+/// same protocol), cached locally.
+///
+/// Protocol: `GET <base>/blob/<hex>` returns the bytes; `POST <base>/blob` with the bytes as the
+/// body stores them and answers `201 {"commitment": "<hex>", "len": n}`; `PUT <base>/blob/<hex>`
+/// stores them only if they commit to `<hex>`.
+///
+/// Downloads stream into the cache directory while their commitment is computed; a download
+/// that does not match the expected commitment is discarded and refused. Uploads stream too,
+/// and the gateway's answer is checked against the commitment computed locally on the way.
+/// [`fetch`](BlobStore::fetch) accepts a blob URL on any host: the content is what is checked.
+#[derive(Clone, Debug)]
+pub struct HttpGatewayStore {
+    base: String,
+    client: reqwest::Client,
+    cache: LocalDirStore,
+}
+
+/// The gateway's answer to an upload.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct PutAnswer {
+    pub(crate) commitment: String,
+    pub(crate) len: u64,
+}
+
+impl HttpGatewayStore {
+    /// A store on the gateway at `base_url` (e.g. `http://127.0.0.1:8787`), caching downloads
+    /// in `cache_dir`.
+    pub fn new(base_url: &str, cache_dir: impl Into<PathBuf>) -> Result<Self, BlobError> {
+        let bad = |reason| BlobError::BadUri {
+            uri: base_url.to_owned(),
+            reason,
+        };
+        let url = reqwest::Url::parse(base_url).map_err(|_| bad("not a valid URL"))?;
+        if !matches!(url.scheme(), "http" | "https")
+            || url.query().is_some()
+            || url.fragment().is_some()
+        {
+            return Err(bad(
+                "a gateway base URL is http(s):// without query or fragment",
+            ));
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            // No overall timeout (models are GiB); a stalled connection fails instead.
+            .read_timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| BlobError::Protocol(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            base: base_url.trim_end_matches('/').to_owned(),
+            client,
+            cache: LocalDirStore::open(cache_dir)?,
+        })
+    }
+
+    /// Uses this HTTP client (timeouts, proxies, TLS settings).
+    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+        self.client = client;
+        self
+    }
+
+    /// Refuses blobs longer than `limit` bytes, in both directions (default: no limit).
+    pub fn max_blob_len(mut self, limit: Option<u64>) -> Self {
+        self.cache = self.cache.max_blob_len(limit);
+        self
+    }
+
+    /// The gateway base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// The local cache of downloaded blobs.
+    pub fn cache(&self) -> &LocalDirStore {
+        &self.cache
+    }
+
+    /// `<base>/blob/<hex>`.
+    pub fn blob_url(&self, commitment: &Commitment) -> String {
+        format!("{}/blob/{}", self.base, super::commitment_hex(commitment))
+    }
+}
+
+/// Reads up to 512 bytes of an error response for the message.
+async fn error_status(url: &str, resp: reqwest::Response) -> BlobError {
+    let status = resp.status().as_u16();
+    let message = resp
+        .text()
+        .await
+        .unwrap_or_default()
+        .chars()
+        .take(512)
+        .collect();
+    BlobError::Status {
+        url: url.to_owned(),
+        status,
+        message,
+    }
+}
+
+/// A reader that forwards everything it reads into a channel (the upload body) and counts it.
+struct ChannelTee {
+    inner: Box<dyn Read + Send>,
+    tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+    count: u64,
+    limit: Option<u64>,
+    failure: Option<TeeFailure>,
+}
+
+impl Read for ChannelTee {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.failure.is_some() {
+            return Err(io::Error::other("upload stopped"));
+        }
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
+            Err(e) => {
+                // Abort the request body so the gateway discards the partial upload.
+                let _ = self
+                    .tx
+                    .blocking_send(Err(io::Error::new(e.kind(), "upload source failed")));
+                self.failure = Some(TeeFailure::Read(e));
+                return Err(io::Error::other("upload stopped"));
+            }
+        };
+        let total = self.count.saturating_add(n as u64);
+        if let Some(limit) = self.limit
+            && total > limit
+        {
+            let _ = self
+                .tx
+                .blocking_send(Err(io::Error::other("blob too large")));
+            self.failure = Some(TeeFailure::Limit(limit));
+            return Err(io::Error::other("upload stopped"));
+        }
+        if n > 0
+            && self
+                .tx
+                .blocking_send(Ok(Bytes::copy_from_slice(&buf[..n])))
+                .is_err()
+        {
+            // The request ended (the gateway answered or the connection broke).
+            self.failure = Some(TeeFailure::Write(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "upload ended early",
+            )));
+            return Err(io::Error::other("upload stopped"));
+        }
+        self.count = total;
+        Ok(n)
+    }
+}
+
+#[async_trait]
+impl BlobStore for HttpGatewayStore {
+    async fn put_reader(&self, reader: Box<dyn Read + Send>) -> Result<BlobRef, BlobError> {
+        let url = format!("{}/blob", self.base);
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
+        let limit = self.cache_limit();
+        let hashing = tokio::task::spawn_blocking(move || {
+            let mut tee = ChannelTee {
+                inner: reader,
+                tx,
+                count: 0,
+                limit,
+                failure: None,
+            };
+            let result = sealing::commitment_of(&mut tee).map_err(|e| e.to_string());
+            (result, tee.count, tee.failure)
+        });
+        let body =
+            reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            }));
+        let sent = self.client.post(&url).body(body).send().await;
+        let (local, len, failure) = hashing
+            .await
+            .map_err(|e| BlobError::Io(io::Error::other(e)))?;
+        match failure {
+            Some(TeeFailure::Read(e)) => return Err(BlobError::Io(e)),
+            Some(TeeFailure::Limit(limit)) => return Err(BlobError::TooLarge { limit }),
+            // The request ended early: the HTTP result below says why.
+            Some(TeeFailure::Write(_)) | None => {}
+        }
+        let resp = sent.map_err(|source| {
+            if source.is_connect() {
+                BlobError::Unreachable {
+                    url: url.clone(),
+                    source,
+                }
+            } else {
+                BlobError::Transfer {
+                    url: url.clone(),
+                    source: io::Error::other(source),
+                }
+            }
+        })?;
+        if !resp.status().is_success() {
+            return Err(error_status(&url, resp).await);
+        }
+        let local = local.map_err(BlobError::Commitment)?;
+        let answer: PutAnswer = resp.json().await.map_err(|e| {
+            BlobError::Protocol(format!("unreadable upload answer from {url}: {e}"))
+        })?;
+        let remote = commitment_from_hex(&answer.commitment).ok_or_else(|| {
+            BlobError::Protocol(format!(
+                "gateway answered a malformed commitment {:?}",
+                answer.commitment
+            ))
+        })?;
+        if remote != local || answer.len != len {
+            return Err(BlobError::Protocol(format!(
+                "gateway stored {} ({} bytes) but {} ({len} bytes) was sent",
+                remote.to_hex(),
+                answer.len,
+                local.to_hex()
+            )));
+        }
+        Ok(BlobRef {
+            uri: self.blob_url(&local),
+            commitment: local,
+            len,
+        })
+    }
+
+    async fn fetch(&self, uri: &str, expected: &Commitment) -> Result<VerifiedBlob, BlobError> {
+        let (url, named) = match parse_uri(uri)? {
+            BlobUri::Http { url, commitment } => (url, commitment),
+            _ => {
+                return Err(BlobError::BadUri {
+                    uri: uri.to_owned(),
+                    reason: "not an http(s):// blob URL",
+                });
+            }
+        };
+        if named != *expected {
+            return Err(BlobError::UriMismatch {
+                uri: uri.to_owned(),
+                named,
+                expected: *expected,
+            });
+        }
+        if self.cache.contains(expected) {
+            match self.cache.get(expected).await {
+                Ok(blob) => return Ok(blob),
+                // A cached copy that no longer verifies was removed: download it again.
+                Err(BlobError::CommitmentMismatch { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let resp = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|source| BlobError::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Err(BlobError::NotFound {
+                uri: uri.to_owned(),
+            });
+        }
+        if !resp.status().is_success() {
+            return Err(error_status(&url, resp).await);
+        }
+        if let (Some(limit), Some(len)) = (self.cache_limit(), resp.content_length())
+            && len > limit
+        {
+            return Err(BlobError::TooLarge { limit });
+        }
+        let stream = Box::pin(resp.bytes_stream().map(|r| r.map_err(io::Error::other)));
+        let reader = SyncIoBridge::new(StreamReader::new(stream));
+        let stored = self
+            .cache
+            .ingest(Box::new(reader), Some(*expected))
+            .await
+            .map_err(|e| match e {
+                IngestError::Source(source) => BlobError::Transfer {
+                    url: url.clone(),
+                    source,
+                },
+                IngestError::Blob(b) => b,
+            })?;
+        tracing::debug!(%url, len = stored.len, "blob downloaded and verified");
+        Ok(VerifiedBlob {
+            path: self.cache.path_of(&stored.commitment),
+            commitment: stored.commitment,
+            len: stored.len,
+        })
+    }
+
+    fn uri_for(&self, commitment: &Commitment) -> String {
+        self.blob_url(commitment)
+    }
+}
+
+impl HttpGatewayStore {
+    fn cache_limit(&self) -> Option<u64> {
+        self.cache.limit()
+    }
+}

@@ -1,0 +1,259 @@
+//! A content-addressed local directory.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use sealing::Commitment;
+
+use super::{
+    BlobError, BlobRef, BlobStore, BlobUri, IngestError, Tee, VerifiedBlob, commit_through,
+    parse_uri,
+};
+
+/// Temp files older than this in `<root>/.tmp` are leftovers of a crash and removed at open.
+const STALE_TMP: Duration = Duration::from_secs(24 * 3600);
+
+/// Blobs stored as `<root>/<hex commitment>`.
+///
+/// Writes are atomic: the bytes go to a temp file in `<root>/.tmp` while their commitment is
+/// computed (one pass), the file is fsynced, renamed to its commitment and the directory is
+/// fsynced, so a crash never leaves a partial blob under a commitment name. A blob whose
+/// commitment does not match what the caller expects is never renamed into place.
+///
+/// [`fetch`](BlobStore::fetch) re-hashes the file by default (the disk may have been
+/// tampered with since it was written); [`verify_on_fetch(false)`](Self::verify_on_fetch) skips
+/// that pass for callers that verify while they read anyway (e.g. `sealing::open_verified`).
+#[derive(Clone, Debug)]
+pub struct LocalDirStore {
+    root: PathBuf,
+    tmp: PathBuf,
+    verify_on_fetch: bool,
+    max_len: Option<u64>,
+}
+
+impl LocalDirStore {
+    /// Opens (creating if needed) a store rooted at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, BlobError> {
+        let root = root.into();
+        let tmp = root.join(".tmp");
+        fs::create_dir_all(&tmp)?;
+        let store = Self {
+            root,
+            tmp,
+            verify_on_fetch: true,
+            max_len: None,
+        };
+        store.remove_stale_temp_files();
+        Ok(store)
+    }
+
+    /// Whether [`fetch`](BlobStore::fetch) re-hashes the stored file (default `true`).
+    pub fn verify_on_fetch(mut self, yes: bool) -> Self {
+        self.verify_on_fetch = yes;
+        self
+    }
+
+    /// Refuses blobs longer than `limit` bytes (default: no limit).
+    pub fn max_blob_len(mut self, limit: Option<u64>) -> Self {
+        self.max_len = limit;
+        self
+    }
+
+    /// The length limit, if any.
+    pub fn limit(&self) -> Option<u64> {
+        self.max_len
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The file a blob with this commitment is stored in (whether or not it exists).
+    pub fn path_of(&self, commitment: &Commitment) -> PathBuf {
+        self.root.join(super::commitment_hex(commitment))
+    }
+
+    /// Whether a blob with this commitment is stored (not verified).
+    pub fn contains(&self, commitment: &Commitment) -> bool {
+        self.path_of(commitment).is_file()
+    }
+
+    /// The URI of a blob in any local store: `inft-local://<hex>`.
+    pub fn uri(commitment: &Commitment) -> String {
+        format!(
+            "{}://{}",
+            super::LOCAL_SCHEME,
+            super::commitment_hex(commitment)
+        )
+    }
+
+    /// Removes a blob; returns whether it was there.
+    pub fn remove(&self, commitment: &Commitment) -> Result<bool, BlobError> {
+        match fs::remove_file(self.path_of(commitment)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn remove_stale_temp_files(&self) {
+        let Ok(entries) = fs::read_dir(&self.tmp) else {
+            return;
+        };
+        let now = SystemTime::now();
+        for entry in entries.flatten() {
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > STALE_TMP);
+            if stale {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    /// Copies `reader` into the store, computing the commitment on the way; refuses (and
+    /// discards) the bytes if `expected` is given and does not match. Blocking.
+    pub(crate) fn ingest_blocking(
+        &self,
+        reader: &mut (dyn Read + Send),
+        expected: Option<&Commitment>,
+    ) -> Result<BlobRef, IngestError> {
+        let mut tmp = tempfile::Builder::new()
+            .prefix("ingest-")
+            .tempfile_in(&self.tmp)?;
+        let (commitment, len) = {
+            let sink = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+            let mut tee = Tee::new(reader, sink, self.max_len);
+            let commitment = commit_through(&mut tee)?;
+            let len = tee.count;
+            tee.sink.flush()?;
+            (commitment, len)
+        };
+        if let Some(expected) = expected
+            && commitment != *expected
+        {
+            // Dropping `tmp` deletes the bytes: a refused blob is never kept.
+            return Err(BlobError::CommitmentMismatch {
+                expected: *expected,
+                actual: commitment,
+            }
+            .into());
+        }
+        tmp.as_file().sync_all()?;
+        let dest = self.path_of(&commitment);
+        tmp.persist(&dest).map_err(|e| BlobError::Io(e.error))?;
+        sync_dir(&self.root)?;
+        Ok(BlobRef {
+            uri: Self::uri(&commitment),
+            commitment,
+            len,
+        })
+    }
+
+    pub(crate) async fn ingest(
+        &self,
+        mut reader: Box<dyn Read + Send>,
+        expected: Option<Commitment>,
+    ) -> Result<BlobRef, IngestError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.ingest_blocking(&mut *reader, expected.as_ref()))
+            .await
+            .map_err(|e| IngestError::Blob(BlobError::Io(io::Error::other(e))))?
+    }
+
+    /// Verifies a stored blob by commitment, without a URI.
+    pub async fn get(&self, expected: &Commitment) -> Result<VerifiedBlob, BlobError> {
+        let path = self.path_of(expected);
+        let len = match fs::metadata(&path) {
+            Ok(m) if m.is_file() => m.len(),
+            Ok(_) => {
+                return Err(BlobError::NotFound {
+                    uri: Self::uri(expected),
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(BlobError::NotFound {
+                    uri: Self::uri(expected),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if self.verify_on_fetch {
+            let p = path.clone();
+            let actual = tokio::task::spawn_blocking(move || -> Result<Commitment, BlobError> {
+                let file = File::open(&p)?;
+                sealing::commitment_of(file).map_err(|e| BlobError::Commitment(e.to_string()))
+            })
+            .await
+            .map_err(|e| BlobError::Io(io::Error::other(e)))??;
+            if actual != *expected {
+                // The file changed on disk since it was stored: drop it so it is fetched anew.
+                tracing::warn!(path = %path.display(), "stored blob does not match its commitment; removed");
+                let _ = fs::remove_file(&path);
+                return Err(BlobError::CommitmentMismatch {
+                    expected: *expected,
+                    actual,
+                });
+            }
+        }
+        Ok(VerifiedBlob {
+            path,
+            commitment: *expected,
+            len,
+        })
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    // Makes the rename durable. Directories can be opened for reading on Unix; elsewhere this
+    // is best effort.
+    match File::open(dir) {
+        Ok(d) => d.sync_all().or(Ok(())),
+        Err(_) => Ok(()),
+    }
+}
+
+fn into_blob(e: IngestError) -> BlobError {
+    match e {
+        IngestError::Source(e) | IngestError::Blob(BlobError::Io(e)) => BlobError::Io(e),
+        IngestError::Blob(b) => b,
+    }
+}
+
+#[async_trait]
+impl BlobStore for LocalDirStore {
+    async fn put_reader(&self, reader: Box<dyn Read + Send>) -> Result<BlobRef, BlobError> {
+        self.ingest(reader, None).await.map_err(into_blob)
+    }
+
+    async fn fetch(&self, uri: &str, expected: &Commitment) -> Result<VerifiedBlob, BlobError> {
+        let named = match parse_uri(uri)? {
+            BlobUri::Local(c) => c,
+            _ => {
+                return Err(BlobError::BadUri {
+                    uri: uri.to_owned(),
+                    reason: "not an inft-local:// URI",
+                });
+            }
+        };
+        if named != *expected {
+            return Err(BlobError::UriMismatch {
+                uri: uri.to_owned(),
+                named,
+                expected: *expected,
+            });
+        }
+        self.get(expected).await
+    }
+
+    fn uri_for(&self, commitment: &Commitment) -> String {
+        Self::uri(commitment)
+    }
+}

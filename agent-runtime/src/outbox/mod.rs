@@ -1,0 +1,615 @@
+//! The action-log outbox: every action record reaches the chain exactly once, across crashes.
+//!
+//! # How exactly-once works
+//!
+//! 1. **Outbox first.** [`Outbox::append`] signs the record and inserts it into `action_records`
+//!    and a `pending` row into `outbox` in **one** database transaction (SQLite
+//!    `BEGIN IMMEDIATE`, `synchronous = FULL`), before anything is sent. The sequence number and
+//!    previous hash are taken inside that transaction, so two appends can never claim the same
+//!    position. A crash before the commit loses an action that was never logged anywhere; a
+//!    crash after it leaves a pending entry that will be logged.
+//! 2. **Reconcile before every send.** [`Outbox::step`] reads the chain's next sequence number
+//!    for the token. Unconfirmed entries below it are already on chain (a transaction from before
+//!    a crash landed): their hashes are compared with the chain's, equal hashes are marked
+//!    `confirmed` without sending anything, a different hash is an
+//!    [`Integrity`](OutboxError::Integrity) error that stops logging for that token.
+//! 3. **Send in order, from the chain's position.** The remaining entries must start exactly at
+//!    the chain's next sequence number (else [`Gap`](OutboxError::Gap)); up to
+//!    [`MAX_BATCH`] consecutive hashes go into one `logActions(tokenId, firstSeq, hashes)`. The
+//!    entries become `sent` with the transaction hash, then `confirmed` when its receipt succeeds.
+//! 4. **The contract is the last guard.** `logActions` reverts unless `firstSeq` equals the
+//!    token's next sequence number, so a duplicate send (two runtimes, or a retry racing a slow
+//!    transaction) can never append a hash twice; the reverted attempt is reconciled in the next
+//!    step.
+//!
+//! So every committed record is retried until the chain holds it (at least once), and the chain
+//! accepts each sequence number once (at most once). Transient chain errors are retried with
+//! exponential backoff; entries keep their state, with `attempts` and `last_error` updated.
+
+mod chain;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alloy::primitives::B256;
+use alloy::signers::local::PrivateKeySigner;
+use async_trait::async_trait;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::db::records::{insert_record_with_outbox, last_position};
+use crate::db::{Db, OutboxEntry, OutboxState};
+use crate::record::{ActionDraft, ActionRecord, FIRST_SEQ, LogId, SignedRecord};
+
+pub use crate::error::{ChainLogError, OutboxError};
+pub use chain::AlloyChainLog;
+
+/// Most hashes in one `logActions` call.
+pub const MAX_BATCH: usize = 32;
+
+/// A token's action log as the chain holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChainHead {
+    /// The next sequence number the contract accepts (= number of actions logged).
+    pub next_seq: u64,
+    /// The contract's hash-chain head (its own fold of the logged hashes).
+    pub head: B256,
+}
+
+/// The outcome of a mined transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxConfirmation {
+    /// The block it was mined in.
+    pub block_number: u64,
+    /// Whether it succeeded (receipt status 1).
+    pub success: bool,
+}
+
+/// The chain side of the action log: the `ActionLog` contract. The outbox is written against
+/// this trait; the alloy implementation talks to the deployed contract, tests may inject faults.
+#[async_trait]
+pub trait ChainLog: Send + Sync {
+    /// The token's log as the chain holds it now.
+    async fn head(&self, log: &LogId) -> Result<ChainHead, ChainLogError>;
+
+    /// The hashes logged at sequence numbers `from_seq..to_seq` (exactly `to_seq - from_seq`
+    /// of them; every one of them below [`ChainHead::next_seq`]).
+    async fn logged_hashes(
+        &self,
+        log: &LogId,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> Result<Vec<B256>, ChainLogError>;
+
+    /// Broadcasts `logActions(tokenId, firstSeq, hashes)` and returns the transaction hash
+    /// without waiting for it to be mined.
+    async fn log_actions(
+        &self,
+        log: &LogId,
+        first_seq: u64,
+        hashes: &[B256],
+    ) -> Result<B256, ChainLogError>;
+
+    /// Waits (bounded by the implementation) until `tx_hash` is mined and returns its outcome.
+    async fn confirm(&self, tx_hash: B256) -> Result<TxConfirmation, ChainLogError>;
+}
+
+/// Tuning of the outbox logger.
+#[derive(Clone, Debug)]
+pub struct OutboxConfig {
+    /// Most hashes per transaction (clamped to `1..=MAX_BATCH`).
+    pub max_batch: usize,
+    /// First retry delay after a retryable failure.
+    pub backoff_base: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+    /// [`Outbox::flush`] gives up after this many consecutive retryable failures (entries stay
+    /// pending). The background logger never gives up.
+    pub max_consecutive_failures: u32,
+    /// How often the background logger looks for work when not woken by an append.
+    pub poll_interval: Duration,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: MAX_BATCH,
+            backoff_base: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(30),
+            max_consecutive_failures: 8,
+            poll_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl OutboxConfig {
+    fn backoff(&self, failures: u32) -> Duration {
+        let exp = failures.saturating_sub(1).min(20);
+        self.backoff_base
+            .saturating_mul(1u32 << exp)
+            .min(self.backoff_max)
+    }
+}
+
+/// What one [`Outbox::step`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Step {
+    /// Nothing unconfirmed.
+    Idle,
+    /// Entries found already on chain were marked confirmed; nothing was sent.
+    Reconciled {
+        /// How many entries.
+        confirmed: u64,
+    },
+    /// A batch was logged and confirmed (after reconciling `reconciled` entries).
+    Logged {
+        /// First sequence number of the batch.
+        first_seq: u64,
+        /// Last sequence number of the batch.
+        last_seq: u64,
+        /// The `logActions` transaction.
+        tx_hash: B256,
+        /// Entries reconciled before sending.
+        reconciled: u64,
+    },
+}
+
+/// What [`Outbox::flush`] did in total.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlushReport {
+    /// Entries found already on chain and confirmed without sending.
+    pub reconciled: u64,
+    /// Entries sent and confirmed.
+    pub logged: u64,
+    /// The transactions sent, in order.
+    pub transactions: Vec<B256>,
+    /// Retryable failures met (and retried) on the way.
+    pub retries: u32,
+}
+
+struct Inner {
+    db: Db,
+    chain: Arc<dyn ChainLog>,
+    config: OutboxConfig,
+    /// Chain positions learned at the first append of each log in this process: the floor
+    /// for the next sequence number when the chain is ahead of the local database (e.g. the
+    /// token's earlier actions were logged by a previous owner's runtime).
+    chain_floor: Mutex<HashMap<LogId, (u64, B256)>>,
+    wake: Notify,
+}
+
+/// The action-log outbox over a database and a chain. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct Outbox {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Outbox {
+    /// An outbox writing to `db` and logging through `chain`.
+    pub fn new(db: Db, chain: Arc<dyn ChainLog>, mut config: OutboxConfig) -> Self {
+        config.max_batch = config.max_batch.clamp(1, MAX_BATCH);
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                chain,
+                config,
+                chain_floor: Mutex::new(HashMap::new()),
+                wake: Notify::new(),
+            }),
+        }
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// Learns the chain's position of `log` once per process (cached). Needed before the first
+    /// append so a runtime with no (or old) local records continues the chain's log instead of
+    /// forking it.
+    pub async fn sync_position(&self, log: &LogId) -> Result<(u64, B256), OutboxError> {
+        if let Some(p) = self.floor(log) {
+            return Ok(p);
+        }
+        let chain = &self.inner.chain;
+        let head = chain.head(log).await?;
+        // The contract numbers actions from FIRST_SEQ: a log with nothing on chain has no
+        // previous record.
+        let prev = if head.next_seq <= FIRST_SEQ {
+            B256::ZERO
+        } else {
+            let from = head.next_seq - 1;
+            let hashes = chain.logged_hashes(log, from, head.next_seq).await?;
+            match hashes.as_slice() {
+                [h] => *h,
+                _ => {
+                    return Err(OutboxError::ChainShape {
+                        from,
+                        to: head.next_seq,
+                        got: hashes.len(),
+                    });
+                }
+            }
+        };
+        let pos = (head.next_seq, prev);
+        self.inner
+            .chain_floor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(*log, pos);
+        Ok(pos)
+    }
+
+    fn floor(&self, log: &LogId) -> Option<(u64, B256)> {
+        self.inner
+            .chain_floor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(log)
+            .copied()
+    }
+
+    /// Builds the next record of `log` from `draft`, signs it with the agent key and commits it
+    /// with its pending outbox entry in one database transaction. Nothing is sent here: the
+    /// logger ([`step`](Self::step), [`flush`](Self::flush) or [`spawn`](Self::spawn)) does that.
+    pub async fn append(
+        &self,
+        log: &LogId,
+        draft: ActionDraft,
+        agent: &PrivateKeySigner,
+    ) -> Result<SignedRecord, OutboxError> {
+        // Ask the chain once per process. If it is down, a log with local records goes on from
+        // them (reconciliation will catch a conflict); a log with none cannot start.
+        let floor = match self.sync_position(log).await {
+            Ok(p) => Ok(p),
+            Err(OutboxError::Chain(e)) if e.is_retryable() => Err(e),
+            Err(e) => return Err(e),
+        };
+        let mut tx = self
+            .inner
+            .db
+            .pool()
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(crate::db::DbError::from)?;
+        let local = last_position(&mut tx, log).await?;
+        let next_local = local.map(|(seq, h)| (seq + 1, h));
+        let (seq, prev) = match (next_local, floor) {
+            (Some(l), Ok(c)) => {
+                if c.0 > l.0 {
+                    c
+                } else {
+                    l
+                }
+            }
+            (Some(l), Err(e)) => {
+                tracing::warn!(%log, error = %e, "chain unavailable; appending after the local records");
+                l
+            }
+            (None, Ok(c)) => c,
+            (None, Err(e)) => return Err(OutboxError::Unsynced(e)),
+        };
+        let record = ActionRecord::new(log, seq, prev, draft, crate::db::now_ms());
+        let signed = record.sign(agent)?;
+        insert_record_with_outbox(&mut tx, &signed, agent.address()).await?;
+        tx.commit().await.map_err(crate::db::DbError::from)?;
+        tracing::debug!(%log, seq, hash = %signed.record_hash(), "action record appended to the outbox");
+        self.inner.wake.notify_one();
+        Ok(signed)
+    }
+
+    /// Commits an already signed record with its pending outbox entry. The record must continue
+    /// the log: `seq` = last local seq + 1 (or the synced chain position when there is no local
+    /// record) and `prev_record_hash` = that record's hash.
+    pub async fn append_signed(&self, signed: &SignedRecord) -> Result<(), OutboxError> {
+        let r = signed.record();
+        let log = r.log_id();
+        let signer = signed.signer()?;
+        let mut tx = self
+            .inner
+            .db
+            .pool()
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(crate::db::DbError::from)?;
+        let local = last_position(&mut tx, &log).await?.map(|(s, h)| (s + 1, h));
+        let (next_seq, head) = match (local, self.floor(&log)) {
+            (Some(l), Some(c)) if c.0 > l.0 => c,
+            (Some(l), _) => l,
+            (None, Some(c)) => c,
+            (None, None) => (FIRST_SEQ, B256::ZERO),
+        };
+        if r.seq != next_seq || r.prev_record_hash != head {
+            return Err(OutboxError::NotNext {
+                seq: r.seq,
+                next_seq,
+                head,
+            });
+        }
+        insert_record_with_outbox(&mut tx, signed, signer).await?;
+        tx.commit().await.map_err(crate::db::DbError::from)?;
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// One round of logging for `log`: reconcile unconfirmed entries with the chain, then send
+    /// and confirm at most one batch.
+    pub async fn step(&self, log: &LogId) -> Result<Step, OutboxError> {
+        let db = &self.inner.db;
+        let chain = &self.inner.chain;
+        let entries = db.unconfirmed(log, 4 * MAX_BATCH as u32).await?;
+        let Some(first) = entries.first() else {
+            return Ok(Step::Idle);
+        };
+
+        // A transaction sent before a crash or timeout may still be on its way: give it its
+        // bounded chance to be mined before deciding to send again.
+        if first.state == OutboxState::Sent
+            && let Some(tx) = first.tx_hash
+            && let Err(e) = chain.confirm(tx).await
+        {
+            tracing::debug!(%log, %tx, error = %e, "earlier logActions transaction not confirmed");
+        }
+
+        let head = chain.head(log).await?;
+        let reconciled = self.reconcile(log, &entries, head.next_seq).await?;
+        let rest: Vec<&OutboxEntry> = entries.iter().filter(|e| e.seq >= head.next_seq).collect();
+        let Some(start) = rest.first() else {
+            return Ok(Step::Reconciled {
+                confirmed: reconciled,
+            });
+        };
+        if start.seq != head.next_seq {
+            return Err(OutboxError::Gap {
+                chain_next: head.next_seq,
+                local_first: start.seq,
+            });
+        }
+        let batch: Vec<&OutboxEntry> = rest
+            .iter()
+            .copied()
+            .enumerate()
+            .take_while(|(i, e)| e.seq == start.seq + *i as u64)
+            .map(|(_, e)| e)
+            .take(self.inner.config.max_batch)
+            .collect();
+        let first_seq = start.seq;
+        let last_seq = first_seq + batch.len() as u64 - 1;
+        let hashes: Vec<B256> = batch.iter().map(|e| e.record_hash).collect();
+
+        let tx_hash = match chain.log_actions(log, first_seq, &hashes).await {
+            Ok(h) => h,
+            Err(e) => {
+                db.record_outbox_failure(log, first_seq, last_seq, &e.to_string(), true)
+                    .await?;
+                return Err(e.into());
+            }
+        };
+        db.mark_sent(log, first_seq, last_seq, tx_hash).await?;
+        tracing::info!(%log, first_seq, last_seq, %tx_hash, "logActions sent");
+        match chain.confirm(tx_hash).await {
+            Ok(c) if c.success => {
+                db.mark_confirmed(
+                    log,
+                    first_seq,
+                    last_seq,
+                    Some(tx_hash),
+                    Some(c.block_number),
+                )
+                .await?;
+                Ok(Step::Logged {
+                    first_seq,
+                    last_seq,
+                    tx_hash,
+                    reconciled,
+                })
+            }
+            Ok(_) => {
+                let e = ChainLogError::Reverted { tx_hash };
+                db.record_outbox_failure(log, first_seq, last_seq, &e.to_string(), false)
+                    .await?;
+                Err(e.into())
+            }
+            Err(e) => {
+                db.record_outbox_failure(log, first_seq, last_seq, &e.to_string(), false)
+                    .await?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Marks the entries below `chain_next` confirmed when the chain holds the same hashes.
+    async fn reconcile(
+        &self,
+        log: &LogId,
+        entries: &[OutboxEntry],
+        chain_next: u64,
+    ) -> Result<u64, OutboxError> {
+        let on_chain: Vec<&OutboxEntry> = entries.iter().filter(|e| e.seq < chain_next).collect();
+        let (Some(lo), Some(hi)) = (on_chain.first(), on_chain.last()) else {
+            return Ok(0);
+        };
+        let (from, to) = (lo.seq, hi.seq + 1);
+        let hashes = self.inner.chain.logged_hashes(log, from, to).await?;
+        if hashes.len() as u64 != to - from {
+            return Err(OutboxError::ChainShape {
+                from,
+                to,
+                got: hashes.len(),
+            });
+        }
+        for e in &on_chain {
+            // Entries are unique per seq and within from..to, so the index is in range.
+            let Some(&chain_hash) = hashes.get((e.seq - from) as usize) else {
+                return Err(OutboxError::ChainShape {
+                    from,
+                    to,
+                    got: hashes.len(),
+                });
+            };
+            if chain_hash != e.record_hash {
+                let err = OutboxError::Integrity {
+                    seq: e.seq,
+                    chain: chain_hash,
+                    local: e.record_hash,
+                };
+                self.inner
+                    .db
+                    .note_outbox_error(log, e.seq, &err.to_string())
+                    .await?;
+                tracing::error!(%log, seq = e.seq, %chain_hash, local = %e.record_hash, "action log integrity error");
+                return Err(err);
+            }
+        }
+        let n = self
+            .inner
+            .db
+            .mark_confirmed(log, from, hi.seq, None, None)
+            .await?;
+        if n > 0 {
+            tracing::info!(%log, from, to = hi.seq, "outbox entries found on chain, marked confirmed");
+        }
+        Ok(n)
+    }
+
+    /// Steps until nothing is unconfirmed for `log`, retrying retryable failures with backoff;
+    /// gives up after [`OutboxConfig::max_consecutive_failures`] of them in a row.
+    pub async fn flush(&self, log: &LogId) -> Result<FlushReport, OutboxError> {
+        let mut report = FlushReport::default();
+        let mut failures = 0u32;
+        loop {
+            match self.step(log).await {
+                Ok(Step::Idle) => return Ok(report),
+                Ok(Step::Reconciled { confirmed }) => {
+                    failures = 0;
+                    report.reconciled += confirmed;
+                }
+                Ok(Step::Logged {
+                    first_seq,
+                    last_seq,
+                    tx_hash,
+                    reconciled,
+                }) => {
+                    failures = 0;
+                    report.reconciled += reconciled;
+                    report.logged += last_seq - first_seq + 1;
+                    report.transactions.push(tx_hash);
+                }
+                Err(e) if e.is_retryable() => {
+                    failures += 1;
+                    report.retries += 1;
+                    if failures >= self.inner.config.max_consecutive_failures {
+                        return Err(OutboxError::GaveUp {
+                            attempts: failures,
+                            last: Box::new(e),
+                        });
+                    }
+                    let delay = self.inner.config.backoff(failures);
+                    tracing::warn!(%log, error = %e, ?delay, "action logging failed, retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Starts the background logger: it logs every log with unconfirmed entries, wakes on each
+    /// append (and every [`OutboxConfig::poll_interval`]), retries retryable failures with
+    /// backoff forever, and stops logging a token after a non-retryable error (integrity, gap,
+    /// rejection) until restarted.
+    pub fn spawn(&self) -> LoggerHandle {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let this = self.clone();
+        let join = tokio::spawn(async move { this.run(stop_rx).await });
+        LoggerHandle {
+            stop: stop_tx,
+            join,
+        }
+    }
+
+    async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let config = self.inner.config.clone();
+        // Per log: consecutive failures and when to try again; halted logs are skipped.
+        let mut retry: HashMap<LogId, (u32, tokio::time::Instant)> = HashMap::new();
+        let mut halted: HashMap<LogId, String> = HashMap::new();
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let mut next_wake = tokio::time::Instant::now() + config.poll_interval;
+            match self.inner.db.logs_with_unconfirmed().await {
+                Ok(logs) => {
+                    for log in logs {
+                        if halted.contains_key(&log) || *stop.borrow() {
+                            continue;
+                        }
+                        if let Some((_, at)) = retry.get(&log)
+                            && *at > tokio::time::Instant::now()
+                        {
+                            next_wake = next_wake.min(*at);
+                            continue;
+                        }
+                        loop {
+                            match self.step(&log).await {
+                                Ok(Step::Idle) => {
+                                    retry.remove(&log);
+                                    break;
+                                }
+                                Ok(_) => {
+                                    retry.remove(&log);
+                                }
+                                Err(e) if e.is_retryable() => {
+                                    let failures = retry.get(&log).map_or(0, |r| r.0) + 1;
+                                    let at = tokio::time::Instant::now() + config.backoff(failures);
+                                    tracing::warn!(%log, error = %e, failures, "action logging failed, will retry");
+                                    retry.insert(log, (failures, at));
+                                    next_wake = next_wake.min(at);
+                                    break;
+                                }
+                                Err(e) => {
+                                    tracing::error!(%log, error = %e, "action logging halted for this token");
+                                    halted.insert(log, e.to_string());
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "outbox: cannot read the database"),
+            }
+            tokio::select! {
+                _ = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep_until(next_wake) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+}
+
+/// Handle of the background logger started by [`Outbox::spawn`].
+#[derive(Debug)]
+pub struct LoggerHandle {
+    stop: tokio::sync::watch::Sender<bool>,
+    join: JoinHandle<()>,
+}
+
+impl LoggerHandle {
+    /// Asks the logger to stop after its current step and waits for it. Unconfirmed entries
+    /// stay in the outbox for the next start.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.join.await {
+            tracing::error!(error = %e, "outbox logger task failed");
+        }
+    }
+}

@@ -1,0 +1,625 @@
+//! The outbox on a real SQLite file. The chain side is a small in-process `ChainLog` that
+//! follows the `ActionLog` contract's rules (1-based seq, `firstSeq == seq + 1`, head =
+//! keccak(head ‖ hash)) and lets a test inject faults: failed sends, a send that lands on chain
+//! but whose answer is lost (a crash right after broadcasting), an unreachable RPC.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agent_runtime::db::{Db, OutboxState};
+use agent_runtime::outbox::{
+    ChainHead, ChainLog, ChainLogError, Outbox, OutboxConfig, OutboxError, TxConfirmation,
+};
+use agent_runtime::record::{ActionDraft, ActionKind, LogId};
+use alloy::primitives::{Address, B256, U256, keccak256};
+use alloy::signers::local::PrivateKeySigner;
+use anyhow::Result;
+use async_trait::async_trait;
+use serde_json::json;
+
+#[derive(Default)]
+struct FakeState {
+    logs: HashMap<LogId, Vec<B256>>,
+    receipts: HashMap<B256, TxConfirmation>,
+    block: u64,
+    /// The next N sends fail before reaching the chain.
+    fail_sends: u32,
+    /// The next N sends land on chain, but the caller gets an error (answer lost / crash).
+    land_then_error: u32,
+    /// The next N confirmations fail (receipt not available yet).
+    fail_confirms: u32,
+    /// The next N head reads fail (RPC down).
+    fail_heads: u32,
+    /// Every send that reached the chain: (first seq, number of hashes, accepted).
+    sends: Vec<(u64, usize, bool)>,
+}
+
+#[derive(Default, Clone)]
+struct FakeChain(Arc<Mutex<FakeState>>);
+
+impl FakeChain {
+    fn state(&self) -> std::sync::MutexGuard<'_, FakeState> {
+        self.0.lock().expect("lock")
+    }
+
+    fn logged(&self, log: &LogId) -> Vec<B256> {
+        self.state().logs.get(log).cloned().unwrap_or_default()
+    }
+
+    /// Someone else appends directly (a previous owner's runtime, another writer).
+    fn append_foreign(&self, log: &LogId, hashes: &[B256]) {
+        self.state()
+            .logs
+            .entry(*log)
+            .or_default()
+            .extend_from_slice(hashes);
+    }
+}
+
+fn rpc_down() -> ChainLogError {
+    ChainLogError::transient(std::io::Error::new(
+        std::io::ErrorKind::ConnectionRefused,
+        "connection refused",
+    ))
+}
+
+#[async_trait]
+impl ChainLog for FakeChain {
+    async fn head(&self, log: &LogId) -> Result<ChainHead, ChainLogError> {
+        let mut s = self.state();
+        if s.fail_heads > 0 {
+            s.fail_heads -= 1;
+            return Err(rpc_down());
+        }
+        let hashes = s.logs.get(log).cloned().unwrap_or_default();
+        let head = hashes.iter().fold(B256::ZERO, |h, x| {
+            keccak256([h.as_slice(), x.as_slice()].concat())
+        });
+        Ok(ChainHead {
+            next_seq: hashes.len() as u64 + 1,
+            head,
+        })
+    }
+
+    async fn logged_hashes(
+        &self,
+        log: &LogId,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> Result<Vec<B256>, ChainLogError> {
+        let s = self.state();
+        let hashes = s.logs.get(log).cloned().unwrap_or_default();
+        if from_seq < 1 || to_seq > hashes.len() as u64 + 1 || from_seq > to_seq {
+            return Err(ChainLogError::Rejected(format!(
+                "bad range {from_seq}..{to_seq}"
+            )));
+        }
+        Ok(hashes[(from_seq - 1) as usize..(to_seq - 1) as usize].to_vec())
+    }
+
+    async fn log_actions(
+        &self,
+        log: &LogId,
+        first_seq: u64,
+        hashes: &[B256],
+    ) -> Result<B256, ChainLogError> {
+        let mut s = self.state();
+        if s.fail_sends > 0 {
+            s.fail_sends -= 1;
+            return Err(rpc_down());
+        }
+        s.block += 1;
+        let block = s.block;
+        let tx = keccak256(format!("tx-{block}"));
+        let chain = s.logs.entry(*log).or_default();
+        // The contract's rule: the batch must start right after the last logged action.
+        let accepted = !hashes.is_empty() && first_seq == chain.len() as u64 + 1;
+        if accepted {
+            chain.extend_from_slice(hashes);
+        }
+        s.sends.push((first_seq, hashes.len(), accepted));
+        s.receipts.insert(
+            tx,
+            TxConfirmation {
+                block_number: block,
+                success: accepted,
+            },
+        );
+        if s.land_then_error > 0 {
+            s.land_then_error -= 1;
+            return Err(ChainLogError::transient(
+                "connection reset while waiting for the answer",
+            ));
+        }
+        Ok(tx)
+    }
+
+    async fn confirm(&self, tx_hash: B256) -> Result<TxConfirmation, ChainLogError> {
+        let mut s = self.state();
+        if s.fail_confirms > 0 {
+            s.fail_confirms -= 1;
+            return Err(ChainLogError::transient("receipt not available"));
+        }
+        s.receipts
+            .get(&tx_hash)
+            .copied()
+            .ok_or_else(|| ChainLogError::transient("unknown transaction"))
+    }
+}
+
+fn log_id(token: u64) -> LogId {
+    LogId {
+        chain_id: 31337,
+        action_log: Address::repeat_byte(0xa1),
+        token_id: U256::from(token),
+    }
+}
+
+fn draft(i: usize) -> ActionDraft {
+    ActionDraft {
+        kind: ActionKind::Creative,
+        model_hash: B256::repeat_byte(0x77),
+        prompt: format!("prompt {i}"),
+        keep_prompt: true,
+        output: format!("output {i}"),
+        sampler: json!({"temperature": 0.0, "seed": i}),
+        seed: i as u64,
+        llama_build: "test-build".into(),
+        tx_hash: None,
+        details: serde_json::Value::Null,
+    }
+}
+
+fn config() -> OutboxConfig {
+    OutboxConfig {
+        backoff_base: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(5),
+        max_consecutive_failures: 3,
+        poll_interval: Duration::from_millis(20),
+        ..OutboxConfig::default()
+    }
+}
+
+async fn open(path: &Path, chain: &FakeChain) -> Result<Outbox> {
+    let db = Db::open(path).await?;
+    Ok(Outbox::new(db, Arc::new(chain.clone()), config()))
+}
+
+/// The record hashes stored locally for a log, in order.
+async fn local_hashes(outbox: &Outbox, log: &LogId) -> Result<Vec<B256>> {
+    Ok(outbox
+        .db()
+        .records(log, 0, 10_000)
+        .await?
+        .iter()
+        .map(|r| r.record.record_hash())
+        .collect())
+}
+
+#[tokio::test]
+async fn appended_records_persist_hash_chained_and_signed() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("inft.db");
+    let chain = FakeChain::default();
+    let agent = PrivateKeySigner::random();
+    let log = log_id(1);
+    {
+        let outbox = open(&path, &chain).await?;
+        for i in 0..3 {
+            outbox.append(&log, draft(i), &agent).await?;
+        }
+        outbox.db().close().await;
+    }
+    let outbox = open(&path, &chain).await?;
+    let records = outbox.db().records(&log, 0, 100).await?;
+    assert_eq!(records.len(), 3);
+    let mut prev = B256::ZERO;
+    for (i, stored) in records.iter().enumerate() {
+        let r = stored.record.record();
+        assert_eq!(r.seq, i as u64 + 1, "the contract counts from 1");
+        assert_eq!(r.prev_record_hash, prev);
+        assert_eq!(r.output, format!("output {i}"));
+        stored.record.verify(agent.address())?;
+        assert_eq!(stored.signer, agent.address());
+        prev = stored.record.record_hash();
+    }
+    let entries = outbox.db().outbox_entries(&log).await?;
+    assert_eq!(entries.len(), 3);
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.state == OutboxState::Pending && e.attempts == 0)
+    );
+    assert_eq!(
+        outbox
+            .db()
+            .last_record(&log)
+            .await?
+            .map(|r| r.record.record_hash()),
+        Some(prev)
+    );
+    assert_eq!(outbox.db().logs_with_unconfirmed().await?, vec![log]);
+    assert!(chain.logged(&log).is_empty(), "append never sends");
+    Ok(())
+}
+
+#[tokio::test]
+async fn flush_logs_in_sequence_in_batches_of_at_most_32() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let chain = FakeChain::default();
+    let outbox = open(&dir.path().join("inft.db"), &chain).await?;
+    let agent = PrivateKeySigner::random();
+    let (a, b) = (log_id(1), log_id(2));
+    for i in 0..70 {
+        outbox.append(&a, draft(i), &agent).await?;
+    }
+    outbox.append(&b, draft(0), &agent).await?;
+
+    let report = outbox.flush(&a).await?;
+    assert_eq!(report.logged, 70);
+    assert_eq!(report.reconciled, 0);
+    assert_eq!(report.transactions.len(), 3);
+    assert_eq!(
+        chain.state().sends,
+        vec![(1, 32, true), (33, 32, true), (65, 6, true)]
+    );
+    assert_eq!(chain.logged(&a), local_hashes(&outbox, &a).await?);
+    let entries = outbox.db().outbox_entries(&a).await?;
+    assert!(entries.iter().all(|e| e.state == OutboxState::Confirmed
+        && e.tx_hash.is_some()
+        && e.block_number.is_some()));
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e.tx_hash == Some(report.transactions[2]))
+            .count(),
+        6
+    );
+
+    // Logs are independent: token 2 is still pending.
+    assert_eq!(outbox.db().logs_with_unconfirmed().await?, vec![b]);
+    outbox.flush(&b).await?;
+    assert!(outbox.db().logs_with_unconfirmed().await?.is_empty());
+    // Nothing left: another flush sends nothing.
+    assert_eq!(outbox.flush(&a).await?.transactions.len(), 0);
+    assert_eq!(chain.state().sends.len(), 4);
+    Ok(())
+}
+
+#[tokio::test]
+async fn restart_after_a_send_that_landed_reconciles_without_resending() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("inft.db");
+    let chain = FakeChain::default();
+    let agent = PrivateKeySigner::random();
+    let log = log_id(3);
+    {
+        let outbox = open(&path, &chain).await?;
+        for i in 0..5 {
+            outbox.append(&log, draft(i), &agent).await?;
+        }
+        // The transaction reaches the chain, but the runtime never learns it (crash/timeout).
+        chain.state().land_then_error = 1;
+        let err = outbox.step(&log).await.unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        let entries = outbox.db().outbox_entries(&log).await?;
+        assert!(
+            entries.iter().all(|e| e.state == OutboxState::Pending
+                && e.attempts == 1
+                && e.last_error.is_some())
+        );
+        outbox.db().close().await; // the process dies here
+    }
+    assert_eq!(chain.logged(&log).len(), 5);
+
+    let outbox = open(&path, &chain).await?;
+    let report = outbox.flush(&log).await?;
+    assert_eq!(report.reconciled, 5);
+    assert_eq!(report.logged, 0);
+    assert_eq!(chain.state().sends.len(), 1, "nothing was sent twice");
+    assert_eq!(chain.logged(&log), local_hashes(&outbox, &log).await?);
+    let entries = outbox.db().outbox_entries(&log).await?;
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.state == OutboxState::Confirmed && e.last_error.is_none())
+    );
+
+    // New actions after the restart continue the same chain.
+    outbox.append(&log, draft(5), &agent).await?;
+    outbox.flush(&log).await?;
+    assert_eq!(chain.logged(&log), local_hashes(&outbox, &log).await?);
+    assert_eq!(chain.logged(&log).len(), 6);
+    Ok(())
+}
+
+#[tokio::test]
+async fn restart_with_entries_marked_sent_waits_for_their_transaction() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("inft.db");
+    let chain = FakeChain::default();
+    let agent = PrivateKeySigner::random();
+    let log = log_id(4);
+    {
+        let outbox = open(&path, &chain).await?;
+        for i in 0..3 {
+            outbox.append(&log, draft(i), &agent).await?;
+        }
+        // Broadcast succeeds, the receipt is not there yet when the process dies.
+        chain.state().fail_confirms = 1;
+        assert!(outbox.step(&log).await.is_err());
+        let entries = outbox.db().outbox_entries(&log).await?;
+        assert!(
+            entries
+                .iter()
+                .all(|e| e.state == OutboxState::Sent && e.tx_hash.is_some())
+        );
+        outbox.db().close().await;
+    }
+    let outbox = open(&path, &chain).await?;
+    let report = outbox.flush(&log).await?;
+    assert_eq!((report.reconciled, report.logged), (3, 0));
+    assert_eq!(
+        chain.state().sends.len(),
+        1,
+        "the sent transaction was not repeated"
+    );
+    let entries = outbox.db().outbox_entries(&log).await?;
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.state == OutboxState::Confirmed && e.tx_hash.is_some())
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn chain_failures_keep_entries_pending_with_attempts_and_error() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let chain = FakeChain::default();
+    let outbox = open(&dir.path().join("inft.db"), &chain).await?;
+    let agent = PrivateKeySigner::random();
+    let log = log_id(5);
+    for i in 0..4 {
+        outbox.append(&log, draft(i), &agent).await?;
+    }
+    chain.state().fail_sends = 100;
+    let err = outbox.flush(&log).await.unwrap_err();
+    assert!(
+        matches!(err, OutboxError::GaveUp { attempts: 3, .. }),
+        "{err}"
+    );
+    let entries = outbox.db().outbox_entries(&log).await?;
+    for e in &entries {
+        assert_eq!(e.state, OutboxState::Pending);
+        assert_eq!(e.attempts, 3);
+        assert!(
+            e.last_error
+                .as_deref()
+                .is_some_and(|m| m.contains("connection refused")),
+            "{e:?}"
+        );
+    }
+    assert!(chain.logged(&log).is_empty());
+
+    // The RPC comes back: everything goes out once, in order.
+    chain.state().fail_sends = 0;
+    let report = outbox.flush(&log).await?;
+    assert_eq!(report.logged, 4);
+    assert_eq!(chain.logged(&log), local_hashes(&outbox, &log).await?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_within_one_flush() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let chain = FakeChain::default();
+    let outbox = open(&dir.path().join("inft.db"), &chain).await?;
+    let agent = PrivateKeySigner::random();
+    let log = log_id(6);
+    for i in 0..2 {
+        outbox.append(&log, draft(i), &agent).await?;
+    }
+    {
+        let mut s = chain.state();
+        s.fail_sends = 1;
+        s.fail_heads = 1;
+    }
+    let report = outbox.flush(&log).await?;
+    assert_eq!(report.logged, 2);
+    assert_eq!(report.retries, 2);
+    let entries = outbox.db().outbox_entries(&log).await?;
+    assert!(entries.iter().all(|e| e.state == OutboxState::Confirmed));
+    assert_eq!(entries[0].attempts, 2, "one failed send, one good one");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_different_hash_on_chain_is_an_integrity_error() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let chain = FakeChain::default();
+    let outbox = open(&dir.path().join("inft.db"), &chain).await?;
+    let agent = PrivateKeySigner::random();
+    let log = log_id(7);
+    outbox.append(&log, draft(0), &agent).await?;
+    // Someone else logged seq 1 meanwhile.
+    chain.append_foreign(&log, &[B256::repeat_byte(0xde)]);
+    let err = outbox.flush(&log).await.unwrap_err();
+    match err {
+        OutboxError::Integrity { seq, chain: c, .. } => {
+            assert_eq!(seq, 1);
+            assert_eq!(c, B256::repeat_byte(0xde));
+        }
+        other => panic!("expected an integrity error, got {other}"),
+    }
+    assert!(
+        !OutboxError::Gap {
+            chain_next: 1,
+            local_first: 2
+        }
+        .is_retryable()
+    );
+    let e = outbox.db().outbox_entry(&log, 1).await?.expect("entry");
+    assert_eq!(e.state, OutboxState::Pending, "never marked confirmed");
+    assert!(
+        e.last_error
+            .as_deref()
+            .is_some_and(|m| m.contains("integrity"))
+    );
+    assert_eq!(chain.state().sends.len(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_fresh_runtime_continues_the_tokens_log_from_the_chain() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let chain = FakeChain::default();
+    let log = log_id(8);
+    // A previous owner's runtime logged three actions.
+    let earlier = [
+        B256::repeat_byte(1),
+        B256::repeat_byte(2),
+        B256::repeat_byte(3),
+    ];
+    chain.append_foreign(&log, &earlier);
+
+    let outbox = open(&dir.path().join("inft.db"), &chain).await?;
+    let agent = PrivateKeySigner::random();
+    let signed = outbox.append(&log, draft(0), &agent).await?;
+    assert_eq!(signed.record().seq, 4);
+    assert_eq!(signed.record().prev_record_hash, earlier[2]);
+    outbox.flush(&log).await?;
+    assert_eq!(chain.logged(&log).len(), 4);
+    assert_eq!(chain.logged(&log)[3], signed.record_hash());
+    Ok(())
+}
+
+#[tokio::test]
+async fn append_needs_the_chain_only_when_there_is_no_local_record() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("inft.db");
+    let chain = FakeChain::default();
+    let agent = PrivateKeySigner::random();
+    let log = log_id(9);
+    chain.state().fail_heads = 1;
+    let outbox = open(&path, &chain).await?;
+    let err = outbox.append(&log, draft(0), &agent).await.unwrap_err();
+    assert!(matches!(err, OutboxError::Unsynced(_)), "{err}");
+    assert!(outbox.db().records(&log, 0, 10).await?.is_empty());
+
+    outbox.append(&log, draft(0), &agent).await?;
+    outbox.db().close().await;
+    // After a restart with the RPC down, the agent can still record actions (logged later).
+    chain.state().fail_heads = 1;
+    let outbox = open(&path, &chain).await?;
+    let second = outbox.append(&log, draft(1), &agent).await?;
+    assert_eq!(second.record().seq, 2);
+    outbox.flush(&log).await?;
+    assert_eq!(chain.logged(&log), local_hashes(&outbox, &log).await?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn records_that_do_not_continue_the_log_are_refused_atomically() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let chain = FakeChain::default();
+    let outbox = open(&dir.path().join("inft.db"), &chain).await?;
+    let agent = PrivateKeySigner::random();
+    let log = log_id(10);
+    let first = outbox.append(&log, draft(0), &agent).await?;
+
+    // The same position again, and a record that skips a position.
+    let dup =
+        agent_runtime::record::ActionRecord::new(&log, 1, B256::ZERO, draft(1), 0).sign(&agent)?;
+    assert!(matches!(
+        outbox.append_signed(&dup).await,
+        Err(OutboxError::NotNext {
+            seq: 1,
+            next_seq: 2,
+            ..
+        })
+    ));
+    let skip = agent_runtime::record::ActionRecord::new(&log, 3, first.record_hash(), draft(1), 0)
+        .sign(&agent)?;
+    assert!(matches!(
+        outbox.append_signed(&skip).await,
+        Err(OutboxError::NotNext { .. })
+    ));
+    let wrong_prev =
+        agent_runtime::record::ActionRecord::new(&log, 2, B256::repeat_byte(9), draft(1), 0)
+            .sign(&agent)?;
+    assert!(matches!(
+        outbox.append_signed(&wrong_prev).await,
+        Err(OutboxError::NotNext { .. })
+    ));
+    assert_eq!(outbox.db().records(&log, 0, 10).await?.len(), 1);
+    assert_eq!(outbox.db().outbox_entries(&log).await?.len(), 1);
+
+    // The right one is accepted, record and outbox entry together.
+    let next = agent_runtime::record::ActionRecord::new(&log, 2, first.record_hash(), draft(1), 0)
+        .sign(&agent)?;
+    outbox.append_signed(&next).await?;
+    assert_eq!(outbox.db().records(&log, 0, 10).await?.len(), 2);
+    assert_eq!(outbox.db().outbox_entries(&log).await?.len(), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn concurrent_appends_get_distinct_consecutive_positions() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let chain = FakeChain::default();
+    let outbox = open(&dir.path().join("inft.db"), &chain).await?;
+    let agent = Arc::new(PrivateKeySigner::random());
+    let log = log_id(11);
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let (outbox, agent) = (outbox.clone(), agent.clone());
+        tasks.push(tokio::spawn(async move {
+            outbox.append(&log, draft(i), &agent).await
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let records = outbox.db().records(&log, 0, 100).await?;
+    let seqs: Vec<u64> = records.iter().map(|r| r.record.record().seq).collect();
+    assert_eq!(seqs, (1..=16).collect::<Vec<_>>());
+    for pair in records.windows(2) {
+        assert_eq!(
+            pair[1].record.record().prev_record_hash,
+            pair[0].record.record_hash()
+        );
+    }
+    outbox.flush(&log).await?;
+    assert_eq!(chain.logged(&log), local_hashes(&outbox, &log).await?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn background_logger_logs_what_is_appended() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let chain = FakeChain::default();
+    let outbox = open(&dir.path().join("inft.db"), &chain).await?;
+    let agent = PrivateKeySigner::random();
+    let log = log_id(12);
+    chain.state().fail_sends = 2; // it retries by itself
+    let logger = outbox.spawn();
+    for i in 0..5 {
+        outbox.append(&log, draft(i), &agent).await?;
+    }
+    // Wait (bounded) for the logger to drain the outbox.
+    let mut drained = false;
+    for _ in 0..500 {
+        if outbox.db().logs_with_unconfirmed().await?.is_empty() {
+            drained = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    logger.shutdown().await;
+    assert!(drained, "the background logger confirmed every entry");
+    assert_eq!(chain.logged(&log), local_hashes(&outbox, &log).await?);
+    Ok(())
+}
