@@ -250,14 +250,14 @@ impl TestModelParams {
             ));
         }
         if self.n_head == 0
-            || self.n_embd % self.n_head != 0
-            || (self.n_embd / self.n_head) % 2 != 0
+            || !self.n_embd.is_multiple_of(self.n_head)
+            || !(self.n_embd / self.n_head).is_multiple_of(2)
         {
             return Err(TestModelError::InvalidParams(
                 "n_head must divide n_embd into an even head size",
             ));
         }
-        if self.n_head_kv == 0 || self.n_head % self.n_head_kv != 0 {
+        if self.n_head_kv == 0 || !self.n_head.is_multiple_of(self.n_head_kv) {
             return Err(TestModelError::InvalidParams(
                 "n_head_kv must divide n_head",
             ));
