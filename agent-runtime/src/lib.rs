@@ -1,1 +1,17 @@
-//! The inft agent runtime.
+#![doc = include_str!("../README.md")]
+
+pub mod agent;
+pub mod engine;
+pub mod lifecycle;
+pub mod testmodel;
+pub mod token;
+
+// infrastructure (runtime-infra helper)
+pub mod blobstore;
+pub mod db;
+pub mod error;
+pub mod outbox;
+pub mod pipeline;
+pub mod record;
+pub mod transfer;
+pub mod wallet;

@@ -1,0 +1,103 @@
+//! The agent loop: strategy step → signed record in the outbox → batched on-chain logging.
+
+use alloy::primitives::B256;
+
+use super::strategy::{AgentSession, Strategy, StrategyError};
+use crate::outbox::{FlushReport, Outbox, OutboxError};
+use crate::record::ActionKind;
+
+/// What one step recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepReport {
+    /// The step number (from 0).
+    pub step: u64,
+    /// The record's position in the token's log.
+    pub seq: u64,
+    /// The record hash that goes on chain.
+    pub record_hash: B256,
+    /// What kind of action it was.
+    pub kind: ActionKind,
+}
+
+/// What a run recorded and logged.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunReport {
+    /// Each step, in order.
+    pub steps: Vec<StepReport>,
+    /// The final flush of the outbox (everything logged and confirmed).
+    pub flush: FlushReport,
+}
+
+/// Why a run stopped early.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// A strategy step failed; the steps before it are recorded and logged.
+    #[error("step {step} failed: {source}")]
+    Step {
+        /// The step that failed.
+        step: u64,
+        /// Why.
+        #[source]
+        source: StrategyError,
+    },
+    /// Recording or logging failed; recorded actions stay in the outbox and are logged by the
+    /// next run.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+}
+
+/// Runs `steps` steps of `strategy`. Each action is signed and committed to the outbox before
+/// the next step starts; a background logger sends batches to the chain meanwhile, and the run
+/// ends by flushing the outbox until every record is confirmed on chain.
+///
+/// Crash safety comes from the outbox: records committed before a crash are logged by the next
+/// run (or `Outbox::flush`), none twice.
+pub async fn run_steps<S: Strategy>(
+    session: &mut AgentSession,
+    strategy: &mut S,
+    outbox: &Outbox,
+    steps: u64,
+    mut on_step: impl FnMut(&StepReport),
+) -> Result<RunReport, RunError> {
+    let log = *session.log();
+    // Records left from an interrupted run go first, and the local position catches up with the
+    // chain (e.g. actions a previous owner logged).
+    outbox.sync_position(&log).await?;
+    let logger = outbox.spawn();
+    let mut report = RunReport::default();
+    let mut failure = None;
+    for step in 0..steps {
+        let draft = match strategy.step(session, step).await {
+            Ok(draft) => draft,
+            Err(source) => {
+                failure = Some(RunError::Step { step, source });
+                break;
+            }
+        };
+        let kind = draft.kind.clone();
+        let signed = match outbox.append(&log, draft, session.signer()).await {
+            Ok(signed) => signed,
+            Err(e) => {
+                failure = Some(e.into());
+                break;
+            }
+        };
+        let step_report = StepReport {
+            step,
+            seq: signed.record().seq,
+            record_hash: signed.record_hash(),
+            kind,
+        };
+        tracing::info!(step, seq = step_report.seq, kind = %step_report.kind, "action recorded");
+        on_step(&step_report);
+        report.steps.push(step_report);
+    }
+    logger.shutdown().await;
+    // Whatever happened, log what was recorded.
+    report.flush = outbox.flush(&log).await?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}

@@ -1,0 +1,162 @@
+//! The strategy trait and the per-agent session a strategy acts through.
+
+use std::future::Future;
+
+use alloy::primitives::{Address, B256};
+use alloy::signers::local::PrivateKeySigner;
+use serde_json::Value;
+
+use super::config::AgentConfig;
+use crate::engine::{AgentContext, EngineError, Generation, SamplerSettings};
+use crate::record::{ActionDraft, ActionKind, LogId};
+
+/// Why a strategy step failed. A failed step records nothing; the run stops with the error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StrategyError {
+    /// Inference failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Reading or writing the chain failed.
+    #[error("chain: {0}")]
+    Chain(String),
+    /// Anything else, from the strategy itself.
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// A running agent: its unsealed key, its configuration, its inference context and its log.
+///
+/// The session is what a [`Strategy`] acts through; it never exposes the key's bytes, only
+/// signing.
+pub struct AgentSession {
+    log: LogId,
+    nft: Address,
+    config: AgentConfig,
+    signer: PrivateKeySigner,
+    context: AgentContext,
+}
+
+impl std::fmt::Debug for AgentSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentSession")
+            .field("log", &self.log)
+            .field("nft", &self.nft)
+            .field("signer", &self.signer.address())
+            .field("config", &self.config.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentSession {
+    /// A session for the token whose action log is `log`, on the AgentNFT contract `nft`.
+    /// `signer` is the key that signs the agent's records (the unsealed agent key).
+    pub fn new(
+        log: LogId,
+        nft: Address,
+        config: AgentConfig,
+        signer: PrivateKeySigner,
+        context: AgentContext,
+    ) -> Self {
+        Self {
+            log,
+            nft,
+            config,
+            signer,
+            context,
+        }
+    }
+
+    /// The token's action log.
+    pub fn log(&self) -> &LogId {
+        &self.log
+    }
+
+    /// The AgentNFT contract.
+    pub fn nft(&self) -> Address {
+        self.nft
+    }
+
+    /// The agent's configuration.
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    /// The key that signs this agent's records and creations.
+    pub fn signer(&self) -> &PrivateKeySigner {
+        &self.signer
+    }
+
+    /// The address that signs this agent's records.
+    pub fn address(&self) -> Address {
+        self.signer.address()
+    }
+
+    /// The sampler settings for step `step`: the configured ones with the seed advanced by the
+    /// step, so steps differ while every one stays reproducible from its record.
+    pub fn settings_for_step(&self, step: u64) -> SamplerSettings {
+        let mut settings = self.config.sampler.clone();
+        settings.seed = settings.seed.wrapping_add(step as u32);
+        settings
+    }
+
+    /// Runs the model. Inference is CPU-bound and blocking; on a multi-threaded tokio runtime
+    /// it moves off the async worker so logging and RPC continue meanwhile.
+    pub fn generate(
+        &mut self,
+        prompt: &str,
+        settings: &SamplerSettings,
+    ) -> Result<Generation, EngineError> {
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread {
+            tokio::task::block_in_place(|| self.context.generate(prompt, settings))
+        } else {
+            self.context.generate(prompt, settings)
+        }
+    }
+
+    /// An action draft for a model output: model, prompt, output, sampler settings, seed and
+    /// llama.cpp build, so the action can be replayed, plus kind-specific `details`.
+    pub fn draft(
+        &self,
+        kind: ActionKind,
+        prompt: &str,
+        generation: &Generation,
+        details: Value,
+    ) -> ActionDraft {
+        ActionDraft {
+            kind,
+            model_hash: parse_hash(&generation.model_sha256),
+            prompt: prompt.to_owned(),
+            keep_prompt: true,
+            output: generation.text.clone(),
+            sampler: serde_json::to_value(&generation.settings).unwrap_or(Value::Null),
+            seed: u64::from(generation.settings.seed),
+            llama_build: generation.llama_build.clone(),
+            tx_hash: None,
+            details,
+        }
+    }
+}
+
+/// Hex SHA-256 from the engine to bytes; the engine always produces 64 hex digits.
+fn parse_hash(hex_digest: &str) -> B256 {
+    hex_digest.parse().unwrap_or_default()
+}
+
+/// One kind of agent behaviour: given the session, produce the next action.
+///
+/// Implementations decide and act (generate, trade, refuse); the runner records, signs and logs
+/// what they return. A step that returns `Err` records nothing.
+pub trait Strategy: Send {
+    /// A short name, recorded in run reports.
+    fn name(&self) -> &str;
+
+    /// Runs step `step` (from 0) and returns the action to record.
+    fn step(
+        &mut self,
+        session: &mut AgentSession,
+        step: u64,
+    ) -> impl Future<Output = Result<ActionDraft, StrategyError>> + Send;
+}

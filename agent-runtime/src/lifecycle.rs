@@ -1,0 +1,162 @@
+//! The agent lifecycle as users see it: mint an agent, and open one to run it.
+//!
+//! These compose the pieces (token client, sealing pipeline, blob store, engine) in the order
+//! that keeps secrets safe: the access check comes before any fetch or decryption, and keys are
+//! sealed to the token id before the token exists (ids are known in advance).
+
+use std::io::Read;
+
+use alloy::primitives::{Address, B256, U256};
+use alloy::signers::local::PrivateKeySigner;
+use sealing::{SealOptions, SealingPublicKey, SealingSecret};
+
+use crate::agent::AgentConfig;
+use crate::blobstore::BlobStore;
+use crate::pipeline::{
+    EntryRef, PipelineError, UnsealOptions, UnsealedAgent, seal_agent, unseal_agent,
+};
+use crate::token::{Access, AgentNft, Shares, TokenError};
+
+/// Why a lifecycle operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LifecycleError {
+    /// The chain refused or could not answer.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// Sealing or unsealing failed.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// The unsealed agent key is not the token's registered agent.
+    #[error("the sealed agent key is {sealed}, but the token's agent is {registered}")]
+    AgentMismatch {
+        /// Address of the unsealed key.
+        sealed: Address,
+        /// Address registered on chain.
+        registered: Address,
+    },
+    /// The owner paused the agent.
+    #[error("token {0} is paused by its owner")]
+    Paused(U256),
+}
+
+/// A freshly minted agent.
+#[derive(Debug, Clone)]
+pub struct MintedAgent {
+    /// The token id.
+    pub token_id: U256,
+    /// The mint transaction.
+    pub tx_hash: B256,
+    /// The agent wallet's address (its key is sealed in the token).
+    pub agent: Address,
+    /// The data entries as minted.
+    pub entries: Vec<EntryRef>,
+}
+
+/// What to mint.
+pub struct MintRequest<'a> {
+    /// The plaintext GGUF model, streamed.
+    pub model: Box<dyn Read + Send>,
+    /// The agent configuration (its `model_sha256` must be the model's).
+    pub config: &'a AgentConfig,
+    /// Salt of the token id (`tokenIdFor(minter, salt)`).
+    pub salt: u64,
+    /// Revenue shares.
+    pub shares: Shares,
+    /// Sealing options (chunk size, threads).
+    pub seal: SealOptions,
+}
+
+impl std::fmt::Debug for MintRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MintRequest")
+            .field("config", &self.config.name)
+            .field("salt", &self.salt)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Mints an agent for `owner` (the signer of `nft`'s provider) whose sealing public key is
+/// `owner_key`: a fresh agent key, the three entries sealed to the owner for the token id the
+/// mint will produce, stored, then minted with the agent wallet registered.
+///
+/// If the mint transaction fails nothing is lost: the blobs are content-addressed and a retry
+/// with the same salt seals afresh.
+pub async fn mint_agent(
+    nft: &AgentNft,
+    store: &dyn BlobStore,
+    owner: Address,
+    owner_key: &SealingPublicKey,
+    request: MintRequest<'_>,
+) -> Result<MintedAgent, LifecycleError> {
+    let agent_key = PrivateKeySigner::random();
+    let token_id = nft.token_id_for(owner, request.salt);
+    let token = nft.token_ref(token_id);
+    let entries = seal_agent(
+        store,
+        request.model,
+        &agent_key,
+        request.config,
+        owner_key,
+        &token,
+        &request.seal,
+    )
+    .await?;
+    let (minted, tx_hash) = nft
+        .mint(
+            owner,
+            request.salt,
+            &entries,
+            agent_key.address(),
+            &request.shares,
+        )
+        .await?;
+    debug_assert_eq!(minted, token_id);
+    tracing::info!(token = %token_id, agent = %agent_key.address(), tx = %tx_hash, "agent minted");
+    Ok(MintedAgent {
+        token_id,
+        tx_hash,
+        agent: agent_key.address(),
+        entries,
+    })
+}
+
+/// An agent opened for running.
+#[derive(Debug)]
+pub struct OpenedAgent {
+    /// How the account may use the token.
+    pub access: Access,
+    /// The unsealed agent.
+    pub agent: UnsealedAgent,
+}
+
+/// Opens token `token_id` for `account` (whose X25519 secret is `secret`) with `scope`:
+/// checks ownership or authorization **before** fetching or decrypting anything, then fetches,
+/// verifies and unseals. For the owner, the unsealed agent key must be the token's registered
+/// agent.
+pub async fn open_agent(
+    nft: &AgentNft,
+    store: &dyn BlobStore,
+    account: Address,
+    secret: &SealingSecret,
+    token_id: U256,
+    scope: u8,
+    options: &UnsealOptions,
+) -> Result<OpenedAgent, LifecycleError> {
+    let access = nft.access(token_id, account, scope).await?;
+    let state = nft.state(token_id).await?;
+    if state.paused {
+        return Err(LifecycleError::Paused(token_id));
+    }
+    let entries = nft.entries_for(token_id, account).await?;
+    let agent = unseal_agent(store, &entries, secret, &nft.token_ref(token_id), options).await?;
+    if let Some(key) = &agent.agent_key
+        && key.address() != state.agent
+    {
+        return Err(LifecycleError::AgentMismatch {
+            sealed: key.address(),
+            registered: state.agent,
+        });
+    }
+    Ok(OpenedAgent { access, agent })
+}

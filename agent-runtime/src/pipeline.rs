@@ -1,0 +1,407 @@
+//! Sealing an agent's data entries for a holder, and unsealing them into memory.
+//!
+//! Mint and transfer seal each entry with a fresh data key into the blob store and wrap that key
+//! for the holder's X25519 public key, bound to the token ([`TokenRef`]). Run does the reverse,
+//! in an order chosen so bad input costs as little as possible and plaintext touches no disk:
+//!
+//! 1. every sealed key is opened first (cheap; a key not sealed to us fails before any fetch);
+//! 2. the config and the agent key are fetched, verified against their on-chain hashes and
+//!    decrypted into zeroizing memory;
+//! 3. if a model with the config's plaintext hash is already loaded, it is shared and the model
+//!    blob is not touched; otherwise it is fetched, verified, decrypted in parallel straight into
+//!    a sealed memfd ([`MemModel`]), checked against the config, and loaded by llama.cpp.
+
+use std::io::{Cursor, Read};
+use std::sync::Arc;
+
+use alloy::primitives::{Address, U256};
+use alloy::signers::local::PrivateKeySigner;
+use sealing::{
+    Commitment, DataKey, KeyContext, SealOptions, SealedKey, SealingPublicKey, SealingSecret,
+};
+use zeroize::Zeroizing;
+
+use crate::agent::{AgentConfig, ConfigError, EntryKind};
+use crate::blobstore::{BlobError, BlobStore};
+use crate::engine::{Engine, EngineError, LoadedModel, MemModel, ModelOptions};
+
+/// Which token a sealed key is bound to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TokenRef {
+    /// EIP-155 chain id.
+    pub chain_id: u64,
+    /// The AgentNFT contract.
+    pub nft: Address,
+    /// The token id.
+    pub token_id: U256,
+}
+
+impl TokenRef {
+    /// The sealed-key context of this token's entry with commitment `data_hash`.
+    pub fn key_context(&self, data_hash: Commitment) -> KeyContext {
+        KeyContext {
+            chain_id: self.chain_id,
+            contract: self.nft.into_array(),
+            token_id: self.token_id.to_be_bytes(),
+            data_hash,
+        }
+    }
+}
+
+/// One data entry as the chain publishes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryRef {
+    /// Commitment (Merkle root) of the sealed blob: the on-chain `dataHash`.
+    pub data_hash: Commitment,
+    /// The entry's data key sealed to the reader: always present for the holder; an authorized
+    /// user gets no agent key (it acts with its own wallet, as an executor).
+    pub sealed_key: Option<SealedKey>,
+    /// Where the blob is stored.
+    pub uri: String,
+}
+
+/// Why sealing or unsealing an agent failed. Nothing partial is kept: on error every plaintext
+/// buffer and memfd is dropped (and zeroized where it holds keys).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    /// The token does not have the three entries an agent has.
+    #[error("an agent token has {expected} data entries, this one has {actual}")]
+    Layout {
+        /// Entries an agent has.
+        expected: usize,
+        /// Entries the token has.
+        actual: usize,
+    },
+    /// A sealed key does not open with our key for this token (not sealed to us, or for another
+    /// token, contract, chain or blob), or a key could not be sealed to the recipient's key.
+    #[error("the {entry} key: {source}")]
+    Key {
+        /// Which entry.
+        entry: &'static str,
+        /// Why.
+        #[source]
+        source: sealing::KeyError,
+    },
+    /// The reader has no sealed key for an entry it needs.
+    #[error("no {entry} key is sealed to this account")]
+    MissingKey {
+        /// Which entry.
+        entry: &'static str,
+    },
+    /// Fetching or verifying a blob failed.
+    #[error("fetching the {entry} blob failed: {source}")]
+    Blob {
+        /// Which entry.
+        entry: &'static str,
+        /// Why.
+        #[source]
+        source: BlobError,
+    },
+    /// Decrypting a blob failed (tampered or wrong key).
+    #[error("decrypting the {entry} blob failed: {source}")]
+    Open {
+        /// Which entry.
+        entry: &'static str,
+        /// Why.
+        #[source]
+        source: sealing::OpenError,
+    },
+    /// Encrypting a blob failed.
+    #[error("sealing the {entry} failed: {source}")]
+    Seal {
+        /// Which entry.
+        entry: &'static str,
+        /// Why.
+        #[source]
+        source: sealing::SealError,
+    },
+    /// The config entry is malformed or names other weights.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The agent-key entry is not a valid secp256k1 key.
+    #[error("the agent key entry is not a valid secp256k1 private key")]
+    AgentKey,
+    /// The model failed to load.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Local I/O (temporary files).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// A blocking task panicked or was cancelled.
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+/// How to unseal: decryption settings and how the model is loaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UnsealOptions {
+    /// How llama.cpp loads the model (GPU layers, mmap).
+    pub model: ModelOptions,
+    /// Decryption threads (and chunk size, ignored when opening).
+    pub seal: SealOptions,
+}
+
+/// An agent unsealed into memory, ready to run.
+pub struct UnsealedAgent {
+    /// The shared loaded model.
+    pub model: Arc<LoadedModel>,
+    /// The agent's key (zeroized on drop by k256); `None` for an authorized user, who is never
+    /// given it.
+    pub agent_key: Option<PrivateKeySigner>,
+    /// The agent's configuration.
+    pub config: AgentConfig,
+    /// Whether the model came from the cache (its blob was not fetched or decrypted).
+    pub model_was_cached: bool,
+}
+
+impl std::fmt::Debug for UnsealedAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnsealedAgent")
+            .field("model", &self.model.sha256_hex())
+            .field(
+                "agent",
+                &self.agent_key.as_ref().map(PrivateKeySigner::address),
+            )
+            .field("config", &self.config.name)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, PipelineError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| PipelineError::Task(e.to_string()))
+}
+
+/// Seals `plaintext` with a fresh data key into `store` and wraps the key for `recipient`,
+/// bound to `token`. The ciphertext passes through a temporary file (ciphertext only).
+pub async fn seal_entry(
+    store: &dyn BlobStore,
+    entry: EntryKind,
+    plaintext: Box<dyn Read + Send>,
+    recipient: &SealingPublicKey,
+    token: &TokenRef,
+    opts: &SealOptions,
+) -> Result<EntryRef, PipelineError> {
+    let key = DataKey::generate();
+    let tmp = tempfile::NamedTempFile::new()?;
+    let (key, tmp) = {
+        let opts = *opts;
+        blocking(move || {
+            let file = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
+            sealing::seal(&key, plaintext, file, &opts).map_err(|source| PipelineError::Seal {
+                entry: entry.name(),
+                source,
+            })?;
+            Ok::<_, PipelineError>((key, tmp))
+        })
+        .await??
+    };
+    let blob = store
+        .put_file(tmp.path())
+        .await
+        .map_err(|source| PipelineError::Blob {
+            entry: entry.name(),
+            source,
+        })?;
+    let sealed_key = SealedKey::seal(&key, recipient, &token.key_context(blob.commitment))
+        .map_err(|source| PipelineError::Key {
+            entry: entry.name(),
+            source,
+        })?;
+    Ok(EntryRef {
+        data_hash: blob.commitment,
+        sealed_key: Some(sealed_key),
+        uri: blob.uri,
+    })
+}
+
+/// Seals a whole agent: the model file at `model_path`, the agent key and the config, in
+/// [`EntryKind`] order, for `recipient`.
+pub async fn seal_agent(
+    store: &dyn BlobStore,
+    model: Box<dyn Read + Send>,
+    agent_key: &PrivateKeySigner,
+    config: &AgentConfig,
+    recipient: &SealingPublicKey,
+    token: &TokenRef,
+    opts: &SealOptions,
+) -> Result<Vec<EntryRef>, PipelineError> {
+    let key_bytes: Zeroizing<Vec<u8>> = Zeroizing::new(agent_key.credential().to_bytes().to_vec());
+    let plaintexts: [(EntryKind, Box<dyn Read + Send>); 3] = [
+        (EntryKind::Model, model),
+        (EntryKind::AgentKey, Box::new(Cursor::new(key_bytes))),
+        (EntryKind::Config, Box::new(Cursor::new(config.to_json()))),
+    ];
+    let mut entries = Vec::with_capacity(3);
+    for (kind, plaintext) in plaintexts {
+        entries.push(seal_entry(store, kind, plaintext, recipient, token, opts).await?);
+    }
+    Ok(entries)
+}
+
+/// Opens every entry's data key with `secret` (fails fast, before any fetch, if the token's data
+/// is not sealed to us). The agent key may be absent; the model and config keys may not.
+pub fn open_keys(
+    entries: &[EntryRef],
+    secret: &SealingSecret,
+    token: &TokenRef,
+) -> Result<Vec<Option<DataKey>>, PipelineError> {
+    if entries.len() != EntryKind::ALL.len() {
+        return Err(PipelineError::Layout {
+            expected: EntryKind::ALL.len(),
+            actual: entries.len(),
+        });
+    }
+    EntryKind::ALL
+        .iter()
+        .zip(entries)
+        .map(|(&kind, e)| match &e.sealed_key {
+            Some(sealed) => sealed
+                .open(secret, &token.key_context(e.data_hash))
+                .map(Some)
+                .map_err(|source| PipelineError::Key {
+                    entry: kind.name(),
+                    source,
+                }),
+            None if kind == EntryKind::AgentKey => Ok(None),
+            None => Err(PipelineError::MissingKey { entry: kind.name() }),
+        })
+        .collect()
+}
+
+/// Fetches, verifies and decrypts a small entry into zeroizing memory.
+async fn unseal_small(
+    store: &dyn BlobStore,
+    kind: EntryKind,
+    entry: &EntryRef,
+    key: DataKey,
+    opts: &SealOptions,
+) -> Result<Zeroizing<Vec<u8>>, PipelineError> {
+    let blob = store
+        .fetch(&entry.uri, &entry.data_hash)
+        .await
+        .map_err(|source| PipelineError::Blob {
+            entry: kind.name(),
+            source,
+        })?;
+    let expected = entry.data_hash;
+    let opts = *opts;
+    blocking(move || {
+        let file = blob.open()?;
+        let mut out = Zeroizing::new(Vec::new());
+        sealing::open_verified(
+            &key,
+            &expected,
+            std::io::BufReader::new(file),
+            &mut *out,
+            &opts,
+        )
+        .map_err(|source| PipelineError::Open {
+            entry: kind.name(),
+            source,
+        })?;
+        Ok(out)
+    })
+    .await?
+}
+
+/// Unseals a token's agent into memory for the holder of `secret`. See the module docs for the
+/// order of checks.
+pub async fn unseal_agent(
+    store: &dyn BlobStore,
+    entries: &[EntryRef],
+    secret: &SealingSecret,
+    token: &TokenRef,
+    options: &UnsealOptions,
+) -> Result<UnsealedAgent, PipelineError> {
+    let (model_opts, opts) = (&options.model, &options.seal);
+    let mut keys = open_keys(entries, secret, token)?.into_iter();
+    let (Some(Some(model_key)), Some(agent_key), Some(Some(config_key))) =
+        (keys.next(), keys.next(), keys.next())
+    else {
+        return Err(PipelineError::Layout {
+            expected: EntryKind::ALL.len(),
+            actual: entries.len(),
+        });
+    };
+
+    let config_bytes = unseal_small(
+        store,
+        EntryKind::Config,
+        &entries[EntryKind::Config.index()],
+        config_key,
+        opts,
+    )
+    .await?;
+    let config = AgentConfig::from_json(&config_bytes)?;
+    let agent_key = match agent_key {
+        Some(key) => {
+            let bytes = unseal_small(
+                store,
+                EntryKind::AgentKey,
+                &entries[EntryKind::AgentKey.index()],
+                key,
+                opts,
+            )
+            .await?;
+            Some(PrivateKeySigner::from_slice(&bytes).map_err(|_| PipelineError::AgentKey)?)
+        }
+        None => None,
+    };
+
+    let engine = Engine::global()?;
+    let mut wanted = [0u8; 32];
+    let cached = hex::decode_to_slice(&config.model_sha256, &mut wanted)
+        .ok()
+        .and_then(|()| engine.cache().get(&wanted, model_opts));
+    if let Some(model) = cached {
+        tracing::info!(model = %model.sha256_hex(), "model already loaded: sharing it");
+        return Ok(UnsealedAgent {
+            model,
+            agent_key,
+            config,
+            model_was_cached: true,
+        });
+    }
+
+    let entry = &entries[EntryKind::Model.index()];
+    let blob = store
+        .fetch(&entry.uri, &entry.data_hash)
+        .await
+        .map_err(|source| PipelineError::Blob {
+            entry: EntryKind::Model.name(),
+            source,
+        })?;
+    let expected = entry.data_hash;
+    let opts = *opts;
+    let plaintext = blocking(move || {
+        let mut sink = MemModel::new("inft-model")?;
+        let file = blob.open()?;
+        sealing::open_verified(
+            &model_key,
+            &expected,
+            std::io::BufReader::with_capacity(1 << 20, file),
+            &mut sink,
+            &opts,
+        )
+        .map_err(|source| PipelineError::Open {
+            entry: EntryKind::Model.name(),
+            source,
+        })?;
+        Ok::<_, PipelineError>(sink.finish()?)
+    })
+    .await??;
+    config.check_model(&hex::encode(plaintext.sha256()))?;
+    let model_opts = *model_opts;
+    let model = blocking(move || engine.load(plaintext, &model_opts)).await??;
+    Ok(UnsealedAgent {
+        model,
+        agent_key,
+        config,
+        model_was_cached: false,
+    })
+}
