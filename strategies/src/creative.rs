@@ -1,0 +1,169 @@
+//! The creative agent: text from a standing prompt, signed by the agent as its creator.
+
+use agent_runtime::agent::{AgentSession, Strategy, StrategyError};
+use agent_runtime::engine::grammar::creative_grammar;
+use agent_runtime::record::{ActionDraft, ActionKind, content_hash};
+use alloy::primitives::{Address, B256, Signature, U256};
+use alloy::signers::SignerSync;
+use alloy::sol_types::{Eip712Domain, SolStruct, eip712_domain};
+use serde::Deserialize;
+use serde_json::json;
+
+alloy::sol! {
+    /// The proof of creatorship an agent signs for each piece it writes.
+    struct Creation {
+        uint256 tokenId;
+        bytes32 contentHash;
+    }
+}
+
+/// The EIP-712 domain of creation signatures: bound to the chain and the AgentNFT contract, so a
+/// signature for one token never proves anything about another deployment's.
+pub fn creation_domain(chain_id: u64, nft: Address) -> Eip712Domain {
+    eip712_domain! {
+        name: "inft Creation",
+        version: "1",
+        chain_id: chain_id,
+        verifying_contract: nft,
+    }
+}
+
+/// The digest an agent signs to claim `content_hash` as token `token_id`'s work.
+pub fn creation_digest(chain_id: u64, nft: Address, token_id: U256, content_hash: B256) -> B256 {
+    Creation {
+        tokenId: token_id,
+        contentHash: content_hash,
+    }
+    .eip712_signing_hash(&creation_domain(chain_id, nft))
+}
+
+/// The address that signed a creation proof (compare it with the token's agent at the time).
+pub fn creation_signer(
+    chain_id: u64,
+    nft: Address,
+    token_id: U256,
+    content_hash: B256,
+    signature: &Signature,
+) -> Result<Address, alloy::primitives::SignatureError> {
+    signature.recover_address_from_prehash(&creation_digest(chain_id, nft, token_id, content_hash))
+}
+
+/// The JSON shape the creative grammar produces.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Piece {
+    title: String,
+    text: String,
+}
+
+/// Writes one titled piece per step from the agent's standing prompt.
+#[derive(Debug, Clone)]
+pub struct CreativeStrategy {
+    instruction: String,
+}
+
+impl CreativeStrategy {
+    /// A strategy writing from `instruction` (the agent config's prompt).
+    pub fn new(instruction: impl Into<String>) -> Self {
+        Self {
+            instruction: instruction.into(),
+        }
+    }
+
+    /// The prompt of step `step`.
+    pub fn prompt(&self, step: u64) -> String {
+        format!(
+            "{}\nPiece number {}, as JSON with a title and a text:\n",
+            self.instruction,
+            step + 1
+        )
+    }
+}
+
+impl Strategy for CreativeStrategy {
+    fn name(&self) -> &str {
+        "creative"
+    }
+
+    async fn step(
+        &mut self,
+        session: &mut AgentSession,
+        step: u64,
+    ) -> Result<ActionDraft, StrategyError> {
+        let prompt = self.prompt(step);
+        let mut settings = session.settings_for_step(step);
+        if settings.grammar.is_none() {
+            settings.grammar = Some(creative_grammar().to_owned());
+        }
+        let generation = session.generate(&prompt, &settings)?;
+        let draft = match serde_json::from_str::<Piece>(&generation.text) {
+            Ok(piece) => {
+                // The creation is the exact output bytes: what the record's output hash covers.
+                let hash = content_hash(generation.text.as_bytes());
+                let log = session.log();
+                let digest = creation_digest(log.chain_id, session.nft(), log.token_id, hash);
+                let signature = session
+                    .signer()
+                    .sign_hash_sync(&digest)
+                    .map_err(|e| StrategyError::Other(Box::new(e)))?;
+                let details = json!({
+                    "title": piece.title,
+                    "chars": piece.text.chars().count(),
+                    "content_hash": hash,
+                    "creator": session.address(),
+                    "creator_signature": signature,
+                });
+                session.draft(ActionKind::Creative, &prompt, &generation, details)
+            }
+            // Recorded, not dropped: the log shows everything the model produced.
+            Err(e) => {
+                tracing::warn!(step, error = %e, "model output is not a valid piece");
+                let details =
+                    json!({ "error": e.to_string(), "stop": format!("{:?}", generation.stop) });
+                let kind = ActionKind::parse("malformed-output").unwrap_or(ActionKind::Refusal);
+                session.draft(kind, &prompt, &generation, details)
+            }
+        };
+        Ok(draft)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::signers::local::PrivateKeySigner;
+
+    #[test]
+    fn creation_signature_binds_chain_contract_token_and_content() {
+        let agent = PrivateKeySigner::random();
+        let nft = Address::repeat_byte(0x11);
+        let token = U256::from(7);
+        let hash = content_hash(b"a poem");
+        let sig = agent
+            .sign_hash_sync(&creation_digest(31337, nft, token, hash))
+            .unwrap();
+        assert_eq!(
+            creation_signer(31337, nft, token, hash, &sig).unwrap(),
+            agent.address()
+        );
+        // Any other context recovers some other address.
+        for (chain, contract, tok, h) in [
+            (1, nft, token, hash),
+            (31337, Address::repeat_byte(0x22), token, hash),
+            (31337, nft, U256::from(8), hash),
+            (31337, nft, token, content_hash(b"another poem")),
+        ] {
+            assert_ne!(
+                creation_signer(chain, contract, tok, h, &sig).unwrap(),
+                agent.address()
+            );
+        }
+    }
+
+    #[test]
+    fn prompts_differ_per_step() {
+        let s = CreativeStrategy::new("Write about the sea.");
+        assert_ne!(s.prompt(0), s.prompt(1));
+        assert!(s.prompt(0).starts_with("Write about the sea."));
+    }
+}
