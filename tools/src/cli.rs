@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cmd::{self, Run};
 
-/// Intelligent NFT agents: seal models and keys, and (soon) mint, run, transfer and audit them.
+/// Intelligent NFT agents: seal models and keys; mint, authorize and run agents on chain.
 #[derive(Debug, Parser)]
 #[command(name = "inft", version, about, propagate_version = true)]
 pub(crate) struct Cli {
@@ -49,6 +49,18 @@ commands! {
     Seal(cmd::seal::SealArgs),
     /// Unseal a file sealed to your key; the output appears only if everything verified.
     Unseal(cmd::unseal::UnsealArgs),
+    /// A local chain with everything deployed (`dev up`/`dev down`), and test models.
+    Dev(cmd::dev::DevArgs),
+    /// Mint an agent: seal a model, a fresh agent key and a config to your wallet.
+    Mint(cmd::mint::MintArgs),
+    /// Let another account run your agent, with scopes and an expiry.
+    Authorize(cmd::authorize::AuthorizeArgs),
+    /// End another account's authorization.
+    Revoke(cmd::authorize::RevokeArgs),
+    /// Run an agent you own or are authorized for, logging every action on chain.
+    Run(cmd::run::RunArgs),
+    /// Transfer an agent with rotated keys (offer, accept, complete).
+    Transfer(cmd::transfer::TransferArgs),
 }
 
 /// Global settings every command gets.
@@ -85,6 +97,20 @@ impl Context {
             pb.set_style(style.progress_chars("=> "));
         }
         pb.set_message(what.to_owned());
+        pb
+    }
+}
+
+impl Context {
+    /// A spinner with a changing message on stderr, for step-by-step work; hidden with `--json`
+    /// or when stderr is not a terminal.
+    pub(crate) fn spinner(&self, message: &str) -> indicatif::ProgressBar {
+        if self.json || !std::io::stderr().is_terminal() {
+            return indicatif::ProgressBar::hidden();
+        }
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.enable_steady_tick(std::time::Duration::from_millis(120));
+        pb.set_message(message.to_owned());
         pb
     }
 }

@@ -1,8 +1,14 @@
 //! One module per subcommand; shared option groups and helpers in [`common`].
 
+pub(crate) mod authorize;
 pub(crate) mod common;
+pub(crate) mod dev;
 pub(crate) mod keys;
+pub(crate) mod mint;
+pub(crate) mod node;
+pub(crate) mod run;
 pub(crate) mod seal;
+pub(crate) mod transfer;
 pub(crate) mod unseal;
 
 use crate::cli::Context;

@@ -1,0 +1,226 @@
+//! `inft mint`: seal a model, a fresh agent key and a config to your wallet and mint the INFT.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use agent_runtime::agent::{AgentConfig, AgentKind, CONFIG_VERSION};
+use agent_runtime::db::{Agent, AgentStatus};
+use agent_runtime::engine::grammar::{CREATIVE_MAX_TOKENS, TRADE_INTENT_MAX_TOKENS};
+use agent_runtime::engine::{ContextOptions, SamplerSettings};
+use agent_runtime::lifecycle::{MintRequest, mint_agent};
+use agent_runtime::token::Shares;
+use alloy::network::TransactionBuilder;
+use alloy::primitives::{Address, U256, utils::parse_ether};
+use alloy::providers::Provider;
+use alloy::rpc::types::TransactionRequest;
+use anyhow::{Context as _, bail};
+use clap::{Args, ValueEnum};
+use sealing::SealOptions;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::Run;
+use super::node::{NodeOpts, WalletOpts};
+use crate::cli::Context;
+
+/// What kind of agent to mint.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Kind {
+    /// Writes signed text from a prompt.
+    Creative,
+    /// Trades on the DEX under the owner's policy firewall.
+    Trading,
+}
+
+/// `inft mint`
+#[derive(Debug, Args)]
+pub(crate) struct MintArgs {
+    #[command(flatten)]
+    node: NodeOpts,
+    #[command(flatten)]
+    wallet: WalletOpts,
+    /// The GGUF model to seal into the agent.
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// A name for the agent.
+    #[arg(long, default_value = "agent")]
+    name: String,
+    /// What the agent does.
+    #[arg(long, value_enum, default_value_t = Kind::Creative)]
+    kind: Kind,
+    /// The creative agent's standing instruction.
+    #[arg(long, default_value = "Write a short poem about the sea.")]
+    prompt: String,
+    /// The trading agent's strategy (llm, momentum, mean-reversion).
+    #[arg(long, default_value = "llm")]
+    strategy: String,
+    /// Base seed of the agent's sampler (each step advances it by the step number).
+    #[arg(long, default_value_t = 42)]
+    seed: u32,
+    /// Sampling temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    /// Token-id salt (the id is `minter << 96 | salt`) [default: random].
+    #[arg(long)]
+    salt: Option<u64>,
+    /// ERC-2981 royalty on sales, in basis points, paid to you as creator.
+    #[arg(long, default_value_t = 500)]
+    royalty_bps: u16,
+    /// Your share as creator of the agent's earnings, in basis points.
+    #[arg(long, default_value_t = 1000)]
+    creator_bps: u16,
+    /// A data contributor's share of earnings, as ADDRESS=BPS (repeatable).
+    #[arg(long = "contributor", value_parser = parse_contributor, value_name = "ADDRESS=BPS")]
+    contributors: Vec<(Address, u16)>,
+    /// ETH sent to the agent's wallet for gas (it signs and sends its own action logs).
+    #[arg(long, default_value = "0.5", value_name = "ETH")]
+    fund_agent: String,
+}
+
+fn parse_contributor(s: &str) -> Result<(Address, u16), String> {
+    let (addr, bps) = s.split_once('=').ok_or("expected ADDRESS=BPS")?;
+    Ok((
+        addr.parse().map_err(|e| format!("{e}"))?,
+        bps.parse().map_err(|e| format!("{e}"))?,
+    ))
+}
+
+/// SHA-256 of a file, streamed.
+fn sha256_file(
+    path: &std::path::Path,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<String> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        progress.inc(n as u64);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+impl Run for MintArgs {
+    async fn run(self, ctx: &Context) -> anyhow::Result<()> {
+        let node = self.node.load()?;
+        node.check_chain().await?;
+        let signer = self.wallet.signer(&node.home)?;
+        let owner = signer.address();
+        let nft = node.nft(&signer)?;
+        let store = node.store()?;
+
+        // The owner's sealing key comes from the wallet; publishing it lets others (transfer
+        // senders, oracles) seal to it.
+        let secret = node.sealing_secret(&signer)?;
+        let public = secret.public_key();
+        nft.publish_sealing_key(owner, &public)
+            .await
+            .context("publishing your sealing key")?;
+
+        let len = std::fs::metadata(&self.model)
+            .with_context(|| format!("reading {}", self.model.display()))?
+            .len();
+        let hashing = ctx.progress(len, "hashing");
+        let model_sha256 = sha256_file(&self.model, &hashing)?;
+        hashing.finish_and_clear();
+
+        let (kind, max_tokens) = match self.kind {
+            Kind::Creative => (
+                AgentKind::Creative {
+                    prompt: self.prompt.clone(),
+                },
+                CREATIVE_MAX_TOKENS,
+            ),
+            Kind::Trading => (
+                AgentKind::Trading {
+                    strategy: self.strategy.clone(),
+                },
+                TRADE_INTENT_MAX_TOKENS,
+            ),
+        };
+        let mut sampler = SamplerSettings::seeded(self.seed);
+        sampler.temperature = self.temperature;
+        sampler.max_tokens = max_tokens;
+        let config = AgentConfig {
+            version: CONFIG_VERSION,
+            name: self.name.clone(),
+            kind,
+            model_sha256,
+            sampler,
+            context: ContextOptions::default(),
+        };
+
+        let sealing = ctx.progress(len, "sealing");
+        let model = sealing.wrap_read(std::fs::File::open(&self.model)?);
+        let salt = self.salt.unwrap_or_else(rand::random::<u64>);
+        let shares = Shares {
+            royalty_bps: self.royalty_bps,
+            creator_bps: self.creator_bps,
+            contributors: self.contributors.clone(),
+        };
+        let request = MintRequest {
+            model: Box::new(model),
+            config: &config,
+            salt,
+            shares,
+            seal: SealOptions::default(),
+        };
+        let minted = mint_agent(&nft, store.as_ref(), owner, &public, request).await?;
+        sealing.finish_and_clear();
+
+        let fund = parse_ether(&self.fund_agent)
+            .with_context(|| format!("invalid --fund-agent {}", self.fund_agent))?;
+        if fund > U256::ZERO {
+            let tx = TransactionRequest::default()
+                .with_to(minted.agent)
+                .with_value(fund);
+            // Through the NFT client's provider: it tracks this wallet's nonces.
+            let receipt = nft
+                .provider()
+                .send_transaction(tx)
+                .await?
+                .get_receipt()
+                .await?;
+            if !receipt.status() {
+                bail!(
+                    "funding the agent wallet failed (tx {})",
+                    receipt.transaction_hash
+                );
+            }
+        }
+
+        let db = node.db().await?;
+        db.upsert_agent(&Agent {
+            chain_id: node.deployment.chain_id,
+            inft_contract: node.deployment.agent_nft,
+            token_id: minted.token_id,
+            action_log: node.deployment.action_log,
+            agent_address: minted.agent,
+            model_hash: config.model_sha256.parse().unwrap_or_default(),
+            config: serde_json::to_value(&config)?,
+            status: AgentStatus::Active,
+        })
+        .await?;
+
+        ctx.emit(
+            format!(
+                "minted token {}\n  owner {owner}\n  agent {}\n  model sha256 {}\n  tx {}",
+                minted.token_id, minted.agent, config.model_sha256, minted.tx_hash
+            ),
+            json!({
+                "token_id": minted.token_id.to_string(),
+                "owner": owner,
+                "agent": minted.agent,
+                "model_sha256": config.model_sha256,
+                "tx_hash": minted.tx_hash,
+                "data_hashes": minted.entries.iter().map(|e| e.data_hash.to_hex()).collect::<Vec<_>>(),
+            }),
+        );
+        Ok(())
+    }
+}

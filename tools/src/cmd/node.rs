@@ -1,0 +1,211 @@
+//! The option groups of commands that talk to a chain: where local state lives, which RPC and
+//! deployment to use, and which wallet to act as.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use agent_runtime::blobstore::{BlobStore, HttpGatewayStore, LocalDirStore};
+use agent_runtime::db::Db;
+use agent_runtime::token::AgentNft;
+use agent_runtime::wallet::{Passphrase, derive_sealing_secret, load_keystore};
+use alloy::network::EthereumWallet;
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use anyhow::{Context as _, bail};
+use clap::Args;
+use inft_contracts::Deployment;
+use sealing::SealingSecret;
+use serde::{Deserialize, Serialize};
+
+/// Index of the wallet-derived sealing key every command uses (see `wallet::derive_sealing_secret`).
+pub(crate) const SEALING_KEY_INDEX: u32 = 0;
+
+/// Local state and chain selection, shared by every chain command.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct NodeOpts {
+    /// Directory of local state: deployment file, blob store, database and dev keystores.
+    #[arg(
+        long,
+        env = "INFT_HOME",
+        default_value = ".inft",
+        value_name = "DIR",
+        global = true
+    )]
+    pub(crate) home: PathBuf,
+    /// JSON-RPC endpoint [default: the one `inft dev up` recorded in the home directory].
+    #[arg(long, env = "INFT_RPC_URL", value_name = "URL", global = true)]
+    pub(crate) rpc_url: Option<String>,
+    /// Deployment file with the contract addresses [default: HOME/deployment.json].
+    #[arg(long, env = "INFT_DEPLOYMENT", value_name = "FILE", global = true)]
+    pub(crate) deployment: Option<PathBuf>,
+    /// Blob gateway base URL (IPFS-style, `GET/PUT BASE/blob/HEX`) instead of the local store.
+    #[arg(long, env = "INFT_GATEWAY", value_name = "URL", global = true)]
+    pub(crate) gateway: Option<String>,
+}
+
+/// The account to act as. Private keys are never taken as arguments: only encrypted keystores,
+/// whose passphrase comes from `INFT_PASSPHRASE` (or `INFT_PASSPHRASE_FILE`) or a prompt.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct WalletOpts {
+    /// Encrypted keystore file (Ethereum V3 JSON) of the account to act as.
+    #[arg(
+        long,
+        env = "INFT_KEYSTORE",
+        value_name = "FILE",
+        conflicts_with = "account"
+    )]
+    pub(crate) keystore: Option<PathBuf>,
+    /// Name of a keystore in HOME/keystores (e.g. `alice` after `inft dev up`).
+    #[arg(long, env = "INFT_ACCOUNT", value_name = "NAME")]
+    pub(crate) account: Option<String>,
+}
+
+/// What `inft dev up` records about the node it started.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct NodeFile {
+    /// The RPC endpoint.
+    pub(crate) rpc_url: String,
+    /// The anvil process, if `dev up` started one in the background.
+    pub(crate) anvil_pid: Option<u32>,
+}
+
+impl NodeFile {
+    pub(crate) fn path(home: &Path) -> PathBuf {
+        home.join("node.json")
+    }
+}
+
+/// A resolved chain environment.
+pub(crate) struct Node {
+    pub(crate) home: PathBuf,
+    pub(crate) rpc_url: String,
+    pub(crate) deployment: Deployment,
+    gateway: Option<String>,
+}
+
+impl NodeOpts {
+    /// Resolves the RPC URL and reads the deployment.
+    pub(crate) fn load(&self) -> anyhow::Result<Node> {
+        let deployment_path = self
+            .deployment
+            .clone()
+            .unwrap_or_else(|| self.home.join("deployment.json"));
+        let deployment = Deployment::read_from(&deployment_path).with_context(|| {
+            format!(
+                "reading deployment {} (run `inft dev up` or pass --deployment)",
+                deployment_path.display()
+            )
+        })?;
+        let rpc_url = match &self.rpc_url {
+            Some(url) => url.clone(),
+            None => {
+                let path = NodeFile::path(&self.home);
+                let text = std::fs::read_to_string(&path).with_context(|| {
+                    format!("no --rpc-url and no {} (run `inft dev up`)", path.display())
+                })?;
+                serde_json::from_str::<NodeFile>(&text)
+                    .with_context(|| format!("parsing {}", path.display()))?
+                    .rpc_url
+            }
+        };
+        Ok(Node {
+            home: self.home.clone(),
+            rpc_url,
+            deployment,
+            gateway: self.gateway.clone(),
+        })
+    }
+}
+
+impl WalletOpts {
+    /// The keystore path these options name.
+    pub(crate) fn path(&self, home: &Path) -> anyhow::Result<PathBuf> {
+        match (&self.keystore, &self.account) {
+            (Some(path), _) => Ok(path.clone()),
+            (None, Some(name)) => Ok(home.join("keystores").join(format!("{name}.json"))),
+            (None, None) => {
+                bail!("no wallet: pass --keystore FILE or --account NAME (or set INFT_KEYSTORE)")
+            }
+        }
+    }
+
+    /// Decrypts the wallet.
+    pub(crate) fn signer(&self, home: &Path) -> anyhow::Result<PrivateKeySigner> {
+        let path = self.path(home)?;
+        let passphrase =
+            Passphrase::from_env_or_prompt(&format!("Passphrase for {}: ", path.display()))?;
+        load_keystore(&path, &passphrase)
+            .with_context(|| format!("unlocking keystore {}", path.display()))
+    }
+}
+
+impl Node {
+    /// A provider whose wallet signs with `signer`.
+    pub(crate) fn provider(&self, signer: &PrivateKeySigner) -> anyhow::Result<DynProvider> {
+        let url = self
+            .rpc_url
+            .parse()
+            .with_context(|| format!("invalid RPC URL {}", self.rpc_url))?;
+        Ok(ProviderBuilder::new()
+            .wallet(EthereumWallet::from(signer.clone()))
+            .connect_http(url)
+            .erased())
+    }
+
+    /// A read-only provider.
+    pub(crate) fn reader(&self) -> anyhow::Result<DynProvider> {
+        let url = self
+            .rpc_url
+            .parse()
+            .with_context(|| format!("invalid RPC URL {}", self.rpc_url))?;
+        Ok(ProviderBuilder::new().connect_http(url).erased())
+    }
+
+    /// The AgentNFT, acting as `signer`.
+    pub(crate) fn nft(&self, signer: &PrivateKeySigner) -> anyhow::Result<AgentNft> {
+        Ok(AgentNft::new(self.provider(signer)?, &self.deployment))
+    }
+
+    /// The account's sealing secret, derived from its wallet for this chain.
+    pub(crate) fn sealing_secret(
+        &self,
+        signer: &PrivateKeySigner,
+    ) -> anyhow::Result<SealingSecret> {
+        Ok(derive_sealing_secret(
+            signer,
+            self.deployment.chain_id,
+            SEALING_KEY_INDEX,
+        )?)
+    }
+
+    /// The blob store: the gateway if one is configured, else HOME/blobs.
+    pub(crate) fn store(&self) -> anyhow::Result<Arc<dyn BlobStore>> {
+        Ok(match &self.gateway {
+            Some(url) => Arc::new(HttpGatewayStore::new(url, self.home.join("cache"))?),
+            None => Arc::new(LocalDirStore::open(self.home.join("blobs"))?),
+        })
+    }
+
+    /// The database (HOME/inft.db), created and migrated on first use.
+    pub(crate) async fn db(&self) -> anyhow::Result<Db> {
+        std::fs::create_dir_all(&self.home)?;
+        Ok(Db::open(self.home.join("inft.db")).await?)
+    }
+
+    /// Checks the RPC answers with the deployment's chain id.
+    pub(crate) async fn check_chain(&self) -> anyhow::Result<()> {
+        let id = self
+            .reader()?
+            .get_chain_id()
+            .await
+            .with_context(|| format!("RPC {} does not answer", self.rpc_url))?;
+        if id != self.deployment.chain_id {
+            bail!(
+                "RPC {} is chain {id}, but the deployment is on chain {}",
+                self.rpc_url,
+                self.deployment.chain_id
+            );
+        }
+        Ok(())
+    }
+}
