@@ -1,0 +1,236 @@
+//! Issue 4's must-show: mint a generated model, run the creative agent for 5 steps, and the bad
+//! paths (stranger, tampered blob, expired authorization).
+
+use agent_runtime::agent::run_steps;
+use agent_runtime::db::OutboxState;
+use agent_runtime::lifecycle::LifecycleError;
+use agent_runtime::pipeline::PipelineError;
+use agent_runtime::record::ActionKind;
+use agent_runtime::token::{Access, TokenError};
+use alloy::primitives::{B256, keccak256};
+use alloy::providers::Provider;
+use alloy::rpc::types::Filter;
+use alloy::sol_types::{SolEvent, SolValue};
+use inft_contracts::bindings::ActionLog;
+use inft_contracts::scopes;
+use strategies::creative::{CreativeStrategy, creation_signer};
+
+use crate::world::World;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creative_agent_logs_five_signed_actions_on_chain() -> anyhow::Result<()> {
+    let world = World::start().await?;
+    let alice = world.actor(1).await?;
+    let minted = world.mint_creative(&alice, 1).await?;
+    let token = minted.token_id;
+
+    let opened = world.open(&alice, token, scopes::RUN).await?;
+    assert_eq!(opened.access, Access::Owner);
+    let agent_key = opened
+        .agent
+        .agent_key
+        .clone()
+        .expect("the owner unseals the agent key");
+    assert_eq!(agent_key.address(), minted.agent);
+    let (mut session, outbox) = world.session(&opened, token, agent_key, "alice.db").await?;
+    let mut strategy = CreativeStrategy::new("Write a short poem about the sea.");
+    let report = run_steps(&mut session, &mut strategy, &outbox, 5, |_| {}).await?;
+    assert_eq!(report.steps.len(), 5);
+    let log = world.log_id(token);
+    let entries = outbox.db().outbox_entries(&log).await?;
+    assert_eq!(entries.len(), 5);
+    assert!(
+        entries.iter().all(|e| e.state == OutboxState::Confirmed),
+        "{entries:?}"
+    );
+
+    // The chain holds exactly the five record hashes, in order, folded into its head.
+    let action_log = ActionLog::new(world.deployment.action_log, world.provider(&alice.wallet));
+    let chain = action_log.chainOf(token).call().await?;
+    assert_eq!(chain.seq, 5);
+    let filter = Filter::new()
+        .address(world.deployment.action_log)
+        .event_signature(ActionLog::ActionsLogged::SIGNATURE_HASH)
+        .topic1(B256::from(token))
+        .from_block(0);
+    let mut on_chain = Vec::new();
+    for raw in world.provider(&alice.wallet).get_logs(&filter).await? {
+        let event = raw.log_decode::<ActionLog::ActionsLogged>()?.inner.data;
+        assert_eq!(
+            event.sender, minted.agent,
+            "the agent wallet logs its own actions"
+        );
+        on_chain.extend(event.actionHashes);
+    }
+    let records = outbox.db().records(&log, 0, 100).await?;
+    assert_eq!(records.len(), 5);
+    let db_hashes: Vec<B256> = records.iter().map(|r| r.record.record_hash()).collect();
+    assert_eq!(on_chain, db_hashes);
+    let head = db_hashes
+        .iter()
+        .fold(B256::ZERO, |head, h| keccak256((head, *h).abi_encode()));
+    assert_eq!(chain.head, head);
+
+    // Every record is signed by the agent, chained to its predecessor, and each creation's
+    // proof of creatorship recovers the agent address.
+    let mut prev = B256::ZERO;
+    for stored in &records {
+        let record = stored.record.record();
+        assert_eq!(stored.record.signer()?, minted.agent);
+        assert_eq!(record.prev_record_hash, prev);
+        prev = stored.record.record_hash();
+        assert_eq!(
+            record.kind,
+            ActionKind::Creative,
+            "grammar-constrained output parses: {}",
+            record.output
+        );
+        let details = &record.details;
+        let content_hash: B256 = serde_json::from_value(details["content_hash"].clone())?;
+        assert_eq!(content_hash, record.output_hash);
+        let signature = serde_json::from_value(details["creator_signature"].clone())?;
+        let signer = creation_signer(
+            world.deployment.chain_id,
+            world.deployment.agent_nft,
+            token,
+            content_hash,
+            &signature,
+        )?;
+        assert_eq!(signer, minted.agent);
+        assert_eq!(
+            record.model_hash.to_string().trim_start_matches("0x"),
+            world.model_sha256
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stranger_is_refused_before_anything_is_fetched() -> anyhow::Result<()> {
+    let world = World::start().await?;
+    let alice = world.actor(1).await?;
+    let carol = world.actor(3).await?;
+    let minted = world.mint_creative(&alice, 2).await?;
+    let before = world.store.fetches();
+    let err = world
+        .open(&carol, minted.token_id, scopes::RUN)
+        .await
+        .expect_err("a stranger must be refused");
+    assert!(
+        matches!(err, LifecycleError::Token(TokenError::Unauthorized { account, .. }) if account == carol.address()),
+        "{err}"
+    );
+    assert_eq!(
+        world.store.fetches(),
+        before,
+        "nothing fetched, so nothing decrypted"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_blob_is_refused_and_nothing_is_lost() -> anyhow::Result<()> {
+    // Its own model: a model already loaded by another test would be shared from the cache and
+    // its (tampered) blob never read.
+    let world = World::start_with_model_seed(8).await?;
+    let alice = world.actor(1).await?;
+    let minted = world.mint_creative(&alice, 3).await?;
+    for entry in &minted.entries {
+        let path = world.store.path_of(&entry.data_hash);
+        let original = std::fs::read(&path)?;
+        let mut tampered = original.clone();
+        let middle = tampered.len() / 2;
+        tampered[middle] ^= 0x01;
+        let mut perms = std::fs::metadata(&path)?.permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perms.set_readonly(false);
+        std::fs::set_permissions(&path, perms)?;
+        std::fs::write(&path, &tampered)?;
+        let err = world
+            .open(&alice, minted.token_id, scopes::RUN)
+            .await
+            .expect_err("a tampered blob must be refused");
+        assert!(
+            matches!(
+                err,
+                LifecycleError::Pipeline(PipelineError::Blob { .. } | PipelineError::Open { .. })
+            ),
+            "{err}"
+        );
+        std::fs::write(&path, &original)?;
+    }
+    // With the bytes restored the agent opens again: a refusal loses nothing.
+    world.open(&alice, minted.token_id, scopes::RUN).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorized_user_runs_as_executor_until_the_grant_expires() -> anyhow::Result<()> {
+    let world = World::start().await?;
+    let alice = world.actor(1).await?;
+    let bob = world.actor(2).await?;
+    let minted = world.mint_creative(&alice, 4).await?;
+    let token = minted.token_id;
+
+    // Alice re-wraps the model and config keys for Bob; the agent key stays hers.
+    let entries = alice.nft.entries_for(token, alice.address()).await?;
+    let token_ref = alice.nft.token_ref(token);
+    let keys = agent_runtime::pipeline::open_keys(&entries, &alice.secret, &token_ref)?;
+    let bob_key = alice
+        .nft
+        .sealing_key_of(bob.address())
+        .await?
+        .expect("bob published his key");
+    let mut sealed = Vec::new();
+    for (i, (e, k)) in entries.iter().zip(keys).enumerate() {
+        sealed.push(match k {
+            Some(k) if i != agent_runtime::agent::EntryKind::AgentKey.index() => Some(
+                sealing::SealedKey::seal(&k, &bob_key, &token_ref.key_context(e.data_hash))?,
+            ),
+            _ => None,
+        });
+    }
+    let expiry = world.chain_time().await? + 3600;
+    alice
+        .nft
+        .authorize(
+            token,
+            bob.address(),
+            scopes::RUN | scopes::LOG,
+            expiry,
+            &sealed,
+        )
+        .await?;
+
+    let opened = world.open(&bob, token, scopes::RUN).await?;
+    assert!(matches!(opened.access, Access::Authorized { expiry: e, .. } if e == expiry));
+    assert!(
+        opened.agent.agent_key.is_none(),
+        "an authorized user never gets the agent key"
+    );
+    let (mut session, outbox) = world
+        .session(&opened, token, bob.wallet.clone(), "bob.db")
+        .await?;
+    let report = run_steps(
+        &mut session,
+        &mut CreativeStrategy::new("Write."),
+        &outbox,
+        1,
+        |_| {},
+    )
+    .await?;
+    assert_eq!(report.steps.len(), 1);
+    let stored = outbox.db().records(&world.log_id(token), 0, 10).await?;
+    assert_eq!(stored[0].record.signer()?, bob.address());
+
+    world.advance_time(3601).await?;
+    let err = world
+        .open(&bob, token, scopes::RUN)
+        .await
+        .expect_err("an expired grant must be refused");
+    assert!(
+        matches!(err, LifecycleError::Token(TokenError::Unauthorized { .. })),
+        "{err}"
+    );
+    Ok(())
+}

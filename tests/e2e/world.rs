@@ -1,0 +1,283 @@
+//! A fresh chain with everything deployed, a blob store, a database and test accounts.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use agent_runtime::agent::{AgentConfig, AgentKind, AgentSession, CONFIG_VERSION};
+use agent_runtime::blobstore::{BlobError, BlobRef, BlobStore, LocalDirStore, VerifiedBlob};
+use agent_runtime::db::Db;
+use agent_runtime::engine::grammar::CREATIVE_MAX_TOKENS;
+use agent_runtime::engine::{ContextOptions, SamplerSettings};
+use agent_runtime::lifecycle::{
+    LifecycleError, MintRequest, MintedAgent, OpenedAgent, mint_agent, open_agent,
+};
+use agent_runtime::outbox::{AlloyChainLog, Outbox, OutboxConfig};
+use agent_runtime::pipeline::UnsealOptions;
+use agent_runtime::record::LogId;
+use agent_runtime::testmodel::{TestModelParams, llama_gguf_bytes};
+use agent_runtime::token::{AgentNft, Shares};
+use agent_runtime::wallet::derive_sealing_secret;
+use alloy::network::{EthereumWallet, TransactionBuilder};
+use alloy::primitives::{Address, U256, utils::parse_ether};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionRequest;
+use alloy::signers::local::PrivateKeySigner;
+use async_trait::async_trait;
+use inft_contracts::{Deployment, DevChain, deploy_all, spawn_anvil};
+use sealing::{Commitment, SealOptions, SealingSecret};
+use tempfile::TempDir;
+
+/// The workspace root (anvil is found under inft-contracts/node_modules).
+pub(crate) fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// A blob store that counts fetches, to show what was (not) read.
+pub(crate) struct CountingStore {
+    inner: LocalDirStore,
+    fetches: AtomicUsize,
+}
+
+impl CountingStore {
+    pub(crate) fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn path_of(&self, commitment: &Commitment) -> PathBuf {
+        self.inner.path_of(commitment)
+    }
+}
+
+#[async_trait]
+impl BlobStore for CountingStore {
+    async fn put_reader(
+        &self,
+        reader: Box<dyn std::io::Read + Send>,
+    ) -> Result<BlobRef, BlobError> {
+        self.inner.put_reader(reader).await
+    }
+    async fn fetch(&self, uri: &str, expected: &Commitment) -> Result<VerifiedBlob, BlobError> {
+        self.fetches.fetch_add(1, Ordering::SeqCst);
+        self.inner.fetch(uri, expected).await
+    }
+    fn uri_for(&self, commitment: &Commitment) -> String {
+        self.inner.uri_for(commitment)
+    }
+}
+
+/// An account: its wallet, its sealing secret and the NFT as seen through its wallet.
+pub(crate) struct Actor {
+    pub(crate) wallet: PrivateKeySigner,
+    pub(crate) secret: SealingSecret,
+    pub(crate) nft: AgentNft,
+}
+
+impl Actor {
+    pub(crate) fn address(&self) -> Address {
+        self.wallet.address()
+    }
+}
+
+pub(crate) struct World {
+    pub(crate) chain: DevChain,
+    pub(crate) deployment: Deployment,
+    pub(crate) store: Arc<CountingStore>,
+    pub(crate) dir: TempDir,
+    pub(crate) model: Arc<Vec<u8>>,
+    pub(crate) model_sha256: String,
+}
+
+impl World {
+    pub(crate) async fn start() -> anyhow::Result<World> {
+        Self::start_with_model_seed(7).await
+    }
+
+    /// A world whose model has weights from `seed`: a test that must not share a loaded model
+    /// with other tests in this process uses its own seed.
+    pub(crate) async fn start_with_model_seed(seed: u64) -> anyhow::Result<World> {
+        let chain = spawn_anvil(Some(&workspace_root()), &[])?;
+        let deployer = chain
+            .signer(0)
+            .ok_or_else(|| anyhow::anyhow!("no dev account"))?;
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(deployer))
+            .connect_http(chain.endpoint_url());
+        let deployment = deploy_all(&provider).await?;
+        let dir = tempfile::tempdir()?;
+        let store = Arc::new(CountingStore {
+            inner: LocalDirStore::open(dir.path().join("blobs"))?,
+            fetches: AtomicUsize::new(0),
+        });
+        let model = llama_gguf_bytes(&TestModelParams::for_size(1 << 20), seed)?;
+        let model_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&model));
+        Ok(World {
+            chain,
+            deployment,
+            store,
+            dir,
+            model: Arc::new(model),
+            model_sha256,
+        })
+    }
+
+    pub(crate) fn provider(&self, signer: &PrivateKeySigner) -> DynProvider {
+        ProviderBuilder::new()
+            .wallet(EthereumWallet::from(signer.clone()))
+            .connect_http(self.chain.endpoint_url())
+            .erased()
+    }
+
+    /// Dev account `index` with its sealing key published.
+    pub(crate) async fn actor(&self, index: usize) -> anyhow::Result<Actor> {
+        let wallet = self
+            .chain
+            .signer(index)
+            .ok_or_else(|| anyhow::anyhow!("no dev account {index}"))?;
+        let secret = derive_sealing_secret(&wallet, self.deployment.chain_id, 0)?;
+        let nft = AgentNft::new(self.provider(&wallet), &self.deployment);
+        nft.publish_sealing_key(wallet.address(), &secret.public_key())
+            .await?;
+        Ok(Actor {
+            wallet,
+            secret,
+            nft,
+        })
+    }
+
+    pub(crate) fn creative_config(&self, prompt: &str) -> AgentConfig {
+        let mut sampler = SamplerSettings::seeded(11);
+        sampler.max_tokens = CREATIVE_MAX_TOKENS;
+        AgentConfig {
+            version: CONFIG_VERSION,
+            name: "poet".into(),
+            kind: AgentKind::Creative {
+                prompt: prompt.into(),
+            },
+            model_sha256: self.model_sha256.clone(),
+            sampler,
+            // One thread: llama.cpp's spin-waiting workers crawl when tests share two cores.
+            context: ContextOptions {
+                n_ctx: 1024,
+                n_batch: 256,
+                n_threads: Some(1),
+            },
+        }
+    }
+
+    /// Mints a creative agent for `owner` and funds its wallet for gas.
+    pub(crate) async fn mint_creative(
+        &self,
+        owner: &Actor,
+        salt: u64,
+    ) -> anyhow::Result<MintedAgent> {
+        let config = self.creative_config("Write a short poem about the sea.");
+        let model = std::io::Cursor::new(self.model.as_ref().clone());
+        let request = MintRequest {
+            model: Box::new(model),
+            config: &config,
+            salt,
+            shares: Shares {
+                royalty_bps: 500,
+                creator_bps: 1000,
+                contributors: vec![],
+            },
+            seal: SealOptions::default(),
+        };
+        let minted = mint_agent(
+            &owner.nft,
+            self.store.as_ref(),
+            owner.address(),
+            &owner.secret.public_key(),
+            request,
+        )
+        .await?;
+        let fund = TransactionRequest::default()
+            .with_to(minted.agent)
+            .with_value(parse_ether("1")?);
+        // Through the NFT client's provider: it tracks this wallet's nonces.
+        owner
+            .nft
+            .provider()
+            .send_transaction(fund)
+            .await?
+            .get_receipt()
+            .await?;
+        Ok(minted)
+    }
+
+    pub(crate) async fn open(
+        &self,
+        actor: &Actor,
+        token: U256,
+        scope: u8,
+    ) -> Result<OpenedAgent, LifecycleError> {
+        open_agent(
+            &actor.nft,
+            self.store.as_ref(),
+            actor.address(),
+            &actor.secret,
+            token,
+            scope,
+            &UnsealOptions::default(),
+        )
+        .await
+    }
+
+    pub(crate) fn log_id(&self, token: U256) -> LogId {
+        LogId {
+            chain_id: self.deployment.chain_id,
+            action_log: self.deployment.action_log,
+            token_id: token,
+        }
+    }
+
+    /// A session for an opened agent, signing with `signer`, and an outbox over a database in
+    /// this world's directory that logs through `signer`'s wallet.
+    pub(crate) async fn session(
+        &self,
+        opened: &OpenedAgent,
+        token: U256,
+        signer: PrivateKeySigner,
+        db_name: &str,
+    ) -> anyhow::Result<(AgentSession, Outbox)> {
+        let agent = &opened.agent;
+        let context = agent.model.new_context(&agent.config.context)?;
+        let session = AgentSession::new(
+            self.log_id(token),
+            self.deployment.agent_nft,
+            agent.config.clone(),
+            signer.clone(),
+            context,
+        );
+        let db = Db::open(self.dir.path().join(db_name)).await?;
+        let chain = AlloyChainLog::new(self.provider(&signer), self.deployment.start_block);
+        Ok((
+            session,
+            Outbox::new(db, Arc::new(chain), OutboxConfig::default()),
+        ))
+    }
+
+    /// Moves the chain's clock forward and mines a block.
+    pub(crate) async fn advance_time(&self, seconds: u64) -> anyhow::Result<()> {
+        let provider = ProviderBuilder::new().connect_http(self.chain.endpoint_url());
+        let _: serde_json::Value = provider
+            .raw_request("evm_increaseTime".into(), (seconds,))
+            .await?;
+        let _: serde_json::Value = provider.raw_request("evm_mine".into(), ()).await?;
+        Ok(())
+    }
+
+    /// The latest block's timestamp.
+    pub(crate) async fn chain_time(&self) -> anyhow::Result<u64> {
+        let provider = ProviderBuilder::new().connect_http(self.chain.endpoint_url());
+        let block = provider
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no latest block"))?;
+        Ok(block.header.timestamp)
+    }
+}
