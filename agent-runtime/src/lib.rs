@@ -13,5 +13,4 @@ pub mod error;
 pub mod outbox;
 pub mod pipeline;
 pub mod record;
-pub mod transfer;
 pub mod wallet;

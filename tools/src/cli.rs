@@ -59,8 +59,6 @@ commands! {
     Revoke(cmd::authorize::RevokeArgs),
     /// Run an agent you own or are authorized for, logging every action on chain.
     Run(cmd::run::RunArgs),
-    /// Transfer an agent with rotated keys (offer, accept, complete).
-    Transfer(cmd::transfer::TransferArgs),
 }
 
 /// Global settings every command gets.

@@ -8,7 +8,6 @@ pub(crate) mod mint;
 pub(crate) mod node;
 pub(crate) mod run;
 pub(crate) mod seal;
-pub(crate) mod transfer;
 pub(crate) mod unseal;
 
 use crate::cli::Context;

@@ -1,0 +1,4 @@
+//! End-to-end tests against a real anvil chain, the real contracts and real llama.cpp.
+
+mod creative;
+mod world;
