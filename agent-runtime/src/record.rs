@@ -154,48 +154,33 @@ impl<'de> Deserialize<'de> for ActionKind {
 
 /// Serde helpers for numbers that may exceed 2^53 and are written as decimal strings.
 mod decimal {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(super) mod u256 {
-        use super::*;
-        use alloy::primitives::U256;
-
-        pub(crate) fn serialize<S: Serializer>(v: &U256, s: S) -> Result<S::Ok, S::Error> {
-            s.collect_str(v)
-        }
-        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<U256, D::Error> {
-            let s = String::deserialize(d)?;
-            // Canonical decimal only: no sign, no leading zeros, no prefix.
-            if s.is_empty()
-                || (s.len() > 1 && s.starts_with('0'))
-                || !s.bytes().all(|b| b.is_ascii_digit())
-            {
-                return Err(serde::de::Error::custom(
-                    "expected a canonical decimal string",
-                ));
-            }
-            U256::from_str_radix(&s, 10).map_err(serde::de::Error::custom)
-        }
+    pub(super) fn serialize<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
     }
 
-    pub(super) mod u64 {
-        use super::*;
-
-        pub(crate) fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
-            s.collect_str(v)
+    /// Canonical decimal only: no sign, no leading zeros, no prefix, so every number has exactly
+    /// one encoding (the record hash depends on it).
+    pub(super) fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        let s = String::deserialize(d)?;
+        if s.is_empty()
+            || (s.len() > 1 && s.starts_with('0'))
+            || !s.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(serde::de::Error::custom(
+                "expected a canonical decimal string",
+            ));
         }
-        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-            let s = String::deserialize(d)?;
-            if s.is_empty()
-                || (s.len() > 1 && s.starts_with('0'))
-                || !s.bytes().all(|b| b.is_ascii_digit())
-            {
-                return Err(serde::de::Error::custom(
-                    "expected a canonical decimal string",
-                ));
-            }
-            s.parse().map_err(serde::de::Error::custom)
-        }
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -239,7 +224,7 @@ pub struct ActionRecord {
     /// The `ActionLog` contract the record's hash is appended to.
     pub action_log: Address,
     /// The INFT token id.
-    #[serde(with = "decimal::u256")]
+    #[serde(with = "decimal")]
     pub token_id: U256,
     /// Position in the token's log, from [`FIRST_SEQ`] (= 1), as the contract numbers it.
     pub seq: u64,
@@ -260,7 +245,7 @@ pub struct ActionRecord {
     /// The sampler settings.
     pub sampler: Value,
     /// The sampler seed.
-    #[serde(with = "decimal::u64")]
+    #[serde(with = "decimal")]
     pub seed: u64,
     /// The llama.cpp build string.
     pub llama_build: String,
