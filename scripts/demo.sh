@@ -10,7 +10,7 @@ log() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
 scripts/setup.sh
 log "cargo build -p inft"
 cargo build --locked -p inft
-inft="$root/target/debug/inft"
+inft="${CARGO_TARGET_DIR:-$root/target}/debug/inft"
 
 export INFT_HOME="$root/.inft-demo/$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$INFT_HOME"
