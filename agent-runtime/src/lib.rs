@@ -13,4 +13,5 @@ pub mod error;
 pub mod outbox;
 pub mod pipeline;
 pub mod record;
+pub mod transfer;
 pub mod wallet;

@@ -309,6 +309,25 @@ async fn unseal_small(
     .await?
 }
 
+/// Unseals only the agent key of a token held by `secret`'s owner (e.g. to sweep the agent
+/// wallet when the token moves), without touching the model.
+pub async fn unseal_agent_key(
+    store: &dyn BlobStore,
+    entries: &[EntryRef],
+    secret: &SealingSecret,
+    token: &TokenRef,
+    opts: &SealOptions,
+) -> Result<PrivateKeySigner, PipelineError> {
+    let kind = EntryKind::AgentKey;
+    let key = open_keys(entries, secret, token)?
+        .into_iter()
+        .nth(kind.index())
+        .flatten()
+        .ok_or(PipelineError::MissingKey { entry: kind.name() })?;
+    let bytes = unseal_small(store, kind, &entries[kind.index()], key, opts).await?;
+    PrivateKeySigner::from_slice(&bytes).map_err(|_| PipelineError::AgentKey)
+}
+
 /// Unseals a token's agent into memory for the holder of `secret`. See the module docs for the
 /// order of checks.
 pub async fn unseal_agent(

@@ -20,11 +20,11 @@ use agent_runtime::token::{AgentNft, Shares};
 use agent_runtime::wallet::derive_sealing_secret;
 use alloy::network::{EthereumWallet, TransactionBuilder};
 use alloy::primitives::{Address, U256, utils::parse_ether};
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder, WalletProvider};
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use async_trait::async_trait;
-use inft_contracts::{Deployment, DevChain, deploy_all, spawn_anvil};
+use inft_contracts::{DeployConfig, Deployment, DevChain, deploy_with, spawn_anvil};
 use sealing::{Commitment, SealOptions, SealingSecret};
 use tempfile::TempDir;
 
@@ -35,6 +35,9 @@ pub(crate) fn workspace_root() -> PathBuf {
         .map(Path::to_path_buf)
         .unwrap_or_default()
 }
+
+/// The dev account registered as re-encryption oracle.
+pub(crate) const ORACLE_ACCOUNT: usize = 4;
 
 /// A blob store that counts fetches, to show what was (not) read.
 pub(crate) struct CountingStore {
@@ -106,7 +109,15 @@ impl World {
         let provider = ProviderBuilder::new()
             .wallet(EthereumWallet::from(deployer))
             .connect_http(chain.endpoint_url());
-        let deployment = deploy_all(&provider).await?;
+        // Dev account 4 is the re-encryption oracle registered in the verifier.
+        let oracle = chain
+            .signer(ORACLE_ACCOUNT)
+            .ok_or_else(|| anyhow::anyhow!("no oracle account"))?;
+        let config = DeployConfig {
+            oracles: vec![oracle.address()],
+            ..DeployConfig::default()
+        };
+        let deployment = deploy_with(&provider, provider.default_signer_address(), &config).await?;
         let dir = tempfile::tempdir()?;
         let store = Arc::new(CountingStore {
             inner: LocalDirStore::open(dir.path().join("blobs"))?,

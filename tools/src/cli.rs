@@ -59,6 +59,10 @@ commands! {
     Revoke(cmd::authorize::RevokeArgs),
     /// Run an agent you own or are authorized for, logging every action on chain.
     Run(cmd::run::RunArgs),
+    /// Move an agent to another account: its keys rotate and the old owner is locked out.
+    Transfer(cmd::transfer::TransferArgs),
+    /// The re-encryption oracle for oracle-attested transfers.
+    Oracle(cmd::oracle::OracleArgs),
 }
 
 /// Global settings every command gets.

@@ -82,10 +82,17 @@ impl Drop for GatewayHandle {
 /// Serves `store` on `addr` (port 0 picks a free port; see [`GatewayHandle::local_addr`]).
 /// Returns once the socket is bound, so requests can be made right away.
 pub async fn serve(store: LocalDirStore, addr: SocketAddr) -> Result<GatewayHandle, BlobError> {
+    let handle = serve_router(router(store), addr).await?;
+    tracing::info!(addr = %handle.local_addr(), "blob gateway listening");
+    Ok(handle)
+}
+
+/// Serves any `app` on `addr` until the returned handle is shut down or dropped (the runtime's
+/// other HTTP services, e.g. the re-encryption oracle, run the same way).
+pub async fn serve_router(app: Router, addr: SocketAddr) -> io::Result<GatewayHandle> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let app = router(store);
     let join = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
@@ -93,7 +100,6 @@ pub async fn serve(store: LocalDirStore, addr: SocketAddr) -> Result<GatewayHand
             })
             .await
     });
-    tracing::info!(%addr, "blob gateway listening");
     Ok(GatewayHandle {
         addr,
         stop: Some(stop_tx),

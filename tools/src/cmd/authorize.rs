@@ -37,7 +37,7 @@ fn parse_scopes(s: &str) -> Result<u8, String> {
 }
 
 /// Parses `90s`, `15m`, `2h`, `7d` into seconds.
-fn parse_duration(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = n.parse().map_err(|_| format!("invalid duration {s:?}"))?;

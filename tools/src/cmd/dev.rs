@@ -21,6 +21,9 @@ use super::Run;
 use super::node::{NodeFile, NodeOpts};
 use crate::cli::Context;
 
+/// File in the home directory mapping account names to addresses.
+pub(crate) const ACCOUNTS_FILE: &str = "accounts.json";
+
 /// Named dev accounts, in anvil's account order (account 0 deploys; `oracle` is registered as a
 /// re-encryption oracle in the verifier).
 pub(crate) const DEV_ACCOUNTS: [&str; 5] = ["deployer", "alice", "bob", "carol", "oracle"];
@@ -180,6 +183,11 @@ impl UpArgs {
             .zip(&signers)
             .map(|(n, s)| (n.to_string(), json!(s.address())))
             .collect();
+        // Names → addresses, so commands can take `--to bob` (keystores do not record addresses).
+        std::fs::write(
+            home.join(ACCOUNTS_FILE),
+            serde_json::to_vec_pretty(&accounts_json)?,
+        )?;
         ctx.emit(
             format!(
                 "dev chain {chain_id} at {rpc_url} (anvil pid {})\nAgentNFT {}\nActionLog {}\nkeystores in {}",

@@ -6,8 +6,10 @@ pub(crate) mod dev;
 pub(crate) mod keys;
 pub(crate) mod mint;
 pub(crate) mod node;
+pub(crate) mod oracle;
 pub(crate) mod run;
 pub(crate) mod seal;
+pub(crate) mod transfer;
 pub(crate) mod unseal;
 
 use crate::cli::Context;

@@ -9,6 +9,7 @@ use agent_runtime::db::Db;
 use agent_runtime::token::AgentNft;
 use agent_runtime::wallet::{Passphrase, derive_sealing_secret, load_keystore};
 use alloy::network::EthereumWallet;
+use alloy::primitives::Address;
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context as _, bail};
@@ -193,6 +194,39 @@ impl Node {
     }
 
     /// Checks the RPC answers with the deployment's chain id.
+    /// An account given as an address, or by name from the home's `accounts.json` (written by
+    /// `inft dev up`).
+    pub(crate) fn resolve_account(&self, name_or_address: &str) -> anyhow::Result<Address> {
+        if let Ok(address) = name_or_address.parse::<Address>() {
+            return Ok(address);
+        }
+        let path = self.home.join(super::dev::ACCOUNTS_FILE);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "{name_or_address:?} is not an address, and there is no {} to look names up in",
+                path.display()
+            )
+        })?;
+        let accounts: std::collections::BTreeMap<String, Address> =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        accounts.get(name_or_address).copied().with_context(|| {
+            format!(
+                "{name_or_address:?} is neither an address nor an account in {}",
+                path.display()
+            )
+        })
+    }
+
+    /// The latest block's timestamp: deadlines are checked against it, not the local clock.
+    pub(crate) async fn chain_time(&self) -> anyhow::Result<u64> {
+        let block = self
+            .reader()?
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await?
+            .context("the node has no latest block")?;
+        Ok(block.header.timestamp)
+    }
+
     pub(crate) async fn check_chain(&self) -> anyhow::Result<()> {
         let id = self
             .reader()?

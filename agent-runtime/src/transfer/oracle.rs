@@ -1,0 +1,372 @@
+//! Oracle-attested transfers: a re-encryption service, and the sender's side of talking to it.
+//!
+//! The sender hands the oracle the token's current model and config keys, sealed to the oracle's
+//! published X25519 key and bound to the token and the old blobs. The oracle checks the request
+//! against the chain, re-encrypts both entries for the receiver's published key, makes a new agent
+//! key sealed to the receiver, and signs the EIP-712 `Attestation`. The sender checks the answer
+//! and submits `transferWithProof`; the receiver takes no part.
+//!
+//! **Trust.** The oracle is meant to run inside a TEE whose attestation the verifier's owner
+//! checked before registering its key. Without a TEE it is fully trusted: it sees the plaintext
+//! model and config, and it makes (so could keep) the new agent key, which controls the agent's
+//! token-bound account. What it can *not* do alone is move a token: `transferWithProof` accepts
+//! only the owner (or an approved operator) as sender, with a proof bound to that owner, the
+//! receiver, both data sets and a single-use nonce. It does not authenticate who asks: a caller
+//! must already hold the data keys to ask, and only learns re-encryptions sealed to someone else.
+//!
+//! HTTP API (JSON): `GET /v1/info` → [`OracleInfo`]; `POST /v1/rotate` with a [`RotateRequest`]
+//! → `200` [`RotateAnswer`], or `4xx`/`5xx` with the reason as plain text.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::signers::SignerSync;
+use alloy::signers::local::PrivateKeySigner;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use inft_contracts::{ProofMode, proof_domain};
+use sealing::{Commitment, SealOptions, SealedKey, SealingPublicKey, SealingSecret};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Offer, SignedRotation, TransferError, check_signer, fresh_nonce, is_oracle, new_agent_entry,
+    reencrypt_data, verifier_of,
+};
+use crate::agent::EntryKind;
+use crate::blobstore::BlobStore;
+use crate::blobstore::gateway::{GatewayHandle, serve_router};
+use crate::pipeline::{PipelineError, TokenRef, open_keys};
+use crate::token::{AgentNft, TokenError};
+
+/// Who the oracle is: its signing address and the X25519 key requests are sealed to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OracleInfo {
+    /// The attestation signer (registered in the TransferVerifier).
+    pub address: Address,
+    /// Its published X25519 sealing key.
+    pub sealing_key: B256,
+    /// The chain it serves.
+    pub chain_id: u64,
+    /// The AgentNFT it serves.
+    pub nft: Address,
+}
+
+/// A sender's request: move `token_id` to `to`, with the current model and config keys sealed to
+/// the oracle.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotateRequest {
+    /// Chain id.
+    pub chain_id: u64,
+    /// The AgentNFT.
+    pub nft: Address,
+    /// The token.
+    pub token_id: U256,
+    /// The receiver.
+    pub to: Address,
+    /// The model's current data key, sealed to the oracle (context: the current model hash).
+    pub model_key: Bytes,
+    /// The config's current data key, sealed to the oracle.
+    pub config_key: Bytes,
+    /// Last valid block timestamp for the attestation.
+    pub deadline: U256,
+}
+
+/// The oracle's answer: the rotation and its attestation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotateAnswer {
+    /// The rotated model and config, the parties and the nonce.
+    pub offer: Offer,
+    /// The new agent entry and the attestation.
+    pub signed: SignedRotation,
+}
+
+/// The re-encryption service.
+pub struct OracleService {
+    signer: PrivateKeySigner,
+    secret: SealingSecret,
+    nft: AgentNft,
+    store: Arc<dyn BlobStore>,
+    opts: SealOptions,
+}
+
+impl std::fmt::Debug for OracleService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OracleService")
+            .field("address", &self.signer.address())
+            .field("nft", &self.nft.address())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OracleService {
+    /// An oracle signing with `signer`, opening requests with `secret` (whose public key it must
+    /// have published on `nft`), and writing re-encrypted blobs to `store`.
+    pub fn new(
+        signer: PrivateKeySigner,
+        secret: SealingSecret,
+        nft: AgentNft,
+        store: Arc<dyn BlobStore>,
+        opts: SealOptions,
+    ) -> Self {
+        Self {
+            signer,
+            secret,
+            nft,
+            store,
+            opts,
+        }
+    }
+
+    /// Who this oracle is.
+    pub fn info(&self) -> OracleInfo {
+        OracleInfo {
+            address: self.signer.address(),
+            sealing_key: B256::from(*self.secret.public_key().as_bytes()),
+            chain_id: self.nft.chain_id(),
+            nft: self.nft.address(),
+        }
+    }
+
+    /// Re-encrypts the token for the receiver and attests the rotation. Refuses a request for
+    /// another chain or contract, for a receiver without a published key, or whose keys do not
+    /// open the token's current blobs.
+    pub async fn rotate(&self, request: &RotateRequest) -> Result<RotateAnswer, TransferError> {
+        if request.chain_id != self.nft.chain_id() || request.nft != self.nft.address() {
+            return Err(TransferError::Mismatch(
+                "the request is for another chain or contract",
+            ));
+        }
+        let state = self.nft.state(request.token_id).await?;
+        if request.to == state.owner || request.to == Address::ZERO {
+            return Err(TransferError::Mismatch(
+                "the receiver must be another account",
+            ));
+        }
+        let recipient = self
+            .nft
+            .sealing_key_of(request.to)
+            .await?
+            .ok_or(TransferError::NoSealingKey(request.to))?;
+        let token = self.nft.token_ref(request.token_id);
+        let entries = self.nft.entries_for(request.token_id, state.owner).await?;
+        // The current entries with the requester's keys (sealed to us) in place of the owner's.
+        let mut ours = entries.clone();
+        for (kind, key) in [
+            (EntryKind::Model, &request.model_key),
+            (EntryKind::Config, &request.config_key),
+        ] {
+            ours[kind.index()].sealed_key = Some(
+                SealedKey::from_bytes(key)
+                    .map_err(|_| TransferError::Mismatch("a sealed key is malformed"))?,
+            );
+        }
+        ours[EntryKind::AgentKey.index()].sealed_key = None;
+        let keys = open_keys(&ours, &self.secret, &token)?;
+        let (model, config) = reencrypt_data(
+            self.store.as_ref(),
+            &ours,
+            keys,
+            &recipient,
+            &token,
+            &self.opts,
+        )
+        .await?;
+        let (agent_key, new_agent) =
+            new_agent_entry(self.store.as_ref(), &recipient, &token, &self.opts).await?;
+        let offer = Offer {
+            chain_id: request.chain_id,
+            nft: request.nft,
+            token_id: request.token_id,
+            from: state.owner,
+            to: request.to,
+            old_data_hashes: state.data_hashes,
+            model,
+            config,
+            sealing_key: B256::from(*recipient.as_bytes()),
+            nonce: fresh_nonce(),
+            deadline: request.deadline,
+        };
+        let domain = proof_domain(offer.chain_id, verifier_of(&self.nft).await?);
+        let hash = offer
+            .rotation(&agent_key, new_agent)
+            .signing_hash(ProofMode::Oracle, &domain);
+        let signature = self
+            .signer
+            .sign_hash_sync(&hash)
+            .map_err(|e| TransferError::Sign(e.to_string()))?;
+        tracing::info!(token = %request.token_id, to = %request.to, "rotation attested");
+        Ok(RotateAnswer {
+            offer,
+            signed: SignedRotation {
+                mode: ProofMode::Oracle,
+                agent_key,
+                new_agent,
+                signature: Bytes::from(signature.as_bytes().to_vec()),
+            },
+        })
+    }
+
+    /// The HTTP routes.
+    pub fn router(self: Arc<Self>) -> axum::Router {
+        axum::Router::new()
+            .route("/v1/info", get(info))
+            .route("/v1/rotate", post(rotate))
+            .with_state(self)
+    }
+
+    /// Serves the oracle on `addr` (port 0 picks a free port).
+    pub async fn serve(self: Arc<Self>, addr: SocketAddr) -> std::io::Result<GatewayHandle> {
+        let handle = serve_router(self.router(), addr).await?;
+        tracing::info!(addr = %handle.local_addr(), "re-encryption oracle listening");
+        Ok(handle)
+    }
+}
+
+async fn info(State(oracle): State<Arc<OracleService>>) -> Json<OracleInfo> {
+    Json(oracle.info())
+}
+
+async fn rotate(
+    State(oracle): State<Arc<OracleService>>,
+    Json(request): Json<RotateRequest>,
+) -> Response {
+    match oracle.rotate(&request).await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(e) => {
+            let status = match &e {
+                TransferError::Mismatch(_)
+                | TransferError::NoSealingKey(_)
+                | TransferError::Pipeline(PipelineError::Key { .. })
+                | TransferError::Pipeline(PipelineError::MissingKey { .. })
+                | TransferError::Token(TokenError::NotFound(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            tracing::warn!(error = %e, "rotation refused");
+            (status, e.to_string()).into_response()
+        }
+    }
+}
+
+/// The sender's side: asks the oracle at `base_url` to rotate `token_id` (owned by the holder of
+/// `secret`) to `to`, and checks the answer before anything is submitted: the oracle is
+/// registered, its key is the one it published, the rotation is exactly the one asked for, and
+/// the attestation is its signature.
+pub async fn request_rotation(
+    nft: &AgentNft,
+    base_url: &str,
+    token_id: U256,
+    secret: &SealingSecret,
+    to: Address,
+    deadline: u64,
+) -> Result<RotateAnswer, TransferError> {
+    let client = reqwest::Client::new();
+    let base = base_url.trim_end_matches('/');
+    let oracle_err = |e: reqwest::Error| TransferError::Oracle(e.to_string());
+    let info: OracleInfo = client
+        .get(format!("{base}/v1/info"))
+        .send()
+        .await
+        .map_err(oracle_err)?
+        .error_for_status()
+        .map_err(oracle_err)?
+        .json()
+        .await
+        .map_err(oracle_err)?;
+    if info.chain_id != nft.chain_id() || info.nft != nft.address() {
+        return Err(TransferError::Mismatch(
+            "the oracle serves another chain or contract",
+        ));
+    }
+    if !is_oracle(nft, info.address).await? {
+        return Err(TransferError::NotAnOracle(info.address));
+    }
+    let published = nft
+        .sealing_key_of(info.address)
+        .await?
+        .ok_or(TransferError::NoSealingKey(info.address))?;
+    if B256::from(*published.as_bytes()) != info.sealing_key {
+        return Err(TransferError::Mismatch(
+            "the oracle's key is not the one it published",
+        ));
+    }
+
+    let state = nft.state(token_id).await?;
+    let entries = nft.entries_for(token_id, state.owner).await?;
+    let token = nft.token_ref(token_id);
+    let keys = open_keys(&entries, secret, &token)?;
+    let reseal = |kind: EntryKind| -> Result<Bytes, TransferError> {
+        reseal_for(&keys, &entries, kind, &published, &token)
+    };
+    let request = RotateRequest {
+        chain_id: nft.chain_id(),
+        nft: nft.address(),
+        token_id,
+        to,
+        model_key: reseal(EntryKind::Model)?,
+        config_key: reseal(EntryKind::Config)?,
+        deadline: U256::from(deadline),
+    };
+    let response = client
+        .post(format!("{base}/v1/rotate"))
+        .json(&request)
+        .send()
+        .await
+        .map_err(oracle_err)?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let reason = response.text().await.unwrap_or_default();
+        return Err(TransferError::Oracle(format!("{status}: {reason}")));
+    }
+    let answer: RotateAnswer = response.json().await.map_err(oracle_err)?;
+
+    let offer = &answer.offer;
+    if offer.chain_id != request.chain_id
+        || offer.nft != request.nft
+        || offer.token_id != token_id
+        || offer.from != state.owner
+        || offer.to != to
+        || offer.old_data_hashes != state.data_hashes
+        || offer.deadline != request.deadline
+        || answer.signed.mode != ProofMode::Oracle
+    {
+        return Err(TransferError::Mismatch(
+            "the oracle answered for another rotation",
+        ));
+    }
+    let receiver_key = nft
+        .sealing_key_of(to)
+        .await?
+        .ok_or(TransferError::NoSealingKey(to))?;
+    if offer.sealing_key != B256::from(*receiver_key.as_bytes()) {
+        return Err(TransferError::Mismatch(
+            "the oracle sealed to another key than the receiver's",
+        ));
+    }
+    check_signer(nft, offer, &answer.signed, info.address).await?;
+    Ok(answer)
+}
+
+/// The data key of entry `kind` sealed anew to `oracle`, bound to the same token and blob.
+fn reseal_for(
+    keys: &[Option<sealing::DataKey>],
+    entries: &[crate::pipeline::EntryRef],
+    kind: EntryKind,
+    oracle: &SealingPublicKey,
+    token: &TokenRef,
+) -> Result<Bytes, TransferError> {
+    let key = keys[kind.index()]
+        .as_ref()
+        .ok_or(PipelineError::MissingKey { entry: kind.name() })?;
+    let data_hash: Commitment = entries[kind.index()].data_hash;
+    let sealed = SealedKey::seal(key, oracle, &token.key_context(data_hash)).map_err(|source| {
+        PipelineError::Key {
+            entry: kind.name(),
+            source,
+        }
+    })?;
+    Ok(Bytes::copy_from_slice(sealed.as_bytes()))
+}

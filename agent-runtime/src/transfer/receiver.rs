@@ -1,0 +1,282 @@
+//! Receiver-verified transfers: the offer, the receiver's checks, and its acceptance.
+//!
+//! The offer and the acceptance travel as JSON files, not through an HTTP endpoint: neither
+//! party has to be online while the other works, and neither file holds a secret (hashes, URIs,
+//! keys sealed to the receiver, addresses, a signature), so any channel will do. Both parties
+//! must reach the same blob store (the shared store of `inft dev`, or an HTTP gateway).
+
+use std::io::Write;
+
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::signers::SignerSync;
+use alloy::signers::local::PrivateKeySigner;
+use inft_contracts::{ProofMode, Rotation, proof_domain};
+use sealing::{SealOptions, SealingSecret};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::{
+    SignedRotation, TransferError, WireEntry, fresh_nonce, new_agent_entry, reencrypt_data,
+    verifier_of,
+};
+use crate::agent::{AgentConfig, EntryKind};
+use crate::blobstore::BlobStore;
+use crate::pipeline::{EntryRef, PipelineError, TokenRef, open_keys};
+use crate::token::AgentNft;
+
+/// A proposed rotation of a token to a receiver: everything the proof binds except the new agent
+/// entry, which the receiver (or the oracle) adds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offer {
+    /// Chain id.
+    pub chain_id: u64,
+    /// The AgentNFT.
+    pub nft: Address,
+    /// The token.
+    pub token_id: U256,
+    /// The current owner.
+    pub from: Address,
+    /// The receiver.
+    pub to: Address,
+    /// The token's data hashes when the offer was made.
+    pub old_data_hashes: Vec<B256>,
+    /// The new model entry.
+    pub model: WireEntry,
+    /// The new config entry.
+    pub config: WireEntry,
+    /// The receiver's published sealing key the entries are sealed to.
+    pub sealing_key: B256,
+    /// The proof signer's nonce (fresh per offer).
+    pub nonce: U256,
+    /// Last valid block timestamp.
+    pub deadline: U256,
+}
+
+impl Offer {
+    /// The rotation this offer proposes, completed with the new agent entry.
+    pub fn rotation(&self, agent: &WireEntry, new_agent: Address) -> Rotation {
+        let entries = [&self.model, agent, &self.config];
+        Rotation {
+            nft: self.nft,
+            token_id: self.token_id,
+            new_token_id: self.token_id,
+            from: self.from,
+            to: self.to,
+            old_data_hashes: self.old_data_hashes.clone(),
+            new_data_hashes: entries.iter().map(|e| e.data_hash).collect(),
+            sealed_keys: entries.iter().map(|e| e.sealed_key.clone()).collect(),
+            uris: entries.iter().map(|e| e.uri.clone()).collect(),
+            sealing_key: self.sealing_key,
+            new_agent,
+            nonce: self.nonce,
+            deadline: self.deadline,
+        }
+    }
+
+    /// Checks that the offer is for `nft`'s chain and contract and still matches the token: the
+    /// same owner, the same data, the receiver's currently published key, and not expired.
+    pub async fn check_current(&self, nft: &AgentNft, now: u64) -> Result<(), TransferError> {
+        if self.chain_id != nft.chain_id() || self.nft != nft.address() {
+            return Err(TransferError::Mismatch(
+                "the offer is for another chain or contract",
+            ));
+        }
+        if self.deadline < U256::from(now) {
+            return Err(TransferError::Mismatch("the offer's deadline has passed"));
+        }
+        let state = nft.state(self.token_id).await?;
+        if state.owner != self.from || state.data_hashes != self.old_data_hashes {
+            return Err(TransferError::Mismatch(
+                "the token's owner or data changed since the offer",
+            ));
+        }
+        let published = nft
+            .sealing_key_of(self.to)
+            .await?
+            .ok_or(TransferError::NoSealingKey(self.to))?;
+        if B256::from(*published.as_bytes()) != self.sealing_key {
+            return Err(TransferError::Mismatch(
+                "the receiver's published sealing key changed since the offer",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Sender, step 1: re-encrypts the model and config of `token_id` (owned by the holder of
+/// `secret`) for `to`'s published sealing key, and proposes the rotation.
+pub async fn make_offer(
+    nft: &AgentNft,
+    store: &dyn BlobStore,
+    token_id: U256,
+    secret: &SealingSecret,
+    to: Address,
+    deadline: u64,
+    opts: &SealOptions,
+) -> Result<Offer, TransferError> {
+    let state = nft.state(token_id).await?;
+    if to == state.owner || to == Address::ZERO {
+        return Err(TransferError::Mismatch(
+            "the receiver must be another account",
+        ));
+    }
+    let recipient = nft
+        .sealing_key_of(to)
+        .await?
+        .ok_or(TransferError::NoSealingKey(to))?;
+    let entries = nft.entries_for(token_id, state.owner).await?;
+    let token = nft.token_ref(token_id);
+    let keys = open_keys(&entries, secret, &token)?;
+    let (model, config) = reencrypt_data(store, &entries, keys, &recipient, &token, opts).await?;
+    Ok(Offer {
+        chain_id: nft.chain_id(),
+        nft: nft.address(),
+        token_id,
+        from: state.owner,
+        to,
+        old_data_hashes: state.data_hashes,
+        model,
+        config,
+        sealing_key: B256::from(*recipient.as_bytes()),
+        nonce: fresh_nonce(),
+        deadline: U256::from(deadline),
+    })
+}
+
+/// Receiver, step 2: checks the offer against the chain, checks that each new sealed key opens
+/// its blob, that every chunk decrypts and matches the commitment, and that the model is the one
+/// the config names; then makes and seals a new agent
+/// key (the sender never learns it), and signs the acceptance. `signer` is the receiver's wallet,
+/// `secret` its sealing secret; `now` is the chain's time.
+pub async fn accept_offer(
+    nft: &AgentNft,
+    store: &dyn BlobStore,
+    offer: &Offer,
+    signer: &PrivateKeySigner,
+    secret: &SealingSecret,
+    now: u64,
+    opts: &SealOptions,
+) -> Result<SignedRotation, TransferError> {
+    if offer.to != signer.address() {
+        return Err(TransferError::Mismatch("the offer is for another receiver"));
+    }
+    if offer.sealing_key != B256::from(*secret.public_key().as_bytes()) {
+        return Err(TransferError::Mismatch(
+            "the offer is sealed to another key",
+        ));
+    }
+    offer.check_current(nft, now).await?;
+    let token = nft.token_ref(offer.token_id);
+    // The config must open and parse, and the model must be the weights the config names: an
+    // offer cannot pass off other data (e.g. entries swapped) as this agent.
+    let config = Zeroizing::new(
+        decrypt_entry(
+            store,
+            EntryKind::Config,
+            &offer.config.to_entry()?,
+            secret,
+            &token,
+            opts,
+            Vec::new(),
+        )
+        .await?,
+    );
+    let config = AgentConfig::from_json(&config).map_err(PipelineError::from)?;
+    let model_sha256 = decrypt_entry(
+        store,
+        EntryKind::Model,
+        &offer.model.to_entry()?,
+        secret,
+        &token,
+        opts,
+        Sha256Writer::default(),
+    )
+    .await?
+    .finish();
+    config
+        .check_model(&model_sha256)
+        .map_err(PipelineError::from)?;
+    let (agent_key, new_agent) = new_agent_entry(store, &secret.public_key(), &token, opts).await?;
+    let rotation = offer.rotation(&agent_key, new_agent);
+    let domain = proof_domain(offer.chain_id, verifier_of(nft).await?);
+    let signature = signer
+        .sign_hash_sync(&rotation.signing_hash(ProofMode::Receiver, &domain))
+        .map_err(|e| TransferError::Sign(e.to_string()))?;
+    Ok(SignedRotation {
+        mode: ProofMode::Receiver,
+        agent_key,
+        new_agent,
+        signature: Bytes::from(signature.as_bytes().to_vec()),
+    })
+}
+
+/// Opens `entry`'s sealed key with `secret` and decrypts its whole blob into `sink` (every
+/// chunk checked against the commitment), returning the sink.
+async fn decrypt_entry<W: Write + Send + 'static>(
+    store: &dyn BlobStore,
+    kind: EntryKind,
+    entry: &EntryRef,
+    secret: &SealingSecret,
+    token: &TokenRef,
+    opts: &SealOptions,
+    mut sink: W,
+) -> Result<W, TransferError> {
+    let key = entry
+        .sealed_key
+        .as_ref()
+        .ok_or(PipelineError::MissingKey { entry: kind.name() })?
+        .open(secret, &token.key_context(entry.data_hash))
+        .map_err(|source| PipelineError::Key {
+            entry: kind.name(),
+            source,
+        })?;
+    let blob = store
+        .fetch(&entry.uri, &entry.data_hash)
+        .await
+        .map_err(|source| PipelineError::Blob {
+            entry: kind.name(),
+            source,
+        })?;
+    let expected = entry.data_hash;
+    let opts = *opts;
+    let sink = tokio::task::spawn_blocking(move || {
+        let file = blob.open()?;
+        sealing::open_verified(
+            &key,
+            &expected,
+            std::io::BufReader::with_capacity(1 << 20, file),
+            &mut sink,
+            &opts,
+        )
+        .map_err(|source| PipelineError::Open {
+            entry: kind.name(),
+            source,
+        })?;
+        Ok::<_, PipelineError>(sink)
+    })
+    .await
+    .map_err(|e| PipelineError::Task(e.to_string()))??;
+    Ok(sink)
+}
+
+/// A writer that only hashes: the model is checked without being kept.
+#[derive(Default)]
+struct Sha256Writer(Sha256);
+
+impl Sha256Writer {
+    fn finish(self) -> String {
+        hex::encode(self.0.finalize())
+    }
+}
+
+impl Write for Sha256Writer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

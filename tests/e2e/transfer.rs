@@ -1,0 +1,512 @@
+//! Issue 5: transfers in both proof modes on anvil — mint → run → transfer → the new owner runs
+//! and logs, the old owner and the old agent key are locked out — and every refused proof and
+//! interrupted step leaves the token usable by its current owner.
+
+use std::sync::Arc;
+
+use agent_runtime::agent::run_steps;
+use agent_runtime::pipeline::open_keys;
+use agent_runtime::token::TokenError;
+use agent_runtime::transfer::oracle::{OracleService, request_rotation};
+use agent_runtime::transfer::{
+    Completed, Offer, SignedRotation, TransferError, accept_offer, complete_transfer, make_offer,
+    submit_transfer,
+};
+use alloy::primitives::{Bytes, U256, keccak256};
+use alloy::providers::Provider;
+use alloy::signers::SignerSync;
+use alloy::signers::local::PrivateKeySigner;
+use inft_contracts::bindings::{ActionLog, AgentNFT, TransferVerifier};
+use inft_contracts::{ContractRevert, ProofMode, proof_domain, scopes};
+use sealing::SealOptions;
+use strategies::creative::CreativeStrategy;
+
+use crate::world::{Actor, ORACLE_ACCOUNT, World};
+
+fn revert(err: &TransferError) -> Option<&ContractRevert> {
+    match err {
+        TransferError::Token(TokenError::Revert(r)) => Some(r),
+        _ => None,
+    }
+}
+
+fn is_verifier_error(
+    err: &TransferError,
+    pick: fn(&TransferVerifier::TransferVerifierErrors) -> bool,
+) -> bool {
+    matches!(revert(err), Some(ContractRevert::Verifier(e)) if pick(e))
+}
+
+/// Opens `token` as `actor`, runs `steps` creative steps with the unsealed agent key, and returns
+/// the agent's address.
+async fn run_agent(
+    world: &World,
+    actor: &Actor,
+    token: U256,
+    steps: u64,
+    db: &str,
+) -> anyhow::Result<alloy::primitives::Address> {
+    let opened = world.open(actor, token, scopes::RUN).await?;
+    let agent = opened
+        .agent
+        .agent_key
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("the owner gets the agent key"))?;
+    let (mut session, outbox) = world.session(&opened, token, agent.clone(), db).await?;
+    let action_log = ActionLog::new(world.deployment.action_log, world.provider(&agent));
+    let before = action_log.chainOf(token).call().await?.seq;
+    let mut strategy = CreativeStrategy::new("Write a short poem about the sea.");
+    let report = run_steps(&mut session, &mut strategy, &outbox, steps, |_| {}).await?;
+    assert_eq!(report.steps.len() as u64, steps);
+    // run_steps returns once every record is confirmed on chain.
+    let after = action_log.chainOf(token).call().await?.seq;
+    assert_eq!(after, before + steps, "{:?}", report.flush);
+    Ok(agent.address())
+}
+
+/// A confirmed transfer, as the checks after it need it.
+struct Handover<'a> {
+    token: U256,
+    /// The agent key before the transfer.
+    old_agent: &'a PrivateKeySigner,
+    /// The new agent wallet.
+    new_agent: alloy::primitives::Address,
+    completed: &'a Completed,
+    /// Actions the old owner logged.
+    logged_before: u64,
+}
+
+/// After a transfer from `old` to `new`: the new owner runs the agent (with the swept gas money)
+/// and logs; the old owner unseals nothing of the new data; the old agent key can no longer log.
+async fn check_handover(
+    world: &World,
+    old: &Actor,
+    new: &Actor,
+    handover: Handover<'_>,
+) -> anyhow::Result<()> {
+    let Handover {
+        token,
+        old_agent,
+        new_agent,
+        completed,
+        logged_before,
+    } = handover;
+    let state = new.nft.state(token).await?;
+    assert_eq!(state.owner, new.address());
+    assert_eq!(state.agent, new_agent);
+    let (swept, _) = completed.swept.expect("the old agent wallet held ETH");
+    let provider = new.nft.provider();
+    assert_eq!(provider.get_balance(new_agent).await?, swept);
+    assert!(
+        provider.get_balance(old_agent.address()).await? < U256::from(10u64).pow(U256::from(15u64))
+    );
+
+    let ran = run_agent(world, new, token, 2, &format!("{}-new.db", token)).await?;
+    assert_eq!(ran, new_agent);
+    let action_log = ActionLog::new(world.deployment.action_log, world.provider(old_agent));
+    let seq = action_log.chainOf(token).call().await?.seq;
+    assert_eq!(
+        seq,
+        logged_before + 2,
+        "the old owner's actions, then the new owner's"
+    );
+
+    // The old owner can open none of the new keys, and is refused before any fetch.
+    let entries = new.nft.entries_for(token, new.address()).await?;
+    let token_ref = new.nft.token_ref(token);
+    assert!(open_keys(&entries, &old.secret, &token_ref).is_err());
+    assert!(open_keys(&entries, &new.secret, &token_ref).is_ok());
+    assert!(world.open(old, token, scopes::RUN).await.is_err());
+
+    // The old agent key can no longer log actions.
+    let err = action_log
+        .logActions(token, seq + 1, vec![keccak256("late")])
+        .call()
+        .await
+        .expect_err("the old agent is no longer the token's agent");
+    assert!(
+        inft_contracts::revert_of(&err).is_some(),
+        "typed revert: {err}"
+    );
+    Ok(())
+}
+
+/// The old agent key, as the current owner unseals it.
+async fn agent_key(world: &World, owner: &Actor, token: U256) -> anyhow::Result<PrivateKeySigner> {
+    let opened = world.open(owner, token, scopes::RUN).await?;
+    opened
+        .agent
+        .agent_key
+        .ok_or_else(|| anyhow::anyhow!("the owner gets the agent key"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receiver_verified_transfer_moves_the_agent_and_locks_out_the_old_owner()
+-> anyhow::Result<()> {
+    let world = World::start().await?;
+    let alice = world.actor(1).await?;
+    let bob = world.actor(2).await?;
+    let carol = world.actor(3).await?;
+    let opts = SealOptions::default();
+    let store = world.store.as_ref();
+    let minted = world.mint_creative(&alice, 1).await?;
+    let other = world.mint_creative(&alice, 2).await?;
+    let token = minted.token_id;
+    run_agent(&world, &alice, token, 2, "alice.db").await?;
+    let old_agent = agent_key(&world, &alice, token).await?;
+
+    // Step 1: the offer, through its JSON form. Interrupted here: alice still runs her agent.
+    let deadline = world.chain_time().await? + 3600;
+    let offer = make_offer(
+        &alice.nft,
+        store,
+        token,
+        &alice.secret,
+        bob.address(),
+        deadline,
+        &opts,
+    )
+    .await?;
+    let offer: Offer = serde_json::from_str(&serde_json::to_string_pretty(&offer)?)?;
+    run_agent(&world, &alice, token, 1, "alice.db").await?;
+
+    // An offer to bob is refused by carol, and a tampered offer is refused by bob.
+    let now = world.chain_time().await?;
+    let err = accept_offer(
+        &carol.nft,
+        store,
+        &offer,
+        &carol.wallet,
+        &carol.secret,
+        now,
+        &opts,
+    )
+    .await
+    .expect_err("not carol's offer");
+    assert!(matches!(err, TransferError::Mismatch(_)), "{err}");
+    let swapped = Offer {
+        model: offer.config.clone(),
+        ..offer.clone()
+    };
+    assert!(
+        accept_offer(
+            &bob.nft,
+            store,
+            &swapped,
+            &bob.wallet,
+            &bob.secret,
+            now,
+            &opts
+        )
+        .await
+        .is_err(),
+        "a sealed key for another blob does not open"
+    );
+
+    // Step 2: bob verifies and accepts. Interrupted here: alice still runs her agent.
+    let signed = accept_offer(
+        &bob.nft,
+        store,
+        &offer,
+        &bob.wallet,
+        &bob.secret,
+        now,
+        &opts,
+    )
+    .await?;
+    let signed: SignedRotation = serde_json::from_str(&serde_json::to_string(&signed)?)?;
+    assert_eq!(signed.mode, ProofMode::Receiver);
+    run_agent(&world, &alice, token, 1, "alice.db").await?;
+
+    // Refused proofs change nothing: signed by the wrong party, for another token, expired.
+    let verifier = AgentNFT::new(world.deployment.agent_nft, alice.nft.provider())
+        .verifier()
+        .call()
+        .await?;
+    let hash = offer
+        .rotation(&signed.agent_key, signed.new_agent)
+        .signing_hash(
+            ProofMode::Receiver,
+            &proof_domain(world.deployment.chain_id, verifier),
+        );
+    let forged = SignedRotation {
+        signature: Bytes::from(carol.wallet.sign_hash_sync(&hash)?.as_bytes().to_vec()),
+        ..signed.clone()
+    };
+    let err = complete_transfer(&alice.nft, store, &alice.secret, &offer, &forged, &opts)
+        .await
+        .expect_err("wrong signer");
+    assert!(
+        is_verifier_error(&err, |e| matches!(
+            e,
+            TransferVerifier::TransferVerifierErrors::InvalidSignature(_)
+        )),
+        "{err}"
+    );
+    let for_other = Offer {
+        token_id: other.token_id,
+        old_data_hashes: alice.nft.state(other.token_id).await?.data_hashes,
+        ..offer.clone()
+    };
+    let err = submit_transfer(&alice.nft, &for_other, &signed)
+        .await
+        .expect_err("another token");
+    assert!(
+        is_verifier_error(&err, |e| matches!(
+            e,
+            TransferVerifier::TransferVerifierErrors::InvalidSignature(_)
+        )),
+        "{err}"
+    );
+    let short = make_offer(
+        &alice.nft,
+        store,
+        token,
+        &alice.secret,
+        bob.address(),
+        world.chain_time().await? + 60,
+        &opts,
+    )
+    .await?;
+    let short_signed = accept_offer(
+        &bob.nft,
+        store,
+        &short,
+        &bob.wallet,
+        &bob.secret,
+        world.chain_time().await?,
+        &opts,
+    )
+    .await?;
+    world.advance_time(120).await?;
+    let err = submit_transfer(&alice.nft, &short, &short_signed)
+        .await
+        .expect_err("expired");
+    assert!(
+        revert(&err).is_some(),
+        "typed revert for an expired proof: {err}"
+    );
+    // The receiver too refuses an offer past its deadline.
+    let err = accept_offer(
+        &bob.nft,
+        store,
+        &short,
+        &bob.wallet,
+        &bob.secret,
+        world.chain_time().await?,
+        &opts,
+    )
+    .await
+    .expect_err("expired offer");
+    assert!(matches!(err, TransferError::Mismatch(_)), "{err}");
+
+    // Nothing was lost: alice still owns the token and runs her agent with the same key.
+    assert_eq!(alice.nft.state(token).await?.owner, alice.address());
+    assert_eq!(
+        run_agent(&world, &alice, token, 1, "alice.db").await?,
+        minted.agent
+    );
+
+    // The transfer itself (the first offer is still live: refused attempts burn no nonce).
+    let completed =
+        complete_transfer(&alice.nft, store, &alice.secret, &offer, &signed, &opts).await?;
+    println!(
+        "transferWithProof (3 entries, receiver-verified): gas {}",
+        completed.transfer.gas_used
+    );
+
+    // A replayed acceptance is refused.
+    let err = submit_transfer(&alice.nft, &offer, &signed)
+        .await
+        .expect_err("replay");
+    assert!(revert(&err).is_some(), "typed revert for a replay: {err}");
+
+    let handover = Handover {
+        token,
+        old_agent: &old_agent,
+        new_agent: signed.new_agent,
+        completed: &completed,
+        logged_before: 5,
+    };
+    check_handover(&world, &alice, &bob, handover).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oracle_attested_transfer_moves_the_agent_and_locks_out_the_old_owner() -> anyhow::Result<()>
+{
+    let world = World::start().await?;
+    let alice = world.actor(1).await?;
+    let bob = world.actor(2).await?;
+    let carol = world.actor(3).await?;
+    let oracle = world.actor(ORACLE_ACCOUNT).await?;
+    let opts = SealOptions::default();
+    let store = world.store.as_ref();
+    let minted = world.mint_creative(&alice, 1).await?;
+    let other = world.mint_creative(&alice, 2).await?;
+    let token = minted.token_id;
+    run_agent(&world, &alice, token, 2, "alice.db").await?;
+    let old_agent = agent_key(&world, &alice, token).await?;
+    let deadline = world.chain_time().await? + 3600;
+
+    // The oracle is down: a clear error, and alice's agent is untouched.
+    let err = request_rotation(
+        &alice.nft,
+        "http://127.0.0.1:9",
+        token,
+        &alice.secret,
+        bob.address(),
+        deadline,
+    )
+    .await
+    .expect_err("no oracle there");
+    assert!(matches!(err, TransferError::Oracle(_)), "{err}");
+
+    let service = Arc::new(OracleService::new(
+        oracle.wallet,
+        oracle.secret,
+        oracle.nft,
+        world.store.clone(),
+        opts,
+    ));
+    let server = service.serve("127.0.0.1:0".parse()?).await?;
+    let url = server.base_url();
+
+    // An account that is not a registered oracle is refused by the sender before submitting.
+    let impostor_account = world.actor(3).await?;
+    let impostor = Arc::new(OracleService::new(
+        impostor_account.wallet,
+        impostor_account.secret,
+        impostor_account.nft,
+        world.store.clone(),
+        opts,
+    ));
+    let impostor_server = impostor.serve("127.0.0.1:0".parse()?).await?;
+    let err = request_rotation(
+        &alice.nft,
+        &impostor_server.base_url(),
+        token,
+        &alice.secret,
+        bob.address(),
+        deadline,
+    )
+    .await
+    .expect_err("carol is no oracle");
+    assert!(
+        matches!(err, TransferError::NotAnOracle(a) if a == carol.address()),
+        "{err}"
+    );
+    // ...and so is her attestation on chain, should anyone submit it.
+    let answer_by_carol = {
+        // carol signs the attestation of a rotation the real oracle made
+        let real = request_rotation(
+            &alice.nft,
+            &url,
+            token,
+            &alice.secret,
+            bob.address(),
+            deadline,
+        )
+        .await?;
+        let verifier = AgentNFT::new(world.deployment.agent_nft, alice.nft.provider())
+            .verifier()
+            .call()
+            .await?;
+        let hash = real
+            .offer
+            .rotation(&real.signed.agent_key, real.signed.new_agent)
+            .signing_hash(
+                ProofMode::Oracle,
+                &proof_domain(world.deployment.chain_id, verifier),
+            );
+        let mut forged = real.clone();
+        forged.signed.signature =
+            Bytes::from(carol.wallet.sign_hash_sync(&hash)?.as_bytes().to_vec());
+        forged
+    };
+    let err = submit_transfer(&alice.nft, &answer_by_carol.offer, &answer_by_carol.signed)
+        .await
+        .expect_err("not an oracle's attestation");
+    assert!(revert(&err).is_some(), "typed revert: {err}");
+
+    // An attestation for token 1 used for another token.
+    let answer = request_rotation(
+        &alice.nft,
+        &url,
+        token,
+        &alice.secret,
+        bob.address(),
+        deadline,
+    )
+    .await?;
+    let for_other = Offer {
+        token_id: other.token_id,
+        old_data_hashes: alice.nft.state(other.token_id).await?.data_hashes,
+        ..answer.offer.clone()
+    };
+    let err = submit_transfer(&alice.nft, &for_other, &answer.signed)
+        .await
+        .expect_err("another token");
+    assert!(revert(&err).is_some(), "typed revert: {err}");
+
+    // Past its deadline.
+    let short = request_rotation(
+        &alice.nft,
+        &url,
+        token,
+        &alice.secret,
+        bob.address(),
+        world.chain_time().await? + 60,
+    )
+    .await?;
+    world.advance_time(120).await?;
+    let err = submit_transfer(&alice.nft, &short.offer, &short.signed)
+        .await
+        .expect_err("expired");
+    assert!(revert(&err).is_some(), "typed revert: {err}");
+
+    // Interrupted after the oracle answered and before submitting: nothing lost.
+    assert_eq!(
+        run_agent(&world, &alice, token, 1, "alice.db").await?,
+        minted.agent
+    );
+
+    // The retried transfer goes through; the attestation cannot be replayed.
+    let answer = request_rotation(
+        &alice.nft,
+        &url,
+        token,
+        &alice.secret,
+        bob.address(),
+        world.chain_time().await? + 3600,
+    )
+    .await?;
+    assert_eq!(answer.signed.mode, ProofMode::Oracle);
+    let completed = complete_transfer(
+        &alice.nft,
+        store,
+        &alice.secret,
+        &answer.offer,
+        &answer.signed,
+        &opts,
+    )
+    .await?;
+    println!(
+        "transferWithProof (3 entries, oracle-attested): gas {}",
+        completed.transfer.gas_used
+    );
+    let err = submit_transfer(&alice.nft, &answer.offer, &answer.signed)
+        .await
+        .expect_err("replay");
+    assert!(revert(&err).is_some(), "typed revert for a replay: {err}");
+    server.shutdown().await?;
+    impostor_server.shutdown().await?;
+
+    let handover = Handover {
+        token,
+        old_agent: &old_agent,
+        new_agent: answer.signed.new_agent,
+        completed: &completed,
+        logged_before: 3,
+    };
+    check_handover(&world, &alice, &bob, handover).await
+}
