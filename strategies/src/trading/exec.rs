@@ -292,7 +292,14 @@ impl NonceManager {
                 .map_err(|e| TradingError::Sign(e.to_string()))?;
             let tx = self.persist(&envelope, purpose, reference, false).await?;
             match self.broadcast(&tx).await {
-                Ok(()) => return self.wait(tx, purpose, reference).await,
+                Ok(()) => match self.wait(tx, purpose, reference).await {
+                    // Another transaction took the nonce: ours can never be mined, so a new
+                    // one at the next nonce cannot double-send.
+                    Err(TradingError::Replaced { nonce }) => {
+                        last = format!("nonce {nonce} taken by another transaction");
+                    }
+                    other => return other,
+                },
                 Err(e) if nonce_conflict(&e) => {
                     self.set_state(tx.tx_hash, TxState::Dropped, None).await?;
                     last = e;
@@ -439,6 +446,18 @@ impl NonceManager {
                 .await
                 .map_err(TradingError::rpc("eth_getTransactionCount"))?;
             if mined_nonce > latest.nonce {
+                // Look again: ours may have been mined between the receipt query and this one.
+                for v in &versions {
+                    if let Some(r) = self.receipt(v.tx_hash).await? {
+                        let state = if r.status() {
+                            TxState::Mined
+                        } else {
+                            TxState::Failed
+                        };
+                        self.set_state(v.tx_hash, state, r.block_number).await?;
+                        return Ok(r);
+                    }
+                }
                 for v in &versions {
                     self.set_state(v.tx_hash, TxState::Replaced, None).await?;
                 }

@@ -11,15 +11,22 @@ use agent_runtime::pipeline::UnsealOptions;
 use agent_runtime::record::LogId;
 use agent_runtime::token::Access;
 use alloy::primitives::U256;
-use anyhow::bail;
+use alloy::providers::Provider;
+use alloy::signers::local::PrivateKeySigner;
+use anyhow::{Context as _, bail};
 use clap::Args;
+use inft_contracts::bindings::{AgentAccountFactory, TestToken};
 use inft_contracts::scopes;
 use sealing::SealOptions;
 use serde_json::json;
 use strategies::creative::CreativeStrategy;
+use strategies::trading::{
+    Firewall, MarketReader, Policy, PriceProcess, SendOptions, TradingPolicy, TradingStrategy,
+    policy_by_name, shared_key_provider,
+};
 
 use super::Run;
-use super::node::{NodeOpts, WalletOpts};
+use super::node::{Node, NodeOpts, WalletOpts};
 use crate::cli::Context;
 
 /// `inft run`
@@ -41,6 +48,142 @@ pub(crate) struct RunArgs {
     /// Model layers to offload to the GPU (needs a build with `--features cuda`).
     #[arg(long, default_value_t = 0)]
     gpu_layers: u32,
+    #[command(flatten)]
+    trading: TradingOpts,
+}
+
+/// Options of trading agents.
+#[derive(Debug, Args)]
+struct TradingOpts {
+    /// The owner's trading policy (JSON) [default: HOME/trading-policy.json, written with
+    /// conservative defaults on first use]. Never taken from the model.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<std::path::PathBuf>,
+    /// Check and simulate every trade with the same maths, but send nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Before running, fund the agent's token-bound account from this keystore (e.g. `deployer`
+    /// on a dev chain) with --fund-base tGLD and --fund-quote tUSD.
+    #[arg(long, value_name = "NAME")]
+    fund_from: Option<String>,
+    /// Base tokens (whole units) sent by --fund-from.
+    #[arg(long, default_value_t = 10)]
+    fund_base: u64,
+    /// Quote tokens (whole units) sent by --fund-from.
+    #[arg(long, default_value_t = 10_000)]
+    fund_quote: u64,
+    /// Move the market before each step with a seeded noise trader (dev chains; the trader is
+    /// --market-maker, which needs both tokens).
+    #[arg(long, value_name = "SEED")]
+    move_market: Option<u64>,
+    /// Keystore of the noise trader used by --move-market.
+    #[arg(long, value_name = "NAME", default_value = "deployer")]
+    market_maker: String,
+}
+
+impl TradingOpts {
+    /// The trading strategy for token `token`: the owner's policy, the token-bound account
+    /// (created if missing, funded if asked), the market mover if asked, and the nonce manager
+    /// unless this is a dry run.
+    async fn strategy(
+        &self,
+        node: &Node,
+        wallet: &PrivateKeySigner,
+        name: &str,
+        token: U256,
+        signer: &PrivateKeySigner,
+        db: agent_runtime::db::Db,
+    ) -> anyhow::Result<TradingStrategy<Box<dyn TradingPolicy>>> {
+        let market = &node.deployment.market;
+        let path = self
+            .policy
+            .clone()
+            .unwrap_or_else(|| node.home.join("trading-policy.json"));
+        let policy = if path.is_file() {
+            Policy::load(&path)?
+        } else {
+            let e18 = U256::from(10u64).pow(U256::from(18u64));
+            let policy = Policy::for_market(market, U256::from(1_000u64) * e18);
+            policy.save(&path)?;
+            tracing::info!(path = %path.display(), "wrote a default trading policy");
+            policy
+        };
+        let instruction = format!(
+            "You trade base token {} against quote token {} through router {}.",
+            market.base_token, market.quote_token, market.router
+        );
+        let policy_impl = policy_by_name(name, &instruction).with_context(|| {
+            format!("unknown trading strategy {name:?} (llm, momentum, mean-reversion)")
+        })?;
+
+        let owner_provider = node.provider(wallet)?;
+        let factory =
+            AgentAccountFactory::new(node.deployment.agent_account_factory, &owner_provider);
+        let account = factory.accountOf(token).call().await?;
+        if owner_provider.get_code_at(account).await?.is_empty() {
+            factory
+                .createAccount(token)
+                .send()
+                .await?
+                .get_receipt()
+                .await?;
+        }
+        let e18 = U256::from(10u64).pow(U256::from(18u64));
+        if let Some(from) = &self.fund_from {
+            let funder = WalletOpts {
+                keystore: None,
+                account: Some(from.clone()),
+            }
+            .signer(&node.home)?;
+            let p = node.provider(&funder)?;
+            for (t, n) in [
+                (market.base_token, self.fund_base),
+                (market.quote_token, self.fund_quote),
+            ] {
+                if n > 0 {
+                    TestToken::new(t, &p)
+                        .transfer(account, U256::from(n) * e18)
+                        .send()
+                        .await?
+                        .get_receipt()
+                        .await?;
+                }
+            }
+        }
+        let reader = MarketReader::new(
+            node.reader()?,
+            market.clone(),
+            node.deployment.agent_nft,
+            token,
+            account,
+        );
+        let mut strategy = TradingStrategy::new(policy_impl, Firewall::new(policy), reader);
+        if !self.dry_run {
+            strategy = strategy.with_sender(
+                db,
+                node.reader()?,
+                signer.clone(),
+                node.deployment.chain_id,
+                SendOptions::default(),
+            );
+        }
+        if let Some(seed) = self.move_market {
+            let maker = WalletOpts {
+                keystore: None,
+                account: Some(self.market_maker.clone()),
+            }
+            .signer(&node.home)?;
+            let process = PriceProcess::new(
+                node.provider(&maker)?,
+                maker.address(),
+                market.clone(),
+                seed,
+            );
+            process.prepare().await?;
+            strategy = strategy.with_market_mover(process);
+        }
+        Ok(strategy)
+    }
 }
 
 /// Parses a uint256 token id, decimal or `0x`-hex.
@@ -109,31 +252,58 @@ impl Run for RunArgs {
             context,
         );
 
-        let chain = AlloyChainLog::new(node.provider(&record_signer)?, node.deployment.start_block);
-        let outbox = Outbox::new(node.db().await?, Arc::new(chain), OutboxConfig::default());
+        let trading = matches!(agent.config.kind, AgentKind::Trading { .. });
+        // A trading agent's key also sends trades (through the nonce manager): the logger must
+        // not cache nonces.
+        let log_provider = if trading {
+            shared_key_provider(node.rpc_url.parse()?, record_signer.clone())
+        } else {
+            node.provider(&record_signer)?
+        };
+        let chain = AlloyChainLog::new(log_provider, node.deployment.start_block);
+        let db = node.db().await?;
+        let outbox = Outbox::new(db.clone(), Arc::new(chain), OutboxConfig::default());
 
         let progress = ctx.spinner(&format!(
             "running token {} as {role} {}",
             self.token,
             record_signer.address()
         ));
-        let on_step = |s: &agent_runtime::agent::StepReport| {
-            progress.set_message(format!(
-                "step {}/{} · seq {} · {} · {}",
-                s.step + 1,
-                self.steps,
-                s.seq,
-                s.kind,
-                s.record_hash
-            ));
-        };
+        let mut trading_status = None;
         let report = match &agent.config.kind {
             AgentKind::Creative { prompt } => {
+                let on_step = |s: &agent_runtime::agent::StepReport| {
+                    progress.set_message(format!(
+                        "step {}/{} · seq {} · {} · {}",
+                        s.step + 1,
+                        self.steps,
+                        s.seq,
+                        s.kind,
+                        s.record_hash
+                    ));
+                };
                 let mut strategy = CreativeStrategy::new(prompt.clone());
                 run_steps(&mut session, &mut strategy, &outbox, self.steps, on_step).await?
             }
             AgentKind::Trading { strategy } => {
-                bail!("trading strategy {strategy:?}: trading agents are not available yet")
+                let mut strategy = self
+                    .trading
+                    .strategy(&node, &wallet, strategy, self.token, &record_signer, db)
+                    .await?;
+                let status = strategy.status();
+                let on_step = |s: &agent_runtime::agent::StepReport| {
+                    let line = status.lock().map(|t| t.line()).unwrap_or_default();
+                    progress.set_message(format!(
+                        "step {}/{} · seq {} · {line}",
+                        s.step + 1,
+                        self.steps,
+                        s.seq
+                    ));
+                };
+                let report =
+                    run_steps(&mut session, &mut strategy, &outbox, self.steps, on_step).await?;
+                trading_status = status.lock().ok().map(|t| t.clone());
+                report
             }
             other => bail!("unsupported agent kind {other:?}"),
         };
@@ -157,9 +327,25 @@ impl Run for RunArgs {
             })
             .collect::<Vec<_>>()
             .join("\n");
+        let (trading_line, trading_json) = match &trading_status {
+            Some(t) => (
+                format!("\n{}", t.line()),
+                json!({
+                    "trades": t.trades,
+                    "refusals": t.refusals,
+                    "holds": t.holds,
+                    "balance_base": t.balance_base.to_string(),
+                    "balance_quote": t.balance_quote.to_string(),
+                    "equity_quote": t.equity_quote.to_string(),
+                    "pnl_quote": t.pnl_quote().to_string(),
+                    "dry_run": self.trading.dry_run,
+                }),
+            ),
+            None => (String::new(), serde_json::Value::Null),
+        };
         ctx.emit(
             format!(
-                "token {} ran {} steps as {role} {} (model {}{})\n{human}\nlogged on chain in {} transaction(s)",
+                "token {} ran {} steps as {role} {} (model {}{})\n{human}{trading_line}\nlogged on chain in {} transaction(s)",
                 self.token,
                 report.steps.len(),
                 record_signer.address(),
@@ -174,6 +360,7 @@ impl Run for RunArgs {
                 "model_sha256": agent.model.sha256_hex(),
                 "steps": steps,
                 "transactions": report.flush.transactions,
+                "trading": trading_json,
             }),
         );
         Ok(())
