@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: a local chain with everything deployed, a generated model
-# minted as an agent, the agent run with every action logged on chain, and the chain stopped.
+# minted as an agent, the agent run with every action logged on chain, transferred to another
+# account (keys rotate, the old owner is locked out) and run by its new owner; then the chain
+# is stopped.
 # Safe to run twice: each run uses a fresh state directory under .inft-demo/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,6 +18,9 @@ export INFT_HOME="$root/.inft-demo/$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$INFT_HOME"
 # Dev keystores only: anvil's well-known test keys, encrypted under a demo passphrase.
 export INFT_PASSPHRASE="inft-demo-passphrase"
+# One inference thread: the demo model is tiny, and llama.cpp's spinning thread barrier crawls
+# when its threads share two cores with anything else.
+threads=(--threads 1)
 trap '"$inft" dev down >/dev/null 2>&1 || true' EXIT
 
 log "inft dev up: anvil + AgentNFT, verifier, action log, splitter, Uniswap V2 market"
@@ -31,11 +36,33 @@ token=$("$inft" --json mint --account alice --model "$INFT_HOME/model.gguf" --na
 echo "token $token"
 
 log "inft run (alice): 5 creative actions, each signed by the agent and logged on chain"
-"$inft" run "$token" --account alice --steps 5
+"$inft" run "$token" --account alice --steps 5 "${threads[@]}"
 
 log "inft run (carol, not authorized): refused before anything is decrypted"
-if "$inft" run "$token" --account carol --steps 1; then
+if "$inft" run "$token" --account carol --steps 1 "${threads[@]}"; then
   echo "carol should have been refused" >&2; exit 1
+fi
+
+log "inft transfer (alice → bob, receiver-verified): keys rotate, bob checks the new data first"
+"$inft" transfer publish-key --account bob
+offer="$INFT_HOME/offer.json" acceptance="$INFT_HOME/acceptance.json"
+# The sender waits for the acceptance file; the receiver answers the offer file.
+"$inft" transfer send "$token" --to bob --account alice \
+  --offer "$offer" --acceptance "$acceptance" --wait 5m &
+sender=$!
+while [ ! -f "$offer" ]; do
+  kill -0 "$sender" 2>/dev/null || { wait "$sender"; exit 1; }
+  sleep 0.2
+done
+"$inft" transfer accept "$offer" --output "$acceptance" --account bob
+wait "$sender"
+
+log "inft run (bob, the new owner): the agent runs with its new key and keeps logging"
+"$inft" run "$token" --account bob --steps 3 "${threads[@]}"
+
+log "inft run (alice, the old owner): locked out"
+if "$inft" run "$token" --account alice --steps 1 "${threads[@]}"; then
+  echo "alice should have been locked out" >&2; exit 1
 fi
 
 log "done: state in $INFT_HOME"
