@@ -283,7 +283,7 @@ impl NonceManager {
                 .with_from(self.address())
                 .with_chain_id(self.chain_id)
                 .with_nonce(pending)
-                .with_gas_limit(gas.saturating_add(gas / 5))
+                .with_gas_limit(super::market::swap_gas_limit(gas))
                 .with_max_fee_per_gas(fees.max_fee_per_gas)
                 .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas);
             let envelope = req

@@ -51,6 +51,14 @@ pub fn to_units(amount: U256) -> f64 {
     raw as f64 / 1e18
 }
 
+/// A gas limit for a Uniswap V2 swap estimated at `estimate`. The estimate runs in a block
+/// with the last swap's timestamp, where the pair skips updating its price accumulators; mined
+/// one second later it writes them (up to two fresh storage slots, ~45k gas), so a plain
+/// estimate can run out of gas.
+pub fn swap_gas_limit(estimate: u64) -> u64 {
+    estimate.saturating_add(estimate / 4).saturating_add(60_000)
+}
+
 /// The market, the agent's holdings and its token's pause flag, read at one block.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MarketSnapshot {
@@ -361,21 +369,65 @@ impl PriceProcess {
         } else {
             (r1, r0)
         };
-        let (token_in, token_out, reserve_in) = if buy_base {
-            (self.market.quote_token, self.market.base_token, rq)
-        } else {
-            (self.market.base_token, self.market.quote_token, rb)
-        };
         let bps = 1 + self.rng.below(u64::from(self.max_move_bps));
-        let amount_in = reserve_in.saturating_mul(U256::from(bps)) / U256::from(BPS);
-        let receipt = UniswapV2Router02::new(self.market.router, &self.provider)
-            .swapExactTokensForTokens(
-                amount_in,
-                U256::ZERO,
-                vec![token_in, token_out],
-                self.trader,
-                U256::MAX,
+        let balance = |token: Address| {
+            let provider = &self.provider;
+            let trader = self.trader;
+            async move {
+                TestToken::new(token, provider)
+                    .balanceOf(trader)
+                    .call()
+                    .await
+                    .map_err(TradingError::call("balanceOf"))
+            }
+        };
+        let size = |reserve: U256| reserve.saturating_mul(U256::from(bps)) / U256::from(BPS);
+        let (quote_held, base_held) = (
+            balance(self.market.quote_token).await?,
+            balance(self.market.base_token).await?,
+        );
+        // A trader out of one token trades the other way (and the trend turns with it).
+        let buy_base = match (buy_base, quote_held.is_zero(), base_held.is_zero()) {
+            (true, true, false) | (false, false, true) => {
+                self.trend_up = !self.trend_up;
+                !buy_base
+            }
+            (_, true, true) => {
+                return Err(TradingError::Chain("the noise trader holds nothing".into()));
+            }
+            _ => buy_base,
+        };
+        let (token_in, token_out, amount_in) = if buy_base {
+            (
+                self.market.quote_token,
+                self.market.base_token,
+                size(rq).min(quote_held),
             )
+        } else {
+            (
+                self.market.base_token,
+                self.market.quote_token,
+                size(rb).min(base_held),
+            )
+        };
+        let router = UniswapV2Router02::new(self.market.router, &self.provider);
+        let swap = router.swapExactTokensForTokens(
+            amount_in,
+            U256::ZERO,
+            vec![token_in, token_out],
+            self.trader,
+            U256::MAX,
+        );
+        // Simulated first: a revert reason beats a bare failed receipt.
+        swap.call()
+            .await
+            .map_err(TradingError::call("price process swap simulation"))?;
+        let gas = swap
+            .estimate_gas()
+            .await
+            .map_err(TradingError::call("price process gas estimate"))?;
+        let receipt = swap
+            .gas(swap_gas_limit(gas))
             .send()
             .await
             .map_err(TradingError::call("price process swap"))?
@@ -383,7 +435,10 @@ impl PriceProcess {
             .await
             .map_err(|e| TradingError::Chain(format!("price process swap: {e}")))?;
         if !receipt.status() {
-            return Err(TradingError::Chain("price process swap reverted".into()));
+            return Err(TradingError::Chain(format!(
+                "price process swap {} reverted ({amount_in} of {token_in})",
+                receipt.transaction_hash
+            )));
         }
         Ok(PriceMove {
             buy_base,
