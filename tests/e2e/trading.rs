@@ -986,3 +986,95 @@ async fn kill_9_mid_run_then_restart_loses_nothing_and_sends_nothing_twice() -> 
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nonce_manager_reprices_a_stuck_transaction_and_a_restart_resumes_it_without_resigning()
+-> anyhow::Result<()> {
+    use std::time::Duration;
+    use strategies::trading::NonceManager;
+
+    let world = World::start_with_model_seed(24).await?;
+    let alice = world.actor(1).await?;
+    let agent = trading_agent(&world, &alice, 64, "momentum").await?;
+    let db = agent.outbox.db().clone();
+    let chain_id = world.deployment.chain_id;
+    let sender = agent.minted.agent;
+    let p = plain_provider(&world);
+    let nonce_before = p.get_transaction_count(sender).await?;
+    // Nothing is mined until the test says so: the transaction is stuck.
+    let _: serde_json::Value = p.raw_request("evm_setAutomine".into(), (false,)).await?;
+    let request = TransactionRequest::default()
+        .with_to(agent.account)
+        .with_value(U256::from(1u64));
+    let impatient = NonceManager::new(
+        db.clone(),
+        plain_provider(&world),
+        agent.agent_key.clone(),
+        chain_id,
+        SendOptions {
+            stuck_after: Duration::from_millis(200),
+            poll: Duration::from_millis(20),
+            max_reprices: 10,
+        },
+    );
+    let first_run = {
+        let request = request.clone();
+        tokio::spawn(async move { impatient.send_once(request, "test", "r1").await })
+    };
+    // Wait for at least one reprice, then "crash" the sender.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while db.txs_by_reference(chain_id, "test", "r1").await?.len() < 2 {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "never repriced");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first_run.abort();
+    let _ = first_run.await;
+    let versions = db.txs_by_reference(chain_id, "test", "r1").await?;
+    assert!(
+        versions.iter().all(|v| v.nonce == nonce_before),
+        "{versions:?}"
+    );
+    let fees: Vec<_> = versions.iter().map(|v| v.max_fee_per_gas).collect();
+    assert!(
+        fees.windows(2).all(|w| w[0] < w[1]),
+        "fees not raised: {fees:?}"
+    );
+
+    // A restarted sender finds the persisted versions and waits for them; it signs nothing new.
+    let restarted = NonceManager::new(
+        db.clone(),
+        plain_provider(&world),
+        agent.agent_key.clone(),
+        chain_id,
+        SendOptions::default(),
+    );
+    let second_run = tokio::spawn(async move { restarted.send_once(request, "test", "r1").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _: serde_json::Value = p.raw_request("evm_mine".into(), ()).await?;
+    let receipt = second_run.await??;
+    let _: serde_json::Value = p.raw_request("evm_setAutomine".into(), (true,)).await?;
+    assert!(receipt.status());
+    let after = db.txs_by_reference(chain_id, "test", "r1").await?;
+    assert_eq!(
+        after.iter().map(|v| v.tx_hash).collect::<Vec<_>>(),
+        versions.iter().map(|v| v.tx_hash).collect::<Vec<_>>(),
+        "the restart signed a new transaction"
+    );
+    let mined: Vec<_> = after.iter().filter(|v| v.state == TxState::Mined).collect();
+    assert_eq!(mined.len(), 1, "{after:?}");
+    assert_eq!(mined[0].tx_hash, receipt.transaction_hash);
+    assert!(
+        after
+            .iter()
+            .filter(|v| v.tx_hash != receipt.transaction_hash)
+            .all(|v| v.state == TxState::Replaced),
+        "{after:?}"
+    );
+    assert_eq!(p.get_transaction_count(sender).await?, nonce_before + 1);
+    assert_eq!(
+        transactions_from(&world, sender).await?.len(),
+        1,
+        "exactly one version reached the chain"
+    );
+    Ok(())
+}
