@@ -88,6 +88,18 @@ pub enum BlobError {
     /// Local file system error.
     #[error("blob store I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The bytes stored under an action record's hash are not a signed record with that hash
+    /// (altered, truncated, or another record). Nothing was kept.
+    #[error("action record {expected} refused: {detail}")]
+    RecordMismatch {
+        /// The record hash asked for (as logged on chain).
+        expected: B256,
+        /// What is wrong with the bytes.
+        detail: String,
+    },
+    /// This store does not hold public records (see [`BlobStore::put_record`](crate::blobstore::BlobStore::put_record)).
+    #[error("this blob store does not hold public action records")]
+    RecordsUnsupported,
 }
 
 /// A database failure.
@@ -260,6 +272,16 @@ pub enum OutboxError {
     /// The log's position is unknown: no local record and the chain could not be asked.
     #[error("cannot start the log: no local record and the chain is unavailable: {0}")]
     Unsynced(#[source] ChainLogError),
+    /// Publishing the record at `seq` to the blob store failed. Nothing is logged on chain
+    /// before its record is public; the entry stays pending and is retried.
+    #[error("publishing the record at seq {seq} failed: {source}")]
+    Publish {
+        /// Sequence number concerned.
+        seq: u64,
+        /// The blob store error.
+        #[source]
+        source: BlobError,
+    },
     /// Gave up after this many consecutive retryable failures; entries stay pending.
     #[error("gave up after {attempts} consecutive failures: {last}")]
     GaveUp {
@@ -276,6 +298,9 @@ impl OutboxError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Chain(e) => e.is_retryable(),
+            // A store that cannot hold records never will; anything else (gateway down, disk
+            // full) may heal.
+            Self::Publish { source, .. } => !matches!(source, BlobError::RecordsUnsupported),
             // A locked or busy database is transient; anything else in the DB is not expected
             // to heal by itself.
             Self::Db(DbError::Sqlx(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))) => true,

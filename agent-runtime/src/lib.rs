@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod agent;
+pub mod audit;
 pub mod engine;
 pub mod lifecycle;
 pub mod testmodel;
@@ -10,6 +11,7 @@ pub mod token;
 pub mod blobstore;
 pub mod db;
 pub mod error;
+pub mod indexer;
 pub mod outbox;
 pub mod pipeline;
 pub mod record;

@@ -59,6 +59,8 @@ commands! {
     Revoke(cmd::authorize::RevokeArgs),
     /// Run an agent you own or are authorized for, logging every action on chain.
     Run(cmd::run::RunArgs),
+    /// Audit an agent's action history from chain events and public records (no wallet needed).
+    Audit(cmd::audit::AuditArgs),
     /// Move an agent to another account: its keys rotate and the old owner is locked out.
     Transfer(cmd::transfer::TransferArgs),
     /// The re-encryption oracle for oracle-attested transfers.

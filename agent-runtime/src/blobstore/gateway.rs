@@ -7,6 +7,8 @@
 //! | `GET /blob/<hex>` (and `HEAD`) | `200` the bytes, streamed, with `Content-Length`; `404` if absent |
 //! | `POST /blob` (body: the bytes) | `201 {"commitment": "<hex>", "len": n}` |
 //! | `PUT /blob/<hex>` (body: the bytes) | `201` as above if the bytes commit to `<hex>`, else `422` and nothing is kept |
+//! | `GET /record/<hex>` | `200` a public action record envelope (JSON); `404` if absent |
+//! | `PUT /record/<hex>` (body: the envelope) | `201` if it is a signed record whose hash is `<hex>`, else `422`; `413` over [`MAX_RECORD_LEN`] |
 //!
 //! Uploads stream into the store (temp file, commitment computed on the way, atomic rename);
 //! `413` if longer than the store's [`max_blob_len`](LocalDirStore::max_blob_len). The server
@@ -28,6 +30,7 @@ use tokio::task::JoinHandle;
 use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
 
 use super::http::PutAnswer;
+use super::records::{MAX_RECORD_LEN, record_hash_from_hex, verify_record_bytes};
 use super::{BlobError, IngestError, LocalDirStore, commitment_from_hex};
 
 /// The gateway routes over `store`, to serve alone ([`serve`]) or merged into a larger router.
@@ -35,6 +38,7 @@ pub fn router(store: LocalDirStore) -> Router {
     Router::new()
         .route("/blob", post(upload))
         .route("/blob/{hex}", get(download).put(upload_expected))
+        .route("/record/{hex}", get(download_record).put(upload_record))
         // Uploads are streamed to disk, never buffered; the store enforces its own limit.
         .layer(DefaultBodyLimit::disable())
         .with_state(store)
@@ -114,6 +118,7 @@ fn error_response(e: &BlobError) -> Response {
         // Bytes that do not commit to the name, or are not a sealed blob at all.
         BlobError::CommitmentMismatch { .. }
         | BlobError::UriMismatch { .. }
+        | BlobError::RecordMismatch { .. }
         | BlobError::Commitment(_) => StatusCode::UNPROCESSABLE_ENTITY,
         BlobError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         BlobError::Transfer { .. } => StatusCode::BAD_REQUEST,
@@ -196,5 +201,54 @@ async fn ingest(
             source: e,
         }),
         Err(IngestError::Blob(e)) => error_response(&e),
+    }
+}
+
+fn bad_record_name(hex: String) -> Response {
+    error_response(&BlobError::BadUri {
+        uri: hex,
+        reason: "expected /record/<64 hex digits>",
+    })
+}
+
+async fn download_record(State(store): State<LocalDirStore>, Path(hex): Path<String>) -> Response {
+    let Some(hash) = record_hash_from_hex(&hex) else {
+        return bad_record_name(hex);
+    };
+    // Served as stored; clients verify the hash of what they download.
+    match tokio::fs::read(store.record_path(&hash)).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => error_response(&BlobError::NotFound {
+            uri: store.record_uri(&hash),
+        }),
+        Err(e) => error_response(&BlobError::Io(e)),
+    }
+}
+
+async fn upload_record(
+    State(store): State<LocalDirStore>,
+    Path(hex): Path<String>,
+    body: Body,
+) -> Response {
+    let Some(hash) = record_hash_from_hex(&hex) else {
+        return bad_record_name(hex);
+    };
+    let bytes = match axum::body::to_bytes(body, MAX_RECORD_LEN).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error_response(&BlobError::TooLarge {
+                limit: MAX_RECORD_LEN as u64,
+            });
+        }
+    };
+    if let Err(e) = verify_record_bytes(&bytes, hash) {
+        return error_response(&e);
+    }
+    let result =
+        tokio::task::spawn_blocking(move || store.write_record_blocking(&hash, &bytes)).await;
+    match result {
+        Ok(Ok(())) => StatusCode::CREATED.into_response(),
+        Ok(Err(e)) => error_response(&e),
+        Err(e) => error_response(&BlobError::Io(io::Error::other(e))),
     }
 }

@@ -4,11 +4,15 @@ use std::io::{self, Read};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use alloy::primitives::B256;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use sealing::Commitment;
 use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use super::records::{MAX_RECORD_LEN, record_bytes, record_hex, verify_record_bytes};
+use crate::record::SignedRecord;
 
 use super::{
     BlobError, BlobRef, BlobStore, BlobUri, IngestError, LocalDirStore, TeeFailure, VerifiedBlob,
@@ -90,6 +94,11 @@ impl HttpGatewayStore {
     /// The local cache of downloaded blobs.
     pub fn cache(&self) -> &LocalDirStore {
         &self.cache
+    }
+
+    /// `<base>/record/<hex>`: where the gateway serves a public action record.
+    pub fn record_uri(&self, record_hash: &B256) -> String {
+        format!("{}/record/{}", self.base, record_hex(record_hash))
     }
 
     /// `<base>/blob/<hex>`.
@@ -311,6 +320,60 @@ impl BlobStore for HttpGatewayStore {
 
     fn uri_for(&self, commitment: &Commitment) -> String {
         self.blob_url(commitment)
+    }
+
+    async fn put_record(&self, record: &SignedRecord) -> Result<String, BlobError> {
+        let url = self.record_uri(&record.record_hash());
+        let bytes = record_bytes(record)?;
+        let resp = self
+            .client
+            .put(&url)
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|source| BlobError::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
+        if !resp.status().is_success() {
+            return Err(error_status(&url, resp).await);
+        }
+        Ok(url)
+    }
+
+    async fn fetch_record(&self, record_hash: B256) -> Result<SignedRecord, BlobError> {
+        let url = self.record_uri(&record_hash);
+        let mut resp =
+            self.client
+                .get(&url)
+                .send()
+                .await
+                .map_err(|source| BlobError::Unreachable {
+                    url: url.clone(),
+                    source,
+                })?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Err(BlobError::NotFound { uri: url });
+        }
+        if !resp.status().is_success() {
+            return Err(error_status(&url, resp).await);
+        }
+        let limit = MAX_RECORD_LEN as u64;
+        if resp.content_length().is_some_and(|len| len > limit) {
+            return Err(BlobError::TooLarge { limit });
+        }
+        // Read chunk by chunk so a server that lies about its length cannot make us buffer more.
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| BlobError::Transfer {
+            url: url.clone(),
+            source: io::Error::other(e),
+        })? {
+            if bytes.len() + chunk.len() > MAX_RECORD_LEN {
+                return Err(BlobError::TooLarge { limit });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        verify_record_bytes(&bytes, record_hash)
     }
 }
 

@@ -5,8 +5,12 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use alloy::primitives::B256;
 use async_trait::async_trait;
 use sealing::Commitment;
+
+use super::records::{MAX_RECORD_LEN, RECORD_DIR, record_bytes, record_hex, verify_record_bytes};
+use crate::record::SignedRecord;
 
 use super::{
     BlobError, BlobRef, BlobStore, BlobUri, IngestError, Tee, VerifiedBlob, commit_through,
@@ -89,6 +93,55 @@ impl LocalDirStore {
             super::LOCAL_SCHEME,
             super::commitment_hex(commitment)
         )
+    }
+
+    /// The file the record with this hash is stored in (whether or not it exists).
+    pub fn record_path(&self, record_hash: &B256) -> PathBuf {
+        self.root.join(RECORD_DIR).join(record_hex(record_hash))
+    }
+
+    /// The URI of a public record in a local store: `inft-local://record/<hex>`.
+    pub fn record_uri(&self, record_hash: &B256) -> String {
+        format!(
+            "{}://record/{}",
+            super::LOCAL_SCHEME,
+            record_hex(record_hash)
+        )
+    }
+
+    /// Stores already verified record bytes atomically (temp file, fsync, rename).
+    pub(crate) fn write_record_blocking(&self, hash: &B256, bytes: &[u8]) -> Result<(), BlobError> {
+        let dir = self.root.join(RECORD_DIR);
+        fs::create_dir_all(&dir)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix("record-")
+            .tempfile_in(&self.tmp)?;
+        tmp.write_all(bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(self.record_path(hash))
+            .map_err(|e| BlobError::Io(e.error))?;
+        sync_dir(&dir)?;
+        Ok(())
+    }
+
+    /// Reads and verifies a stored record. Blocking.
+    pub(crate) fn read_record_blocking(&self, hash: B256) -> Result<SignedRecord, BlobError> {
+        let path = self.record_path(&hash);
+        let bytes = match File::open(&path) {
+            Ok(f) => {
+                let mut buf = Vec::new();
+                // One byte over the limit is enough to refuse.
+                f.take(MAX_RECORD_LEN as u64 + 1).read_to_end(&mut buf)?;
+                buf
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(BlobError::NotFound {
+                    uri: self.record_uri(&hash),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        verify_record_bytes(&bytes, hash)
     }
 
     /// Removes a blob; returns whether it was there.
@@ -255,5 +308,22 @@ impl BlobStore for LocalDirStore {
 
     fn uri_for(&self, commitment: &Commitment) -> String {
         Self::uri(commitment)
+    }
+
+    async fn put_record(&self, record: &SignedRecord) -> Result<String, BlobError> {
+        let hash = record.record_hash();
+        let bytes = record_bytes(record)?;
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.write_record_blocking(&hash, &bytes))
+            .await
+            .map_err(|e| BlobError::Io(io::Error::other(e)))??;
+        Ok(self.record_uri(&hash))
+    }
+
+    async fn fetch_record(&self, record_hash: B256) -> Result<SignedRecord, BlobError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read_record_blocking(record_hash))
+            .await
+            .map_err(|e| BlobError::Io(io::Error::other(e)))?
     }
 }

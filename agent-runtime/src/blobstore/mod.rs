@@ -13,6 +13,9 @@
 //! | [`LocalDirStore`] | `inft-local://<hex commitment>` | `<root>/<hex commitment>`, written atomically (temp file, fsync, rename, fsync dir) |
 //! | [`HttpGatewayStore`] | `http(s)://<gateway>/blob/<hex commitment>` | a gateway ([`gateway::serve`]), downloaded into a local cache ([`LocalDirStore`]) and verified while streaming |
 //!
+//! Signed action records are stored beside the sealed blobs, in the clear and addressed by their
+//! record hash: see [`records`] and [`BlobStore::put_record`].
+//!
 //! The hex is the commitment in lowercase (64 digits, no `0x`). URIs name content, not a location you
 //! have to trust: a fetched blob is checked against the commitment the caller expects (from the
 //! chain), never against the URI alone.
@@ -20,13 +23,17 @@
 pub mod gateway;
 mod http;
 mod local;
+pub mod records;
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use alloy::primitives::B256;
 use async_trait::async_trait;
 use sealing::Commitment;
+
+use crate::record::SignedRecord;
 
 pub use crate::error::BlobError;
 pub use http::HttpGatewayStore;
@@ -81,6 +88,22 @@ pub trait BlobStore: Send + Sync {
 
     /// The URI under which this store serves the blob with this commitment.
     fn uri_for(&self, commitment: &Commitment) -> String;
+
+    /// Publishes a signed action record in the clear, addressed by its record hash (see
+    /// [`records`]), and returns its URI. Idempotent. Stores that hold only sealed blobs keep
+    /// the default, which refuses with [`BlobError::RecordsUnsupported`].
+    async fn put_record(&self, record: &SignedRecord) -> Result<String, BlobError> {
+        let _ = record;
+        Err(BlobError::RecordsUnsupported)
+    }
+
+    /// Fetches the record whose hash is `record_hash`, checking that the bytes are a signed
+    /// record with exactly that hash ([`BlobError::RecordMismatch`] otherwise,
+    /// [`BlobError::NotFound`] if the store does not have it).
+    async fn fetch_record(&self, record_hash: B256) -> Result<SignedRecord, BlobError> {
+        let _ = record_hash;
+        Err(BlobError::RecordsUnsupported)
+    }
 }
 
 /// A parsed blob URI.

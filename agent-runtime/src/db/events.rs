@@ -165,6 +165,25 @@ impl Db {
         Ok(done.rows_affected())
     }
 
+    /// Deletes the indexed events of one contract from `from_block` on (a reorganisation under
+    /// that contract's cursor). Returns how many rows were deleted.
+    pub async fn delete_contract_events_from(
+        &self,
+        chain_id: u64,
+        contract: Address,
+        from_block: u64,
+    ) -> Result<u64, DbError> {
+        let done = sqlx::query(
+            "DELETE FROM chain_events WHERE chain_id = $1 AND contract = $2 AND block_number >= $3",
+        )
+        .bind(to_i64("chain_id", chain_id)?)
+        .bind(addr_text(&contract))
+        .bind(to_i64("block_number", from_block)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// The indexer cursor of a contract.
     pub async fn chain_cursor(
         &self,

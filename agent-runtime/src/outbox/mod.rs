@@ -22,6 +22,12 @@
 //!    transaction) can never append a hash twice; the reverted attempt is reconciled in the next
 //!    step.
 //!
+//! 5. **Records are public before their hashes are.** With a record store
+//!    ([`Outbox::publishing`]), each signed record's envelope is put into the blob store right
+//!    after it is committed, addressed by its record hash, and [`Outbox::step`] publishes any
+//!    entry not yet published before it sends a batch: a hash never reaches the chain while
+//!    its record cannot be fetched and audited.
+//!
 //! So every committed record is retried until the chain holds it (at least once), and the chain
 //! accepts each sequence number once (at most once). Transient chain errors are retried with
 //! exponential backoff; entries keep their state, with `attempts` and `last_error` updated.
@@ -38,6 +44,7 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::blobstore::BlobStore;
 use crate::db::records::{insert_record_with_outbox, last_position};
 use crate::db::{Db, OutboxEntry, OutboxState};
 use crate::record::{ActionDraft, ActionRecord, FIRST_SEQ, LogId, SignedRecord};
@@ -178,6 +185,8 @@ struct Inner {
     /// token's earlier actions were logged by a previous owner's runtime).
     chain_floor: Mutex<HashMap<LogId, (u64, B256)>>,
     wake: Notify,
+    /// Where signed records are published for audits, if anywhere.
+    records: Option<Arc<dyn BlobStore>>,
 }
 
 /// The action-log outbox over a database and a chain. Cheap to clone (shared state).
@@ -196,7 +205,27 @@ impl std::fmt::Debug for Outbox {
 
 impl Outbox {
     /// An outbox writing to `db` and logging through `chain`.
-    pub fn new(db: Db, chain: Arc<dyn ChainLog>, mut config: OutboxConfig) -> Self {
+    pub fn new(db: Db, chain: Arc<dyn ChainLog>, config: OutboxConfig) -> Self {
+        Self::build(db, chain, None, config)
+    }
+
+    /// An outbox that also publishes every signed record to `records` (see
+    /// [`BlobStore::put_record`]) before its hash is logged, so anyone can audit the agent.
+    pub fn publishing(
+        db: Db,
+        chain: Arc<dyn ChainLog>,
+        records: Arc<dyn BlobStore>,
+        config: OutboxConfig,
+    ) -> Self {
+        Self::build(db, chain, Some(records), config)
+    }
+
+    fn build(
+        db: Db,
+        chain: Arc<dyn ChainLog>,
+        records: Option<Arc<dyn BlobStore>>,
+        mut config: OutboxConfig,
+    ) -> Self {
         config.max_batch = config.max_batch.clamp(1, MAX_BATCH);
         Self {
             inner: Arc::new(Inner {
@@ -205,7 +234,48 @@ impl Outbox {
                 config,
                 chain_floor: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
+                records,
             }),
+        }
+    }
+
+    /// Publishes one record to the record store (if any) and notes its URI in the database.
+    async fn publish(&self, signed: &SignedRecord) -> Result<(), OutboxError> {
+        let Some(store) = &self.inner.records else {
+            return Ok(());
+        };
+        let r = signed.record();
+        let uri = store
+            .put_record(signed)
+            .await
+            .map_err(|source| OutboxError::Publish { seq: r.seq, source })?;
+        self.inner
+            .db
+            .set_record_blob_uri(&r.log_id(), r.seq, &uri)
+            .await?;
+        tracing::debug!(seq = r.seq, %uri, "action record published");
+        Ok(())
+    }
+
+    /// Publishes the records of `seqs` that are not published yet.
+    async fn publish_missing(&self, log: &LogId, seqs: &[u64]) -> Result<(), OutboxError> {
+        if self.inner.records.is_none() {
+            return Ok(());
+        }
+        for &seq in seqs {
+            match self.inner.db.record(log, seq).await? {
+                Some(stored) if stored.blob_uri.is_none() => self.publish(&stored.record).await?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes right after the commit; a failure here is retried by the logger before the
+    /// record's hash is sent, so it only warns.
+    async fn publish_after_commit(&self, signed: &SignedRecord) {
+        if let Err(e) = self.publish(signed).await {
+            tracing::warn!(seq = signed.record().seq, error = %e, "publishing the action record failed; the logger retries before logging it");
         }
     }
 
@@ -304,6 +374,7 @@ impl Outbox {
         insert_record_with_outbox(&mut tx, &signed, agent.address()).await?;
         tx.commit().await.map_err(crate::db::DbError::from)?;
         tracing::debug!(%log, seq, hash = %signed.record_hash(), "action record appended to the outbox");
+        self.publish_after_commit(&signed).await;
         self.inner.wake.notify_one();
         Ok(signed)
     }
@@ -338,6 +409,7 @@ impl Outbox {
         }
         insert_record_with_outbox(&mut tx, signed, signer).await?;
         tx.commit().await.map_err(crate::db::DbError::from)?;
+        self.publish_after_commit(signed).await;
         self.inner.wake.notify_one();
         Ok(())
     }
@@ -386,6 +458,12 @@ impl Outbox {
         let first_seq = start.seq;
         let last_seq = first_seq + batch.len() as u64 - 1;
         let hashes: Vec<B256> = batch.iter().map(|e| e.record_hash).collect();
+        let seqs: Vec<u64> = batch.iter().map(|e| e.seq).collect();
+        if let Err(e) = self.publish_missing(log, &seqs).await {
+            db.record_outbox_failure(log, first_seq, last_seq, &e.to_string(), false)
+                .await?;
+            return Err(e);
+        }
 
         let tx_hash = match chain.log_actions(log, first_seq, &hashes).await {
             Ok(h) => h,

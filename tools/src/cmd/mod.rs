@@ -1,5 +1,6 @@
 //! One module per subcommand; shared option groups and helpers in [`common`].
 
+pub(crate) mod audit;
 pub(crate) mod authorize;
 pub(crate) mod common;
 pub(crate) mod dev;

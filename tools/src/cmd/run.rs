@@ -262,7 +262,14 @@ impl Run for RunArgs {
         };
         let chain = AlloyChainLog::new(log_provider, node.deployment.start_block);
         let db = node.db().await?;
-        let outbox = Outbox::new(db.clone(), Arc::new(chain), OutboxConfig::default());
+        // Every record is published to the blob store before its hash goes on chain, so
+        // anyone can `inft audit` the agent.
+        let outbox = Outbox::publishing(
+            db.clone(),
+            Arc::new(chain),
+            store.clone(),
+            OutboxConfig::default(),
+        );
 
         let progress = ctx.spinner(&format!(
             "running token {} as {role} {}",

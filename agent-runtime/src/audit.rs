@@ -1,0 +1,822 @@
+//! Audit an agent's actions from public data only: the chain, the indexed events
+//! ([`crate::indexer`]) and the public records in a blob store ([`BlobStore::fetch_record`]).
+//!
+//! [`audit_token`] rebuilds a token's history from its indexed `ActionsLogged`, `AgentSet`,
+//! `Transfer` and authorization events, then checks, for every logged action from seq 1 to the
+//! on-chain head (`ActionLog.chainOf`):
+//!
+//! - the indexed hashes fold into the contract's head (`head_n = keccak(head_{n-1} ‖ hash_n)`)
+//!   and cover every sequence number the chain reports;
+//! - the record behind each hash can be fetched and has exactly that hash
+//!   ([`Finding::MissingRecord`], [`Finding::ModifiedRecord`]);
+//! - the record sits at its own sequence number and links to the previous logged hash
+//!   ([`Finding::Reordered`], [`Finding::Misplaced`], [`Finding::BrokenLink`]);
+//! - its signature recovers the agent registered when it was logged (the agent changes with
+//!   each transfer, taken from `AgentSet` events) or a user the owner authorized to log in that
+//!   epoch ([`Finding::WrongSigner`]);
+//! - a record with a transaction hash has a receipt, whose status matches the record kind and
+//!   whose token transfers match the recorded fill ([`Finding::ReceiptMissing`],
+//!   [`Finding::ReceiptMismatch`]).
+//!
+//! Every finding names the sequence number of the action concerned. [`replay`] re-runs logged
+//! inferences with the recorded prompt, sampler settings and seed (for the owner or an
+//! authorized user, who can unseal the model) and compares output hashes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use alloy::primitives::{Address, B256, U256, keccak256};
+use alloy::providers::Provider;
+use alloy::sol_types::SolValue;
+use inft_contracts::bindings::ActionLog;
+use serde::Serialize;
+
+use crate::blobstore::{BlobError, BlobStore};
+use crate::db::{Db, DbError};
+use crate::engine::{ContextOptions, LoadedModel, SamplerSettings};
+use crate::indexer::TokenEvent;
+use crate::record::{ActionRecord, FIRST_SEQ, LogId, content_hash};
+
+/// Why an audit could not be carried out at all (as opposed to [`Finding`]s about the history).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    /// Reading the chain failed.
+    #[error("audit: chain request {what} failed: {detail}")]
+    Chain {
+        /// What was asked.
+        what: &'static str,
+        /// The error.
+        detail: String,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Which token to audit, and where its contracts are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditTarget {
+    /// EIP-155 chain id.
+    pub chain_id: u64,
+    /// The AgentNFT contract.
+    pub agent_nft: Address,
+    /// The ActionLog contract.
+    pub action_log: Address,
+    /// The token.
+    pub token_id: U256,
+}
+
+impl AuditTarget {
+    /// The token's action log.
+    pub fn log_id(&self) -> LogId {
+        LogId {
+            chain_id: self.chain_id,
+            action_log: self.action_log,
+            token_id: self.token_id,
+        }
+    }
+}
+
+/// Something wrong with a token's history, naming the action (seq) concerned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Finding {
+    /// The record logged at `seq` is not in the record store.
+    MissingRecord {
+        /// The action.
+        seq: u64,
+        /// Its hash on chain.
+        record_hash: B256,
+    },
+    /// The record store holds something else under the hash logged at `seq` (altered bytes).
+    ModifiedRecord {
+        /// The action.
+        seq: u64,
+        /// Its hash on chain.
+        record_hash: B256,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The records of `seq` and `other_seq` were logged in each other's place.
+    Reordered {
+        /// The first position of the pair.
+        seq: u64,
+        /// The second.
+        other_seq: u64,
+    },
+    /// The record logged at `seq` says it is action `record_seq`.
+    Misplaced {
+        /// The position on chain.
+        seq: u64,
+        /// The seq in the record.
+        record_seq: u64,
+    },
+    /// The record at `seq` does not link to the hash logged before it.
+    BrokenLink {
+        /// The action.
+        seq: u64,
+        /// The hash logged at `seq - 1` (zero for the first action).
+        expected_prev: B256,
+        /// The record's `prev_record_hash`.
+        record_prev: B256,
+    },
+    /// The record at `seq` belongs to another chain, contract or token.
+    WrongLog {
+        /// The action.
+        seq: u64,
+    },
+    /// The record at `seq` is not signed by the agent registered when it was logged (nor by a
+    /// user authorized to log then).
+    WrongSigner {
+        /// The action.
+        seq: u64,
+        /// The agent registered at the time.
+        expected: Address,
+        /// Who signed (zero if the signature recovers nobody).
+        actual: Address,
+    },
+    /// The transaction recorded at `seq` has no receipt on this chain.
+    ReceiptMissing {
+        /// The action.
+        seq: u64,
+        /// The recorded transaction.
+        tx_hash: B256,
+    },
+    /// The receipt of the transaction recorded at `seq` does not match the record.
+    ReceiptMismatch {
+        /// The action.
+        seq: u64,
+        /// The recorded transaction.
+        tx_hash: B256,
+        /// What differs.
+        detail: String,
+    },
+    /// The indexed events do not fold into the contract's head, or miss actions: the index is
+    /// incomplete or the node lies. `seq` is the chain's action count.
+    HeadMismatch {
+        /// The number of actions the contract reports.
+        seq: u64,
+        /// Actions found in the index.
+        indexed: u64,
+        /// The contract's head.
+        chain_head: B256,
+        /// The head folded from the indexed hashes.
+        indexed_head: B256,
+    },
+    /// The record at `seq` could not be checked (store unreachable, RPC error).
+    Unchecked {
+        /// The action.
+        seq: u64,
+        /// Why.
+        detail: String,
+    },
+}
+
+impl Finding {
+    /// The action concerned.
+    pub fn seq(&self) -> u64 {
+        match self {
+            Self::MissingRecord { seq, .. }
+            | Self::ModifiedRecord { seq, .. }
+            | Self::Reordered { seq, .. }
+            | Self::Misplaced { seq, .. }
+            | Self::BrokenLink { seq, .. }
+            | Self::WrongLog { seq }
+            | Self::WrongSigner { seq, .. }
+            | Self::ReceiptMissing { seq, .. }
+            | Self::ReceiptMismatch { seq, .. }
+            | Self::HeadMismatch { seq, .. }
+            | Self::Unchecked { seq, .. } => *seq,
+        }
+    }
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::MissingRecord { seq, record_hash } => {
+                write!(
+                    f,
+                    "action {seq}: record {record_hash} is missing from the record store"
+                )
+            }
+            Self::ModifiedRecord {
+                seq,
+                record_hash,
+                detail,
+            } => write!(
+                f,
+                "action {seq}: record {record_hash} was modified ({detail})"
+            ),
+            Self::Reordered { seq, other_seq } => {
+                write!(
+                    f,
+                    "actions {seq} and {other_seq} were logged in each other's place"
+                )
+            }
+            Self::Misplaced { seq, record_seq } => {
+                write!(
+                    f,
+                    "action {seq}: the record logged here is action {record_seq}"
+                )
+            }
+            Self::BrokenLink {
+                seq,
+                expected_prev,
+                record_prev,
+            } => write!(
+                f,
+                "action {seq}: links to {record_prev}, but {expected_prev} was logged before it"
+            ),
+            Self::WrongLog { seq } => {
+                write!(
+                    f,
+                    "action {seq}: the record belongs to another chain, contract or token"
+                )
+            }
+            Self::WrongSigner {
+                seq,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "action {seq}: signed by {actual}, not by the agent {expected}"
+            ),
+            Self::ReceiptMissing { seq, tx_hash } => {
+                write!(f, "action {seq}: transaction {tx_hash} has no receipt")
+            }
+            Self::ReceiptMismatch {
+                seq,
+                tx_hash,
+                detail,
+            } => write!(f, "action {seq}: transaction {tx_hash}: {detail}"),
+            Self::HeadMismatch {
+                seq,
+                indexed,
+                chain_head,
+                indexed_head,
+            } => write!(
+                f,
+                "the chain reports {seq} actions with head {chain_head}; the index holds {indexed} folding to {indexed_head}"
+            ),
+            Self::Unchecked { seq, detail } => write!(f, "action {seq}: not checked: {detail}"),
+        }
+    }
+}
+
+/// One logged action as the audit saw it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AuditedAction {
+    /// Position on chain.
+    pub seq: u64,
+    /// The hash logged there.
+    pub record_hash: B256,
+    /// Block of the `logActions` transaction.
+    pub block_number: u64,
+    /// The `logActions` transaction.
+    pub log_tx: B256,
+    /// Who sent it.
+    pub sender: Address,
+    /// The agent registered when it was logged.
+    pub agent: Address,
+    /// Who signed the record (if it was fetched and recovers).
+    pub signer: Option<Address>,
+    /// The record, if it was fetched and has the logged hash.
+    pub record: Option<ActionRecord>,
+    /// Whether no finding concerns this action.
+    pub ok: bool,
+}
+
+/// A change of the token's owner or agent, for the timeline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OwnershipChange {
+    /// Block.
+    pub block_number: u64,
+    /// The transaction.
+    pub tx_hash: B256,
+    /// `Transfer` (owner) or `AgentSet` (agent key).
+    pub event: &'static str,
+    /// The new owner or agent.
+    pub to: Address,
+    /// The token's epoch, for `AgentSet`.
+    pub epoch: Option<u64>,
+}
+
+/// The result of [`audit_token`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AuditReport {
+    /// EIP-155 chain id.
+    pub chain_id: u64,
+    /// AgentNFT.
+    pub agent_nft: Address,
+    /// ActionLog.
+    pub action_log: Address,
+    /// The token.
+    pub token_id: U256,
+    /// `chainOf(token).seq`: actions on chain.
+    pub chain_seq: u64,
+    /// `chainOf(token).head`.
+    pub chain_head: B256,
+    /// Owner and agent changes, in chain order.
+    pub history: Vec<OwnershipChange>,
+    /// Every logged action, in sequence order.
+    pub actions: Vec<AuditedAction>,
+    /// What is wrong, in sequence order (empty: the history audits clean).
+    pub findings: Vec<Finding>,
+}
+
+/// A point of the agent's PnL over time, from a record's `details.pnl_quote`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PnlPoint {
+    /// The action.
+    pub seq: u64,
+    /// When it was recorded (ms since the Unix epoch).
+    pub timestamp_ms: u64,
+    /// PnL in quote-token units (18 decimals assumed).
+    pub pnl: f64,
+}
+
+impl AuditReport {
+    /// Whether nothing is wrong.
+    pub fn is_clean(&self) -> bool {
+        self.findings.is_empty()
+    }
+
+    /// The findings about action `seq`.
+    pub fn findings_for(&self, seq: u64) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(move |f| f.seq() == seq)
+    }
+
+    /// The agent's PnL over time, from the records that carry `details.pnl_quote` (a signed
+    /// decimal in quote base units, as the trading strategies record it).
+    pub fn pnl_series(&self) -> Vec<PnlPoint> {
+        self.actions
+            .iter()
+            .filter_map(|a| {
+                let r = a.record.as_ref()?;
+                let pnl = match &r.details["pnl_quote"] {
+                    serde_json::Value::String(s) => s.parse::<f64>().ok()?,
+                    serde_json::Value::Number(n) => n.as_f64()?,
+                    _ => return None,
+                };
+                Some(PnlPoint {
+                    seq: a.seq,
+                    timestamp_ms: r.timestamp_ms,
+                    pnl: pnl / 1e18,
+                })
+            })
+            .collect()
+    }
+}
+
+/// One hash at its position, with what was true on chain when it was logged.
+struct Logged {
+    seq: u64,
+    hash: B256,
+    block_number: u64,
+    tx_hash: B256,
+    sender: Address,
+    agent: Address,
+    /// Users allowed to sign besides the agent (authorized to log in the current epoch).
+    executors: HashSet<Address>,
+}
+
+const SCOPE_LOG: u8 = inft_contracts::scopes::LOG;
+
+/// Audits `target`'s action history. Reads the indexed events from `db` (run
+/// [`Indexer::sync`](crate::indexer::Indexer::sync) first), the head and receipts from
+/// `provider`, and the records from `records`. Needs no wallet.
+pub async fn audit_token<P: Provider>(
+    provider: &P,
+    db: &Db,
+    records: &dyn BlobStore,
+    target: &AuditTarget,
+) -> Result<AuditReport, AuditError> {
+    let mut events = db
+        .chain_events_for_token(target.chain_id, target.agent_nft, target.token_id)
+        .await?;
+    events.extend(
+        db.chain_events_for_token(target.chain_id, target.action_log, target.token_id)
+            .await?,
+    );
+    events.sort_by_key(|e| (e.block_number, e.log_index));
+
+    // Walk the history: who the agent is, who may log, and every logged hash.
+    let mut agent = Address::ZERO;
+    let mut epoch = 0u64;
+    let mut grants: HashMap<Address, (u64, u8)> = HashMap::new();
+    let mut history = Vec::new();
+    let mut logged: BTreeMap<u64, Logged> = BTreeMap::new();
+    for e in &events {
+        let Some(event) = TokenEvent::from_indexed(&e.kind, &e.payload) else {
+            continue;
+        };
+        match event {
+            TokenEvent::AgentSet(a) => {
+                agent = a.agent;
+                epoch = a.epoch;
+                history.push(OwnershipChange {
+                    block_number: e.block_number,
+                    tx_hash: e.tx_hash,
+                    event: "AgentSet",
+                    to: a.agent,
+                    epoch: Some(a.epoch),
+                });
+            }
+            TokenEvent::Transfer(t) => history.push(OwnershipChange {
+                block_number: e.block_number,
+                tx_hash: e.tx_hash,
+                event: "Transfer",
+                to: t.to,
+                epoch: None,
+            }),
+            TokenEvent::UsageAuthorized(g) => {
+                grants.insert(g.user, (g.epoch, g.scopes));
+            }
+            TokenEvent::UsageRevoked(r) => {
+                grants.remove(&r.user);
+            }
+            TokenEvent::ActionsLogged(l) => {
+                // Grants of an earlier epoch were cleared by the transfer that ended it.
+                let executors: HashSet<Address> = grants
+                    .iter()
+                    .filter(|(_, (ep, scopes))| *ep == epoch && scopes & SCOPE_LOG != 0)
+                    .map(|(user, _)| *user)
+                    .collect();
+                for (i, h) in l.action_hashes.iter().enumerate() {
+                    let seq = l.first_seq.saturating_add(i as u64);
+                    logged.insert(
+                        seq,
+                        Logged {
+                            seq,
+                            hash: *h,
+                            block_number: e.block_number,
+                            tx_hash: e.tx_hash,
+                            sender: l.sender,
+                            agent,
+                            executors: executors.clone(),
+                        },
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let chain = ActionLog::new(target.action_log, provider)
+        .chainOf(target.token_id)
+        .call()
+        .await
+        .map_err(|e| AuditError::Chain {
+            what: "ActionLog.chainOf",
+            detail: e.to_string(),
+        })?;
+    let mut findings = Vec::new();
+
+    // The index must hold every seq from 1 to the head and fold into the contract's head.
+    let on_chain: Vec<&Logged> = logged.values().take_while(|l| l.seq <= chain.seq).collect();
+    let contiguous = on_chain
+        .iter()
+        .enumerate()
+        .all(|(i, l)| l.seq == FIRST_SEQ + i as u64);
+    let indexed_head = on_chain
+        .iter()
+        .fold(B256::ZERO, |head, l| keccak256((head, l.hash).abi_encode()));
+    if !contiguous || on_chain.len() as u64 != chain.seq || indexed_head != chain.head {
+        findings.push(Finding::HeadMismatch {
+            seq: chain.seq,
+            indexed: on_chain.len() as u64,
+            chain_head: chain.head,
+            indexed_head,
+        });
+    }
+
+    // Fetch every record.
+    let log_id = target.log_id();
+    let mut actions = Vec::with_capacity(on_chain.len());
+    let mut fetched: HashMap<u64, ActionRecord> = HashMap::new();
+    for l in &on_chain {
+        let mut action = AuditedAction {
+            seq: l.seq,
+            record_hash: l.hash,
+            block_number: l.block_number,
+            log_tx: l.tx_hash,
+            sender: l.sender,
+            agent: l.agent,
+            signer: None,
+            record: None,
+            ok: true,
+        };
+        match records.fetch_record(l.hash).await {
+            Ok(signed) => {
+                let signer = signed.signer().unwrap_or(Address::ZERO);
+                action.signer = Some(signer);
+                if signer != l.agent && !l.executors.contains(&signer) {
+                    findings.push(Finding::WrongSigner {
+                        seq: l.seq,
+                        expected: l.agent,
+                        actual: signer,
+                    });
+                }
+                let record = signed.into_record();
+                fetched.insert(l.seq, record.clone());
+                action.record = Some(record);
+            }
+            Err(BlobError::NotFound { .. }) => findings.push(Finding::MissingRecord {
+                seq: l.seq,
+                record_hash: l.hash,
+            }),
+            Err(BlobError::RecordMismatch { detail, .. }) => {
+                findings.push(Finding::ModifiedRecord {
+                    seq: l.seq,
+                    record_hash: l.hash,
+                    detail,
+                })
+            }
+            Err(e) => findings.push(Finding::Unchecked {
+                seq: l.seq,
+                detail: e.to_string(),
+            }),
+        }
+        actions.push(action);
+    }
+
+    // Positions and links.
+    let hash_at: HashMap<u64, B256> = on_chain.iter().map(|l| (l.seq, l.hash)).collect();
+    let mut paired: HashSet<u64> = HashSet::new();
+    for l in &on_chain {
+        let Some(r) = fetched.get(&l.seq) else {
+            continue;
+        };
+        if r.log_id() != log_id {
+            findings.push(Finding::WrongLog { seq: l.seq });
+            continue;
+        }
+        if r.seq != l.seq {
+            if paired.contains(&l.seq) {
+                continue;
+            }
+            let swapped = fetched.get(&r.seq).is_some_and(|other| other.seq == l.seq);
+            if swapped {
+                paired.insert(l.seq);
+                paired.insert(r.seq);
+                findings.push(Finding::Reordered {
+                    seq: l.seq.min(r.seq),
+                    other_seq: l.seq.max(r.seq),
+                });
+            } else {
+                findings.push(Finding::Misplaced {
+                    seq: l.seq,
+                    record_seq: r.seq,
+                });
+            }
+            continue;
+        }
+        let expected_prev = if l.seq == FIRST_SEQ {
+            B256::ZERO
+        } else {
+            hash_at.get(&(l.seq - 1)).copied().unwrap_or_default()
+        };
+        // The record after a swapped pair links to a hash logged out of place: the swap is
+        // already reported for the pair.
+        let after_pair = paired.contains(&(l.seq - 1).max(FIRST_SEQ)) && l.seq > FIRST_SEQ;
+        if r.prev_record_hash != expected_prev && !after_pair {
+            findings.push(Finding::BrokenLink {
+                seq: l.seq,
+                expected_prev,
+                record_prev: r.prev_record_hash,
+            });
+        }
+    }
+
+    // Receipts of recorded transactions.
+    for l in &on_chain {
+        let Some(r) = fetched.get(&l.seq) else {
+            continue;
+        };
+        let Some(tx_hash) = r.tx_hash else {
+            continue;
+        };
+        match provider.get_transaction_receipt(tx_hash).await {
+            Ok(Some(receipt)) => {
+                if let Some(detail) = receipt_mismatch(r, &receipt) {
+                    findings.push(Finding::ReceiptMismatch {
+                        seq: l.seq,
+                        tx_hash,
+                        detail,
+                    });
+                }
+            }
+            Ok(None) => findings.push(Finding::ReceiptMissing {
+                seq: l.seq,
+                tx_hash,
+            }),
+            Err(e) => findings.push(Finding::Unchecked {
+                seq: l.seq,
+                detail: format!("receipt of {tx_hash}: {e}"),
+            }),
+        }
+    }
+
+    findings.sort_by_key(Finding::seq);
+    for a in &mut actions {
+        a.ok = !findings
+            .iter()
+            .any(|f| f.seq() == a.seq && !matches!(f, Finding::HeadMismatch { .. }));
+    }
+    Ok(AuditReport {
+        chain_id: target.chain_id,
+        agent_nft: target.agent_nft,
+        action_log: target.action_log,
+        token_id: target.token_id,
+        chain_seq: chain.seq,
+        chain_head: chain.head,
+        history,
+        actions,
+        findings,
+    })
+}
+
+/// `Transfer(address,address,uint256)` of ERC-20 (and ERC-721) tokens.
+const ERC20_TRANSFER: B256 =
+    alloy::primitives::b256!("ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef");
+
+/// Compares a receipt with the record: status against the kind, and the recorded fill
+/// (`details.fill.{token_in, token_out, amount_in, amount_out}`) against the receipt's ERC-20
+/// transfers. `None` if they agree.
+fn receipt_mismatch(
+    record: &ActionRecord,
+    receipt: &alloy::rpc::types::TransactionReceipt,
+) -> Option<String> {
+    let reverted_kind = record.kind.as_str().ends_with("reverted");
+    if receipt.status() == reverted_kind {
+        return Some(format!(
+            "the record says {} but the receipt status is {}",
+            record.kind,
+            if receipt.status() {
+                "success"
+            } else {
+                "reverted"
+            }
+        ));
+    }
+    let fill = &record.details["fill"];
+    if !fill.is_object() || !receipt.status() {
+        return None;
+    }
+    let addr = |k: &str| fill[k].as_str().and_then(|s| s.parse::<Address>().ok());
+    let amount = |k: &str| {
+        fill[k]
+            .as_str()
+            .and_then(|s| U256::from_str_radix(s, 10).ok())
+    };
+    let moved = |token: Address, value: U256| {
+        receipt.inner.logs().iter().any(|log| {
+            log.address() == token
+                && log.topics().first() == Some(&ERC20_TRANSFER)
+                && U256::try_from_be_slice(log.data().data.as_ref()) == Some(value)
+        })
+    };
+    for (token_key, amount_key) in [("token_in", "amount_in"), ("token_out", "amount_out")] {
+        let (Some(token), Some(value)) = (addr(token_key), amount(amount_key)) else {
+            return Some(format!(
+                "the recorded fill has no valid {token_key}/{amount_key}"
+            ));
+        };
+        if !moved(token, value) {
+            return Some(format!(
+                "no transfer of {value} of token {token} in the receipt (recorded {amount_key})"
+            ));
+        }
+    }
+    None
+}
+
+/// Whether one logged inference reproduced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ReplayOutcome {
+    /// Same output hash.
+    Reproduced,
+    /// A different output: `reason` says what differs between the recorded run and this one.
+    Diverged {
+        /// `keccak256` of the replayed output.
+        replayed_output_hash: B256,
+        /// Why it may differ.
+        reason: String,
+    },
+    /// Not replayable: `reason` says why (no prompt kept, a different model, not an inference).
+    NotReplayable {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A replayed action.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReplayedAction {
+    /// The action.
+    pub seq: u64,
+    /// What happened.
+    #[serde(flatten)]
+    pub outcome: ReplayOutcome,
+}
+
+/// Re-runs the logged inferences of `records` on `model` (the token's unsealed model) with each
+/// record's prompt, sampler settings and seed, and compares output hashes. `local_build` is the
+/// llama.cpp build of this process ([`Engine::llama_build`](crate::engine::Engine::llama_build)):
+/// a divergence under a different build (or a GPU run replayed on CPU) is explained as such.
+///
+/// Blocking (runs the model): call it from a blocking thread in async code.
+pub fn replay(
+    model: &Arc<LoadedModel>,
+    context: &ContextOptions,
+    local_build: &str,
+    records: &[ActionRecord],
+) -> Vec<ReplayedAction> {
+    let model_hash: B256 = B256::from(model.sha256());
+    let mut ctx = None;
+    records
+        .iter()
+        .map(|r| {
+            let outcome = replay_one(model, &mut ctx, context, model_hash, local_build, r);
+            ReplayedAction {
+                seq: r.seq,
+                outcome,
+            }
+        })
+        .collect()
+}
+
+fn replay_one(
+    model: &Arc<LoadedModel>,
+    ctx: &mut Option<crate::engine::AgentContext>,
+    context: &ContextOptions,
+    model_hash: B256,
+    local_build: &str,
+    r: &ActionRecord,
+) -> ReplayOutcome {
+    let not = |reason: String| ReplayOutcome::NotReplayable { reason };
+    if r.sampler.is_null() || r.model_hash == B256::ZERO {
+        return not("not a model inference (no model or sampler settings recorded)".into());
+    }
+    let Some(prompt) = &r.prompt else {
+        return not("the prompt was not kept in the record (only its hash)".into());
+    };
+    if r.model_hash != model_hash {
+        return not(format!(
+            "recorded with model {}, this agent's model is {model_hash}",
+            r.model_hash
+        ));
+    }
+    let settings: SamplerSettings = match serde_json::from_value(r.sampler.clone()) {
+        Ok(s) => s,
+        Err(e) => return not(format!("unreadable sampler settings: {e}")),
+    };
+    if u64::from(settings.seed) != r.seed {
+        return not(format!(
+            "the record's seed {} differs from its sampler seed {}",
+            r.seed, settings.seed
+        ));
+    }
+    if ctx.is_none() {
+        match model.new_context(context) {
+            Ok(c) => *ctx = Some(c),
+            Err(e) => return not(format!("cannot create an inference context: {e}")),
+        }
+    }
+    let Some(c) = ctx.as_mut() else {
+        return not("no inference context".into());
+    };
+    let generation = match c.generate(prompt, &settings) {
+        Ok(g) => g,
+        Err(e) => return not(format!("inference failed: {e}")),
+    };
+    let replayed = content_hash(generation.text.as_bytes());
+    if replayed == r.output_hash {
+        return ReplayOutcome::Reproduced;
+    }
+    let reason = if r.llama_build != local_build {
+        let gpu = |b: &str| b.to_ascii_lowercase().contains("cuda");
+        if gpu(&r.llama_build) && !gpu(local_build) {
+            format!(
+                "recorded on a GPU build ({}), replayed on CPU ({local_build}): GPU kernels round differently",
+                r.llama_build
+            )
+        } else {
+            format!(
+                "recorded with llama.cpp build {}, replayed with {local_build}",
+                r.llama_build
+            )
+        }
+    } else {
+        "same model, settings and llama.cpp build, yet a different output: the recorded output was not produced by this inference".into()
+    };
+    ReplayOutcome::Diverged {
+        replayed_output_hash: replayed,
+        reason,
+    }
+}

@@ -1,0 +1,397 @@
+//! `inft audit`: rebuild an agent's history from chain events and public records, verify it,
+//! optionally replay its inferences, and write a self-contained HTML report.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use agent_runtime::audit::{
+    AuditReport, AuditTarget, ReplayOutcome, ReplayedAction, audit_token, replay,
+};
+use agent_runtime::engine::{ContextOptions, Engine};
+use agent_runtime::indexer::Indexer;
+use agent_runtime::lifecycle::open_agent;
+use agent_runtime::pipeline::UnsealOptions;
+use alloy::primitives::U256;
+use anyhow::{Context as _, bail};
+use clap::Args;
+use inft_contracts::scopes;
+use serde_json::json;
+
+use super::Run;
+use super::node::{NodeOpts, WalletOpts};
+use super::run::parse_token_id;
+use crate::cli::Context;
+
+/// `inft audit`
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    /// The token id (decimal or 0x-hex).
+    #[arg(value_parser = parse_token_id)]
+    token: U256,
+    #[command(flatten)]
+    node: NodeOpts,
+    /// Also write a self-contained HTML report (timeline, findings, PnL chart) to FILE.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// Re-run every logged inference with its recorded prompt, sampler settings and seed, and
+    /// compare output hashes. Needs a wallet that owns or is authorized to run the token.
+    #[arg(long)]
+    replay: bool,
+    #[command(flatten)]
+    wallet: WalletOpts,
+    /// Inference threads for --replay [default: the agent's configuration].
+    #[arg(long)]
+    threads: Option<u32>,
+}
+
+impl Run for AuditArgs {
+    async fn run(self, ctx: &Context) -> anyhow::Result<()> {
+        let node = self.node.load()?;
+        node.check_chain().await?;
+        let d = &node.deployment;
+        let reader = node.reader()?;
+        let db = node.db().await?;
+        let spinner = ctx.spinner("indexing chain events");
+        let synced = Indexer::new(
+            reader.clone(),
+            d.chain_id,
+            d.agent_nft,
+            d.action_log,
+            d.start_block,
+        )
+        .sync(&db)
+        .await
+        .context("indexing chain events")?;
+        spinner.set_message("verifying records");
+        let store = node.store()?;
+        let target = AuditTarget {
+            chain_id: d.chain_id,
+            agent_nft: d.agent_nft,
+            action_log: d.action_log,
+            token_id: self.token,
+        };
+        let report = audit_token(&reader, &db, store.as_ref(), &target).await?;
+
+        let replayed = if self.replay {
+            spinner.set_message("replaying inferences");
+            let wallet = self.wallet.signer(&node.home)?;
+            let nft = node.nft(&wallet)?;
+            let secret = node.sealing_secret(&wallet)?;
+            let opened = open_agent(
+                &nft,
+                store.as_ref(),
+                wallet.address(),
+                &secret,
+                self.token,
+                scopes::RUN,
+                &UnsealOptions::default(),
+            )
+            .await
+            .context("opening the agent for replay")?;
+            let agent = opened.agent;
+            let context = ContextOptions {
+                n_threads: self.threads.or(agent.config.context.n_threads),
+                ..agent.config.context
+            };
+            let records: Vec<_> = report
+                .actions
+                .iter()
+                .filter_map(|a| a.record.clone())
+                .collect();
+            let model = agent.model.clone();
+            let build = Engine::global()?.llama_build().to_owned();
+            Some(
+                tokio::task::spawn_blocking(move || replay(&model, &context, &build, &records))
+                    .await?,
+            )
+        } else {
+            None
+        };
+        spinner.finish_and_clear();
+
+        if let Some(path) = &self.html {
+            std::fs::write(path, html_report(&report, replayed.as_deref()))
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        let mut value = serde_json::to_value(&report)?;
+        value["clean"] = json!(report.is_clean());
+        value["indexed_to_block"] = json!(synced.to_block);
+        value["pnl"] = serde_json::to_value(report.pnl_series())?;
+        if let Some(r) = &replayed {
+            value["replay"] = serde_json::to_value(r)?;
+        }
+        if let Some(path) = &self.html {
+            value["html"] = json!(path);
+        }
+        ctx.emit(
+            summary(&report, replayed.as_deref(), self.html.as_ref()),
+            value,
+        );
+        if !report.is_clean() {
+            bail!(
+                "token {}: {} finding(s) in its action history",
+                self.token,
+                report.findings.len()
+            );
+        }
+        Ok(())
+    }
+}
+
+fn short(h: &impl std::fmt::Display) -> String {
+    let s = h.to_string();
+    if s.len() > 14 {
+        format!("{}…{}", &s[..8], &s[s.len() - 4..])
+    } else {
+        s
+    }
+}
+
+fn replay_counts(replayed: &[ReplayedAction]) -> (usize, usize, usize) {
+    let mut c = (0, 0, 0);
+    for r in replayed {
+        match r.outcome {
+            ReplayOutcome::Reproduced => c.0 += 1,
+            ReplayOutcome::Diverged { .. } => c.1 += 1,
+            _ => c.2 += 1,
+        }
+    }
+    c
+}
+
+fn replay_text(outcome: &ReplayOutcome) -> String {
+    match outcome {
+        ReplayOutcome::Reproduced => "reproduced".into(),
+        ReplayOutcome::Diverged { reason, .. } => format!("DIVERGED: {reason}"),
+        ReplayOutcome::NotReplayable { reason } => format!("not replayable: {reason}"),
+        _ => "unknown".into(),
+    }
+}
+
+/// The plain-text summary.
+fn summary(
+    report: &AuditReport,
+    replayed: Option<&[ReplayedAction]>,
+    html: Option<&PathBuf>,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "token {} on chain {}: {} action(s) on chain, head {}",
+        report.token_id, report.chain_id, report.chain_seq, report.chain_head
+    );
+    for h in &report.history {
+        let _ = writeln!(
+            out,
+            "  block {:>6}  {:<8} → {}{}",
+            h.block_number,
+            h.event,
+            h.to,
+            h.epoch.map(|e| format!(" (epoch {e})")).unwrap_or_default()
+        );
+    }
+    for a in &report.actions {
+        let (kind, when) = match &a.record {
+            Some(r) => (r.kind.to_string(), r.timestamp_ms.to_string()),
+            None => ("?".into(), "-".into()),
+        };
+        let replay = replayed
+            .and_then(|rs| rs.iter().find(|r| r.seq == a.seq))
+            .map(|r| format!("  [{}]", replay_text(&r.outcome)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  seq {:>3}  {:<10} {}  block {:>6}  {}  t={when}{replay}",
+            a.seq,
+            kind,
+            short(&a.record_hash),
+            a.block_number,
+            if a.ok { "ok" } else { "PROBLEM" },
+        );
+    }
+    if report.is_clean() {
+        let _ = writeln!(
+            out,
+            "audit clean: hash chain, signatures and receipts verified for all {} action(s)",
+            report.actions.len()
+        );
+    } else {
+        let _ = writeln!(out, "{} finding(s):", report.findings.len());
+        for f in &report.findings {
+            let _ = writeln!(out, "  - {f}");
+        }
+    }
+    if let Some(rs) = replayed {
+        let (ok, diverged, skipped) = replay_counts(rs);
+        let _ = writeln!(
+            out,
+            "replay: {ok} reproduced, {diverged} diverged, {skipped} not replayable (of {})",
+            rs.len()
+        );
+    }
+    if let Some(p) = html {
+        let _ = writeln!(out, "HTML report: {}", p.display());
+    }
+    out.trim_end().to_owned()
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// An inline SVG line chart of PnL over the action sequence.
+fn pnl_svg(report: &AuditReport) -> Option<String> {
+    let points = report.pnl_series();
+    if points.is_empty() {
+        return None;
+    }
+    let (w, h, pad) = (720.0_f64, 240.0_f64, 36.0_f64);
+    let min = points.iter().map(|p| p.pnl).fold(0.0_f64, f64::min);
+    let max = points.iter().map(|p| p.pnl).fold(0.0_f64, f64::max);
+    let span = if max - min > 0.0 { max - min } else { 1.0 };
+    let n = points.len().max(2) - 1;
+    let x = |i: usize| pad + (w - 2.0 * pad) * i as f64 / n as f64;
+    let y = |v: f64| h - pad - (h - 2.0 * pad) * (v - min) / span;
+    let path: Vec<String> = points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{:.1},{:.1}", x(i), y(p.pnl)))
+        .collect();
+    let dots: String = points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            format!(
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3"><title>seq {}: {:+.6}</title></circle>"#,
+                x(i),
+                y(p.pnl),
+                p.seq,
+                p.pnl
+            )
+        })
+        .collect();
+    Some(format!(
+        r##"<svg viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="PnL over time">
+<line x1="{pad}" x2="{x2}" y1="{zy:.1}" y2="{zy:.1}" stroke="#999" stroke-dasharray="4"/>
+<text x="4" y="{ty:.1}" font-size="11">{max:+.4}</text><text x="4" y="{by:.1}" font-size="11">{min:+.4}</text>
+<polyline fill="none" stroke="#2a6" stroke-width="2" points="{pts}"/>{dots}
+<text x="{pad}" y="{h}" font-size="11">seq {first}</text><text x="{x2}" y="{h}" font-size="11" text-anchor="end">seq {last}</text>
+</svg>"##,
+        x2 = w - pad,
+        zy = y(0.0),
+        ty = pad,
+        by = h - pad,
+        pts = path.join(" "),
+        first = points.first().map_or(0, |p| p.seq),
+        last = points.last().map_or(0, |p| p.seq),
+    ))
+}
+
+/// The self-contained HTML report.
+fn html_report(report: &AuditReport, replayed: Option<&[ReplayedAction]>) -> String {
+    let mut rows = String::new();
+    for a in &report.actions {
+        let (kind, output, ts) = match &a.record {
+            Some(r) => (
+                r.kind.to_string(),
+                r.output.chars().take(160).collect::<String>(),
+                r.timestamp_ms.to_string(),
+            ),
+            None => ("?".into(), String::new(), "-".into()),
+        };
+        let problems: Vec<String> = report
+            .findings_for(a.seq)
+            .map(|f| esc(&f.to_string()))
+            .collect();
+        let replay = replayed
+            .and_then(|rs| rs.iter().find(|r| r.seq == a.seq))
+            .map(|r| esc(&replay_text(&r.outcome)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            rows,
+            "<tr class=\"{cls}\"><td>{seq}</td><td>{kind}</td><td>{block}</td><td>{ts}</td><td><code>{hash}</code></td><td><code>{signer}</code></td><td>{output}</td><td>{status}</td><td>{replay}</td></tr>",
+            cls = if a.ok { "ok" } else { "bad" },
+            seq = a.seq,
+            kind = esc(&kind),
+            block = a.block_number,
+            hash = a.record_hash,
+            signer = a.signer.map(|s| s.to_string()).unwrap_or_default(),
+            output = esc(&output),
+            status = if problems.is_empty() {
+                "verified".to_owned()
+            } else {
+                problems.join("<br>")
+            },
+        );
+    }
+    let mut history = String::new();
+    for h in &report.history {
+        let _ = write!(
+            history,
+            "<li>block {} — {} → <code>{}</code>{}</li>",
+            h.block_number,
+            h.event,
+            h.to,
+            h.epoch.map(|e| format!(" (epoch {e})")).unwrap_or_default()
+        );
+    }
+    let verdict = if report.is_clean() {
+        format!(
+            "<p class=\"verdict ok\">Audit clean: hash chain, signatures and receipts verified for all {} action(s).</p>",
+            report.actions.len()
+        )
+    } else {
+        let items: String = report
+            .findings
+            .iter()
+            .map(|f| format!("<li>{}</li>", esc(&f.to_string())))
+            .collect();
+        format!(
+            "<p class=\"verdict bad\">{} finding(s):</p><ul>{items}</ul>",
+            report.findings.len()
+        )
+    };
+    let replay_summary = replayed
+        .map(|rs| {
+            let (ok, diverged, skipped) = replay_counts(rs);
+            format!(
+                "<p>Replay: {ok} reproduced, {diverged} diverged, {skipped} not replayable (of {}).</p>",
+                rs.len()
+            )
+        })
+        .unwrap_or_default();
+    let chart = pnl_svg(report)
+        .map(|svg| format!("<h2>PnL over time</h2>{svg}"))
+        .unwrap_or_default();
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>inft audit — token {token}</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}
+table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ddd;padding:4px 6px;vertical-align:top}}
+tr.bad{{background:#fee}}.verdict.ok{{color:#171}}.verdict.bad{{color:#b11;font-weight:bold}}
+code{{font-size:11px;word-break:break-all}}circle{{fill:#2a6}}
+</style></head><body>
+<h1>Audit of token {token}</h1>
+<p>Chain {chain} · AgentNFT <code>{nft}</code> · ActionLog <code>{log}</code></p>
+<p>{seq} action(s) on chain · head <code>{head}</code></p>
+{verdict}{replay_summary}
+<h2>Owners and agent keys</h2><ul>{history}</ul>
+{chart}
+<h2>Action timeline</h2>
+<table><thead><tr><th>seq</th><th>kind</th><th>block</th><th>time (ms)</th><th>record hash</th><th>signer</th><th>output</th><th>status</th><th>replay</th></tr></thead>
+<tbody>
+{rows}</tbody></table>
+</body></html>
+"#,
+        token = report.token_id,
+        chain = report.chain_id,
+        nft = report.agent_nft,
+        log = report.action_log,
+        seq = report.chain_seq,
+        head = report.chain_head,
+    )
+}
