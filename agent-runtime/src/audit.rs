@@ -545,6 +545,10 @@ pub async fn audit_token<P: Provider>(
 
     // Positions and links.
     let hash_at: HashMap<u64, B256> = on_chain.iter().map(|l| (l.seq, l.hash)).collect();
+    let hash_of_seq: HashMap<u64, B256> = on_chain
+        .iter()
+        .filter_map(|l| fetched.get(&l.seq).map(|r| (r.seq, l.hash)))
+        .collect();
     let mut paired: HashSet<u64> = HashSet::new();
     for l in &on_chain {
         let Some(r) = fetched.get(&l.seq) else {
@@ -574,15 +578,18 @@ pub async fn audit_token<P: Provider>(
             }
             continue;
         }
+        // The previous record is the one carrying seq - 1, wherever it was logged (after a
+        // reported swap, the record behind the pair links to the pair's second record).
         let expected_prev = if l.seq == FIRST_SEQ {
             B256::ZERO
         } else {
-            hash_at.get(&(l.seq - 1)).copied().unwrap_or_default()
+            hash_of_seq
+                .get(&(l.seq - 1))
+                .or_else(|| hash_at.get(&(l.seq - 1)))
+                .copied()
+                .unwrap_or_default()
         };
-        // The record after a swapped pair links to a hash logged out of place: the swap is
-        // already reported for the pair.
-        let after_pair = paired.contains(&(l.seq - 1).max(FIRST_SEQ)) && l.seq > FIRST_SEQ;
-        if r.prev_record_hash != expected_prev && !after_pair {
+        if r.prev_record_hash != expected_prev {
             findings.push(Finding::BrokenLink {
                 seq: l.seq,
                 expected_prev,
@@ -800,7 +807,11 @@ fn replay_one(
         return ReplayOutcome::Reproduced;
     }
     let reason = if r.llama_build != local_build {
-        let gpu = |b: &str| b.to_ascii_lowercase().contains("cuda");
+        // Build strings name the backend, e.g. "cuda=on" / "cuda=off".
+        let gpu = |b: &str| {
+            let b = b.to_ascii_lowercase();
+            b.contains("cuda") && !b.contains("cuda=off")
+        };
         if gpu(&r.llama_build) && !gpu(local_build) {
             format!(
                 "recorded on a GPU build ({}), replayed on CPU ({local_build}): GPU kernels round differently",

@@ -1,5 +1,6 @@
 //! End-to-end tests against a real anvil chain, the real contracts and real llama.cpp.
 
+mod audit;
 mod creative;
 mod trading;
 mod transfer;

@@ -1,0 +1,332 @@
+//! Issue 7's must-show: an intact history audits clean and replays 100% on CPU; a modified
+//! record, a missing record, a reordered pair and a record signed by a wrong key are each
+//! reported with the exact action concerned; the earnings split is exact to the wei.
+
+use std::sync::Arc;
+
+use agent_runtime::agent::run_steps;
+use agent_runtime::audit::{AuditReport, AuditTarget, Finding, ReplayOutcome, audit_token, replay};
+use agent_runtime::blobstore::{BlobStore, LocalDirStore};
+use agent_runtime::db::Db;
+use agent_runtime::engine::Engine;
+use agent_runtime::indexer::Indexer;
+use agent_runtime::outbox::{AlloyChainLog, Outbox, OutboxConfig};
+use agent_runtime::record::{ActionDraft, ActionKind, ActionRecord, SignedRecord};
+use alloy::primitives::{B256, U256};
+use alloy::providers::{DynProvider, Provider};
+use alloy::signers::local::PrivateKeySigner;
+use inft_contracts::bindings::ActionLog;
+use inft_contracts::scopes;
+use strategies::creative::CreativeStrategy;
+
+use crate::world::World;
+
+/// The public record store and the auditor's database of one test.
+struct Auditor {
+    records: Arc<LocalDirStore>,
+    db: Db,
+}
+
+impl Auditor {
+    async fn new(world: &World) -> anyhow::Result<Self> {
+        Ok(Self {
+            records: Arc::new(LocalDirStore::open(world.dir.path().join("public"))?),
+            db: Db::open(world.dir.path().join("auditor.db")).await?,
+        })
+    }
+
+    /// Indexes the chain (as anyone can, with a read-only provider) and audits `token`.
+    async fn audit(&self, world: &World, token: U256) -> anyhow::Result<AuditReport> {
+        let reader: DynProvider = alloy::providers::ProviderBuilder::new()
+            .connect_http(world.chain.endpoint_url())
+            .erased();
+        let d = &world.deployment;
+        Indexer::new(
+            reader.clone(),
+            d.chain_id,
+            d.agent_nft,
+            d.action_log,
+            d.start_block,
+        )
+        .sync(&self.db)
+        .await?;
+        let target = AuditTarget {
+            chain_id: d.chain_id,
+            agent_nft: d.agent_nft,
+            action_log: d.action_log,
+            token_id: token,
+        };
+        Ok(audit_token(&reader, &self.db, self.records.as_ref(), &target).await?)
+    }
+}
+
+fn draft(i: u64) -> ActionDraft {
+    ActionDraft {
+        kind: ActionKind::Creative,
+        model_hash: B256::repeat_byte(0x11),
+        prompt: format!("prompt {i}"),
+        keep_prompt: true,
+        output: format!("output {i}"),
+        sampler: serde_json::Value::Null,
+        seed: i,
+        llama_build: "test".into(),
+        tx_hash: None,
+        details: serde_json::json!({ "pnl_quote": (i as i64 * 1_000_000_000_000_000 - 2_000_000_000_000_000).to_string() }),
+    }
+}
+
+/// Builds `n` chained records for `token`, signing record `i` (from 1) with `signer_for(i)`,
+/// and publishes them.
+async fn build_records(
+    world: &World,
+    auditor: &Auditor,
+    token: U256,
+    n: u64,
+    signer_for: impl Fn(u64) -> PrivateKeySigner,
+) -> anyhow::Result<Vec<SignedRecord>> {
+    let log = world.log_id(token);
+    let mut prev = B256::ZERO;
+    let mut out = Vec::new();
+    for seq in 1..=n {
+        let signed = ActionRecord::new(&log, seq, prev, draft(seq), 1_700_000_000_000 + seq)
+            .sign(&signer_for(seq))?;
+        prev = signed.record_hash();
+        auditor.records.put_record(&signed).await?;
+        out.push(signed);
+    }
+    Ok(out)
+}
+
+/// Logs `hashes` from seq 1 on, sent by the agent key.
+async fn log_hashes(
+    world: &World,
+    agent: &PrivateKeySigner,
+    token: U256,
+    hashes: Vec<B256>,
+) -> anyhow::Result<()> {
+    let receipt = ActionLog::new(world.deployment.action_log, world.provider(agent))
+        .logActions(token, 1, hashes)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    anyhow::ensure!(receipt.status(), "logActions reverted");
+    Ok(())
+}
+
+/// A minted creative agent and its unsealed agent key.
+async fn minted_agent(world: &World, salt: u64) -> anyhow::Result<(U256, PrivateKeySigner)> {
+    let alice = world.actor(1).await?;
+    let minted = world.mint_creative(&alice, salt).await?;
+    let opened = world.open(&alice, minted.token_id, scopes::RUN).await?;
+    let key = opened
+        .agent
+        .agent_key
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("the owner unseals the agent key"))?;
+    Ok((minted.token_id, key))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intact_history_audits_clean_and_every_inference_replays() -> anyhow::Result<()> {
+    // Its own model: replay must load the model this run used.
+    let world = World::start_with_model_seed(21).await?;
+    let auditor = Auditor::new(&world).await?;
+    let alice = world.actor(1).await?;
+    let minted = world.mint_creative(&alice, 70).await?;
+    let token = minted.token_id;
+    let opened = world.open(&alice, token, scopes::RUN).await?;
+    let key = opened.agent.agent_key.clone().expect("owner gets the key");
+    let (mut session, _) = world.session(&opened, token, key.clone(), "run.db").await?;
+    // The runtime publishes each record before logging it.
+    let chain = AlloyChainLog::new(world.provider(&key), world.deployment.start_block);
+    let outbox = Outbox::publishing(
+        Db::open(world.dir.path().join("publishing.db")).await?,
+        Arc::new(chain),
+        auditor.records.clone(),
+        OutboxConfig::default(),
+    );
+    let mut strategy = CreativeStrategy::new("Write a short poem about the sea.");
+    let run = run_steps(&mut session, &mut strategy, &outbox, 3, |_| {}).await?;
+    assert_eq!(run.steps.len(), 3);
+    let local = outbox.db().records(&world.log_id(token), 0, 10).await?;
+    assert!(
+        local.iter().all(|r| r.blob_uri.is_some()),
+        "every record notes where it was published"
+    );
+
+    let report = auditor.audit(&world, token).await?;
+    assert!(report.is_clean(), "{:?}", report.findings);
+    assert_eq!(report.chain_seq, 3);
+    assert_eq!(report.actions.len(), 3);
+    for (a, step) in report.actions.iter().zip(&run.steps) {
+        assert_eq!(a.seq, step.seq);
+        assert_eq!(a.record_hash, step.record_hash);
+        assert_eq!(a.signer, Some(minted.agent));
+        assert!(a.ok);
+    }
+    assert!(
+        report
+            .history
+            .iter()
+            .any(|h| h.event == "AgentSet" && h.to == minted.agent)
+    );
+
+    // Indexing again changes nothing (idempotent, resumes from the cursor).
+    let again = auditor.audit(&world, token).await?;
+    assert_eq!(again, report);
+
+    // Replay on this CPU build reproduces every action.
+    let records: Vec<ActionRecord> = report
+        .actions
+        .iter()
+        .filter_map(|a| a.record.clone())
+        .collect();
+    let model = opened.agent.model.clone();
+    let context = opened.agent.config.context;
+    let build = Engine::global()?.llama_build().to_owned();
+    let replayed = tokio::task::block_in_place(|| replay(&model, &context, &build, &records));
+    assert_eq!(replayed.len(), 3);
+    assert!(
+        replayed
+            .iter()
+            .all(|r| r.outcome == ReplayOutcome::Reproduced),
+        "{replayed:?}"
+    );
+
+    // A record claiming another output, or made by another build, does not reproduce, and says why.
+    let mut forged = records[0].clone();
+    forged.output = "not what the model said".into();
+    forged.output_hash = agent_runtime::record::content_hash(forged.output.as_bytes());
+    let mut other_build = forged.clone();
+    other_build.llama_build = "llama-cpp-2 0.1.160; cuda=on".into();
+    let mut no_prompt = records[1].clone();
+    no_prompt.prompt = None;
+    let outcomes = tokio::task::block_in_place(|| {
+        replay(&model, &context, &build, &[forged, other_build, no_prompt])
+    });
+    assert!(
+        matches!(&outcomes[0].outcome, ReplayOutcome::Diverged { reason, .. } if reason.contains("same model")),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(&outcomes[1].outcome, ReplayOutcome::Diverged { reason, .. } if reason.contains("GPU")),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(&outcomes[2].outcome, ReplayOutcome::NotReplayable { reason } if reason.contains("prompt")),
+        "{outcomes:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modified_missing_reordered_and_wrongly_signed_records_are_pinned_to_their_action()
+-> anyhow::Result<()> {
+    let world = World::start().await?;
+    let auditor = Auditor::new(&world).await?;
+
+    // Token A: five good records, logged as they should be.
+    let (token_a, key_a) = minted_agent(&world, 71).await?;
+    let recs = build_records(&world, &auditor, token_a, 5, |_| key_a.clone()).await?;
+    log_hashes(
+        &world,
+        &key_a,
+        token_a,
+        recs.iter().map(SignedRecord::record_hash).collect(),
+    )
+    .await?;
+    let clean = auditor.audit(&world, token_a).await?;
+    assert!(clean.is_clean(), "{:?}", clean.findings);
+    assert_eq!(clean.pnl_series().len(), 5);
+
+    // A modified record (its output changed in the public store) is reported at seq 3.
+    let path = auditor.records.record_path(&recs[2].record_hash());
+    let original = std::fs::read(&path)?;
+    let tampered = String::from_utf8(original.clone())?.replace("output 3", "output X");
+    std::fs::write(&path, tampered)?;
+    let report = auditor.audit(&world, token_a).await?;
+    assert!(
+        matches!(
+            report.findings.as_slice(),
+            [Finding::ModifiedRecord { seq: 3, .. }]
+        ),
+        "{:?}",
+        report.findings
+    );
+    // A whole record swapped for another valid record: still seq 3, still modified.
+    std::fs::write(&path, recs[3].to_envelope_json()?)?;
+    let report = auditor.audit(&world, token_a).await?;
+    assert!(
+        matches!(
+            report.findings.as_slice(),
+            [Finding::ModifiedRecord { seq: 3, .. }]
+        ),
+        "{:?}",
+        report.findings
+    );
+    std::fs::write(&path, &original)?;
+
+    // A missing record is reported at seq 2.
+    let path = auditor.records.record_path(&recs[1].record_hash());
+    std::fs::remove_file(&path)?;
+    let report = auditor.audit(&world, token_a).await?;
+    assert!(
+        matches!(report.findings.as_slice(), [Finding::MissingRecord { seq: 2, record_hash }] if *record_hash == recs[1].record_hash()),
+        "{:?}",
+        report.findings
+    );
+    assert!(!report.actions[1].ok && report.actions[0].ok && report.actions[2].ok);
+    auditor.records.put_record(&recs[1]).await?;
+    assert!(auditor.audit(&world, token_a).await?.is_clean());
+
+    // Token B: records 3 and 4 logged in each other's place.
+    let (token_b, key_b) = minted_agent(&world, 72).await?;
+    let recs = build_records(&world, &auditor, token_b, 5, |_| key_b.clone()).await?;
+    let mut hashes: Vec<B256> = recs.iter().map(SignedRecord::record_hash).collect();
+    hashes.swap(2, 3);
+    log_hashes(&world, &key_b, token_b, hashes).await?;
+    let report = auditor.audit(&world, token_b).await?;
+    assert_eq!(
+        report.findings,
+        vec![Finding::Reordered {
+            seq: 3,
+            other_seq: 4
+        }],
+        "{:?}",
+        report.findings
+    );
+
+    // Token C: record 4 signed by a key that is not the agent's.
+    let (token_c, key_c) = minted_agent(&world, 73).await?;
+    let intruder = PrivateKeySigner::random();
+    let recs = build_records(&world, &auditor, token_c, 5, |seq| {
+        if seq == 4 {
+            intruder.clone()
+        } else {
+            key_c.clone()
+        }
+    })
+    .await?;
+    log_hashes(
+        &world,
+        &key_c,
+        token_c,
+        recs.iter().map(SignedRecord::record_hash).collect(),
+    )
+    .await?;
+    let report = auditor.audit(&world, token_c).await?;
+    assert_eq!(
+        report.findings,
+        vec![Finding::WrongSigner {
+            seq: 4,
+            expected: key_c.address(),
+            actual: intruder.address(),
+        }],
+        "{:?}",
+        report.findings
+    );
+    // The other tokens' audits are unaffected by token C's history.
+    assert!(auditor.audit(&world, token_a).await?.is_clean());
+    Ok(())
+}
