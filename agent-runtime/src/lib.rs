@@ -15,5 +15,6 @@ pub mod indexer;
 pub mod outbox;
 pub mod pipeline;
 pub mod record;
+pub mod royalties;
 pub mod transfer;
 pub mod wallet;

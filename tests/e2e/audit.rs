@@ -330,3 +330,127 @@ async fn modified_missing_reordered_and_wrongly_signed_records_are_pinned_to_the
     assert!(auditor.audit(&world, token_a).await?.is_clean());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn earnings_split_between_creator_contributor_and_holder_to_the_wei() -> anyhow::Result<()> {
+    use agent_runtime::royalties::{Role, claim, credits, owed, settle, split_of};
+    use inft_contracts::bindings::{AgentNFT, IAgentNFT};
+
+    let world = World::start().await?;
+    let signer = |i| {
+        world
+            .chain
+            .signer(i)
+            .ok_or_else(|| anyhow::anyhow!("no dev account {i}"))
+    };
+    // Dave creates the agent, Bob holds it, Carol contributed data, Erin pays it earnings.
+    let (dave, bob, carol, erin) = (signer(4)?, signer(2)?, signer(3)?, signer(5)?);
+    let nft = AgentNFT::new(world.deployment.agent_nft, world.provider(&dave));
+    let data = IAgentNFT::DataEntries {
+        dataHashes: vec![B256::repeat_byte(0xd1)],
+        sealedKeys: vec![vec![1u8; 8].into()],
+        uris: vec!["inft-local://x".into()],
+    };
+    let shares = IAgentNFT::Shares {
+        royaltyBps: 500,
+        creatorBps: 1_000,
+        contributors: vec![carol.address()],
+        contributorBps: vec![333],
+    };
+    let salt = alloy::primitives::aliases::U96::from(5u64);
+    let token = nft.tokenIdFor(dave.address(), salt).call().await?;
+    let receipt = nft
+        .mint(
+            bob.address(),
+            salt,
+            data,
+            alloy::primitives::Address::repeat_byte(0xa9),
+            shares,
+        )
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    anyhow::ensure!(receipt.status(), "mint reverted");
+
+    let reader = world.provider(&erin);
+    let split = split_of(
+        &reader,
+        world.deployment.agent_nft,
+        token,
+        world.deployment.start_block,
+    )
+    .await?;
+    assert_eq!(split.creator, dave.address());
+    assert_eq!(split.holder, bob.address());
+    assert_eq!(split.contributors, vec![(carol.address(), 333)]);
+    assert_eq!(split.royalty_bps, 500);
+
+    // An amount that does not divide evenly: every rounding shows.
+    let amount = U256::from(1_000_000_000_000_000_007u128);
+    let expected = credits(&split, amount);
+    let settlement = settle(
+        &reader,
+        world.deployment.earnings_splitter,
+        &split,
+        alloy::primitives::Address::ZERO,
+        amount,
+    )
+    .await?;
+    assert_eq!(settlement.credits, expected);
+    let creator_share = U256::from(100_000_000_000_000_000u128); // 10% of 1e18 + 7, rounded down
+    let contributor_share = U256::from(33_300_000_000_000_000u128); // 3.33%, rounded down
+    let holder_share = amount - creator_share - contributor_share;
+    let splitter = world.deployment.earnings_splitter;
+    let zero = alloy::primitives::Address::ZERO;
+    assert_eq!(
+        owed(&reader, splitter, dave.address(), zero).await?,
+        creator_share
+    );
+    assert_eq!(
+        owed(&reader, splitter, carol.address(), zero).await?,
+        contributor_share
+    );
+    assert_eq!(
+        owed(&reader, splitter, bob.address(), zero).await?,
+        holder_share
+    );
+    assert_eq!(
+        expected
+            .iter()
+            .map(|c| (c.role, c.amount))
+            .collect::<Vec<_>>(),
+        vec![
+            (Role::Creator, creator_share),
+            (Role::Contributor, contributor_share),
+            (Role::Holder, holder_share)
+        ]
+    );
+
+    // Carol claims hers to a fresh address: exactly her share arrives.
+    let payee = PrivateKeySigner::random().address();
+    let carol_provider = world.provider(&carol);
+    let (_, claimed) = claim(&carol_provider, splitter, carol.address(), zero, payee).await?;
+    assert_eq!(claimed, contributor_share);
+    assert_eq!(carol_provider.get_balance(payee).await?, contributor_share);
+    assert!(
+        owed(&reader, splitter, carol.address(), zero)
+            .await?
+            .is_zero()
+    );
+    // Nothing left to claim is an error, not a zero withdrawal.
+    assert!(
+        claim(&carol_provider, splitter, carol.address(), zero, payee)
+            .await
+            .is_err()
+    );
+    // A deposit with a wrong contributor list is refused by the contract.
+    let mut wrong = split.clone();
+    wrong.contributors = vec![(erin.address(), 333)];
+    assert!(
+        settle(&reader, splitter, &wrong, zero, amount)
+            .await
+            .is_err()
+    );
+    Ok(())
+}

@@ -1,0 +1,407 @@
+//! Royalties: an agent's earnings settled into the `EarningsSplitter`, split between its
+//! creator, its data contributors and its holder by the shares fixed at mint, and claimed by
+//! each party (pull payments); ERC-2981 royalty info for sales.
+//!
+//! [`split_of`] reads a token's shares from the chain (the contributor list from its
+//! `ContributorsSet` event, checked against the hash the NFT stores). [`credits`] computes what
+//! a deposit credits each party exactly as the contract does (each share
+//! `amount * bps / 10000` rounded down, the remainder to the holder), so a settlement can be
+//! checked to the wei. [`settle`] deposits earnings (ETH or an ERC-20), [`owed`] reads a
+//! party's balance and [`claim`] withdraws it.
+
+use alloy::primitives::{Address, B256, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::Filter;
+use alloy::sol_types::SolEvent;
+use inft_contracts::bindings::{AgentNFT, EarningsSplitter};
+use inft_contracts::contributors_hash;
+use serde::Serialize;
+
+mod erc20 {
+    #![allow(missing_docs)]
+    alloy::sol! {
+        #[sol(rpc)]
+        interface IERC20Approve {
+            function approve(address spender, uint256 amount) external returns (bool);
+        }
+    }
+}
+
+/// Basis points in a whole.
+pub const BPS: u64 = 10_000;
+
+/// Why a royalty operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RoyaltyError {
+    /// A contract call or transaction failed (revert, RPC or transport error).
+    #[error("{what}: {detail}")]
+    Chain {
+        /// What was being done.
+        what: &'static str,
+        /// The error.
+        detail: String,
+    },
+    /// A transaction was mined but reverted.
+    #[error("{what}: transaction {tx_hash} reverted")]
+    Reverted {
+        /// What was being done.
+        what: &'static str,
+        /// The transaction.
+        tx_hash: B256,
+    },
+    /// The token's `ContributorsSet` event was not found or does not match the stored hash.
+    #[error("the contributor list of token {token_id} cannot be established: {detail}")]
+    Contributors {
+        /// The token.
+        token_id: U256,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Nothing to deposit or claim.
+    #[error("amount is zero")]
+    ZeroAmount,
+}
+
+fn chain_err(what: &'static str) -> impl FnOnce(alloy::contract::Error) -> RoyaltyError {
+    move |e| RoyaltyError::Chain {
+        what,
+        detail: match inft_contracts::revert_of(&e) {
+            Some(revert) => format!("reverted: {revert:?}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+/// A token's earnings split, as fixed at mint (the holder is the owner now).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EarningsSplit {
+    /// The token.
+    pub token_id: U256,
+    /// The creator (the minter).
+    pub creator: Address,
+    /// The creator's share.
+    pub creator_bps: u16,
+    /// Data contributors and their shares.
+    pub contributors: Vec<(Address, u16)>,
+    /// The current holder, who gets the rest.
+    pub holder: Address,
+    /// ERC-2981 royalty on sales, paid to the creator, in basis points.
+    pub royalty_bps: u16,
+}
+
+/// Who a credit goes to (the contract's role numbers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The creator (role 0).
+    Creator,
+    /// A data contributor (role 1).
+    Contributor,
+    /// The holder (role 2).
+    Holder,
+}
+
+/// What a deposit credits one party.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Credit {
+    /// The party.
+    pub account: Address,
+    /// In which role.
+    pub role: Role,
+    /// The amount (wei or token base units).
+    pub amount: U256,
+}
+
+/// What a deposit of `amount` credits each party, exactly as `EarningsSplitter` computes it:
+/// each share rounded down, the holder gets the remainder, so the credits sum to `amount`.
+/// Zero credits are left out (the contract skips them too).
+pub fn credits(split: &EarningsSplit, amount: U256) -> Vec<Credit> {
+    let bps = U256::from(BPS);
+    let mut rest = amount;
+    let mut out = Vec::with_capacity(split.contributors.len() + 2);
+    let mut credit = |account, role, share: U256, rest: &mut U256| {
+        *rest = rest.saturating_sub(share);
+        if !share.is_zero() {
+            out.push(Credit {
+                account,
+                role,
+                amount: share,
+            });
+        }
+    };
+    // amount * bps / 10000 without overflow: Math.mulDiv in the contract is exact; U256's
+    // widening is emulated by splitting off the quotient.
+    let share_of = |b: u16| {
+        let b = U256::from(b);
+        (amount / bps) * b + (amount % bps) * b / bps
+    };
+    credit(
+        split.creator,
+        Role::Creator,
+        share_of(split.creator_bps),
+        &mut rest,
+    );
+    for &(account, b) in &split.contributors {
+        credit(account, Role::Contributor, share_of(b), &mut rest);
+    }
+    let holder_share = rest;
+    credit(split.holder, Role::Holder, holder_share, &mut rest);
+    out
+}
+
+/// Reads a token's split: `splitOf` and `tokenInfo` from the NFT, the contributor list from its
+/// `ContributorsSet` event (searched from `from_block`), checked against the stored hash.
+pub async fn split_of<P: Provider>(
+    provider: &P,
+    agent_nft: Address,
+    token_id: U256,
+    from_block: u64,
+) -> Result<EarningsSplit, RoyaltyError> {
+    let nft = AgentNFT::new(agent_nft, provider);
+    let split = nft
+        .splitOf(token_id)
+        .call()
+        .await
+        .map_err(chain_err("AgentNFT.splitOf"))?;
+    let info = nft
+        .tokenInfo(token_id)
+        .call()
+        .await
+        .map_err(chain_err("AgentNFT.tokenInfo"))?;
+    let contributors = if split.contributorsHash == B256::ZERO {
+        Vec::new()
+    } else {
+        let filter = Filter::new()
+            .address(agent_nft)
+            .event_signature(AgentNFT::ContributorsSet::SIGNATURE_HASH)
+            .topic1(B256::from(token_id))
+            .from_block(from_block);
+        let logs = provider
+            .get_logs(&filter)
+            .await
+            .map_err(|e| RoyaltyError::Chain {
+                what: "eth_getLogs ContributorsSet",
+                detail: e.to_string(),
+            })?;
+        let bad = |detail: String| RoyaltyError::Contributors { token_id, detail };
+        let log = logs
+            .last()
+            .ok_or_else(|| bad("no ContributorsSet event".into()))?;
+        let event = AgentNFT::ContributorsSet::decode_log(&log.inner)
+            .map_err(|e| bad(e.to_string()))?
+            .data;
+        if contributors_hash(&event.contributors, &event.contributorBps) != split.contributorsHash {
+            return Err(bad("the event does not match the stored hash".into()));
+        }
+        event
+            .contributors
+            .into_iter()
+            .zip(event.contributorBps)
+            .collect()
+    };
+    Ok(EarningsSplit {
+        token_id,
+        creator: split.creator,
+        creator_bps: split.creatorBps,
+        contributors,
+        holder: split.holder,
+        royalty_bps: info.royaltyBps,
+    })
+}
+
+/// A settled deposit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Settlement {
+    /// The deposit transaction.
+    pub tx_hash: B256,
+    /// The token paid (zero for ETH).
+    pub currency: Address,
+    /// The amount deposited.
+    pub amount: U256,
+    /// What each party was credited.
+    pub credits: Vec<Credit>,
+}
+
+/// Deposits `amount` of earnings for `split.token_id` into the splitter, from the provider's
+/// wallet: ETH when `currency` is zero, else that ERC-20 (approved first).
+pub async fn settle<P: Provider>(
+    provider: &P,
+    splitter: Address,
+    split: &EarningsSplit,
+    currency: Address,
+    amount: U256,
+) -> Result<Settlement, RoyaltyError> {
+    if amount.is_zero() {
+        return Err(RoyaltyError::ZeroAmount);
+    }
+    let contract = EarningsSplitter::new(splitter, provider);
+    let (accounts, bps): (Vec<Address>, Vec<u16>) = split.contributors.iter().copied().unzip();
+    let pending = if currency == Address::ZERO {
+        contract
+            .deposit(split.token_id, accounts, bps)
+            .value(amount)
+            .send()
+            .await
+            .map_err(chain_err("EarningsSplitter.deposit"))?
+    } else {
+        let approve = erc20::IERC20Approve::new(currency, provider)
+            .approve(splitter, amount)
+            .send()
+            .await
+            .map_err(chain_err("ERC20.approve"))?;
+        let receipt = approve
+            .get_receipt()
+            .await
+            .map_err(|e| RoyaltyError::Chain {
+                what: "ERC20.approve receipt",
+                detail: e.to_string(),
+            })?;
+        if !receipt.status() {
+            return Err(RoyaltyError::Reverted {
+                what: "ERC20.approve",
+                tx_hash: receipt.transaction_hash,
+            });
+        }
+        contract
+            .depositToken(split.token_id, currency, amount, accounts, bps)
+            .send()
+            .await
+            .map_err(chain_err("EarningsSplitter.depositToken"))?
+    };
+    let receipt = pending
+        .get_receipt()
+        .await
+        .map_err(|e| RoyaltyError::Chain {
+            what: "deposit receipt",
+            detail: e.to_string(),
+        })?;
+    if !receipt.status() {
+        return Err(RoyaltyError::Reverted {
+            what: "EarningsSplitter deposit",
+            tx_hash: receipt.transaction_hash,
+        });
+    }
+    // What the contract credited, from its events (fee-on-transfer tokens credit less).
+    let mut credited = Vec::new();
+    for log in receipt.inner.logs() {
+        if log.address() != splitter {
+            continue;
+        }
+        if let Ok(e) = EarningsSplitter::Credited::decode_log(&log.inner) {
+            let role = match e.data.role {
+                0 => Role::Creator,
+                1 => Role::Contributor,
+                _ => Role::Holder,
+            };
+            credited.push(Credit {
+                account: e.data.account,
+                role,
+                amount: e.data.amount,
+            });
+        }
+    }
+    Ok(Settlement {
+        tx_hash: receipt.transaction_hash,
+        currency,
+        amount,
+        credits: credited,
+    })
+}
+
+/// What `account` can claim from the splitter in `currency` (zero address: ETH).
+pub async fn owed<P: Provider>(
+    provider: &P,
+    splitter: Address,
+    account: Address,
+    currency: Address,
+) -> Result<U256, RoyaltyError> {
+    EarningsSplitter::new(splitter, provider)
+        .balanceOf(account, currency)
+        .call()
+        .await
+        .map_err(chain_err("EarningsSplitter.balanceOf"))
+}
+
+/// Withdraws everything the provider's wallet is owed in `currency` to `to`; returns the
+/// transaction and the amount.
+pub async fn claim<P: Provider>(
+    provider: &P,
+    splitter: Address,
+    account: Address,
+    currency: Address,
+    to: Address,
+) -> Result<(B256, U256), RoyaltyError> {
+    let amount = owed(provider, splitter, account, currency).await?;
+    if amount.is_zero() {
+        return Err(RoyaltyError::ZeroAmount);
+    }
+    let receipt = EarningsSplitter::new(splitter, provider)
+        .withdraw(currency, to)
+        .send()
+        .await
+        .map_err(chain_err("EarningsSplitter.withdraw"))?
+        .get_receipt()
+        .await
+        .map_err(|e| RoyaltyError::Chain {
+            what: "withdraw receipt",
+            detail: e.to_string(),
+        })?;
+    if !receipt.status() {
+        return Err(RoyaltyError::Reverted {
+            what: "EarningsSplitter.withdraw",
+            tx_hash: receipt.transaction_hash,
+        });
+    }
+    Ok((receipt.transaction_hash, amount))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(creator_bps: u16, contributors: Vec<(Address, u16)>) -> EarningsSplit {
+        EarningsSplit {
+            token_id: U256::from(1u64),
+            creator: Address::repeat_byte(1),
+            creator_bps,
+            contributors,
+            holder: Address::repeat_byte(9),
+            royalty_bps: 0,
+        }
+    }
+
+    #[test]
+    fn credits_round_down_and_sum_exactly() {
+        let s = split(
+            1000,
+            vec![(Address::repeat_byte(2), 333), (Address::repeat_byte(3), 1)],
+        );
+        for amount in [1u64, 7, 9_999, 10_000, 10_001, 1_000_000_000_000_000_007] {
+            let c = credits(&s, U256::from(amount));
+            let sum: U256 = c.iter().map(|c| c.amount).sum();
+            assert_eq!(sum, U256::from(amount), "{amount}");
+        }
+        let c = credits(&s, U256::from(10_001u64));
+        assert_eq!(c[0].amount, U256::from(1_000u64));
+        assert_eq!(c[1].amount, U256::from(333u64));
+        assert_eq!(c[2].amount, U256::from(1u64));
+        assert_eq!(c[3].role, Role::Holder);
+        assert_eq!(c[3].amount, U256::from(10_001u64 - 1_334));
+        // Tiny amounts: shares round to zero and are left out; the holder takes all.
+        let c = credits(&s, U256::from(3u64));
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].role, Role::Holder);
+        // No overflow near the top of the range.
+        let c = credits(&s, U256::MAX);
+        assert_eq!(c.iter().map(|c| c.amount).sum::<U256>(), U256::MAX);
+    }
+
+    #[test]
+    fn all_to_shares_leaves_the_holder_nothing() {
+        let s = split(5_000, vec![(Address::repeat_byte(2), 5_000)]);
+        let c = credits(&s, U256::from(10u64));
+        assert_eq!(c.len(), 2);
+        assert!(c.iter().all(|c| c.role != Role::Holder));
+    }
+}
