@@ -61,6 +61,8 @@ commands! {
     Run(cmd::run::RunArgs),
     /// Audit an agent's action history from chain events and public records (no wallet needed).
     Audit(cmd::audit::AuditArgs),
+    /// An agent's earnings split: show what each party is owed, settle earnings, claim.
+    Royalties(cmd::royalties::RoyaltiesArgs),
     /// Move an agent to another account: its keys rotate and the old owner is locked out.
     Transfer(cmd::transfer::TransferArgs),
     /// The re-encryption oracle for oracle-attested transfers.

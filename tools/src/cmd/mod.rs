@@ -8,6 +8,7 @@ pub(crate) mod keys;
 pub(crate) mod mint;
 pub(crate) mod node;
 pub(crate) mod oracle;
+pub(crate) mod royalties;
 pub(crate) mod run;
 pub(crate) mod seal;
 pub(crate) mod transfer;

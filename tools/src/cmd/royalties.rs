@@ -1,0 +1,232 @@
+//! `inft royalties`: show a token's earnings split and what each party is owed, settle earnings
+//! into the splitter, and claim what you are owed.
+
+use agent_runtime::royalties::{self, EarningsSplit, credits, owed, split_of};
+use alloy::primitives::{Address, U256};
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::Run;
+use super::node::{NodeOpts, WalletOpts};
+use super::run::parse_token_id;
+use crate::cli::Context;
+
+/// `inft royalties`
+#[derive(Debug, Args)]
+pub(crate) struct RoyaltiesArgs {
+    #[command(subcommand)]
+    command: RoyaltiesCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum RoyaltiesCommand {
+    /// A token's split (creator, contributors, holder, ERC-2981 royalty) and what each party
+    /// can claim now. Needs no wallet.
+    Show(ShowArgs),
+    /// Deposit an agent's earnings: the splitter credits creator, contributors and holder.
+    Settle(SettleArgs),
+    /// Withdraw everything your wallet is owed.
+    Claim(ClaimArgs),
+}
+
+/// `inft royalties show`
+#[derive(Debug, Args)]
+struct ShowArgs {
+    /// The token id (decimal or 0x-hex).
+    #[arg(value_parser = parse_token_id)]
+    token: U256,
+    #[command(flatten)]
+    node: NodeOpts,
+    /// ERC-20 earnings token [default: ETH].
+    #[arg(long, value_name = "ADDRESS")]
+    erc20: Option<Address>,
+    /// Also show the ERC-2981 royalty on a sale at this price (wei).
+    #[arg(long, value_name = "WEI")]
+    sale_price: Option<U256>,
+}
+
+/// `inft royalties settle`
+#[derive(Debug, Args)]
+struct SettleArgs {
+    /// The token id (decimal or 0x-hex).
+    #[arg(value_parser = parse_token_id)]
+    token: U256,
+    /// Amount of earnings to deposit, in wei (or the ERC-20's base units).
+    #[arg(long, value_name = "WEI")]
+    amount: U256,
+    /// ERC-20 earnings token [default: ETH].
+    #[arg(long, value_name = "ADDRESS")]
+    erc20: Option<Address>,
+    #[command(flatten)]
+    node: NodeOpts,
+    #[command(flatten)]
+    wallet: WalletOpts,
+}
+
+/// `inft royalties claim`
+#[derive(Debug, Args)]
+struct ClaimArgs {
+    /// ERC-20 to claim [default: ETH].
+    #[arg(long, value_name = "ADDRESS")]
+    erc20: Option<Address>,
+    /// Where to send it [default: your wallet].
+    #[arg(long, value_name = "ADDRESS")]
+    to: Option<Address>,
+    #[command(flatten)]
+    node: NodeOpts,
+    #[command(flatten)]
+    wallet: WalletOpts,
+}
+
+impl Run for RoyaltiesArgs {
+    async fn run(self, ctx: &Context) -> anyhow::Result<()> {
+        match self.command {
+            RoyaltiesCommand::Show(a) => a.run(ctx).await,
+            RoyaltiesCommand::Settle(a) => a.run(ctx).await,
+            RoyaltiesCommand::Claim(a) => a.run(ctx).await,
+        }
+    }
+}
+
+fn parties(split: &EarningsSplit) -> Vec<(&'static str, Address, u16)> {
+    let mut v = vec![("creator", split.creator, split.creator_bps)];
+    v.extend(
+        split
+            .contributors
+            .iter()
+            .map(|&(a, bps)| ("contributor", a, bps)),
+    );
+    let taken: u16 = v.iter().map(|p| p.2).sum();
+    v.push((
+        "holder",
+        split.holder,
+        (royalties::BPS as u16).saturating_sub(taken),
+    ));
+    v
+}
+
+fn currency_name(c: Address) -> String {
+    if c == Address::ZERO {
+        "wei".into()
+    } else {
+        format!("units of {c}")
+    }
+}
+
+impl ShowArgs {
+    async fn run(self, ctx: &Context) -> anyhow::Result<()> {
+        let node = self.node.load()?;
+        node.check_chain().await?;
+        let d = &node.deployment;
+        let reader = node.reader()?;
+        let split = split_of(&reader, d.agent_nft, self.token, d.start_block).await?;
+        let currency = self.erc20.unwrap_or(Address::ZERO);
+        let mut lines = vec![format!(
+            "token {}: earnings split (ERC-2981 royalty on sales: {} bps to the creator)",
+            self.token, split.royalty_bps
+        )];
+        let mut rows = Vec::new();
+        for (role, account, bps) in parties(&split) {
+            let owed_now = owed(&reader, d.earnings_splitter, account, currency).await?;
+            lines.push(format!(
+                "  {role:<11} {account}  {bps:>5} bps  owed {owed_now} {}",
+                currency_name(currency)
+            ));
+            rows.push(json!({ "role": role, "account": account, "bps": bps, "owed": owed_now.to_string() }));
+        }
+        let mut value = json!({
+            "token_id": self.token.to_string(),
+            "currency": currency,
+            "royalty_bps": split.royalty_bps,
+            "parties": rows,
+        });
+        if let Some(price) = self.sale_price {
+            let royalty = price * U256::from(split.royalty_bps) / U256::from(royalties::BPS);
+            lines.push(format!(
+                "  a sale at {price} wei pays {royalty} wei royalty to {}",
+                split.creator
+            ));
+            value["sale_royalty"] = json!(royalty.to_string());
+        }
+        ctx.emit(lines.join("\n"), value);
+        Ok(())
+    }
+}
+
+impl SettleArgs {
+    async fn run(self, ctx: &Context) -> anyhow::Result<()> {
+        let node = self.node.load()?;
+        node.check_chain().await?;
+        let d = &node.deployment;
+        let wallet = self.wallet.signer(&node.home)?;
+        let provider = node.provider(&wallet)?;
+        let split = split_of(&provider, d.agent_nft, self.token, d.start_block).await?;
+        let currency = self.erc20.unwrap_or(Address::ZERO);
+        let expected = credits(&split, self.amount);
+        let settled = royalties::settle(
+            &provider,
+            d.earnings_splitter,
+            &split,
+            currency,
+            self.amount,
+        )
+        .await
+        .context("settling earnings")?;
+        if self.erc20.is_none() && settled.credits != expected {
+            // ETH arrives whole: anything else means the contract and this tool disagree.
+            anyhow::bail!(
+                "the splitter credited {:?}, expected {:?}",
+                settled.credits,
+                expected
+            );
+        }
+        let human = std::iter::once(format!(
+            "deposited {} {} for token {} in {}",
+            self.amount,
+            currency_name(currency),
+            self.token,
+            settled.tx_hash
+        ))
+        .chain(settled.credits.iter().map(|c| {
+            format!(
+                "  {:<11} {}  +{}",
+                format!("{:?}", c.role).to_lowercase(),
+                c.account,
+                c.amount
+            )
+        }))
+        .collect::<Vec<_>>()
+        .join("\n");
+        ctx.emit(human, serde_json::to_value(&settled)?);
+        Ok(())
+    }
+}
+
+impl ClaimArgs {
+    async fn run(self, ctx: &Context) -> anyhow::Result<()> {
+        let node = self.node.load()?;
+        node.check_chain().await?;
+        let wallet = self.wallet.signer(&node.home)?;
+        let provider = node.provider(&wallet)?;
+        let currency = self.erc20.unwrap_or(Address::ZERO);
+        let to = self.to.unwrap_or(wallet.address());
+        let (tx, amount) = royalties::claim(
+            &provider,
+            node.deployment.earnings_splitter,
+            wallet.address(),
+            currency,
+            to,
+        )
+        .await
+        .context("claiming earnings")?;
+        ctx.emit(
+            format!(
+                "claimed {amount} {} to {to} in {tx}",
+                currency_name(currency)
+            ),
+            json!({ "amount": amount.to_string(), "currency": currency, "to": to, "tx_hash": tx }),
+        );
+        Ok(())
+    }
+}
