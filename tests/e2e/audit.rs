@@ -326,7 +326,64 @@ async fn modified_missing_reordered_and_wrongly_signed_records_are_pinned_to_the
         "{:?}",
         report.findings
     );
-    // The other tokens' audits are unaffected by token C's history.
+    // Token D: the owner rotates the agent key after 3 actions (AgentSet). Records are checked
+    // against the agent registered when they were logged: the new key's records are good, the
+    // old key's record after the rotation is not.
+    let alice = world.actor(1).await?;
+    let (token_d, old_key) = minted_agent(&world, 74).await?;
+    let new_key = PrivateKeySigner::random();
+    let fund = alloy::rpc::types::TransactionRequest::default()
+        .to(new_key.address())
+        .value(U256::from(10u64).pow(U256::from(18u64)));
+    alice
+        .nft
+        .provider()
+        .send_transaction(fund)
+        .await?
+        .get_receipt()
+        .await?;
+    let recs = build_records(&world, &auditor, token_d, 6, |seq| {
+        if seq <= 3 || seq == 6 {
+            old_key.clone()
+        } else {
+            new_key.clone()
+        }
+    })
+    .await?;
+    let hashes: Vec<B256> = recs.iter().map(SignedRecord::record_hash).collect();
+    log_hashes(&world, &old_key, token_d, hashes[..3].to_vec()).await?;
+    let rotated = inft_contracts::bindings::AgentNFT::new(
+        world.deployment.agent_nft,
+        alice.nft.provider().clone(),
+    )
+    .setAgent(token_d, new_key.address())
+    .send()
+    .await?
+    .get_receipt()
+    .await?;
+    anyhow::ensure!(rotated.status(), "setAgent reverted");
+    let receipt = ActionLog::new(world.deployment.action_log, world.provider(&new_key))
+        .logActions(token_d, 4, hashes[3..].to_vec())
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    anyhow::ensure!(receipt.status(), "logActions reverted");
+    let report = auditor.audit(&world, token_d).await?;
+    assert_eq!(
+        report.findings,
+        vec![Finding::WrongSigner {
+            seq: 6,
+            expected: new_key.address(),
+            actual: old_key.address(),
+        }],
+        "{:?}",
+        report.findings
+    );
+    assert_eq!(report.actions[2].agent, old_key.address());
+    assert_eq!(report.actions[3].agent, new_key.address());
+
+    // The other tokens' audits are unaffected by the others' histories.
     assert!(auditor.audit(&world, token_a).await?.is_clean());
     Ok(())
 }

@@ -395,3 +395,85 @@ code{{font-size:11px;word-break:break-all}}circle{{fill:#2a6}}
         head = report.chain_head,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use agent_runtime::audit::{AuditedAction, Finding};
+    use agent_runtime::record::{ActionDraft, ActionKind, ActionRecord, LogId};
+    use alloy::primitives::{Address, B256};
+
+    use super::*;
+
+    fn report(output: &str, pnl: &str, findings: Vec<Finding>) -> AuditReport {
+        let log = LogId {
+            chain_id: 31337,
+            action_log: Address::repeat_byte(2),
+            token_id: U256::from(9u64),
+        };
+        let actions = (1..=3u64)
+            .map(|seq| {
+                let draft = ActionDraft {
+                    kind: ActionKind::Trade,
+                    model_hash: B256::ZERO,
+                    prompt: String::new(),
+                    keep_prompt: true,
+                    output: output.into(),
+                    sampler: serde_json::Value::Null,
+                    seed: 0,
+                    llama_build: String::new(),
+                    tx_hash: None,
+                    details: json!({ "pnl_quote": pnl }),
+                };
+                AuditedAction {
+                    seq,
+                    record_hash: B256::repeat_byte(seq as u8),
+                    block_number: seq,
+                    log_tx: B256::ZERO,
+                    sender: Address::ZERO,
+                    agent: Address::ZERO,
+                    signer: Some(Address::ZERO),
+                    record: Some(ActionRecord::new(&log, seq, B256::ZERO, draft, seq)),
+                    ok: !findings.iter().any(|f| f.seq() == seq),
+                }
+            })
+            .collect();
+        AuditReport {
+            chain_id: 31337,
+            agent_nft: Address::repeat_byte(1),
+            action_log: Address::repeat_byte(2),
+            token_id: U256::from(9u64),
+            chain_seq: 3,
+            chain_head: B256::ZERO,
+            history: vec![],
+            actions,
+            findings,
+        }
+    }
+
+    #[test]
+    fn html_report_escapes_record_content_and_charts_pnl() {
+        let html = html_report(
+            &report("<script>alert(1)</script>", "-1500000000000000000", vec![]),
+            None,
+        );
+        assert!(!html.contains("<script>"), "record text must be escaped");
+        assert!(html.contains("&lt;script&gt;"));
+        assert!(html.contains("<svg"), "PnL chart");
+        assert!(html.contains("Audit clean"));
+    }
+
+    #[test]
+    fn findings_show_in_summary_and_html() {
+        let f = Finding::MissingRecord {
+            seq: 2,
+            record_hash: B256::repeat_byte(2),
+        };
+        let r = report("x", "not a number", vec![f]);
+        assert!(r.pnl_series().is_empty());
+        let html = html_report(&r, None);
+        assert!(html.contains("1 finding(s)") && html.contains("action 2"));
+        assert!(!html.contains("<svg"), "no chart without PnL");
+        let text = summary(&r, None, None);
+        assert!(text.contains("PROBLEM") && text.contains("action 2"));
+    }
+}

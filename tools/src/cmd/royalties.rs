@@ -127,12 +127,16 @@ impl ShowArgs {
             self.token, split.royalty_bps
         )];
         let mut rows = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for (role, account, bps) in parties(&split) {
+            // The splitter keeps one balance per account (all tokens, all roles).
             let owed_now = owed(&reader, d.earnings_splitter, account, currency).await?;
-            lines.push(format!(
-                "  {role:<11} {account}  {bps:>5} bps  owed {owed_now} {}",
-                currency_name(currency)
-            ));
+            let claimable = if seen.insert(account) {
+                format!("can claim {owed_now} {}", currency_name(currency))
+            } else {
+                "(same account as above)".to_owned()
+            };
+            lines.push(format!("  {role:<11} {account}  {bps:>5} bps  {claimable}"));
             rows.push(json!({ "role": role, "account": account, "bps": bps, "owed": owed_now.to_string() }));
         }
         let mut value = json!({
