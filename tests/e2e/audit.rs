@@ -383,6 +383,63 @@ async fn modified_missing_reordered_and_wrongly_signed_records_are_pinned_to_the
     assert_eq!(report.actions[2].agent, old_key.address());
     assert_eq!(report.actions[3].agent, new_key.address());
 
+    // Token E: records that name transactions. A trade whose receipt succeeded and moved the
+    // recorded amounts is good; a transaction that does not exist, a "reverted" trade whose
+    // transaction succeeded, and a fill the receipt does not show are each reported.
+    let (token_e, key_e) = minted_agent(&world, 75).await?;
+    let (tx_ok, token_in, token_out, amount_in, amount_out) = real_token_transfers(&world).await?;
+    let fill = |amount_out: U256| {
+        serde_json::json!({ "fill": {
+            "token_in": token_in, "token_out": token_out,
+            "amount_in": amount_in.to_string(), "amount_out": amount_out.to_string(),
+        }})
+    };
+    let mut drafts = Vec::new();
+    let mut d = draft(1);
+    d.kind = ActionKind::Trade;
+    d.tx_hash = Some(tx_ok);
+    d.details = fill(amount_out);
+    drafts.push(d.clone());
+    d.tx_hash = Some(B256::repeat_byte(0xee));
+    drafts.push(d.clone());
+    d.tx_hash = Some(tx_ok);
+    d.kind = ActionKind::Other("trade-reverted".into());
+    drafts.push(d.clone());
+    d.kind = ActionKind::Trade;
+    d.details = fill(amount_out + U256::from(1u64));
+    drafts.push(d);
+    let log = world.log_id(token_e);
+    let mut prev = B256::ZERO;
+    let mut hashes = Vec::new();
+    for (i, d) in drafts.into_iter().enumerate() {
+        let signed = ActionRecord::new(&log, i as u64 + 1, prev, d, 1).sign(&key_e)?;
+        prev = signed.record_hash();
+        auditor.records.put_record(&signed).await?;
+        hashes.push(prev);
+    }
+    log_hashes(&world, &key_e, token_e, hashes).await?;
+    let report = auditor.audit(&world, token_e).await?;
+    let kinds: Vec<(u64, &str)> = report
+        .findings
+        .iter()
+        .map(|f| {
+            (
+                f.seq(),
+                match f {
+                    Finding::ReceiptMissing { .. } => "missing",
+                    Finding::ReceiptMismatch { .. } => "mismatch",
+                    _ => "other",
+                },
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![(2, "missing"), (3, "mismatch"), (4, "mismatch")],
+        "{:?}",
+        report.findings
+    );
+
     // The other tokens' audits are unaffected by the others' histories.
     assert!(auditor.audit(&world, token_a).await?.is_clean());
     Ok(())
@@ -510,4 +567,51 @@ async fn earnings_split_between_creator_contributor_and_holder_to_the_wei() -> a
             .is_err()
     );
     Ok(())
+}
+
+/// A real swap on the dev market by the deployer (who holds both test tokens): a receipt with
+/// the two ERC-20 transfers a trade record names. Returns (tx, token_in, token_out, amount_in,
+/// amount_out).
+async fn real_token_transfers(
+    world: &World,
+) -> anyhow::Result<(
+    B256,
+    alloy::primitives::Address,
+    alloy::primitives::Address,
+    U256,
+    U256,
+)> {
+    use inft_contracts::bindings::{TestToken, UniswapV2Router02};
+    let deployer = world
+        .chain
+        .signer(0)
+        .ok_or_else(|| anyhow::anyhow!("no deployer"))?;
+    let provider = world.provider(&deployer);
+    let m = &world.deployment.market;
+    let amount_in = U256::from(10u64).pow(U256::from(18u64));
+    let approve = TestToken::new(m.quote_token, &provider)
+        .approve(m.router, amount_in)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    anyhow::ensure!(approve.status(), "approve reverted");
+    let router = UniswapV2Router02::new(m.router, &provider);
+    let path = vec![m.quote_token, m.base_token];
+    let amounts = router.getAmountsOut(amount_in, path.clone()).call().await?;
+    let amount_out = amounts[1];
+    let receipt = router
+        .swapExactTokensForTokens(amount_in, U256::ZERO, path, deployer.address(), U256::MAX)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    anyhow::ensure!(receipt.status(), "swap reverted");
+    Ok((
+        receipt.transaction_hash,
+        m.quote_token,
+        m.base_token,
+        amount_in,
+        amount_out,
+    ))
 }
