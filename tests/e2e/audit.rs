@@ -615,3 +615,79 @@ async fn real_token_transfers(
         amount_out,
     ))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexer_resumes_in_small_ranges_and_rewinds_a_reorganised_chain() -> anyhow::Result<()> {
+    use agent_runtime::indexer::IndexerConfig;
+    use inft_contracts::bindings::{AgentNFT, IAgentNFT};
+
+    let world = World::start().await?;
+    let db = Db::open(world.dir.path().join("index.db")).await?;
+    let reader: DynProvider = alloy::providers::ProviderBuilder::new()
+        .connect_http(world.chain.endpoint_url())
+        .erased();
+    let d = &world.deployment;
+    // Three blocks per request: the history is read in many ranges.
+    let indexer = Indexer::new(
+        reader.clone(),
+        d.chain_id,
+        d.agent_nft,
+        d.action_log,
+        d.start_block,
+    )
+    .with_config(IndexerConfig {
+        max_range: 3,
+        reorg_depth: 64,
+    });
+    indexer.sync(&db).await?;
+
+    let snapshot: U256 = reader.raw_request("evm_snapshot".into(), ()).await?;
+    let dave = world
+        .chain
+        .signer(4)
+        .ok_or_else(|| anyhow::anyhow!("no dev account"))?;
+    let nft = AgentNFT::new(d.agent_nft, world.provider(&dave));
+    let salt = alloy::primitives::aliases::U96::from(1u64);
+    let token = nft.tokenIdFor(dave.address(), salt).call().await?;
+    let data = IAgentNFT::DataEntries {
+        dataHashes: vec![B256::repeat_byte(0xd1)],
+        sealedKeys: vec![vec![1u8; 8].into()],
+        uris: vec!["inft-local://x".into()],
+    };
+    let shares = IAgentNFT::Shares {
+        royaltyBps: 0,
+        creatorBps: 0,
+        contributors: vec![],
+        contributorBps: vec![],
+    };
+    nft.mint(dave.address(), salt, data, dave.address(), shares)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    let report = indexer.sync(&db).await?;
+    assert!(!report.rewound);
+    let events = db
+        .chain_events_for_token(d.chain_id, d.agent_nft, token)
+        .await?;
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["Transfer", "DataSet", "AgentSet"]);
+    // Nothing new: a second sync writes nothing.
+    assert_eq!(indexer.sync(&db).await?.events, 0);
+
+    // The chain drops the mint and grows other blocks in its place.
+    let reverted: bool = reader.raw_request("evm_revert".into(), (snapshot,)).await?;
+    assert!(reverted);
+    for _ in 0..3 {
+        let _: serde_json::Value = reader.raw_request("evm_mine".into(), ()).await?;
+    }
+    let report = indexer.sync(&db).await?;
+    assert!(report.rewound, "the reorganisation is detected");
+    assert!(
+        db.chain_events_for_token(d.chain_id, d.agent_nft, token)
+            .await?
+            .is_empty(),
+        "events of replaced blocks are gone"
+    );
+    Ok(())
+}
