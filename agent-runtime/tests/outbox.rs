@@ -623,3 +623,107 @@ async fn background_logger_logs_what_is_appended() -> Result<()> {
     assert_eq!(chain.logged(&log), local_hashes(&outbox, &log).await?);
     Ok(())
 }
+
+/// A record store that refuses uploads while `down` is set (a gateway outage).
+struct FlakyRecords {
+    inner: agent_runtime::blobstore::LocalDirStore,
+    down: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl agent_runtime::blobstore::BlobStore for FlakyRecords {
+    async fn put_reader(
+        &self,
+        reader: Box<dyn std::io::Read + Send>,
+    ) -> Result<agent_runtime::blobstore::BlobRef, agent_runtime::blobstore::BlobError> {
+        self.inner.put_reader(reader).await
+    }
+    async fn fetch(
+        &self,
+        uri: &str,
+        expected: &sealing::Commitment,
+    ) -> Result<agent_runtime::blobstore::VerifiedBlob, agent_runtime::blobstore::BlobError> {
+        self.inner.fetch(uri, expected).await
+    }
+    fn uri_for(&self, commitment: &sealing::Commitment) -> String {
+        self.inner.uri_for(commitment)
+    }
+    async fn put_record(
+        &self,
+        record: &agent_runtime::record::SignedRecord,
+    ) -> Result<String, agent_runtime::blobstore::BlobError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(agent_runtime::blobstore::BlobError::Io(
+                std::io::Error::other("gateway down"),
+            ));
+        }
+        self.inner.put_record(record).await
+    }
+    async fn fetch_record(
+        &self,
+        record_hash: B256,
+    ) -> Result<agent_runtime::record::SignedRecord, agent_runtime::blobstore::BlobError> {
+        self.inner.fetch_record(record_hash).await
+    }
+}
+
+#[tokio::test]
+async fn records_are_published_before_their_hashes_reach_the_chain() -> Result<()> {
+    use agent_runtime::blobstore::BlobStore;
+    let dir = tempfile::tempdir()?;
+    let chain = FakeChain::default();
+    let store = Arc::new(FlakyRecords {
+        inner: agent_runtime::blobstore::LocalDirStore::open(dir.path().join("public"))?,
+        down: std::sync::atomic::AtomicBool::new(true),
+    });
+    let outbox = Outbox::publishing(
+        Db::open(dir.path().join("db.sqlite")).await?,
+        Arc::new(chain.clone()),
+        store.clone(),
+        config(),
+    );
+    let log = log_id(1);
+    let agent = PrivateKeySigner::random();
+    // The store is down: appending still commits the record (nothing is lost)...
+    let first = outbox.append(&log, draft(0), &agent).await?;
+    assert!(
+        outbox
+            .db()
+            .record(&log, 1)
+            .await?
+            .and_then(|r| r.blob_uri)
+            .is_none()
+    );
+    // ...but its hash is not logged while the record cannot be fetched by auditors.
+    let err = outbox
+        .step(&log)
+        .await
+        .expect_err("publishing must come first");
+    assert!(matches!(err, OutboxError::Publish { seq: 1, .. }), "{err}");
+    assert!(err.is_retryable());
+    assert!(chain.logged(&log).is_empty());
+    assert!(chain.state().sends.is_empty());
+
+    // The store is back: the logger publishes, then logs; later appends publish at once.
+    store.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let second = outbox.append(&log, draft(1), &agent).await?;
+    assert!(
+        outbox
+            .db()
+            .record(&log, 2)
+            .await?
+            .and_then(|r| r.blob_uri)
+            .is_some()
+    );
+    outbox.flush(&log).await?;
+    assert_eq!(
+        chain.logged(&log),
+        vec![first.record_hash(), second.record_hash()]
+    );
+    for signed in [&first, &second] {
+        assert_eq!(&store.fetch_record(signed.record_hash()).await?, signed);
+        let stored = outbox.db().record(&log, signed.record().seq).await?;
+        assert!(stored.and_then(|r| r.blob_uri).is_some());
+    }
+    Ok(())
+}
