@@ -210,6 +210,61 @@ pub async fn split_of<P: Provider>(
     })
 }
 
+/// Everything deposited so far for `token_id` in `currency` (zero address: ETH), from the
+/// splitter's `Deposited` events since `from_block`.
+pub async fn deposited<P: Provider>(
+    provider: &P,
+    splitter: Address,
+    token_id: U256,
+    currency: Address,
+    from_block: u64,
+) -> Result<U256, RoyaltyError> {
+    let filter = Filter::new()
+        .address(splitter)
+        .event_signature(EarningsSplitter::Deposited::SIGNATURE_HASH)
+        .topic1(B256::from(token_id))
+        .topic2(currency.into_word())
+        .from_block(from_block);
+    let logs = provider
+        .get_logs(&filter)
+        .await
+        .map_err(|e| RoyaltyError::Chain {
+            what: "eth_getLogs Deposited",
+            detail: e.to_string(),
+        })?;
+    let mut total = U256::ZERO;
+    for log in &logs {
+        if let Ok(e) = EarningsSplitter::Deposited::decode_log(&log.inner) {
+            total = total.saturating_add(e.data.amount);
+        }
+    }
+    Ok(total)
+}
+
+/// Realized earnings not settled yet: the latest `pnl_quote` of the audited history (in quote
+/// base units; a loss counts as zero) minus what was already deposited for the token in the
+/// quote token. Settling this amount after each epoch keeps the splitter level with the
+/// agent's earnings; `None` if the history records no PnL.
+pub fn unsettled_earnings(
+    report: &crate::audit::AuditReport,
+    already_deposited: U256,
+) -> Option<U256> {
+    let last = report.actions.iter().rev().find_map(|a| {
+        let r = a.record.as_ref()?;
+        match &r.details["pnl_quote"] {
+            serde_json::Value::String(s) => Some(s.clone()),
+            _ => None,
+        }
+    })?;
+    // A negative PnL has nothing to share.
+    let earned = if last.starts_with('-') {
+        U256::ZERO
+    } else {
+        U256::from_str_radix(last.trim_start_matches('+'), 10).ok()?
+    };
+    Some(earned.saturating_sub(already_deposited))
+}
+
 /// A settled deposit.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Settlement {
@@ -395,6 +450,75 @@ mod tests {
         // No overflow near the top of the range.
         let c = credits(&s, U256::MAX);
         assert_eq!(c.iter().map(|c| c.amount).sum::<U256>(), U256::MAX);
+    }
+
+    fn report_with_pnl(pnls: &[&str]) -> crate::audit::AuditReport {
+        use crate::record::{ActionDraft, ActionKind, ActionRecord, LogId};
+        let log = LogId {
+            chain_id: 1,
+            action_log: Address::ZERO,
+            token_id: U256::from(1u64),
+        };
+        let actions = pnls
+            .iter()
+            .enumerate()
+            .map(|(i, pnl)| {
+                let draft = ActionDraft {
+                    kind: ActionKind::Trade,
+                    model_hash: B256::ZERO,
+                    prompt: String::new(),
+                    keep_prompt: true,
+                    output: String::new(),
+                    sampler: serde_json::Value::Null,
+                    seed: 0,
+                    llama_build: String::new(),
+                    tx_hash: None,
+                    details: serde_json::json!({ "pnl_quote": pnl }),
+                };
+                crate::audit::AuditedAction {
+                    seq: i as u64 + 1,
+                    record_hash: B256::ZERO,
+                    block_number: 0,
+                    log_tx: B256::ZERO,
+                    sender: Address::ZERO,
+                    agent: Address::ZERO,
+                    signer: None,
+                    record: Some(ActionRecord::new(&log, i as u64 + 1, B256::ZERO, draft, 0)),
+                    ok: true,
+                }
+            })
+            .collect();
+        crate::audit::AuditReport {
+            chain_id: 1,
+            agent_nft: Address::ZERO,
+            action_log: Address::ZERO,
+            token_id: U256::from(1u64),
+            chain_seq: pnls.len() as u64,
+            chain_head: B256::ZERO,
+            history: vec![],
+            actions,
+            findings: vec![],
+        }
+    }
+
+    #[test]
+    fn unsettled_earnings_are_the_latest_pnl_less_deposits() {
+        let r = report_with_pnl(&["-5", "700", "1000"]);
+        assert_eq!(
+            unsettled_earnings(&r, U256::ZERO),
+            Some(U256::from(1000u64))
+        );
+        assert_eq!(
+            unsettled_earnings(&r, U256::from(400u64)),
+            Some(U256::from(600u64))
+        );
+        assert_eq!(
+            unsettled_earnings(&r, U256::from(5000u64)),
+            Some(U256::ZERO)
+        );
+        let loss = report_with_pnl(&["10", "-3"]);
+        assert_eq!(unsettled_earnings(&loss, U256::ZERO), Some(U256::ZERO));
+        assert_eq!(unsettled_earnings(&report_with_pnl(&[]), U256::ZERO), None);
     }
 
     #[test]

@@ -512,6 +512,17 @@ async fn earnings_split_between_creator_contributor_and_holder_to_the_wei() -> a
     )
     .await?;
     assert_eq!(settlement.credits, expected);
+    assert_eq!(
+        agent_runtime::royalties::deposited(
+            &reader,
+            world.deployment.earnings_splitter,
+            token,
+            alloy::primitives::Address::ZERO,
+            world.deployment.start_block,
+        )
+        .await?,
+        amount
+    );
     let creator_share = U256::from(100_000_000_000_000_000u128); // 10% of 1e18 + 7, rounded down
     let contributor_share = U256::from(33_300_000_000_000_000u128); // 3.33%, rounded down
     let holder_share = amount - creator_share - contributor_share;

@@ -53,8 +53,12 @@ struct SettleArgs {
     #[arg(value_parser = parse_token_id)]
     token: U256,
     /// Amount of earnings to deposit, in wei (or the ERC-20's base units).
-    #[arg(long, value_name = "WEI")]
-    amount: U256,
+    #[arg(long, value_name = "WEI", required_unless_present = "realized")]
+    amount: Option<U256>,
+    /// Deposit the agent's realized earnings not settled yet: its latest audited PnL (in the
+    /// dev market's quote token unless --erc20 says otherwise) minus earlier deposits.
+    #[arg(long, conflicts_with = "amount")]
+    realized: bool,
     /// ERC-20 earnings token [default: ETH].
     #[arg(long, value_name = "ADDRESS")]
     erc20: Option<Address>,
@@ -166,17 +170,38 @@ impl SettleArgs {
         let wallet = self.wallet.signer(&node.home)?;
         let provider = node.provider(&wallet)?;
         let split = split_of(&provider, d.agent_nft, self.token, d.start_block).await?;
-        let currency = self.erc20.unwrap_or(Address::ZERO);
-        let expected = credits(&split, self.amount);
-        let settled = royalties::settle(
-            &provider,
-            d.earnings_splitter,
-            &split,
-            currency,
-            self.amount,
-        )
-        .await
-        .context("settling earnings")?;
+        let (currency, amount) = match self.amount {
+            Some(amount) => (self.erc20.unwrap_or(Address::ZERO), amount),
+            None => {
+                let currency = self.erc20.unwrap_or(d.market.quote_token);
+                let report = audited(&node, self.token).await?;
+                let before = royalties::deposited(
+                    &provider,
+                    d.earnings_splitter,
+                    self.token,
+                    currency,
+                    d.start_block,
+                )
+                .await?;
+                let due = royalties::unsettled_earnings(&report, before)
+                    .with_context(|| format!("token {} records no PnL to settle", self.token))?;
+                if due.is_zero() {
+                    ctx.emit(
+                        format!(
+                            "token {}: nothing to settle ({before} already deposited)",
+                            self.token
+                        ),
+                        json!({ "token_id": self.token.to_string(), "amount": "0", "deposited": before.to_string() }),
+                    );
+                    return Ok(());
+                }
+                (currency, due)
+            }
+        };
+        let expected = credits(&split, amount);
+        let settled = royalties::settle(&provider, d.earnings_splitter, &split, currency, amount)
+            .await
+            .context("settling earnings")?;
         if self.erc20.is_none() && settled.credits != expected {
             // ETH arrives whole: anything else means the contract and this tool disagree.
             anyhow::bail!(
@@ -187,7 +212,7 @@ impl SettleArgs {
         }
         let human = std::iter::once(format!(
             "deposited {} {} for token {} in {}",
-            self.amount,
+            amount,
             currency_name(currency),
             self.token,
             settled.tx_hash
@@ -205,6 +230,41 @@ impl SettleArgs {
         ctx.emit(human, serde_json::to_value(&settled)?);
         Ok(())
     }
+}
+
+/// Indexes the chain and audits `token`, refusing a history with findings: earnings are only
+/// settled from a verified record of them.
+async fn audited(
+    node: &super::node::Node,
+    token: U256,
+) -> anyhow::Result<agent_runtime::audit::AuditReport> {
+    let d = &node.deployment;
+    let reader = node.reader()?;
+    let db = node.db().await?;
+    agent_runtime::indexer::Indexer::new(
+        reader.clone(),
+        d.chain_id,
+        d.agent_nft,
+        d.action_log,
+        d.start_block,
+    )
+    .sync(&db)
+    .await?;
+    let target = agent_runtime::audit::AuditTarget {
+        chain_id: d.chain_id,
+        agent_nft: d.agent_nft,
+        action_log: d.action_log,
+        token_id: token,
+    };
+    let store = node.store()?;
+    let report = agent_runtime::audit::audit_token(&reader, &db, store.as_ref(), &target).await?;
+    if !report.is_clean() {
+        anyhow::bail!(
+            "token {token}'s history has {} finding(s) (see `inft audit {token}`): not settling from it",
+            report.findings.len()
+        );
+    }
+    Ok(report)
 }
 
 impl ClaimArgs {
