@@ -650,9 +650,10 @@ pub async fn audit_token<P: Provider>(
 const ERC20_TRANSFER: B256 =
     alloy::primitives::b256!("ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef");
 
-/// Compares a receipt with the record: status against the kind, and the recorded fill
-/// (`details.fill.{token_in, token_out, amount_in, amount_out}`) against the receipt's ERC-20
-/// transfers. `None` if they agree.
+/// Compares a receipt with the record: status against the kind, `details.block_mined` against
+/// the receipt's block, and the recorded fill (`details.fill.{token_in, token_out, amount_in,
+/// amount_out}`, as the trading strategies record it) against the receipt's ERC-20 transfers.
+/// `None` if they agree.
 fn receipt_mismatch(
     record: &ActionRecord,
     receipt: &alloy::rpc::types::TransactionReceipt,
@@ -667,6 +668,14 @@ fn receipt_mismatch(
             } else {
                 "reverted"
             }
+        ));
+    }
+    if let (Some(recorded), Some(mined)) =
+        (record.details["block_mined"].as_u64(), receipt.block_number)
+        && recorded != mined
+    {
+        return Some(format!(
+            "the record says it was mined in block {recorded}, the receipt says {mined}"
         ));
     }
     let fill = &record.details["fill"];
