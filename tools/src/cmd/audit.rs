@@ -147,6 +147,28 @@ fn short(h: &impl std::fmt::Display) -> String {
     }
 }
 
+/// `YYYY-MM-DD HH:MM:SS` UTC for milliseconds since the Unix epoch (civil-from-days, so no
+/// date crate is needed for one column).
+fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 fn replay_counts(replayed: &[ReplayedAction]) -> (usize, usize, usize) {
     let mut c = (0, 0, 0);
     for r in replayed {
@@ -192,7 +214,7 @@ fn summary(
     }
     for a in &report.actions {
         let (kind, when) = match &a.record {
-            Some(r) => (r.kind.to_string(), r.timestamp_ms.to_string()),
+            Some(r) => (r.kind.to_string(), utc(r.timestamp_ms)),
             None => ("?".into(), "-".into()),
         };
         let replay = replayed
@@ -201,7 +223,7 @@ fn summary(
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  seq {:>3}  {:<10} {}  block {:>6}  {}  t={when}{replay}",
+            "  seq {:>3}  {:<10} {}  block {:>6}  {when}  {}{replay}",
             a.seq,
             kind,
             short(&a.record_hash),
@@ -298,7 +320,7 @@ fn html_report(report: &AuditReport, replayed: Option<&[ReplayedAction]>) -> Str
             Some(r) => (
                 r.kind.to_string(),
                 r.output.chars().take(160).collect::<String>(),
-                r.timestamp_ms.to_string(),
+                utc(r.timestamp_ms),
             ),
             None => ("?".into(), String::new(), "-".into()),
         };
@@ -382,7 +404,7 @@ code{{font-size:11px;word-break:break-all}}circle{{fill:#2a6}}
 <h2>Owners and agent keys</h2><ul>{history}</ul>
 {chart}
 <h2>Action timeline</h2>
-<table><thead><tr><th>seq</th><th>kind</th><th>block</th><th>time (ms)</th><th>record hash</th><th>signer</th><th>output</th><th>status</th><th>replay</th></tr></thead>
+<table><thead><tr><th>seq</th><th>kind</th><th>block</th><th>time (UTC)</th><th>record hash</th><th>signer</th><th>output</th><th>status</th><th>replay</th></tr></thead>
 <tbody>
 {rows}</tbody></table>
 </body></html>
@@ -448,6 +470,13 @@ mod tests {
             actions,
             findings,
         }
+    }
+
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(utc(1_795_317_347_751), "2026-11-22 03:15:47");
     }
 
     #[test]
