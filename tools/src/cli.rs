@@ -63,6 +63,8 @@ commands! {
     Audit(cmd::audit::AuditArgs),
     /// An agent's earnings split: show what each party is owed, settle earnings, claim.
     Royalties(cmd::royalties::RoyaltiesArgs),
+    /// Serve your blob store (sealed blobs, public action records) to other parties over HTTP.
+    Gateway(cmd::gateway::GatewayArgs),
     /// Move an agent to another account: its keys rotate and the old owner is locked out.
     Transfer(cmd::transfer::TransferArgs),
     /// The re-encryption oracle for oracle-attested transfers.

@@ -4,6 +4,7 @@ pub(crate) mod audit;
 pub(crate) mod authorize;
 pub(crate) mod common;
 pub(crate) mod dev;
+pub(crate) mod gateway;
 pub(crate) mod keys;
 pub(crate) mod mint;
 pub(crate) mod node;
