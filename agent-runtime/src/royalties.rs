@@ -265,6 +265,22 @@ pub fn unsettled_earnings(
     Some(earned.saturating_sub(already_deposited))
 }
 
+/// ERC-2981: who receives how much royalty on a sale of `token_id` at `sale_price`, as the
+/// NFT's `royaltyInfo` answers (marketplaces pay it).
+pub async fn royalty_on_sale<P: Provider>(
+    provider: &P,
+    agent_nft: Address,
+    token_id: U256,
+    sale_price: U256,
+) -> Result<(Address, U256), RoyaltyError> {
+    let r = AgentNFT::new(agent_nft, provider)
+        .royaltyInfo(token_id, sale_price)
+        .call()
+        .await
+        .map_err(chain_err("AgentNFT.royaltyInfo"))?;
+    Ok((r._0, r._1))
+}
+
 /// A settled deposit.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Settlement {

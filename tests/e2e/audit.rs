@@ -499,6 +499,17 @@ async fn earnings_split_between_creator_contributor_and_holder_to_the_wei() -> a
     assert_eq!(split.holder, bob.address());
     assert_eq!(split.contributors, vec![(carol.address(), 333)]);
     assert_eq!(split.royalty_bps, 500);
+    // ERC-2981 on a sale: 5% to the creator.
+    assert_eq!(
+        agent_runtime::royalties::royalty_on_sale(
+            &reader,
+            world.deployment.agent_nft,
+            token,
+            U256::from(2_000_000u64)
+        )
+        .await?,
+        (dave.address(), U256::from(100_000u64))
+    );
 
     // An amount that does not divide evenly: every rounding shows.
     let amount = U256::from(1_000_000_000_000_000_007u128);

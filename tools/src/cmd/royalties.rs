@@ -150,10 +150,10 @@ impl ShowArgs {
             "parties": rows,
         });
         if let Some(price) = self.sale_price {
-            let royalty = price * U256::from(split.royalty_bps) / U256::from(royalties::BPS);
+            let (receiver, royalty) =
+                royalties::royalty_on_sale(&reader, d.agent_nft, self.token, price).await?;
             lines.push(format!(
-                "  a sale at {price} wei pays {royalty} wei royalty to {}",
-                split.creator
+                "  ERC-2981: a sale at {price} wei pays {royalty} wei royalty to {receiver}"
             ));
             value["sale_royalty"] = json!(royalty.to_string());
         }
