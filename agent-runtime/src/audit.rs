@@ -386,8 +386,8 @@ struct Logged {
 const SCOPE_LOG: u8 = inft_contracts::scopes::LOG;
 
 /// Audits `target`'s action history. Reads the indexed events from `db` (run
-/// [`Indexer::sync`](crate::indexer::Indexer::sync) first), the head and receipts from
-/// `provider`, and the records from `records`. Needs no wallet.
+/// [`Indexer::sync`](crate::indexer::Indexer::sync) first), the head (as of the last indexed
+/// block) and receipts from `provider`, and the records from `records`. Needs no wallet.
 pub async fn audit_token<P: Provider>(
     provider: &P,
     db: &Db,
@@ -465,14 +465,22 @@ pub async fn audit_token<P: Provider>(
         }
     }
 
-    let chain = ActionLog::new(target.action_log, provider)
-        .chainOf(target.token_id)
-        .call()
-        .await
-        .map_err(|e| AuditError::Chain {
-            what: "ActionLog.chainOf",
-            detail: e.to_string(),
-        })?;
+    // The head as of the last block the index covers, so actions logged since the last sync
+    // (a live agent) are not mistaken for a gap in the index.
+    let indexed_to = db
+        .chain_cursor(target.chain_id, target.action_log)
+        .await?
+        .and_then(|c| c.next_block.checked_sub(1));
+    let contract = ActionLog::new(target.action_log, provider);
+    let call = contract.chainOf(target.token_id);
+    let call = match indexed_to {
+        Some(block) => call.block(alloy::eips::BlockId::number(block)),
+        None => call,
+    };
+    let chain = call.call().await.map_err(|e| AuditError::Chain {
+        what: "ActionLog.chainOf",
+        detail: e.to_string(),
+    })?;
     let mut findings = Vec::new();
 
     // The index must hold every seq from 1 to the head and fold into the contract's head.

@@ -229,6 +229,7 @@ async fn modified_missing_reordered_and_wrongly_signed_records_are_pinned_to_the
     // Token A: five good records, logged as they should be.
     let (token_a, key_a) = minted_agent(&world, 71).await?;
     let recs = build_records(&world, &auditor, token_a, 5, |_| key_a.clone()).await?;
+    let recs_a = recs.clone();
     log_hashes(
         &world,
         &key_a,
@@ -441,7 +442,44 @@ async fn modified_missing_reordered_and_wrongly_signed_records_are_pinned_to_the
     );
 
     // The other tokens' audits are unaffected by the others' histories.
-    assert!(auditor.audit(&world, token_a).await?.is_clean());
+    let before = auditor.audit(&world, token_a).await?;
+    assert!(before.is_clean());
+
+    // A live agent: an action logged after the last sync is not a gap in the index; the audit
+    // reads the head as of the indexed block, and the next sync takes the action in.
+    let last = &recs_a[4];
+    let sixth = ActionRecord::new(
+        &world.log_id(token_a),
+        6,
+        last.record_hash(),
+        draft(6),
+        1_700_000_000_006,
+    )
+    .sign(&key_a)?;
+    auditor.records.put_record(&sixth).await?;
+    let receipt = ActionLog::new(world.deployment.action_log, world.provider(&key_a))
+        .logActions(token_a, 6, vec![sixth.record_hash()])
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    anyhow::ensure!(receipt.status(), "logActions reverted");
+    let d = &world.deployment;
+    let target = AuditTarget {
+        chain_id: d.chain_id,
+        agent_nft: d.agent_nft,
+        action_log: d.action_log,
+        token_id: token_a,
+    };
+    let reader: DynProvider = alloy::providers::ProviderBuilder::new()
+        .connect_http(world.chain.endpoint_url())
+        .erased();
+    let unsynced = audit_token(&reader, &auditor.db, auditor.records.as_ref(), &target).await?;
+    assert!(unsynced.is_clean(), "{:?}", unsynced.findings);
+    assert_eq!(unsynced.chain_seq, 5);
+    let synced = auditor.audit(&world, token_a).await?;
+    assert!(synced.is_clean(), "{:?}", synced.findings);
+    assert_eq!(synced.chain_seq, 6);
     Ok(())
 }
 
