@@ -29,7 +29,9 @@ struct Generator {
 
 impl Read for Generator {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
         for chunk in buf[..n].chunks_mut(8) {
             // xorshift64*
             self.state ^= self.state >> 12;
@@ -73,8 +75,14 @@ fn main() -> Result<()> {
     let sender = SealingSecret::generate();
     let receiver = SealingSecret::generate();
 
-    println!("re-encrypting a {:.2} GiB model ({cores} cores)", bytes as f64 / GIB as f64);
-    println!("{:<34} {:>9} {:>9} {:>16}", "", "seconds", "GB/s", "vs 1-thread seal");
+    println!(
+        "re-encrypting a {:.2} GiB model ({cores} cores)",
+        bytes as f64 / GIB as f64
+    );
+    println!(
+        "{:<34} {:>9} {:>9} {:>16}",
+        "", "seconds", "GB/s", "vs 1-thread seal"
+    );
     runtime.block_on(async {
         let mut reference = None;
         for threads in [1, cores] {

@@ -11,7 +11,7 @@
 //!    blob is not touched; otherwise it is fetched, verified, decrypted in parallel straight into
 //!    a sealed memfd ([`MemModel`]), checked against the config, and loaded by llama.cpp.
 
-use std::io::{Cursor, Read};
+use std::io::{Cursor, Read, Write};
 use std::sync::Arc;
 
 use alloy::primitives::{Address, U256};
@@ -273,14 +273,17 @@ pub fn open_keys(
         .collect()
 }
 
-/// Fetches, verifies and decrypts a small entry into zeroizing memory.
-async fn unseal_small(
+/// Fetches `entry`, verifies it against its commitment and decrypts it with `key` into `sink` on
+/// a blocking thread (every chunk is authenticated before it is written), returning the sink.
+/// On error the sink is dropped with whatever it received.
+pub async fn decrypt_entry<W: Write + Send + 'static>(
     store: &dyn BlobStore,
     kind: EntryKind,
     entry: &EntryRef,
     key: DataKey,
     opts: &SealOptions,
-) -> Result<Zeroizing<Vec<u8>>, PipelineError> {
+    mut sink: W,
+) -> Result<W, PipelineError> {
     let blob = store
         .fetch(&entry.uri, &entry.data_hash)
         .await
@@ -292,21 +295,49 @@ async fn unseal_small(
     let opts = *opts;
     blocking(move || {
         let file = blob.open()?;
-        let mut out = Zeroizing::new(Vec::new());
         sealing::open_verified(
             &key,
             &expected,
-            std::io::BufReader::new(file),
-            &mut *out,
+            std::io::BufReader::with_capacity(1 << 20, file),
+            &mut sink,
             &opts,
         )
         .map_err(|source| PipelineError::Open {
             entry: kind.name(),
             source,
         })?;
-        Ok(out)
+        Ok(sink)
     })
     .await?
+}
+
+/// A growable buffer for secrets, zeroized on drop.
+#[derive(Default)]
+struct SecretBuf(Zeroizing<Vec<u8>>);
+
+impl Write for SecretBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Fetches, verifies and decrypts a small entry into zeroizing memory.
+async fn unseal_small(
+    store: &dyn BlobStore,
+    kind: EntryKind,
+    entry: &EntryRef,
+    key: DataKey,
+    opts: &SealOptions,
+) -> Result<Zeroizing<Vec<u8>>, PipelineError> {
+    Ok(
+        decrypt_entry(store, kind, entry, key, opts, SecretBuf::default())
+            .await?
+            .0,
+    )
 }
 
 /// Unseals only the agent key of a token held by `secret`'s owner (e.g. to sweep the agent
@@ -387,33 +418,17 @@ pub async fn unseal_agent(
         });
     }
 
-    let entry = &entries[EntryKind::Model.index()];
-    let blob = store
-        .fetch(&entry.uri, &entry.data_hash)
-        .await
-        .map_err(|source| PipelineError::Blob {
-            entry: EntryKind::Model.name(),
-            source,
-        })?;
-    let expected = entry.data_hash;
-    let opts = *opts;
-    let plaintext = blocking(move || {
-        let mut sink = MemModel::new("inft-model")?;
-        let file = blob.open()?;
-        sealing::open_verified(
-            &model_key,
-            &expected,
-            std::io::BufReader::with_capacity(1 << 20, file),
-            &mut sink,
-            &opts,
-        )
-        .map_err(|source| PipelineError::Open {
-            entry: EntryKind::Model.name(),
-            source,
-        })?;
-        Ok::<_, PipelineError>(sink.finish()?)
-    })
-    .await??;
+    let sink = MemModel::new("inft-model")?;
+    let plaintext = decrypt_entry(
+        store,
+        EntryKind::Model,
+        &entries[EntryKind::Model.index()],
+        model_key,
+        opts,
+        sink,
+    )
+    .await?;
+    let plaintext = blocking(move || plaintext.finish()).await??;
     config.check_model(&hex::encode(plaintext.sha256()))?;
     let model_opts = *model_opts;
     let model = blocking(move || engine.load(plaintext, &model_opts)).await??;

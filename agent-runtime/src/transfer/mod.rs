@@ -39,7 +39,9 @@ use zeroize::Zeroizing;
 
 use crate::agent::EntryKind;
 use crate::blobstore::BlobStore;
-use crate::pipeline::{EntryRef, PipelineError, TokenRef, seal_entry, unseal_agent_key};
+use crate::pipeline::{
+    EntryRef, PipelineError, TokenRef, decrypt_entry, seal_entry, unseal_agent_key,
+};
 use crate::token::{AgentNft, TokenError};
 
 pub use receiver::{Offer, accept_offer, make_offer};
@@ -142,43 +144,19 @@ pub async fn reencrypt_entry(
     token: &TokenRef,
     opts: &SealOptions,
 ) -> Result<EntryRef, TransferError> {
-    let blob = store
-        .fetch(&old.uri, &old.data_hash)
-        .await
-        .map_err(|source| PipelineError::Blob {
-            entry: kind.name(),
-            source,
-        })?;
-    let (reader, mut writer) = std::io::pipe().map_err(PipelineError::Io)?;
-    let expected = old.data_hash;
-    let open_opts = *opts;
-    let opener = tokio::task::spawn_blocking(move || {
-        let file = blob.open()?;
-        sealing::open_verified(
-            &old_key,
-            &expected,
-            std::io::BufReader::with_capacity(1 << 20, file),
-            &mut writer,
-            &open_opts,
-        )
-        .map_err(|source| PipelineError::Open {
-            entry: kind.name(),
-            source,
-        })?;
-        Ok::<_, PipelineError>(())
-    });
-    let sealed = seal_entry(
-        store,
-        kind,
-        Box::new(reader) as Box<dyn Read + Send>,
-        recipient,
-        token,
-        opts,
-    )
-    .await;
-    let opened = opener
-        .await
-        .map_err(|e| PipelineError::Task(e.to_string()))?;
+    let (reader, writer) = std::io::pipe().map_err(PipelineError::Io)?;
+    let reader: Box<dyn Read + Send> = Box::new(reader);
+    // Both ends run at once. The sealer reads until end of file, so the writer must be dropped
+    // (closing the pipe) as soon as decryption ends, not when both futures are done.
+    let opener = async {
+        decrypt_entry(store, kind, old, old_key, opts, writer)
+            .await
+            .map(drop)
+    };
+    let (opened, sealed) = tokio::join!(
+        opener,
+        seal_entry(store, kind, reader, recipient, token, opts),
+    );
     // The opener's verdict comes first: a truncated or unverified plaintext seals cleanly, and a
     // sealer failure closes the pipe so the opener then fails too.
     opened?;

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::agent::{AgentConfig, EntryKind};
 use crate::blobstore::BlobStore;
-use crate::pipeline::{EntryRef, PipelineError, TokenRef, open_keys};
+use crate::pipeline::{EntryRef, PipelineError, TokenRef, decrypt_entry, open_keys};
 use crate::token::AgentNft;
 
 /// A proposed rotation of a token to a receiver: everything the proof binds except the new agent
@@ -171,7 +171,7 @@ pub async fn accept_offer(
     // The config must open and parse, and the model must be the weights the config names: an
     // offer cannot pass off other data (e.g. entries swapped) as this agent.
     let config = Zeroizing::new(
-        decrypt_entry(
+        open_entry(
             store,
             EntryKind::Config,
             &offer.config.to_entry()?,
@@ -183,7 +183,7 @@ pub async fn accept_offer(
         .await?,
     );
     let config = AgentConfig::from_json(&config).map_err(PipelineError::from)?;
-    let model_sha256 = decrypt_entry(
+    let model_sha256 = open_entry(
         store,
         EntryKind::Model,
         &offer.model.to_entry()?,
@@ -213,14 +213,14 @@ pub async fn accept_offer(
 
 /// Opens `entry`'s sealed key with `secret` and decrypts its whole blob into `sink` (every
 /// chunk checked against the commitment), returning the sink.
-async fn decrypt_entry<W: Write + Send + 'static>(
+async fn open_entry<W: Write + Send + 'static>(
     store: &dyn BlobStore,
     kind: EntryKind,
     entry: &EntryRef,
     secret: &SealingSecret,
     token: &TokenRef,
     opts: &SealOptions,
-    mut sink: W,
+    sink: W,
 ) -> Result<W, TransferError> {
     let key = entry
         .sealed_key
@@ -231,33 +231,7 @@ async fn decrypt_entry<W: Write + Send + 'static>(
             entry: kind.name(),
             source,
         })?;
-    let blob = store
-        .fetch(&entry.uri, &entry.data_hash)
-        .await
-        .map_err(|source| PipelineError::Blob {
-            entry: kind.name(),
-            source,
-        })?;
-    let expected = entry.data_hash;
-    let opts = *opts;
-    let sink = tokio::task::spawn_blocking(move || {
-        let file = blob.open()?;
-        sealing::open_verified(
-            &key,
-            &expected,
-            std::io::BufReader::with_capacity(1 << 20, file),
-            &mut sink,
-            &opts,
-        )
-        .map_err(|source| PipelineError::Open {
-            entry: kind.name(),
-            source,
-        })?;
-        Ok::<_, PipelineError>(sink)
-    })
-    .await
-    .map_err(|e| PipelineError::Task(e.to_string()))??;
-    Ok(sink)
+    Ok(decrypt_entry(store, kind, entry, key, opts, sink).await?)
 }
 
 /// A writer that only hashes: the model is checked without being kept.
