@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: a local chain with everything deployed, a generated model
 # minted as an agent, the agent run with every action logged on chain, transferred to another
-# account (keys rotate, the old owner is locked out) and run by its new owner; then the chain
-# is stopped.
+# account (keys rotate, the old owner is locked out) and run by its new owner; a trading agent
+# run on a moving Uniswap V2 market behind its owner's policy firewall; both agents audited from
+# chain events and public records, with HTML reports; then the chain is stopped.
 # Safe to run twice: each run uses a fresh state directory under .inft-demo/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,8 +31,11 @@ log "inft dev make-model: a deterministic 8 MiB llama GGUF"
 "$inft" dev make-model --size 8MiB --out "$INFT_HOME/model.gguf"
 
 log "inft mint (alice): seal model + agent key + config, mint the INFT"
+# carol (anvil's account 3) is a data contributor: 5% of the agent's earnings are hers.
+carol=0x90F79bf6EB2c4f870365E785982E1f101E93b906
 token=$("$inft" --json mint --account alice --model "$INFT_HOME/model.gguf" --name poet \
-  --prompt "Write a short poem about the sea." | sed -n 's/.*"token_id":"\([0-9]*\)".*/\1/p')
+  --prompt "Write a short poem about the sea." --contributor "$carol=500" \
+  | sed -n 's/.*"token_id":"\([0-9]*\)".*/\1/p')
 [ -n "$token" ] || { echo "mint did not return a token id" >&2; exit 1; }
 echo "token $token"
 
@@ -65,4 +69,36 @@ if "$inft" run "$token" --account alice --steps 1 "${threads[@]}"; then
   echo "alice should have been locked out" >&2; exit 1
 fi
 
-log "done: state in $INFT_HOME"
+# A trading agent: its model proposes a trade intent each step, and the owner's firewall
+# (HOME/trading-policy.json, written with defaults on first use) checks it before anything is
+# signed. The tiny demo model has random weights, so expect its intents to be refused; a
+# momentum agent beside it shows the same pipeline trading. Both token-bound accounts are funded
+# by the dev deployer, and a seeded noise trader moves the market before each step.
+mint_trader() {
+  "$inft" --json mint --account alice --model "$INFT_HOME/model.gguf" --name "$1" \
+    --kind trading --strategy "$1" | sed -n 's/.*"token_id":"\([0-9]*\)".*/\1/p'
+}
+log "inft mint + run (alice): an LLM trading agent, 6 steps on the moving tGLD/tUSD pool"
+llm_trader=$(mint_trader llm)
+[ -n "$llm_trader" ] || { echo "mint did not return a token id" >&2; exit 1; }
+"$inft" run "$llm_trader" --account alice --steps 6 --fund-from deployer --move-market 7 \
+  "${threads[@]}"
+
+log "inft mint + run (alice): a momentum trading agent, 12 steps; trades and refusals logged"
+trader=$(mint_trader momentum)
+[ -n "$trader" ] || { echo "mint did not return a token id" >&2; exit 1; }
+"$inft" run "$trader" --account alice --steps 12 --fund-from deployer --move-market 8 \
+  "${threads[@]}"
+
+log "inft audit: each agent's history rebuilt from chain events and checked; HTML reports"
+# Needs no wallet: the RPC, the deployment file and the public records are enough.
+"$inft" audit "$token" --html "$INFT_HOME/audit-poet.html"
+"$inft" audit "$llm_trader" --html "$INFT_HOME/audit-llm-trader.html"
+"$inft" audit "$trader" --html "$INFT_HOME/audit-trader.html"
+
+log "inft royalties: bob settles 1 ETH the poet earned; alice (creator, 10%) and carol (5%) are paid by the splitter"
+"$inft" royalties settle "$token" --amount 1000000000000000000 --account bob
+"$inft" royalties show "$token"
+"$inft" royalties claim --account carol
+
+log "done: state and audit reports in $INFT_HOME"
