@@ -18,7 +18,7 @@ pub use commitment::Commitment;
 pub use error::{KeyError, KeyFileError, OpenError, ParseError, SealError};
 pub use format::{
     DEFAULT_CHUNK_SIZE, HEADER_LEN, MAGIC, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, NONCE_PREFIX_LEN,
-    SUITE_AES256GCM_SHA256, TAG_LEN, VERSION,
+    SUITE_AES256GCM_BLAKE3, TAG_LEN, VERSION,
 };
 pub use keyfile::{EncryptedKeyFile, KdfParams};
 pub use keys::{DataKey, SealingPublicKey, SealingSecret};

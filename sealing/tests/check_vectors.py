@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Independent check of the ok test vectors against FORMAT.md, written from the spec with
-Python's `cryptography` package (not from the Rust code). Optional: needs `cryptography`.
+Python's `cryptography` and `blake3` packages (not from the Rust code). Optional: needs
+`pip install cryptography blake3`.
 
     python3 sealing/tests/check_vectors.py
 """
@@ -9,6 +10,8 @@ import hmac
 import pathlib
 import struct
 import sys
+
+import blake3
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -55,7 +58,7 @@ def seal_blob(key, prefix, chunk_size, pt):
     key_check = hkdf_expand(prk, b"inft/v1/blob/key-check", 16)
     mac_key = hkdf_expand(prk, b"inft/v1/blob/header-mac", 32)
     payload = hkdf_expand(prk, b"inft/v1/blob/payload", 32)
-    head = b"inftblob" + bytes([1, 1, 0, 0]) + struct.pack(">I", chunk_size) + prefix + b"\x00" + key_check
+    head = b"inftblob" + bytes([1, 2, 0, 0]) + struct.pack(">I", chunk_size) + prefix + b"\x00" + key_check
     header = head + hmac.new(mac_key, head, hashlib.sha256).digest()
     chunks = [pt[i:i + chunk_size] for i in range(0, len(pt), chunk_size)] or [b""]
     aes = AESGCM(payload)
@@ -63,7 +66,7 @@ def seal_blob(key, prefix, chunk_size, pt):
     for i, c in enumerate(chunks):
         nonce = prefix + struct.pack(">I", i) + bytes([1 if i == len(chunks) - 1 else 0])
         records.append(aes.encrypt(nonce, c, b""))
-    leaves = [hashlib.sha256(b"\x00" + r).digest() for r in records]
+    leaves = [blake3.blake3(b"\x00" + r).digest() for r in records]
     commitment = hashlib.sha256(b"\x02" + header + struct.pack(">Q", len(records)) + mth(leaves)).digest()
     return header + b"".join(records), commitment
 

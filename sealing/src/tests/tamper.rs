@@ -65,7 +65,7 @@ fn every_header_byte() {
         let ok = match off {
             0..8 => matches!(e, OpenError::BadMagic),
             8 => matches!(e, OpenError::Version(0)),
-            9 => matches!(e, OpenError::Suite(0)),
+            9 => matches!(e, OpenError::Suite(3)),
             // chunk size 64 -> 65 (byte 15) or a huge value (byte 12) stays or leaves bounds
             12 => matches!(e, OpenError::ChunkSize(_)),
             24..40 => matches!(e, OpenError::WrongKey),
