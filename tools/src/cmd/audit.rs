@@ -312,17 +312,40 @@ fn pnl_svg(report: &AuditReport) -> Option<String> {
     ))
 }
 
+/// One line on what an action did, from its record's details: a refusal's reason, a trade's
+/// fill and transaction.
+fn action_note(record: &agent_runtime::record::ActionRecord) -> String {
+    let d = &record.details;
+    if let Some(reason) = d["reason"].as_str() {
+        return reason.to_owned();
+    }
+    let fill = &d["fill"];
+    let mut note = match (fill["amount_in"].as_str(), fill["amount_out"].as_str()) {
+        (Some(amount_in), Some(amount_out)) => format!(
+            "{amount_in} of {} for {amount_out} of {}",
+            short(&fill["token_in"].as_str().unwrap_or("?")),
+            short(&fill["token_out"].as_str().unwrap_or("?")),
+        ),
+        _ => String::new(),
+    };
+    if let Some(tx) = record.tx_hash {
+        let _ = write!(note, " (tx {})", short(&tx));
+    }
+    note.trim_start().to_owned()
+}
+
 /// The self-contained HTML report.
 fn html_report(report: &AuditReport, replayed: Option<&[ReplayedAction]>) -> String {
     let mut rows = String::new();
     for a in &report.actions {
-        let (kind, output, ts) = match &a.record {
+        let (kind, output, note, ts) = match &a.record {
             Some(r) => (
                 r.kind.to_string(),
-                r.output.chars().take(160).collect::<String>(),
+                r.output.chars().take(240).collect::<String>(),
+                action_note(r),
                 utc(r.timestamp_ms),
             ),
-            None => ("?".into(), String::new(), "-".into()),
+            None => ("?".into(), String::new(), String::new(), "-".into()),
         };
         let problems: Vec<String> = report
             .findings_for(a.seq)
@@ -334,13 +357,16 @@ fn html_report(report: &AuditReport, replayed: Option<&[ReplayedAction]>) -> Str
             .unwrap_or_default();
         let _ = writeln!(
             rows,
-            "<tr class=\"{cls}\"><td>{seq}</td><td>{kind}</td><td>{block}</td><td>{ts}</td><td><code>{hash}</code></td><td><code>{signer}</code></td><td>{output}</td><td>{status}</td><td>{replay}</td></tr>",
+            "<tr class=\"{cls}\"><td>{seq}</td><td>{kind}</td><td>{block}</td><td>{ts}</td><td><code title=\"{hash}\">{hash_short}</code></td><td><code title=\"{signer}\">{signer_short}</code></td><td>{note}</td><td class=\"out\">{output}</td><td>{status}</td><td>{replay}</td></tr>",
             cls = if a.ok { "ok" } else { "bad" },
             seq = a.seq,
             kind = esc(&kind),
             block = a.block_number,
             hash = a.record_hash,
+            hash_short = short(&a.record_hash),
             signer = a.signer.map(|s| s.to_string()).unwrap_or_default(),
+            signer_short = a.signer.map(|s| short(&s)).unwrap_or_default(),
+            note = esc(&note),
             output = esc(&output),
             status = if problems.is_empty() {
                 "verified".to_owned()
@@ -396,15 +422,17 @@ body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}
 table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ddd;padding:4px 6px;vertical-align:top}}
 tr.bad{{background:#fee}}.verdict.ok{{color:#171}}.verdict.bad{{color:#b11;font-weight:bold}}
 code{{font-size:11px;word-break:break-all}}circle{{fill:#2a6}}
+h1 code{{display:block;font-size:14px;font-weight:normal}}
+td.out{{font-family:monospace;font-size:11px;max-width:36em;white-space:pre-wrap;word-break:break-all}}
 </style></head><body>
-<h1>Audit of token {token}</h1>
+<h1>Audit of token <code>{token}</code></h1>
 <p>Chain {chain} · AgentNFT <code>{nft}</code> · ActionLog <code>{log}</code></p>
 <p>{seq} action(s) on chain · head <code>{head}</code></p>
 {verdict}{replay_summary}
 <h2>Owners and agent keys</h2><ul>{history}</ul>
 {chart}
 <h2>Action timeline</h2>
-<table><thead><tr><th>seq</th><th>kind</th><th>block</th><th>time (UTC)</th><th>record hash</th><th>signer</th><th>output</th><th>status</th><th>replay</th></tr></thead>
+<table><thead><tr><th>seq</th><th>kind</th><th>block</th><th>time (UTC)</th><th>record hash</th><th>signer</th><th>what happened</th><th>model output</th><th>status</th><th>replay</th></tr></thead>
 <tbody>
 {rows}</tbody></table>
 </body></html>
@@ -489,6 +517,32 @@ mod tests {
         assert!(html.contains("&lt;script&gt;"));
         assert!(html.contains("<svg"), "PnL chart");
         assert!(html.contains("Audit clean"));
+    }
+
+    #[test]
+    fn html_report_says_what_each_action_did() {
+        let mut r = report("{}", "0", vec![]);
+        let records: Vec<&mut ActionRecord> = r
+            .actions
+            .iter_mut()
+            .filter_map(|a| a.record.as_mut())
+            .collect();
+        let [refused, traded, _] = records.try_into().expect("three records");
+        refused.details = json!({ "reason": "amount over the per-trade cap" });
+        traded.details = json!({ "fill": {
+            "token_in": format!("{:#x}", Address::repeat_byte(0xaa)),
+            "token_out": format!("{:#x}", Address::repeat_byte(0xbb)),
+            "amount_in": "1000", "amount_out": "997" } });
+        traded.tx_hash = Some(B256::repeat_byte(0xcc));
+        let html = html_report(&r, None);
+        assert!(
+            html.contains("amount over the per-trade cap"),
+            "refusal reason"
+        );
+        assert!(
+            html.contains("1000 of 0xaaaaaa…aaaa for 997 of 0xbbbbbb…bbbb (tx 0xcccccc…cccc)"),
+            "trade fill and transaction"
+        );
     }
 
     #[test]
