@@ -139,6 +139,13 @@ impl LoadedModel {
         if model.is_empty() {
             return Err(EngineError::ModelLoad("empty model file".to_owned()));
         }
+        if opts.gpu_layers > 0 && !cfg!(feature = "cuda") {
+            // llama.cpp silently runs on the CPU; say so rather than let a user believe otherwise.
+            tracing::warn!(
+                gpu_layers = opts.gpu_layers,
+                "GPU layers requested but this build has no GPU backend (build with --features cuda); running on the CPU"
+            );
+        }
         let started = Instant::now();
         let params = LlamaModelParams::default()
             .with_n_gpu_layers(opts.gpu_layers)
