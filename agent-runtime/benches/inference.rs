@@ -258,57 +258,63 @@ fn time_to_first_token(engine: &'static Engine, threads: u32, bytes: u64) -> Res
     )
     .context("seal")?;
 
-    // Bare unseal cost: decrypt + authenticate into a sink, no memfd, no hashing.
-    let started = Instant::now();
-    sealing::open(
-        &key,
-        blob.as_slice(),
-        std::io::sink(),
-        &sealing::SealOptions::default(),
-    )?;
-    let unseal_only = started.elapsed();
+    // Each path runs twice and the faster run counts (as in the other benches): the first
+    // engine run also pays for touching 1 GiB of memory the process never used, which on this
+    // VM costs seconds (the host backs guest pages lazily) and says nothing about the runtime.
+    // The plain path's GGUF is warm in the page cache, its best case.
+    let opts = sealing::SealOptions::default();
+    let unseal_only = best_of(2, || {
+        // Bare unseal cost: decrypt + authenticate into a sink, no memfd, no hashing.
+        sealing::open(&key, blob.as_slice(), std::io::sink(), &opts)?;
+        Ok(())
+    })?;
 
     // Plain llama.cpp: load from the file + first token.
-    let started = Instant::now();
-    let plain_model =
-        LlamaModel::load_from_file(engine.backend(), &path, &LlamaModelParams::default())?;
-    let plain_load = started.elapsed();
-    let plain_tok = first_token(engine, &plain_model, threads)?;
-    let plain_total = started.elapsed();
-    drop(plain_model);
+    let mut plain_tok = None;
+    let plain = best_of_phases(2, || {
+        let started = Instant::now();
+        let model =
+            LlamaModel::load_from_file(engine.backend(), &path, &LlamaModelParams::default())?;
+        let loaded = started.elapsed();
+        plain_tok = Some(first_token(engine, &model, threads)?);
+        Ok([Duration::ZERO, loaded, started.elapsed()])
+    })?;
 
     // Engine: unseal into the memfd (hashing on the way) → load → first token.
-    let cache = ModelCache::new();
-    let started = Instant::now();
-    let mut sink = MemModel::new("ttft")?;
-    sealing::open(
-        &key,
-        blob.as_slice(),
-        &mut sink,
-        &sealing::SealOptions::default(),
-    )?;
-    let sealed = sink.finish()?;
-    let unsealed = started.elapsed();
-    let model = cache.load(engine, sealed, &ModelOptions::default())?;
-    let loaded = started.elapsed();
-    let mut agent = model.new_context(&ContextOptions {
-        n_ctx: 256,
-        n_batch: 256,
-        n_threads: Some(threads),
+    let mut engine_tok = None;
+    let mut runs = Vec::new();
+    let engine_run = best_of_phases(2, || {
+        let cache = ModelCache::new();
+        let started = Instant::now();
+        let mut sink = MemModel::new("ttft")?;
+        sealing::open(&key, blob.as_slice(), &mut sink, &opts)?;
+        let sealed = sink.finish()?;
+        let unsealed = started.elapsed();
+        let model = cache.load(engine, sealed, &ModelOptions::default())?;
+        let loaded = started.elapsed();
+        let mut agent = model.new_context(&ContextOptions {
+            n_ctx: 256,
+            n_batch: 256,
+            n_threads: Some(threads),
+        })?;
+        let g = agent.generate(
+            PROMPT,
+            &SamplerSettings {
+                max_tokens: 1,
+                ..SamplerSettings::default()
+            },
+        )?;
+        engine_tok = g.tokens.first().copied();
+        runs.push(started.elapsed());
+        Ok([unsealed, loaded, started.elapsed()])
     })?;
-    let g = agent.generate(
-        PROMPT,
-        &SamplerSettings {
-            max_tokens: 1,
-            ..SamplerSettings::default()
-        },
-    )?;
-    let engine_total = started.elapsed();
     anyhow::ensure!(
-        g.tokens.first() == Some(&plain_tok),
+        engine_tok.is_some() && engine_tok == plain_tok,
         "engine and plain llama.cpp disagree on the first token"
     );
 
+    let [_, plain_load, plain_total] = plain;
+    let [unsealed, loaded, engine_total] = engine_run;
     let reference = plain_total + unseal_only;
     println!(
         "    unseal only (decrypt to sink)        : {:8.1} ms",
@@ -328,6 +334,13 @@ fn time_to_first_token(engine: &'static Engine, threads: u32, bytes: u64) -> Res
         ms(engine_total)
     );
     println!(
+        "    engine runs (first one on fresh memory): {}",
+        runs.iter()
+            .map(|d| format!("{:.1} ms", ms(*d)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
         "    ratio engine / (plain + unseal)      : {:8.3}  (goal <= 1.15)",
         ms(engine_total) / ms(reference)
     );
@@ -336,6 +349,30 @@ fn time_to_first_token(engine: &'static Engine, threads: u32, bytes: u64) -> Res
         ms(engine_total) / ms(plain_total)
     );
     Ok(())
+}
+
+/// The fastest of `n` runs of `f`.
+fn best_of(n: usize, mut f: impl FnMut() -> Result<()>) -> Result<Duration> {
+    let mut best = Duration::MAX;
+    for _ in 0..n {
+        let started = Instant::now();
+        f()?;
+        best = best.min(started.elapsed());
+    }
+    Ok(best)
+}
+
+/// The run with the smallest total (the last phase mark) of `n` runs of `f`, which returns
+/// cumulative phase marks.
+fn best_of_phases(n: usize, mut f: impl FnMut() -> Result<[Duration; 3]>) -> Result<[Duration; 3]> {
+    let mut best = [Duration::MAX; 3];
+    for _ in 0..n {
+        let marks = f()?;
+        if marks[2] < best[2] {
+            best = marks;
+        }
+    }
+    Ok(best)
 }
 
 struct RemoveOnDrop<'a>(&'a Path);

@@ -312,6 +312,34 @@ fn corrupt_or_truncated_gguf_is_an_error_not_a_crash() {
 }
 
 #[test]
+fn memfd_hash_covers_every_byte_of_uneven_writes() {
+    // Several MiB in odd-sized writes, so the background hasher crosses its buffer size and
+    // catches up with the writer at arbitrary offsets.
+    let data: Vec<u8> = (0..5_000_003u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut sink = MemModel::new("hash-test").unwrap();
+    let mut rest = data.as_slice();
+    for size in [1usize, 4095, 1 << 20, 7, (1 << 20) + 1, 3 << 20]
+        .iter()
+        .cycle()
+    {
+        if rest.is_empty() {
+            break;
+        }
+        let (head, tail) = rest.split_at((*size).min(rest.len()));
+        sink.write_all(head).unwrap();
+        rest = tail;
+    }
+    let sealed = sink.finish().unwrap();
+    assert_eq!(sealed.len(), data.len() as u64);
+    assert_eq!(sealed.sha256(), <[u8; 32]>::from(Sha256::digest(&data)));
+
+    let empty = MemModel::new("empty").unwrap().finish().unwrap();
+    assert_eq!(empty.sha256(), <[u8; 32]>::from(Sha256::digest(b"")));
+}
+
+#[test]
 fn memfd_is_sealed_and_not_a_file_on_disk() {
     let mut sink = MemModel::new("inft-model").unwrap();
     sink.write_all(b"GGUF plaintext that must never reach a disk")
