@@ -177,7 +177,9 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Seals `plaintext` with a fresh data key into `store` and wraps the key for `recipient`,
-/// bound to `token`. The ciphertext passes through a temporary file (ciphertext only).
+/// bound to `token`. The sealer streams the ciphertext through a pipe straight into the store,
+/// which writes it once (no intermediate file) and computes the commitment on the way; the two
+/// commitments must agree.
 pub async fn seal_entry(
     store: &dyn BlobStore,
     entry: EntryKind,
@@ -187,26 +189,50 @@ pub async fn seal_entry(
     opts: &SealOptions,
 ) -> Result<EntryRef, PipelineError> {
     let key = DataKey::generate();
-    let tmp = tempfile::NamedTempFile::new()?;
-    let (key, tmp) = {
+    let (reader, writer) = std::io::pipe()?;
+    let sealer = {
         let opts = *opts;
+        // The writer is dropped when sealing ends, which closes the pipe for the store.
         blocking(move || {
-            let file = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
-            sealing::seal(&key, plaintext, file, &opts).map_err(|source| PipelineError::Seal {
-                entry: entry.name(),
-                source,
+            let output = std::io::BufWriter::with_capacity(1 << 20, writer);
+            let summary = sealing::seal(&key, plaintext, output, &opts).map_err(|source| {
+                PipelineError::Seal {
+                    entry: entry.name(),
+                    source,
+                }
             })?;
-            Ok::<_, PipelineError>((key, tmp))
+            Ok::<_, PipelineError>((key, summary.commitment))
         })
-        .await??
     };
-    let blob = store
-        .put_file(tmp.path())
-        .await
-        .map_err(|source| PipelineError::Blob {
-            entry: entry.name(),
-            source,
-        })?;
+    let (sealed, stored) = tokio::join!(sealer, store.put_reader(Box::new(reader)));
+    let blob_error = |source| PipelineError::Blob {
+        entry: entry.name(),
+        source,
+    };
+    // Each side's failure makes the other fail too: a store failure (e.g. a full disk) breaks
+    // the pipe under the sealer, and a sealer failure (e.g. the plaintext's disk) cuts the
+    // stream short for the store. Report the cause: the sealer's error unless it is that
+    // broken pipe.
+    let ((key, commitment), blob) = match (sealed?, stored) {
+        (Ok(sealed), Ok(blob)) => (sealed, blob),
+        (
+            Err(PipelineError::Seal {
+                source: sealing::SealError::Io(e),
+                ..
+            }),
+            Err(source),
+        ) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            return Err(blob_error(source));
+        }
+        (Err(e), _) => return Err(e),
+        (Ok(_), Err(source)) => return Err(blob_error(source)),
+    };
+    if blob.commitment != commitment {
+        return Err(blob_error(BlobError::CommitmentMismatch {
+            expected: commitment,
+            actual: blob.commitment,
+        }));
+    }
     let sealed_key = SealedKey::seal(&key, recipient, &token.key_context(blob.commitment))
         .map_err(|source| PipelineError::Key {
             entry: entry.name(),

@@ -383,3 +383,92 @@ async fn fetch_checks_the_uri_against_the_expected_commitment_before_any_request
     ));
     Ok(())
 }
+
+/// A plaintext source that fails after `ok` bytes, like a model file on a failing disk.
+struct FailingReader {
+    ok: usize,
+}
+
+impl std::io::Read for FailingReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.ok == 0 {
+            return Err(std::io::Error::other("disk read error"));
+        }
+        let n = buf.len().min(self.ok);
+        buf[..n].fill(7);
+        self.ok -= n;
+        Ok(n)
+    }
+}
+
+#[tokio::test]
+async fn seal_entry_streams_into_the_store_and_reports_either_side_failing() -> Result<()> {
+    use agent_runtime::agent::EntryKind;
+    use agent_runtime::pipeline::{PipelineError, TokenRef, seal_entry};
+    use alloy::primitives::{Address, U256};
+
+    let dir = tempfile::tempdir()?;
+    let owner = sealing::SealingSecret::generate();
+    let token = TokenRef {
+        chain_id: 31337,
+        nft: Address::repeat_byte(1),
+        token_id: U256::from(7u64),
+    };
+    let opts = SealOptions {
+        chunk_size: 4096,
+        threads: 2,
+    };
+    let plaintext: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+
+    // Sealed straight into the store: the stored blob is the one the sealed key opens.
+    let store = LocalDirStore::open(dir.path().join("store"))?;
+    let entry = seal_entry(
+        &store,
+        EntryKind::Model,
+        Box::new(std::io::Cursor::new(plaintext.clone())),
+        &owner.public_key(),
+        &token,
+        &opts,
+    )
+    .await?;
+    let key = entry
+        .sealed_key
+        .as_ref()
+        .expect("sealed key")
+        .open(&owner, &token.key_context(entry.data_hash))?;
+    let blob = store.fetch(&entry.uri, &entry.data_hash).await?;
+    let mut opened = Vec::new();
+    sealing::open_verified(&key, &entry.data_hash, blob.open()?, &mut opened, &opts)?;
+    assert_eq!(opened, plaintext);
+
+    // The plaintext source fails mid-way: a seal error, never a sealed key for a cut blob.
+    let err = seal_entry(
+        &store,
+        EntryKind::Model,
+        Box::new(FailingReader { ok: 50_000 }),
+        &owner.public_key(),
+        &token,
+        &opts,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, PipelineError::Seal { .. }), "{err:?}");
+
+    // The store is unreachable: its error is reported (and nothing hangs on the pipe).
+    let down = HttpGatewayStore::new("http://127.0.0.1:1", dir.path().join("cache"))?;
+    let err = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        seal_entry(
+            &down,
+            EntryKind::Model,
+            Box::new(std::io::Cursor::new(plaintext)),
+            &owner.public_key(),
+            &token,
+            &opts,
+        ),
+    )
+    .await?
+    .unwrap_err();
+    assert!(matches!(err, PipelineError::Blob { .. }), "{err:?}");
+    Ok(())
+}

@@ -157,10 +157,20 @@ pub async fn reencrypt_entry(
         opener,
         seal_entry(store, kind, reader, recipient, token, opts),
     );
-    // The opener's verdict comes first: a truncated or unverified plaintext seals cleanly, and a
-    // sealer failure closes the pipe so the opener then fails too.
-    opened?;
-    Ok(sealed?)
+    // The opener's verdict comes first: a truncated or unverified plaintext seals cleanly. But a
+    // sealer failure (e.g. the store is down) breaks the pipe under the opener: then the
+    // sealer's error is the cause.
+    match (opened, sealed) {
+        (Ok(()), sealed) => Ok(sealed?),
+        (
+            Err(PipelineError::Open {
+                source: sealing::OpenError::Io(e),
+                ..
+            }),
+            Err(sealed),
+        ) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(sealed.into()),
+        (Err(opened), _) => Err(opened.into()),
+    }
 }
 
 /// Re-encrypts the model and config entries of `entries` (opened with `keys`, in
