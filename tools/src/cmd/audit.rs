@@ -313,7 +313,7 @@ fn pnl_svg(report: &AuditReport) -> Option<String> {
 }
 
 /// One line on what an action did, from its record's details: a refusal's reason, a trade's
-/// fill and transaction.
+/// fill and transaction, or else the reason the policy gave for its intent.
 fn action_note(record: &agent_runtime::record::ActionRecord) -> String {
     let d = &record.details;
     if let Some(reason) = d["reason"].as_str() {
@@ -326,7 +326,11 @@ fn action_note(record: &agent_runtime::record::ActionRecord) -> String {
             short(&fill["token_in"].as_str().unwrap_or("?")),
             short(&fill["token_out"].as_str().unwrap_or("?")),
         ),
-        _ => String::new(),
+        // No refusal and no fill (e.g. a hold): the reason the policy gave for its intent.
+        _ => d["intent"]["reason"]
+            .as_str()
+            .map(|r| format!("intent: {r}"))
+            .unwrap_or_default(),
     };
     if let Some(tx) = record.tx_hash {
         let _ = write!(note, " (tx {})", short(&tx));
@@ -527,7 +531,8 @@ mod tests {
             .iter_mut()
             .filter_map(|a| a.record.as_mut())
             .collect();
-        let [refused, traded, _] = records.try_into().expect("three records");
+        let [refused, traded, held] = records.try_into().expect("three records");
+        held.details = json!({ "intent": { "action": "hold", "reason": "warming up" } });
         refused.details = json!({ "reason": "amount over the per-trade cap" });
         traded.details = json!({ "fill": {
             "token_in": format!("{:#x}", Address::repeat_byte(0xaa)),
@@ -539,6 +544,7 @@ mod tests {
             html.contains("amount over the per-trade cap"),
             "refusal reason"
         );
+        assert!(html.contains("intent: warming up"), "a hold's reason");
         assert!(
             html.contains("1000 of 0xaaaaaa…aaaa for 997 of 0xbbbbbb…bbbb (tx 0xcccccc…cccc)"),
             "trade fill and transaction"
