@@ -234,3 +234,121 @@ async fn authorized_user_runs_as_executor_until_the_grant_expires() -> anyhow::R
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_outage_mid_run_loses_nothing_and_logs_each_action_once() -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use agent_runtime::db::Db;
+    use agent_runtime::outbox::{AlloyChainLog, Outbox, OutboxConfig};
+    use agent_runtime::record::LogId;
+    use alloy::network::EthereumWallet;
+    use alloy::providers::ProviderBuilder;
+
+    use crate::world::RpcProxy;
+
+    let world = World::start().await?;
+    let alice = world.actor(1).await?;
+    let minted = world.mint_creative(&alice, 5).await?;
+    let token = minted.token_id;
+    let opened = world.open(&alice, token, scopes::RUN).await?;
+    let agent_key = opened
+        .agent
+        .agent_key
+        .clone()
+        .expect("owner gets the agent key");
+
+    // The runtime reaches the chain only through the proxy; short retries so the test is quick.
+    let proxy = RpcProxy::start(([127, 0, 0, 1], world.chain.port()).into()).await?;
+    let config = OutboxConfig {
+        backoff_base: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(100),
+        max_consecutive_failures: 3,
+        ..OutboxConfig::default()
+    };
+    let db_path = world.dir.path().join("outage.db");
+    let outbox_through_proxy = |db: Db| -> anyhow::Result<Outbox> {
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(agent_key.clone()))
+            .connect_http(proxy.url().parse()?)
+            .erased();
+        let chain = AlloyChainLog::new(provider, world.deployment.start_block);
+        Ok(Outbox::new(db, Arc::new(chain), config.clone()))
+    };
+    let outbox = outbox_through_proxy(Db::open(&db_path).await?)?;
+    let (mut session, _) = world
+        .session(&opened, token, agent_key.clone(), "unused.db")
+        .await?;
+
+    // The RPC goes down after the second action; the run records all five, then fails to log.
+    let mut strategy = CreativeStrategy::new("Write a short poem about the sea.");
+    let err = run_steps(&mut session, &mut strategy, &outbox, 5, |s| {
+        if s.step == 1 {
+            proxy.cut();
+        }
+    })
+    .await
+    .expect_err("logging cannot finish while the RPC is down");
+    assert!(
+        matches!(err, agent_runtime::agent::RunError::Outbox(_)),
+        "an outbox (chain) error, not a step failure: {err}"
+    );
+    assert!(
+        err.to_string().contains("chain RPC error"),
+        "the error names the RPC: {err}"
+    );
+    let log: LogId = world.log_id(token);
+    let entries = outbox.db().outbox_entries(&log).await?;
+    assert_eq!(entries.len(), 5, "every action was recorded: {entries:?}");
+    let unconfirmed: Vec<_> = entries
+        .iter()
+        .filter(|e| e.state != OutboxState::Confirmed)
+        .collect();
+    assert!(!unconfirmed.is_empty(), "the outage left work pending");
+    assert!(
+        unconfirmed[0].last_error.is_some(),
+        "the database says why the work is pending: {unconfirmed:?}"
+    );
+    let action_log = ActionLog::new(world.deployment.action_log, world.provider(&alice.wallet));
+    let before = action_log.chainOf(token).call().await?.seq;
+    assert!(
+        before < 5,
+        "the chain has not seen everything yet ({before})"
+    );
+
+    // The RPC is back and the runtime restarts (a new outbox over the same database): the
+    // pending actions are logged, each exactly once.
+    proxy.restore();
+    drop(outbox);
+    let restarted = outbox_through_proxy(Db::open(&db_path).await?)?;
+    restarted.flush(&log).await?;
+    let chain = action_log.chainOf(token).call().await?;
+    assert_eq!(chain.seq, 5);
+    let records = restarted.db().records(&log, 0, 100).await?;
+    let db_hashes: Vec<B256> = records.iter().map(|r| r.record.record_hash()).collect();
+    let filter = Filter::new()
+        .address(world.deployment.action_log)
+        .event_signature(ActionLog::ActionsLogged::SIGNATURE_HASH)
+        .topic1(B256::from(token))
+        .from_block(0);
+    let mut on_chain = Vec::new();
+    for raw in world.provider(&alice.wallet).get_logs(&filter).await? {
+        on_chain.extend(
+            raw.log_decode::<ActionLog::ActionsLogged>()?
+                .inner
+                .data
+                .actionHashes,
+        );
+    }
+    assert_eq!(on_chain, db_hashes, "no action lost, none logged twice");
+    assert!(
+        restarted
+            .db()
+            .outbox_entries(&log)
+            .await?
+            .iter()
+            .all(|e| e.state == OutboxState::Confirmed)
+    );
+    Ok(())
+}

@@ -292,3 +292,71 @@ impl World {
         Ok(block.header.timestamp)
     }
 }
+
+/// A TCP proxy on loopback in front of the chain's RPC that can be cut and restored: a real
+/// RPC outage (refused connections, live connections dropped) without stopping anvil.
+pub(crate) struct RpcProxy {
+    url: String,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    live: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl RpcProxy {
+    pub(crate) async fn start(target: std::net::SocketAddr) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let live = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accept = tokio::spawn({
+            let (up, live) = (up.clone(), live.clone());
+            async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if !up.load(Ordering::SeqCst) {
+                        continue; // dropped: the client sees the connection closed
+                    }
+                    let task = tokio::spawn(async move {
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    if let Ok(mut live) = live.lock() {
+                        live.push(task.abort_handle());
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            url,
+            up,
+            live,
+            accept,
+        })
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Cuts the RPC: new connections are dropped and open ones closed.
+    pub(crate) fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        if let Ok(mut live) = self.live.lock() {
+            for task in live.drain(..) {
+                task.abort();
+            }
+        }
+    }
+
+    pub(crate) fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for RpcProxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}

@@ -433,7 +433,18 @@ impl Outbox {
             tracing::debug!(%log, %tx, error = %e, "earlier logActions transaction not confirmed");
         }
 
-        let head = chain.head(log).await?;
+        let head = match chain.head(log).await {
+            Ok(head) => head,
+            Err(e) => {
+                // Nothing was sent, so no attempt is counted; the entry still says why it is
+                // pending (e.g. the RPC is down).
+                let e = OutboxError::from(e);
+                if let Err(db_err) = db.note_outbox_error(log, first.seq, &e.to_string()).await {
+                    tracing::warn!(%log, error = %db_err, "could not note a logging error");
+                }
+                return Err(e);
+            }
+        };
         let reconciled = self.reconcile(log, &entries, head.next_seq).await?;
         let rest: Vec<&OutboxEntry> = entries.iter().filter(|e| e.seq >= head.next_seq).collect();
         let Some(start) = rest.first() else {
