@@ -91,9 +91,12 @@ trader=$(mint_trader momentum)
   "${threads[@]}"
 
 log "inft audit: each agent's history rebuilt from chain events and checked; HTML reports"
-# Needs no wallet: the RPC, the deployment file and the public records are enough.
-"$inft" audit "$token" --html "$INFT_HOME/audit-poet.html"
-"$inft" audit "$llm_trader" --html "$INFT_HOME/audit-llm-trader.html"
+# Needs no wallet: the RPC, the deployment file and the public records are enough. With
+# --replay an owner also re-runs the logged inferences (same model, prompt, sampler settings
+# and seed) and compares the outputs: bob the poet's, alice the LLM trader's.
+"$inft" audit "$token" --html "$INFT_HOME/audit-poet.html" --replay --account bob "${threads[@]}"
+"$inft" audit "$llm_trader" --html "$INFT_HOME/audit-llm-trader.html" --replay --account alice \
+  "${threads[@]}"
 "$inft" audit "$trader" --html "$INFT_HOME/audit-trader.html"
 
 log "inft royalties: bob settles 1 ETH the poet earned; alice (creator, 10%) and carol (5%) are paid by the splitter"
