@@ -125,7 +125,7 @@ pub enum PipelineError {
     /// The model failed to load.
     #[error(transparent)]
     Engine(#[from] EngineError),
-    /// Local I/O (temporary files).
+    /// Local I/O (the pipes between sealer, opener and store; files).
     #[error(transparent)]
     Io(#[from] std::io::Error),
     /// A blocking task panicked or was cancelled.
