@@ -168,6 +168,26 @@ impl std::fmt::Debug for UnsealedAgent {
     }
 }
 
+impl PipelineError {
+    /// Whether this is only the other end of a pipe closing (the stage after this one failed
+    /// first): the other stage's error is then the cause to report.
+    pub(crate) fn is_broken_pipe(&self) -> bool {
+        let io = match self {
+            Self::Seal {
+                source: sealing::SealError::Io(e),
+                ..
+            }
+            | Self::Open {
+                source: sealing::OpenError::Io(e),
+                ..
+            }
+            | Self::Io(e) => e,
+            _ => return false,
+        };
+        io.kind() == std::io::ErrorKind::BrokenPipe
+    }
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, PipelineError> {
@@ -215,15 +235,7 @@ pub async fn seal_entry(
     // broken pipe.
     let ((key, commitment), blob) = match (sealed?, stored) {
         (Ok(sealed), Ok(blob)) => (sealed, blob),
-        (
-            Err(PipelineError::Seal {
-                source: sealing::SealError::Io(e),
-                ..
-            }),
-            Err(source),
-        ) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-            return Err(blob_error(source));
-        }
+        (Err(e), Err(source)) if e.is_broken_pipe() => return Err(blob_error(source)),
         (Err(e), _) => return Err(e),
         (Ok(_), Err(source)) => return Err(blob_error(source)),
     };

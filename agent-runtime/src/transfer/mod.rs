@@ -162,13 +162,7 @@ pub async fn reencrypt_entry(
     // sealer's error is the cause.
     match (opened, sealed) {
         (Ok(()), sealed) => Ok(sealed?),
-        (
-            Err(PipelineError::Open {
-                source: sealing::OpenError::Io(e),
-                ..
-            }),
-            Err(sealed),
-        ) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(sealed.into()),
+        (Err(opened), Err(sealed)) if opened.is_broken_pipe() => Err(sealed.into()),
         (Err(opened), _) => Err(opened.into()),
     }
 }
