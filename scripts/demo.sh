@@ -103,5 +103,7 @@ log "inft royalties: bob settles 1 ETH the poet earned; alice (creator, 10%) and
 "$inft" royalties settle "$token" --amount 1000000000000000000 --account bob
 "$inft" royalties show "$token"
 "$inft" royalties claim --account carol
+log "inft royalties: the momentum agent's realized trading profit (audited PnL, tUSD) settles from its own account"
+"$inft" royalties settle "$trader" --realized --from-agent-account --account alice
 
 log "done: state and audit reports in $INFT_HOME"

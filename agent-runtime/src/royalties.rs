@@ -9,11 +9,12 @@
 //! checked to the wei. [`settle`] deposits earnings (ETH or an ERC-20), [`owed`] reads a
 //! party's balance and [`claim`] withdraws it.
 
-use alloy::primitives::{Address, B256, U256};
+use alloy::network::TransactionBuilder;
+use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::Provider;
-use alloy::rpc::types::Filter;
-use alloy::sol_types::SolEvent;
-use inft_contracts::bindings::{AgentNFT, EarningsSplitter};
+use alloy::rpc::types::{Filter, TransactionReceipt, TransactionRequest};
+use alloy::sol_types::{SolCall, SolEvent};
+use inft_contracts::bindings::{AgentAccount, AgentNFT, EarningsSplitter, IAgentAccount};
 use inft_contracts::contributors_hash;
 use serde::Serialize;
 
@@ -294,65 +295,105 @@ pub struct Settlement {
     pub credits: Vec<Credit>,
 }
 
-/// Deposits `amount` of earnings for `split.token_id` into the splitter, from the provider's
-/// wallet: ETH when `currency` is zero, else that ERC-20 (approved first).
+/// Who pays a deposit into the splitter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Payer {
+    /// The provider's own wallet.
+    Wallet,
+    /// The token's agent account (`AgentAccount`, driven by its owner, whose wallet the
+    /// provider holds): an agent's earnings leave the account that earned them.
+    AgentAccount(Address),
+}
+
+/// Deposits `amount` of earnings for `split.token_id` into the splitter, paid by `payer`: ETH
+/// when `currency` is zero, else that ERC-20 (approved first; from an agent account, approve
+/// and deposit are one atomic batch).
 pub async fn settle<P: Provider>(
     provider: &P,
     splitter: Address,
     split: &EarningsSplit,
     currency: Address,
     amount: U256,
+    payer: Payer,
 ) -> Result<Settlement, RoyaltyError> {
     if amount.is_zero() {
         return Err(RoyaltyError::ZeroAmount);
     }
-    let contract = EarningsSplitter::new(splitter, provider);
     let (accounts, bps): (Vec<Address>, Vec<u16>) = split.contributors.iter().copied().unzip();
-    let pending = if currency == Address::ZERO {
-        contract
-            .deposit(split.token_id, accounts, bps)
-            .value(amount)
-            .send()
-            .await
-            .map_err(chain_err("EarningsSplitter.deposit"))?
+    // (what, target, value, calldata), in order.
+    let calls: Vec<(&'static str, Address, U256, Bytes)> = if currency == Address::ZERO {
+        let deposit = EarningsSplitter::depositCall {
+            tokenId: split.token_id,
+            contributors: accounts,
+            contributorBps: bps,
+        };
+        vec![(
+            "EarningsSplitter.deposit",
+            splitter,
+            amount,
+            deposit.abi_encode().into(),
+        )]
     } else {
-        let approve = erc20::IERC20Approve::new(currency, provider)
-            .approve(splitter, amount)
-            .send()
-            .await
-            .map_err(chain_err("ERC20.approve"))?;
-        let receipt = approve
-            .get_receipt()
-            .await
-            .map_err(|e| RoyaltyError::Chain {
-                what: "ERC20.approve receipt",
-                detail: e.to_string(),
-            })?;
-        if !receipt.status() {
-            return Err(RoyaltyError::Reverted {
-                what: "ERC20.approve",
-                tx_hash: receipt.transaction_hash,
-            });
-        }
-        contract
-            .depositToken(split.token_id, currency, amount, accounts, bps)
-            .send()
-            .await
-            .map_err(chain_err("EarningsSplitter.depositToken"))?
+        let approve = erc20::IERC20Approve::approveCall {
+            spender: splitter,
+            amount,
+        };
+        let deposit = EarningsSplitter::depositTokenCall {
+            tokenId: split.token_id,
+            token: currency,
+            amount,
+            contributors: accounts,
+            contributorBps: bps,
+        };
+        vec![
+            (
+                "ERC20.approve",
+                currency,
+                U256::ZERO,
+                approve.abi_encode().into(),
+            ),
+            (
+                "EarningsSplitter.depositToken",
+                splitter,
+                U256::ZERO,
+                deposit.abi_encode().into(),
+            ),
+        ]
     };
-    let receipt = pending
-        .get_receipt()
-        .await
-        .map_err(|e| RoyaltyError::Chain {
-            what: "deposit receipt",
-            detail: e.to_string(),
-        })?;
-    if !receipt.status() {
-        return Err(RoyaltyError::Reverted {
-            what: "EarningsSplitter deposit",
-            tx_hash: receipt.transaction_hash,
-        });
+    let requests: Vec<(&'static str, TransactionRequest)> = match payer {
+        Payer::Wallet => calls
+            .into_iter()
+            .map(|(what, to, value, input)| {
+                let request = TransactionRequest::default()
+                    .with_to(to)
+                    .with_value(value)
+                    .with_input(input);
+                (what, request)
+            })
+            .collect(),
+        Payer::AgentAccount(account) => {
+            let calls = calls
+                .into_iter()
+                .map(|(_, target, value, data)| IAgentAccount::Call {
+                    target,
+                    value,
+                    data,
+                })
+                .collect();
+            let batch = AgentAccount::executeBatchCall { calls };
+            vec![(
+                "AgentAccount.executeBatch (deposit)",
+                TransactionRequest::default()
+                    .with_to(account)
+                    .with_input(Bytes::from(batch.abi_encode())),
+            )]
+        }
+    };
+    let mut last = None;
+    for (what, request) in requests {
+        last = Some(send_and_confirm(provider, what, request).await?);
     }
+    let receipt = last.ok_or(RoyaltyError::ZeroAmount)?;
     // What the contract credited, from its events (fee-on-transfer tokens credit less).
     let mut credited = Vec::new();
     for log in receipt.inner.logs() {
@@ -378,6 +419,42 @@ pub async fn settle<P: Provider>(
         amount,
         credits: credited,
     })
+}
+
+/// Sends `request` and waits for its receipt, which must show success.
+async fn send_and_confirm<P: Provider>(
+    provider: &P,
+    what: &'static str,
+    request: TransactionRequest,
+) -> Result<TransactionReceipt, RoyaltyError> {
+    let receipt = provider
+        .send_transaction(request)
+        .await
+        .map_err(|e| RoyaltyError::Chain {
+            what,
+            // A revert shows up when the node estimates gas: decode it into our typed errors.
+            detail: match e
+                .as_error_resp()
+                .and_then(|resp| resp.as_revert_data())
+                .and_then(|data| inft_contracts::decode_revert(&data))
+            {
+                Some(revert) => format!("reverted: {revert:?}"),
+                None => e.to_string(),
+            },
+        })?
+        .get_receipt()
+        .await
+        .map_err(|e| RoyaltyError::Chain {
+            what,
+            detail: e.to_string(),
+        })?;
+    if !receipt.status() {
+        return Err(RoyaltyError::Reverted {
+            what,
+            tx_hash: receipt.transaction_hash,
+        });
+    }
+    Ok(receipt)
 }
 
 /// What `account` can claim from the splitter in `currency` (zero address: ETH).

@@ -485,7 +485,7 @@ async fn modified_missing_reordered_and_wrongly_signed_records_are_pinned_to_the
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn earnings_split_between_creator_contributor_and_holder_to_the_wei() -> anyhow::Result<()> {
-    use agent_runtime::royalties::{Role, claim, credits, owed, settle, split_of};
+    use agent_runtime::royalties::{Payer, Role, claim, credits, owed, settle, split_of};
     use inft_contracts::bindings::{AgentNFT, IAgentNFT};
 
     let world = World::start().await?;
@@ -558,6 +558,7 @@ async fn earnings_split_between_creator_contributor_and_holder_to_the_wei() -> a
         &split,
         alloy::primitives::Address::ZERO,
         amount,
+        Payer::Wallet,
     )
     .await?;
     assert_eq!(settlement.credits, expected);
@@ -622,9 +623,72 @@ async fn earnings_split_between_creator_contributor_and_holder_to_the_wei() -> a
     let mut wrong = split.clone();
     wrong.contributors = vec![(erin.address(), 333)];
     assert!(
-        settle(&reader, splitter, &wrong, zero, amount)
+        settle(&reader, splitter, &wrong, zero, amount, Payer::Wallet)
             .await
             .is_err()
+    );
+
+    // Earnings held by the agent's own account (e.g. trading profit in the quote token) leave
+    // that account: its owner drives the deposit, and the holder's wallet pays nothing.
+    use inft_contracts::bindings::{AgentAccountFactory, TestToken};
+    let deployer = signer(0)?;
+    let factory = AgentAccountFactory::new(
+        world.deployment.agent_account_factory,
+        world.provider(&deployer),
+    );
+    let account = factory.accountOf(token).call().await?;
+    factory
+        .createAccount(token)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    let usd = world.deployment.market.quote_token;
+    let profit = U256::from(250_000_000_000_000_000_001u128);
+    TestToken::new(usd, world.provider(&deployer))
+        .transfer(account, profit)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    let balance = |who| {
+        let token = TestToken::new(usd, reader.clone());
+        async move { token.balanceOf(who).call().await }
+    };
+    let bob_before = balance(bob.address()).await?;
+    // Only the owner (or the agent) can move the account's funds.
+    assert!(
+        settle(
+            &reader,
+            splitter,
+            &split,
+            usd,
+            profit,
+            Payer::AgentAccount(account)
+        )
+        .await
+        .is_err(),
+        "a stranger cannot pay from the agent's account"
+    );
+    let settlement = settle(
+        &world.provider(&bob),
+        splitter,
+        &split,
+        usd,
+        profit,
+        Payer::AgentAccount(account),
+    )
+    .await?;
+    assert_eq!(settlement.credits, credits(&split, profit));
+    assert!(balance(account).await?.is_zero(), "the account paid it all");
+    assert_eq!(
+        balance(bob.address()).await?,
+        bob_before,
+        "bob's wallet paid nothing"
+    );
+    assert_eq!(
+        owed(&reader, splitter, carol.address(), usd).await?,
+        credits(&split, profit)[1].amount
     );
     Ok(())
 }

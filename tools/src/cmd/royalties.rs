@@ -1,10 +1,12 @@
 //! `inft royalties`: show a token's earnings split and what each party is owed, settle earnings
 //! into the splitter, and claim what you are owed.
 
-use agent_runtime::royalties::{self, EarningsSplit, credits, owed, split_of};
+use agent_runtime::royalties::{self, EarningsSplit, Payer, credits, owed, split_of};
 use alloy::primitives::{Address, U256};
+use alloy::providers::Provider;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
+use inft_contracts::bindings::AgentAccountFactory;
 use serde_json::json;
 
 use super::Run;
@@ -62,6 +64,11 @@ struct SettleArgs {
     /// ERC-20 earnings token [default: ETH].
     #[arg(long, value_name = "ADDRESS")]
     erc20: Option<Address>,
+    /// Pay from the token's agent account (the token-bound wallet a trading agent trades
+    /// from) instead of your wallet, so an agent's earnings leave the account that earned
+    /// them. Needs the owner's wallet.
+    #[arg(long)]
+    from_agent_account: bool,
     #[command(flatten)]
     node: NodeOpts,
     #[command(flatten)]
@@ -198,10 +205,30 @@ impl SettleArgs {
                 (currency, due)
             }
         };
+        let payer = if self.from_agent_account {
+            let account = AgentAccountFactory::new(d.agent_account_factory, &provider)
+                .accountOf(self.token)
+                .call()
+                .await?;
+            // A call to an address without code "succeeds" and does nothing.
+            if provider.get_code_at(account).await?.is_empty() {
+                anyhow::bail!("token {} has no agent account yet ({account})", self.token);
+            }
+            Payer::AgentAccount(account)
+        } else {
+            Payer::Wallet
+        };
         let expected = credits(&split, amount);
-        let settled = royalties::settle(&provider, d.earnings_splitter, &split, currency, amount)
-            .await
-            .context("settling earnings")?;
+        let settled = royalties::settle(
+            &provider,
+            d.earnings_splitter,
+            &split,
+            currency,
+            amount,
+            payer,
+        )
+        .await
+        .context("settling earnings")?;
         if self.erc20.is_none() && settled.credits != expected {
             // ETH arrives whole: anything else means the contract and this tool disagree.
             anyhow::bail!(
