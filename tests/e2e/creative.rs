@@ -327,21 +327,11 @@ async fn rpc_outage_mid_run_loses_nothing_and_logs_each_action_once() -> anyhow:
     assert_eq!(chain.seq, 5);
     let records = restarted.db().records(&log, 0, 100).await?;
     let db_hashes: Vec<B256> = records.iter().map(|r| r.record.record_hash()).collect();
-    let filter = Filter::new()
-        .address(world.deployment.action_log)
-        .event_signature(ActionLog::ActionsLogged::SIGNATURE_HASH)
-        .topic1(B256::from(token))
-        .from_block(0);
-    let mut on_chain = Vec::new();
-    for raw in world.provider(&alice.wallet).get_logs(&filter).await? {
-        on_chain.extend(
-            raw.log_decode::<ActionLog::ActionsLogged>()?
-                .inner
-                .data
-                .actionHashes,
-        );
-    }
-    assert_eq!(on_chain, db_hashes, "no action lost, none logged twice");
+    assert_eq!(
+        world.logged_hashes(token).await?,
+        db_hashes,
+        "no action lost, none logged twice"
+    );
     assert!(
         restarted
             .db()

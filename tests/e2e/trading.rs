@@ -235,27 +235,6 @@ fn u256_at(v: &serde_json::Value, key: &str) -> anyhow::Result<U256> {
     Ok(U256::from_str_radix(s, 10)?)
 }
 
-/// The agent's record hashes as the ActionLog emitted them, in order.
-async fn logged_hashes(world: &World, token: U256) -> anyhow::Result<Vec<B256>> {
-    use alloy::rpc::types::Filter;
-    use alloy::sol_types::SolEvent;
-    let filter = Filter::new()
-        .address(world.deployment.action_log)
-        .event_signature(ActionLog::ActionsLogged::SIGNATURE_HASH)
-        .topic1(B256::from(token))
-        .from_block(0);
-    let mut out = Vec::new();
-    for raw in plain_provider(world).get_logs(&filter).await? {
-        out.extend(
-            raw.log_decode::<ActionLog::ActionsLogged>()?
-                .inner
-                .data
-                .actionHashes,
-        );
-    }
-    Ok(out)
-}
-
 /// Every transaction `from` ever sent, as `(to, hash)`.
 async fn transactions_from(
     world: &World,
@@ -320,7 +299,7 @@ async fn trading_agent_runs_fifty_steps_and_its_balances_match_its_logged_trades
     assert!(entries.iter().all(|e| e.state == OutboxState::Confirmed));
     let records = db.records(&log, 0, 100).await?;
     let hashes: Vec<B256> = records.iter().map(|r| r.record.record_hash()).collect();
-    assert_eq!(logged_hashes(&world, token).await?, hashes);
+    assert_eq!(world.logged_hashes(token).await?, hashes);
     let action_log = ActionLog::new(world.deployment.action_log, plain_provider(&world));
     assert_eq!(action_log.chainOf(token).call().await?.seq, 50);
 
@@ -608,7 +587,7 @@ async fn hostile_outputs_never_send_a_transaction_outside_the_policy() -> anyhow
             .all(|r| r.record.record().kind != ActionKind::Trade),
         "{kinds:?}"
     );
-    assert_eq!(logged_hashes(&world, token).await?.len(), records.len());
+    assert_eq!(world.logged_hashes(token).await?.len(), records.len());
 
     // Nothing moved, and the agent key never sent anything but action-log batches.
     assert_eq!(balances(&world, agent.account).await?, before);
@@ -866,7 +845,7 @@ async fn kill_9_mid_run_then_restart_loses_nothing_and_sends_nothing_twice() -> 
         assert_eq!(r.record.record().seq, i as u64 + 1);
     }
     let hashes: Vec<B256> = records.iter().map(|r| r.record.record_hash()).collect();
-    assert_eq!(logged_hashes(&world, token).await?, hashes);
+    assert_eq!(world.logged_hashes(token).await?, hashes);
     assert!(
         db.outbox_entries(&log)
             .await?

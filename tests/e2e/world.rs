@@ -19,7 +19,7 @@ use agent_runtime::testmodel::{TestModelParams, llama_gguf_bytes};
 use agent_runtime::token::{AgentNft, Shares};
 use agent_runtime::wallet::derive_sealing_secret;
 use alloy::network::{EthereumWallet, TransactionBuilder};
-use alloy::primitives::{Address, U256, utils::parse_ether};
+use alloy::primitives::{Address, B256, U256, utils::parse_ether};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder, WalletProvider};
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
@@ -280,6 +280,29 @@ impl World {
             .await?;
         let _: serde_json::Value = provider.raw_request("evm_mine".into(), ()).await?;
         Ok(())
+    }
+
+    /// The token's record hashes as the ActionLog emitted them, in order.
+    pub(crate) async fn logged_hashes(&self, token: U256) -> anyhow::Result<Vec<B256>> {
+        use alloy::rpc::types::Filter;
+        use alloy::sol_types::SolEvent;
+        use inft_contracts::bindings::ActionLog;
+        let filter = Filter::new()
+            .address(self.deployment.action_log)
+            .event_signature(ActionLog::ActionsLogged::SIGNATURE_HASH)
+            .topic1(B256::from(token))
+            .from_block(0);
+        let provider = ProviderBuilder::new().connect_http(self.chain.endpoint_url());
+        let mut out = Vec::new();
+        for raw in provider.get_logs(&filter).await? {
+            out.extend(
+                raw.log_decode::<ActionLog::ActionsLogged>()?
+                    .inner
+                    .data
+                    .actionHashes,
+            );
+        }
+        Ok(out)
     }
 
     /// The latest block's timestamp.
