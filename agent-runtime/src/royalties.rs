@@ -320,19 +320,15 @@ pub async fn settle<P: Provider>(
         return Err(RoyaltyError::ZeroAmount);
     }
     let (accounts, bps): (Vec<Address>, Vec<u16>) = split.contributors.iter().copied().unzip();
-    // (what, target, value, calldata), in order.
-    let calls: Vec<(&'static str, Address, U256, Bytes)> = if currency == Address::ZERO {
+    // The deposit, and for an ERC-20 the approval that must precede it.
+    let (approve, deposit) = if currency == Address::ZERO {
         let deposit = EarningsSplitter::depositCall {
             tokenId: split.token_id,
             contributors: accounts,
             contributorBps: bps,
         };
-        vec![(
-            "EarningsSplitter.deposit",
-            splitter,
-            amount,
-            deposit.abi_encode().into(),
-        )]
+        let deposit = Call::new("EarningsSplitter.deposit", splitter, amount, deposit);
+        (None, deposit)
     } else {
         let approve = erc20::IERC20Approve::approveCall {
             spender: splitter,
@@ -345,55 +341,40 @@ pub async fn settle<P: Provider>(
             contributors: accounts,
             contributorBps: bps,
         };
-        vec![
-            (
-                "ERC20.approve",
-                currency,
-                U256::ZERO,
-                approve.abi_encode().into(),
-            ),
-            (
+        (
+            Some(Call::new("ERC20.approve", currency, U256::ZERO, approve)),
+            Call::new(
                 "EarningsSplitter.depositToken",
                 splitter,
                 U256::ZERO,
-                deposit.abi_encode().into(),
+                deposit,
             ),
-        ]
+        )
     };
-    let requests: Vec<(&'static str, TransactionRequest)> = match payer {
-        Payer::Wallet => calls
-            .into_iter()
-            .map(|(what, to, value, input)| {
-                let request = TransactionRequest::default()
-                    .with_to(to)
-                    .with_value(value)
-                    .with_input(input);
-                (what, request)
-            })
-            .collect(),
+    let receipt = match payer {
+        Payer::Wallet => {
+            if let Some(approve) = approve {
+                send_and_confirm(provider, approve.what, approve.request()).await?;
+            }
+            send_and_confirm(provider, deposit.what, deposit.request()).await?
+        }
         Payer::AgentAccount(account) => {
-            let calls = calls
+            let calls = approve
                 .into_iter()
-                .map(|(_, target, value, data)| IAgentAccount::Call {
-                    target,
-                    value,
-                    data,
+                .chain([deposit])
+                .map(|c| IAgentAccount::Call {
+                    target: c.target,
+                    value: c.value,
+                    data: c.data,
                 })
                 .collect();
             let batch = AgentAccount::executeBatchCall { calls };
-            vec![(
-                "AgentAccount.executeBatch (deposit)",
-                TransactionRequest::default()
-                    .with_to(account)
-                    .with_input(Bytes::from(batch.abi_encode())),
-            )]
+            let request = TransactionRequest::default()
+                .with_to(account)
+                .with_input(Bytes::from(batch.abi_encode()));
+            send_and_confirm(provider, "AgentAccount.executeBatch (deposit)", request).await?
         }
     };
-    let mut last = None;
-    for (what, request) in requests {
-        last = Some(send_and_confirm(provider, what, request).await?);
-    }
-    let receipt = last.ok_or(RoyaltyError::ZeroAmount)?;
     // What the contract credited, from its events (fee-on-transfer tokens credit less).
     let mut credited = Vec::new();
     for log in receipt.inner.logs() {
@@ -419,6 +400,33 @@ pub async fn settle<P: Provider>(
         amount,
         credits: credited,
     })
+}
+
+/// One contract call of a settlement, sent on its own or inside an agent account's batch.
+struct Call {
+    what: &'static str,
+    target: Address,
+    value: U256,
+    data: Bytes,
+}
+
+impl Call {
+    fn new(what: &'static str, target: Address, value: U256, call: impl SolCall) -> Self {
+        Self {
+            what,
+            target,
+            value,
+            data: call.abi_encode().into(),
+        }
+    }
+
+    /// The call as a transaction from the provider's wallet.
+    fn request(self) -> TransactionRequest {
+        TransactionRequest::default()
+            .with_to(self.target)
+            .with_value(self.value)
+            .with_input(self.data)
+    }
 }
 
 /// Sends `request` and waits for its receipt, which must show success.
