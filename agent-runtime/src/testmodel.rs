@@ -120,7 +120,16 @@ pub struct TestModelParams {
     pub weight_type: WeightType,
     /// Reuse the token embedding as the output projection (no `output.weight` tensor).
     pub tie_embeddings: bool,
+    /// A chat template written to `tokenizer.chat_template` (e.g. [`GEMMA_CHAT_TEMPLATE`]), so
+    /// prompt rendering can be tested with another model family's format; `None` writes none
+    /// and the runtime falls back to plain text.
+    #[serde(default)]
+    pub chat_template: Option<String>,
 }
+
+/// Gemma's chat template (the Jinja text Gemma GGUFs ship), which llama.cpp recognizes by its
+/// `<start_of_turn>` markers.
+pub const GEMMA_CHAT_TEMPLATE: &str = "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}";
 
 /// What [`write_llama_gguf`] wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +184,7 @@ impl TestModelParams {
             weight_type,
             // Tiny widths tie the output projection so the smallest file stays a few KiB.
             tie_embeddings: n_embd < 64,
+            chat_template: None,
         }
     }
 
@@ -563,6 +573,9 @@ fn header_bytes(p: &TestModelParams, seed: u64, tensors: &[Tensor]) -> Vec<u8> {
     h.kv_u32("tokenizer.ggml.eos_token_id", 2);
     h.kv_bool("tokenizer.ggml.add_bos_token", true);
     h.kv_bool("tokenizer.ggml.add_eos_token", false);
+    if let Some(template) = &p.chat_template {
+        h.kv_str("tokenizer.chat_template", template);
+    }
 
     // Fixed part: magic, version, tensor count, kv count; then the kvs written above.
     let mut file = Header(Vec::with_capacity(h.0.len() + 64 * tensors.len() + 64), 0);

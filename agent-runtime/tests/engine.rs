@@ -5,13 +5,15 @@ use std::io::Write;
 use std::sync::Arc;
 
 use agent_runtime::engine::grammar::{
-    CREATIVE_MAX_TOKENS, TRADE_INTENT_MAX_TOKENS, creative_grammar, trade_intent_grammar,
+    CREATIVE_MAX_TOKENS, JsonField, creative_grammar, json_object_grammar,
 };
 use agent_runtime::engine::{
-    ContextOptions, Engine, EngineError, MemModel, ModelCache, ModelOptions, SamplerSettings,
-    SealedModel, StopReason,
+    ChatMessage, ContextOptions, Engine, EngineError, MemModel, ModelCache, ModelOptions,
+    PromptFormat, SamplerSettings, SealedModel, StopReason,
 };
-use agent_runtime::testmodel::{TestModelParams, WeightType, llama_gguf_bytes, write_llama_gguf};
+use agent_runtime::testmodel::{
+    GEMMA_CHAT_TEMPLATE, TestModelParams, WeightType, llama_gguf_bytes, write_llama_gguf,
+};
 use sha2::{Digest, Sha256};
 
 const PROMPT: &str = "The agent observes the market and writes:";
@@ -180,14 +182,36 @@ fn creative_grammar_output_always_parses() {
     }
 }
 
+/// An object with every field type: enum, addresses, a decimal string, an integer, a string.
+fn order_grammar() -> String {
+    json_object_grammar(&[
+        ("action", JsonField::Enum(&["buy", "sell", "hold"])),
+        ("token_in", JsonField::Address),
+        ("token_out", JsonField::Address),
+        ("amount_in", JsonField::DecimalString { max_digits: 30 }),
+        ("max_slippage_bps", JsonField::Integer { max_digits: 4 }),
+        (
+            "reason",
+            JsonField::String {
+                min_len: 0,
+                max_len: 120,
+            },
+        ),
+    ])
+    .unwrap()
+}
+
+/// Enough tokens for the longest [`order_grammar`] output with one token per byte.
+const ORDER_MAX_TOKENS: u32 = 360;
+
 #[test]
-fn trade_intent_grammar_output_always_parses() {
+fn json_object_grammar_output_always_parses() {
     let model = load(&TestModelParams::default(), 14);
     let mut ctx = model.new_context(&small_ctx()).unwrap();
     for seed in 0..4 {
         let settings = SamplerSettings {
-            grammar: Some(trade_intent_grammar().to_owned()),
-            max_tokens: TRADE_INTENT_MAX_TOKENS,
+            grammar: Some(order_grammar()),
+            max_tokens: ORDER_MAX_TOKENS,
             ..SamplerSettings::seeded(100 + seed)
         };
         let g = ctx
@@ -221,8 +245,8 @@ fn trade_intent_grammar_output_always_parses() {
         .generate(
             "x",
             &SamplerSettings {
-                grammar: Some(trade_intent_grammar().to_owned()),
-                max_tokens: TRADE_INTENT_MAX_TOKENS,
+                grammar: Some(order_grammar()),
+                max_tokens: ORDER_MAX_TOKENS,
                 ..SamplerSettings::default()
             },
         )
@@ -505,4 +529,79 @@ fn agents_can_move_to_their_own_threads() {
         outs.windows(2).all(|w| w[0] == w[1]),
         "concurrent agents disagree: {outs:?}"
     );
+}
+
+/// ChatML, as SmolLM2 and Qwen GGUFs ship it.
+const CHATML_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+#[test]
+fn prompts_are_rendered_with_the_models_own_chat_template() {
+    let messages = [
+        ChatMessage::system("You write poems."),
+        ChatMessage::user("About the sea."),
+    ];
+    let with = |template: Option<&str>, seed| {
+        load(
+            &TestModelParams {
+                chat_template: template.map(str::to_owned),
+                ..TestModelParams::tiny()
+            },
+            seed,
+        )
+    };
+
+    // No template in the metadata: plain text.
+    let plain = with(None, 60);
+    assert_eq!(plain.chat_template(), None);
+    let r = plain.render_chat(&messages).unwrap();
+    assert_eq!(r.format, PromptFormat::PlainText);
+    assert_eq!(r.text, "You write poems.\n\nAbout the sea.\n");
+
+    // ChatML (SmolLM2, Qwen): every role in its own turn, the assistant's turn opened.
+    let chatml = with(Some(CHATML_TEMPLATE), 61);
+    let r = chatml.render_chat(&messages).unwrap();
+    assert_eq!(r.format, PromptFormat::ChatTemplate);
+    assert_eq!(
+        r.text,
+        "<|im_start|>system\nYou write poems.<|im_end|>\n<|im_start|>user\nAbout the sea.<|im_end|>\n<|im_start|>assistant\n"
+    );
+
+    // Gemma: no system role, so llama.cpp folds the system message into the user turn.
+    let gemma = with(Some(GEMMA_CHAT_TEMPLATE), 62);
+    assert_eq!(gemma.chat_template().as_deref(), Some(GEMMA_CHAT_TEMPLATE));
+    let r = gemma.render_chat(&messages).unwrap();
+    assert_eq!(r.format, PromptFormat::ChatTemplate);
+    assert!(r.text.starts_with("<start_of_turn>user\n"), "{:?}", r.text);
+    assert!(r.text.contains("You write poems."), "{:?}", r.text);
+    assert!(
+        r.text.contains("About the sea.<end_of_turn>\n"),
+        "{:?}",
+        r.text
+    );
+    assert!(r.text.ends_with("<start_of_turn>model\n"), "{:?}", r.text);
+    // The rendered prompt runs like any other.
+    let mut ctx = gemma.new_context(&small_ctx()).unwrap();
+    let g = ctx
+        .generate(
+            &r.text,
+            &SamplerSettings {
+                max_tokens: 8,
+                ..SamplerSettings::instruct(3)
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        g.prompt_sha256,
+        hex::encode(Sha256::digest(r.text.as_bytes()))
+    );
+
+    // A template llama.cpp does not know: the model still runs, on plain text.
+    let odd = with(Some("{{ messages | tojson }}"), 63);
+    let r = odd.render_chat(&messages).unwrap();
+    assert_eq!(r.format, PromptFormat::PlainText);
+    // No messages at all is an error, not an empty prompt.
+    assert!(matches!(
+        plain.render_chat(&[]),
+        Err(EngineError::EmptyPrompt)
+    ));
 }

@@ -22,6 +22,14 @@ pub enum JsonField<'a> {
         /// Most characters.
         max_len: u16,
     },
+    /// Like [`JsonField::String`], plus the `\n` escape (a line break), for prose and verse.
+    /// `max_len` counts a line break as one character.
+    Text {
+        /// Fewest characters.
+        min_len: u16,
+        /// Most characters.
+        max_len: u16,
+    },
     /// One of the given strings (written as JSON strings; must not contain `"` or `\`).
     Enum(&'a [&'a str]),
     /// A `"0x…"` string with 40 hex digits (an EVM address).
@@ -67,6 +75,11 @@ pub fn json_object_grammar(fields: &[(&str, JsonField<'_>)]) -> Option<String> {
                 let min = min_len.min(max);
                 format!("\"\\\"\" char{{{min},{max}}} \"\\\"\"")
             }
+            JsonField::Text { min_len, max_len } => {
+                let max = max_len.min(MAX_FIELD_LEN);
+                let min = min_len.min(max);
+                format!("\"\\\"\" textchar{{{min},{max}}} \"\\\"\"")
+            }
             JsonField::Enum(values) => {
                 if values.is_empty() || !values.iter().all(|v| lit_ok(v)) {
                     return None;
@@ -90,6 +103,7 @@ pub fn json_object_grammar(fields: &[(&str, JsonField<'_>)]) -> Option<String> {
     root.push_str(&rules);
     // Printable ASCII except '"' (0x22) and '\' (0x5C).
     root.push_str("char ::= [ !#-\\[\\]-~]\n");
+    root.push_str("textchar ::= char | \"\\\\n\"\n");
     Some(root)
 }
 
@@ -104,7 +118,7 @@ static CREATIVE: LazyLock<String> = LazyLock::new(|| {
         ),
         (
             "text",
-            JsonField::String {
+            JsonField::Text {
                 min_len: 1,
                 max_len: 256,
             },
@@ -113,42 +127,14 @@ static CREATIVE: LazyLock<String> = LazyLock::new(|| {
     .unwrap_or_default()
 });
 
-static TRADE_INTENT: LazyLock<String> = LazyLock::new(|| {
-    json_object_grammar(&[
-        ("action", JsonField::Enum(&["buy", "sell", "hold"])),
-        ("token_in", JsonField::Address),
-        ("token_out", JsonField::Address),
-        ("amount_in", JsonField::DecimalString { max_digits: 30 }),
-        ("max_slippage_bps", JsonField::Integer { max_digits: 4 }),
-        (
-            "reason",
-            JsonField::String {
-                min_len: 0,
-                max_len: 120,
-            },
-        ),
-    ])
-    .unwrap_or_default()
-});
-
-/// `{"title": string of 1..=48 chars, "text": string of 1..=256 chars}`.
+/// `{"title": string of 1..=48 chars, "text": string of 1..=256 chars and line breaks}`.
 pub fn creative_grammar() -> &'static str {
     &CREATIVE
 }
 
-/// `{"action": "buy"|"sell"|"hold", "token_in": "0x" + 40 hex, "token_out": "0x" + 40 hex,
-/// "amount_in": decimal string of ≤ 30 digits (base units), "max_slippage_bps": integer
-/// 0..=9999, "reason": string of ≤ 120 chars}`.
-pub fn trade_intent_grammar() -> &'static str {
-    &TRADE_INTENT
-}
-
 /// Most tokens a byte-level model can need to complete [`creative_grammar`] (one token per
 /// byte, plus end-of-generation): a safe `max_tokens`.
-pub const CREATIVE_MAX_TOKENS: u32 = 330;
-
-/// Most tokens a byte-level model can need to complete [`trade_intent_grammar`].
-pub const TRADE_INTENT_MAX_TOKENS: u32 = 360;
+pub const CREATIVE_MAX_TOKENS: u32 = 600;
 
 #[cfg(test)]
 mod tests {
@@ -166,23 +152,6 @@ mod tests {
     }
 
     #[test]
-    fn trade_grammar_has_all_fields() {
-        let g = trade_intent_grammar();
-        for k in [
-            "action",
-            "token_in",
-            "token_out",
-            "amount_in",
-            "max_slippage_bps",
-            "reason",
-        ] {
-            assert!(g.contains(&format!("\\\"{k}\\\":")), "{k} missing in {g}");
-        }
-        assert!(g.contains("[0-9a-fA-F]{40}"));
-        assert!(g.contains("[1-9] [0-9]{0,29}"));
-    }
-
-    #[test]
     fn invalid_keys_and_values_are_refused() {
         assert!(json_object_grammar(&[("bad key", JsonField::Address)]).is_none());
         assert!(json_object_grammar(&[("k", JsonField::Enum(&["a\"b"]))]).is_none());
@@ -191,14 +160,8 @@ mod tests {
 
     #[test]
     fn max_tokens_constants_cover_the_longest_output() {
-        // {"title":"<48>","text":"<256>"}
-        let longest_creative = r#"{"title":"","text":""}"#.len() + 48 + 256;
+        // {"title":"<48>","text":"<256 line breaks, two bytes each>"}
+        let longest_creative = r#"{"title":"","text":""}"#.len() + 48 + 2 * 256;
         assert!(longest_creative < CREATIVE_MAX_TOKENS as usize);
-        let longest_trade = r#"{"action":"hold","token_in":"0x","token_out":"0x","amount_in":"","max_slippage_bps":,"reason":""}"#.len()
-            + 80 + 30 + 4 + 120;
-        assert!(
-            longest_trade < TRADE_INTENT_MAX_TOKENS as usize,
-            "{longest_trade}"
-        );
     }
 }

@@ -25,6 +25,7 @@
 
 mod build_info;
 mod cache;
+pub mod chat;
 pub mod grammar;
 mod memmodel;
 mod session;
@@ -36,6 +37,7 @@ use serde::{Deserialize, Serialize};
 
 pub use build_info::LLAMA_CPP_2_VERSION;
 pub use cache::{CacheStats, LoadedModel, ModelCache};
+pub use chat::{ChatMessage, PromptFormat, RenderedPrompt, Role};
 pub use memmodel::{MemModel, SealedModel};
 pub use session::{AgentContext, Generation, GenerationTimings, SamplerSettings, StopReason};
 
@@ -60,6 +62,9 @@ pub enum EngineError {
     /// llama.cpp could not create an inference context (usually out of memory).
     #[error("context creation failed: {0}")]
     Context(String),
+    /// The messages could not be rendered into a prompt.
+    #[error("chat prompt: {0}")]
+    Chat(String),
     /// The GBNF grammar did not parse.
     #[error("invalid grammar: {0}")]
     Grammar(String),
