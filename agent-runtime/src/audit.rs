@@ -16,7 +16,11 @@
 //!   epoch ([`Finding::WrongSigner`]);
 //! - a record with a transaction hash has a receipt, whose status matches the record kind and
 //!   whose token transfers match the recorded fill ([`Finding::ReceiptMissing`],
-//!   [`Finding::ReceiptMismatch`]).
+//!   [`Finding::ReceiptMismatch`]);
+//! - a memory update ([`crate::memory`]) names a memory data hash that a `DataSet` event of the
+//!   token set, in the recorded `updateData` transaction ([`Finding::MemoryNotSet`]). The memory
+//!   itself is private: the audit sees its hashes, never its notes
+//!   ([`AuditReport::memory_updates`]).
 //!
 //! Every finding names the sequence number of the action concerned. [`replay`] re-runs logged
 //! inferences with the recorded prompt, sampler settings and seed (for the owner or an
@@ -35,6 +39,7 @@ use crate::blobstore::{BlobError, BlobStore};
 use crate::db::{Db, DbError};
 use crate::engine::{ContextOptions, LoadedModel, SamplerSettings};
 use crate::indexer::TokenEvent;
+use crate::memory::{LoggedMemoryUpdate, MEMORY_UPDATE_KIND};
 use crate::record::{ActionRecord, FIRST_SEQ, LogId, content_hash};
 
 /// Why an audit could not be carried out at all (as opposed to [`Finding`]s about the history).
@@ -165,6 +170,14 @@ pub enum Finding {
         /// The head folded from the indexed hashes.
         indexed_head: B256,
     },
+    /// The memory update recorded at `seq` names a memory data hash that no indexed `DataSet`
+    /// event of the token set (in the recorded transaction), or its details are unreadable.
+    MemoryNotSet {
+        /// The action.
+        seq: u64,
+        /// The recorded new memory hash (zero if unreadable).
+        new_data_hash: B256,
+    },
     /// The record at `seq` could not be checked (store unreachable, RPC error).
     Unchecked {
         /// The action.
@@ -188,6 +201,7 @@ impl Finding {
             | Self::ReceiptMissing { seq, .. }
             | Self::ReceiptMismatch { seq, .. }
             | Self::HeadMismatch { seq, .. }
+            | Self::MemoryNotSet { seq, .. }
             | Self::Unchecked { seq, .. } => *seq,
         }
     }
@@ -260,6 +274,10 @@ impl std::fmt::Display for Finding {
             } => write!(
                 f,
                 "the chain reports {seq} actions with head {chain_head}; the index holds {indexed} folding to {indexed_head}"
+            ),
+            Self::MemoryNotSet { seq, new_data_hash } => write!(
+                f,
+                "action {seq}: memory update to {new_data_hash}, but no DataSet event of the token set it"
             ),
             Self::Unchecked { seq, detail } => write!(f, "action {seq}: not checked: {detail}"),
         }
@@ -349,6 +367,14 @@ impl AuditReport {
         self.findings.iter().filter(move |f| f.seq() == seq)
     }
 
+    /// The memory updates the agent logged, in sequence order (old → new memory data hash).
+    pub fn memory_updates(&self) -> Vec<(u64, LoggedMemoryUpdate)> {
+        self.actions
+            .iter()
+            .filter_map(|a| Some((a.seq, LoggedMemoryUpdate::from_record(a.record.as_ref()?)?)))
+            .collect()
+    }
+
     /// The agent's PnL over time, from the records that carry `details.pnl_quote` (a signed
     /// decimal in quote base units, as the trading strategies record it).
     pub fn pnl_series(&self) -> Vec<PnlPoint> {
@@ -409,6 +435,8 @@ pub async fn audit_token<P: Provider>(
     let mut grants: HashMap<Address, (u64, u8)> = HashMap::new();
     let mut history = Vec::new();
     let mut logged: BTreeMap<u64, Logged> = BTreeMap::new();
+    // (transaction, memory data hash) of every DataSet that set a memory entry.
+    let mut memory_sets: HashSet<(B256, B256)> = HashSet::new();
     for e in &events {
         let Some(event) = TokenEvent::from_indexed(&e.kind, &e.payload) else {
             continue;
@@ -437,6 +465,11 @@ pub async fn audit_token<P: Provider>(
             }
             TokenEvent::UsageRevoked(r) => {
                 grants.remove(&r.user);
+            }
+            TokenEvent::DataSet(d) => {
+                if let Some(memory) = d.data_hashes.get(crate::agent::EntryKind::Memory.index()) {
+                    memory_sets.insert((e.tx_hash, *memory));
+                }
             }
             TokenEvent::ActionsLogged(l) => {
                 // Grants of an earlier epoch were cleared by the transfer that ended it.
@@ -602,6 +635,26 @@ pub async fn audit_token<P: Provider>(
                 seq: l.seq,
                 expected_prev,
                 record_prev: r.prev_record_hash,
+            });
+        }
+    }
+
+    // Memory updates: the new memory hash went on chain in the recorded transaction.
+    for l in &on_chain {
+        let Some(r) = fetched.get(&l.seq) else {
+            continue;
+        };
+        if r.kind.as_str() != MEMORY_UPDATE_KIND {
+            continue;
+        }
+        let set = LoggedMemoryUpdate::from_record(r)
+            .filter(|u| memory_sets.contains(&(u.tx.unwrap_or_default(), u.new_data_hash)));
+        if set.is_none() {
+            findings.push(Finding::MemoryNotSet {
+                seq: l.seq,
+                new_data_hash: LoggedMemoryUpdate::from_record(r)
+                    .map(|u| u.new_data_hash)
+                    .unwrap_or_default(),
             });
         }
     }

@@ -4,6 +4,8 @@ pub mod agent;
 pub mod audit;
 pub mod engine;
 pub mod lifecycle;
+pub mod memory;
+pub mod models;
 pub mod testmodel;
 pub mod token;
 

@@ -12,6 +12,7 @@ use sealing::{SealOptions, SealingPublicKey, SealingSecret};
 
 use crate::agent::AgentConfig;
 use crate::blobstore::BlobStore;
+use crate::memory::AgentMemory;
 use crate::pipeline::{
     EntryRef, PipelineError, UnsealOptions, UnsealedAgent, seal_agent, unseal_agent,
 };
@@ -59,6 +60,9 @@ pub struct MintRequest<'a> {
     pub model: Box<dyn Read + Send>,
     /// The agent configuration (its `model_sha256` must be the model's).
     pub config: &'a AgentConfig,
+    /// The agent's initial memory (usually empty), sealed as a fourth entry; `None` mints the
+    /// classic three entries, and the agent then never keeps notes between runs.
+    pub memory: Option<AgentMemory>,
     /// Salt of the token id (`tokenIdFor(minter, salt)`).
     pub salt: u64,
     /// Revenue shares.
@@ -72,13 +76,14 @@ impl std::fmt::Debug for MintRequest<'_> {
         f.debug_struct("MintRequest")
             .field("config", &self.config.name)
             .field("salt", &self.salt)
+            .field("memory", &self.memory.is_some())
             .finish_non_exhaustive()
     }
 }
 
 /// Mints an agent for `owner` (the signer of `nft`'s provider) whose sealing public key is
-/// `owner_key`: a fresh agent key, the three entries sealed to the owner for the token id the
-/// mint will produce, stored, then minted with the agent wallet registered.
+/// `owner_key`: a fresh agent key, the entries (three, or four with memory) sealed to the owner
+/// for the token id the mint will produce, stored, then minted with the agent wallet registered.
 ///
 /// If the mint transaction fails nothing is lost: the blobs are content-addressed and a retry
 /// with the same salt seals afresh.
@@ -97,6 +102,7 @@ pub async fn mint_agent(
         request.model,
         &agent_key,
         request.config,
+        request.memory.as_ref(),
         owner_key,
         &token,
         &request.seal,

@@ -5,8 +5,8 @@
 //! in an order chosen so bad input costs as little as possible and plaintext touches no disk:
 //!
 //! 1. every sealed key is opened first (cheap; a key not sealed to us fails before any fetch);
-//! 2. the config and the agent key are fetched, verified against their on-chain hashes and
-//!    decrypted into zeroizing memory;
+//! 2. the config, the agent key and the memory (if the token has one and it is sealed to us) are
+//!    fetched, verified against their on-chain hashes and decrypted into zeroizing memory;
 //! 3. if a model with the config's plaintext hash is already loaded, it is shared and the model
 //!    blob is not touched; otherwise it is fetched, verified, decrypted in parallel straight into
 //!    a sealed memfd ([`MemModel`]), checked against the config, and loaded by llama.cpp.
@@ -24,6 +24,7 @@ use zeroize::Zeroizing;
 use crate::agent::{AgentConfig, ConfigError, EntryKind};
 use crate::blobstore::{BlobError, BlobStore};
 use crate::engine::{Engine, EngineError, LoadedModel, MemModel, ModelOptions};
+use crate::memory::{AgentMemory, MemoryError};
 
 /// Which token a sealed key is bound to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -65,11 +66,9 @@ pub struct EntryRef {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PipelineError {
-    /// The token does not have the three entries an agent has.
-    #[error("an agent token has {expected} data entries, this one has {actual}")]
+    /// The token does not have the entries an agent has: three, or four with memory.
+    #[error("an agent token has 3 data entries, or 4 with memory; this one has {actual}")]
     Layout {
-        /// Entries an agent has.
-        expected: usize,
         /// Entries the token has.
         actual: usize,
     },
@@ -119,6 +118,9 @@ pub enum PipelineError {
     /// The config entry is malformed or names other weights.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The memory entry is malformed or out of bounds.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
     /// The agent-key entry is not a valid secp256k1 key.
     #[error("the agent key entry is not a valid secp256k1 private key")]
     AgentKey,
@@ -151,6 +153,9 @@ pub struct UnsealedAgent {
     pub agent_key: Option<PrivateKeySigner>,
     /// The agent's configuration.
     pub config: AgentConfig,
+    /// The agent's memory: `None` if the token has no memory entry or the reader holds no key
+    /// for it (an authorized user runs without memory).
+    pub memory: Option<AgentMemory>,
     /// Whether the model came from the cache (its blob was not fetched or decrypted).
     pub model_was_cached: bool,
 }
@@ -164,6 +169,7 @@ impl std::fmt::Debug for UnsealedAgent {
                 &self.agent_key.as_ref().map(PrivateKeySigner::address),
             )
             .field("config", &self.config.name)
+            .field("memory", &self.memory.as_ref().map(AgentMemory::len))
             .finish_non_exhaustive()
     }
 }
@@ -257,24 +263,29 @@ pub async fn seal_entry(
     })
 }
 
-/// Seals a whole agent: the model file at `model_path`, the agent key and the config, in
-/// [`EntryKind`] order, for `recipient`.
+/// Seals a whole agent: the model, the agent key, the config and, if given, the memory, in
+/// [`EntryKind`] order, for `recipient`. Without memory the token has the classic three entries.
+#[allow(clippy::too_many_arguments)] // each is one part of the agent; a struct would only rename them
 pub async fn seal_agent(
     store: &dyn BlobStore,
     model: Box<dyn Read + Send>,
     agent_key: &PrivateKeySigner,
     config: &AgentConfig,
+    memory: Option<&AgentMemory>,
     recipient: &SealingPublicKey,
     token: &TokenRef,
     opts: &SealOptions,
 ) -> Result<Vec<EntryRef>, PipelineError> {
     let key_bytes: Zeroizing<Vec<u8>> = Zeroizing::new(agent_key.credential().to_bytes().to_vec());
-    let plaintexts: [(EntryKind, Box<dyn Read + Send>); 3] = [
+    let mut plaintexts: Vec<(EntryKind, Box<dyn Read + Send>)> = vec![
         (EntryKind::Model, model),
         (EntryKind::AgentKey, Box::new(Cursor::new(key_bytes))),
         (EntryKind::Config, Box::new(Cursor::new(config.to_json()))),
     ];
-    let mut entries = Vec::with_capacity(3);
+    if let Some(memory) = memory {
+        plaintexts.push((EntryKind::Memory, Box::new(Cursor::new(memory.to_json()))));
+    }
+    let mut entries = Vec::with_capacity(plaintexts.len());
     for (kind, plaintext) in plaintexts {
         entries.push(seal_entry(store, kind, plaintext, recipient, token, opts).await?);
     }
@@ -282,15 +293,15 @@ pub async fn seal_agent(
 }
 
 /// Opens every entry's data key with `secret` (fails fast, before any fetch, if the token's data
-/// is not sealed to us). The agent key may be absent; the model and config keys may not.
+/// is not sealed to us). The token has three entries, or four with memory. The agent key and the
+/// memory key may be absent (an authorized user gets neither); the model and config keys may not.
 pub fn open_keys(
     entries: &[EntryRef],
     secret: &SealingSecret,
     token: &TokenRef,
 ) -> Result<Vec<Option<DataKey>>, PipelineError> {
-    if entries.len() != EntryKind::ALL.len() {
+    if !(EntryKind::REQUIRED.len()..=EntryKind::ALL.len()).contains(&entries.len()) {
         return Err(PipelineError::Layout {
-            expected: EntryKind::ALL.len(),
             actual: entries.len(),
         });
     }
@@ -305,7 +316,7 @@ pub fn open_keys(
                     entry: kind.name(),
                     source,
                 }),
-            None if kind == EntryKind::AgentKey => Ok(None),
+            None if matches!(kind, EntryKind::AgentKey | EntryKind::Memory) => Ok(None),
             None => Err(PipelineError::MissingKey { entry: kind.name() }),
         })
         .collect()
@@ -408,11 +419,10 @@ pub async fn unseal_agent(
 ) -> Result<UnsealedAgent, PipelineError> {
     let (model_opts, opts) = (&options.model, &options.seal);
     let mut keys = open_keys(entries, secret, token)?.into_iter();
-    let (Some(Some(model_key)), Some(agent_key), Some(Some(config_key))) =
-        (keys.next(), keys.next(), keys.next())
+    let (Some(Some(model_key)), Some(agent_key), Some(Some(config_key)), memory_key) =
+        (keys.next(), keys.next(), keys.next(), keys.next().flatten())
     else {
         return Err(PipelineError::Layout {
-            expected: EntryKind::ALL.len(),
             actual: entries.len(),
         });
     };
@@ -440,6 +450,14 @@ pub async fn unseal_agent(
         }
         None => None,
     };
+    let memory = match memory_key {
+        Some(key) => {
+            let kind = EntryKind::Memory;
+            let bytes = unseal_small(store, kind, &entries[kind.index()], key, opts).await?;
+            Some(AgentMemory::from_json(&bytes)?)
+        }
+        None => None,
+    };
 
     let engine = Engine::global()?;
     let mut wanted = [0u8; 32];
@@ -452,6 +470,7 @@ pub async fn unseal_agent(
             model,
             agent_key,
             config,
+            memory,
             model_was_cached: true,
         });
     }
@@ -474,6 +493,7 @@ pub async fn unseal_agent(
         model,
         agent_key,
         config,
+        memory,
         model_was_cached: false,
     })
 }

@@ -1,5 +1,5 @@
-//! Agent tokens on chain: who may use a token, its data entries, and the writes that mint and
-//! authorize.
+//! Agent tokens on chain: who may use a token, its data entries, and the writes that mint,
+//! authorize and update its data.
 //!
 //! Storage holds per entry only the data hash; the sealed keys and URIs travel in events
 //! (`DataSet` for the holder, `UsageAuthorized` for an authorized user). [`AgentNft::entries_for`]
@@ -15,6 +15,7 @@ use inft_contracts::bindings::{AgentNFT, IAgentNFT};
 use inft_contracts::{ContractRevert, Deployment, revert_of};
 use sealing::{Commitment, SealedKey, SealingPublicKey};
 
+use crate::agent::EntryKind;
 use crate::pipeline::{EntryRef, TokenRef};
 
 /// Why a token operation failed.
@@ -252,6 +253,10 @@ impl AgentNft {
     /// The token's data entries for `account`: the holder's sealed keys, or, for an authorized
     /// user, the keys the owner sealed to it in its grant. Hashes and URIs come from the latest
     /// `DataSet` of the current epoch, checked against storage.
+    ///
+    /// A user never gets a key for the memory entry (it is the owner's, and its hash changes
+    /// with every update, so a grant's key for it would go stale): a grant with keys for the
+    /// three agent entries opens a token with memory, whose memory entry then has no key.
     pub async fn entries_for(
         &self,
         token_id: U256,
@@ -287,17 +292,21 @@ impl AgentNft {
                         .topic3(epoch_topic),
                 )
                 .await?;
-            let keys = grants
+            let mut keys = grants
                 .into_iter()
                 .next_back()
                 .map(|(g, _)| g.sealedKeys)
                 .unwrap_or_default();
-            if keys.len() != data.dataHashes.len() {
+            let required = EntryKind::REQUIRED.len();
+            let with_memory = data.dataHashes.len() > required && keys.len() == required;
+            if keys.len() != data.dataHashes.len() && !with_memory {
                 return Err(TokenError::NoKeysForUser {
                     token: token_id,
                     account,
                 });
             }
+            keys.truncate(required);
+            keys.resize(data.dataHashes.len(), Bytes::new());
             keys
         };
         data.dataHashes
@@ -408,6 +417,28 @@ impl AgentNft {
         let call = nft.authorize(token_id, user, scopes, expiry, keys);
         call.call().await?;
         let receipt = call.send().await?.get_receipt().await.map_err(rpc)?;
+        Ok(receipt.transaction_hash)
+    }
+
+    /// Replaces the token's data with `entries` (owner only; same epoch, so grants stay valid
+    /// for the entries whose hashes are unchanged) and returns the transaction hash. The call is
+    /// simulated first, so a refusal (not the owner, an empty entry) is a typed revert and costs
+    /// no gas.
+    pub async fn update_data(
+        &self,
+        token_id: U256,
+        entries: &[EntryRef],
+    ) -> Result<B256, TokenError> {
+        let nft = self.contract();
+        let call = nft.updateData(token_id, data_entries(entries));
+        call.call().await?;
+        let receipt = call.send().await?.get_receipt().await.map_err(rpc)?;
+        if !receipt.status() {
+            return Err(TokenError::Rpc(format!(
+                "updateData transaction {} reverted",
+                receipt.transaction_hash
+            )));
+        }
         Ok(receipt.transaction_hash)
     }
 

@@ -2,6 +2,7 @@
 
 mod audit;
 mod creative;
+mod memory;
 mod trading;
 mod transfer;
 mod world;

@@ -16,11 +16,22 @@ pub enum EntryKind {
     AgentKey = 1,
     /// The [`AgentConfig`], as JSON.
     Config = 2,
+    /// The agent's memory ([`AgentMemory`](crate::memory::AgentMemory), as JSON). Optional: a
+    /// token minted without memory has only the three entries before it.
+    Memory = 3,
 }
 
 impl EntryKind {
     /// All entries, in on-chain order.
-    pub const ALL: [EntryKind; 3] = [EntryKind::Model, EntryKind::AgentKey, EntryKind::Config];
+    pub const ALL: [EntryKind; 4] = [
+        EntryKind::Model,
+        EntryKind::AgentKey,
+        EntryKind::Config,
+        EntryKind::Memory,
+    ];
+
+    /// The entries every agent token has, in on-chain order (all but the optional memory).
+    pub const REQUIRED: [EntryKind; 3] = [EntryKind::Model, EntryKind::AgentKey, EntryKind::Config];
 
     /// The entry's index in the token's data arrays.
     pub fn index(self) -> usize {
@@ -33,6 +44,7 @@ impl EntryKind {
             EntryKind::Model => "model",
             EntryKind::AgentKey => "agent-key",
             EntryKind::Config => "config",
+            EntryKind::Memory => "memory",
         }
     }
 }
@@ -52,6 +64,10 @@ pub enum AgentKind {
     Trading {
         /// The strategy's name (e.g. `llm`, `momentum`).
         strategy: String,
+        /// The owner's standing instruction to a model strategy (e.g. "Follow the trend.");
+        /// absent in configs sealed before it existed, and then the runtime's default applies.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instruction: Option<String>,
     },
 }
 

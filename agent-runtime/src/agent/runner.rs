@@ -4,7 +4,7 @@ use alloy::primitives::B256;
 
 use super::strategy::{AgentSession, Strategy, StrategyError};
 use crate::outbox::{FlushReport, Outbox, OutboxError};
-use crate::record::ActionKind;
+use crate::record::{ActionDraft, ActionKind, SignedRecord};
 
 /// What one step recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,6 +17,10 @@ pub struct StepReport {
     pub record_hash: B256,
     /// What kind of action it was.
     pub kind: ActionKind,
+    /// The model's output (or a classical rule's proposal), as recorded.
+    pub output: String,
+    /// The record's kind-specific details (trade fill, refusal reason, piece title, …).
+    pub details: serde_json::Value,
 }
 
 /// What a run recorded and logged.
@@ -88,6 +92,8 @@ pub async fn run_steps<S: Strategy>(
             seq: signed.record().seq,
             record_hash: signed.record_hash(),
             kind,
+            output: signed.record().output.clone(),
+            details: signed.record().details.clone(),
         };
         tracing::info!(step, seq = step_report.seq, kind = %step_report.kind, "action recorded");
         on_step(&step_report);
@@ -100,4 +106,20 @@ pub async fn run_steps<S: Strategy>(
         Some(e) => Err(e),
         None => Ok(report),
     }
+}
+
+/// Records one action outside the step loop (e.g. the memory update after a run): signs `draft`
+/// with the session's key, commits it to the outbox and flushes until it is confirmed on chain.
+/// The record continues the same hash chain as the steps before it.
+pub async fn record_action(
+    session: &AgentSession,
+    outbox: &Outbox,
+    draft: ActionDraft,
+) -> Result<(SignedRecord, FlushReport), OutboxError> {
+    let log = *session.log();
+    let signed = outbox.append(&log, draft, session.signer()).await?;
+    let record = signed.record();
+    tracing::info!(seq = record.seq, kind = %record.kind, "action recorded");
+    let flush = outbox.flush(&log).await?;
+    Ok((signed, flush))
 }

@@ -7,7 +7,7 @@ use alloy::signers::local::PrivateKeySigner;
 use serde_json::Value;
 
 use super::config::AgentConfig;
-use crate::engine::{AgentContext, EngineError, Generation, SamplerSettings};
+use crate::engine::{AgentContext, ChatMessage, EngineError, Generation, SamplerSettings};
 use crate::record::{ActionDraft, ActionKind, LogId};
 
 /// Why a strategy step failed. A failed step records nothing; the run stops with the error.
@@ -35,6 +35,7 @@ pub struct AgentSession {
     config: AgentConfig,
     signer: PrivateKeySigner,
     context: AgentContext,
+    memory: Option<String>,
 }
 
 impl std::fmt::Debug for AgentSession {
@@ -64,7 +65,20 @@ impl AgentSession {
             config,
             signer,
             context,
+            memory: None,
         }
+    }
+
+    /// The agent's memory as the token holds it (notes from earlier runs), if it has any and
+    /// this account may read it. Strategies put it in the prompt.
+    pub fn memory(&self) -> Option<&str> {
+        self.memory.as_deref()
+    }
+
+    /// Sets the memory the prompts carry (the runtime does this after unsealing the token's
+    /// memory entry).
+    pub fn set_memory(&mut self, memory: Option<String>) {
+        self.memory = memory;
     }
 
     /// The token's action log.
@@ -75,6 +89,11 @@ impl AgentSession {
     /// The AgentNFT contract.
     pub fn nft(&self) -> Address {
         self.nft
+    }
+
+    /// The shared model this agent runs.
+    pub fn model(&self) -> &std::sync::Arc<crate::engine::LoadedModel> {
+        self.context.model()
     }
 
     /// The agent's configuration.
@@ -98,6 +117,13 @@ impl AgentSession {
         let mut settings = self.config.sampler.clone();
         settings.seed = settings.seed.wrapping_add(step as u32);
         settings
+    }
+
+    /// Renders chat `messages` into the prompt text with the model's own chat template (plain
+    /// text for a model without one). The rendered text is the prompt to generate from, record
+    /// and replay.
+    pub fn render(&self, messages: &[ChatMessage]) -> Result<String, EngineError> {
+        Ok(self.context.model().render_chat(messages)?.text)
     }
 
     /// Runs the model. Inference is CPU-bound and blocking; on a multi-threaded tokio runtime
@@ -159,4 +185,10 @@ pub trait Strategy: Send {
         session: &mut AgentSession,
         step: u64,
     ) -> impl Future<Output = Result<ActionDraft, StrategyError>> + Send;
+
+    /// What this run taught the agent, as one short note for its memory (what it did, what it
+    /// learned), or `None` if there is nothing to remember. Called once after the last step.
+    fn memory_note(&self) -> Option<String> {
+        None
+    }
 }

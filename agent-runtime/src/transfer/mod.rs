@@ -167,8 +167,17 @@ pub async fn reencrypt_entry(
     }
 }
 
-/// Re-encrypts the model and config entries of `entries` (opened with `keys`, in
-/// [`EntryKind`] order) for `recipient`. Returns the new model and config entries.
+/// The data entries a transfer re-encrypts (all but the agent key, which is replaced).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RotatedData {
+    pub(crate) model: WireEntry,
+    pub(crate) config: WireEntry,
+    /// `None` for a token without memory.
+    pub(crate) memory: Option<WireEntry>,
+}
+
+/// Re-encrypts the model, config and (if the token has one) memory entries of `entries`
+/// (opened with `keys`, in [`EntryKind`] order) for `recipient`.
 pub(crate) async fn reencrypt_data(
     store: &dyn BlobStore,
     entries: &[EntryRef],
@@ -176,15 +185,26 @@ pub(crate) async fn reencrypt_data(
     recipient: &SealingPublicKey,
     token: &TokenRef,
     opts: &SealOptions,
-) -> Result<(WireEntry, WireEntry), TransferError> {
+) -> Result<RotatedData, TransferError> {
     let mut keys = keys.into_iter();
-    let (Some(Some(model_key)), Some(_), Some(Some(config_key))) =
-        (keys.next(), keys.next(), keys.next())
+    let (Some(Some(model_key)), Some(_), Some(Some(config_key)), memory_key) =
+        (keys.next(), keys.next(), keys.next(), keys.next())
     else {
         return Err(PipelineError::MissingKey {
             entry: EntryKind::Model.name(),
         }
         .into());
+    };
+    // A memory entry that is there must rotate too: the contract rotates every entry.
+    let memory_key = match (entries.len() > EntryKind::Memory.index(), memory_key) {
+        (false, _) => None,
+        (true, Some(Some(key))) => Some(key),
+        (true, _) => {
+            return Err(PipelineError::MissingKey {
+                entry: EntryKind::Memory.name(),
+            }
+            .into());
+        }
     };
     let rotate = |kind: EntryKind, key: DataKey| {
         reencrypt_entry(
@@ -199,10 +219,17 @@ pub(crate) async fn reencrypt_data(
     };
     let model = rotate(EntryKind::Model, model_key).await?;
     let config = rotate(EntryKind::Config, config_key).await?;
-    Ok((
-        WireEntry::from_entry(&model),
-        WireEntry::from_entry(&config),
-    ))
+    let memory = match memory_key {
+        Some(key) => Some(WireEntry::from_entry(
+            &rotate(EntryKind::Memory, key).await?,
+        )),
+        None => None,
+    };
+    Ok(RotatedData {
+        model: WireEntry::from_entry(&model),
+        config: WireEntry::from_entry(&config),
+        memory,
+    })
 }
 
 /// Makes a new agent key and seals it, as the token's agent-key entry, to `recipient`.

@@ -1,10 +1,11 @@
 //! Oracle-attested transfers: a re-encryption service, and the sender's side of talking to it.
 //!
-//! The sender hands the oracle the token's current model and config keys, sealed to the oracle's
-//! published X25519 key and bound to the token and the old blobs. The oracle checks the request
-//! against the chain, re-encrypts both entries for the receiver's published key, makes a new agent
-//! key sealed to the receiver, and signs the EIP-712 `Attestation`. The sender checks the answer
-//! and submits `transferWithProof`; the receiver takes no part.
+//! The sender hands the oracle the token's current model and config keys (and memory key, for a
+//! token with memory), sealed to the oracle's published X25519 key and bound to the token and the
+//! old blobs. The oracle checks the request against the chain, re-encrypts those entries for the
+//! receiver's published key, makes a new agent key sealed to the receiver, and signs the EIP-712
+//! `Attestation`. The sender checks the answer and submits `transferWithProof`; the receiver
+//! takes no part.
 //!
 //! **Trust.** The oracle is meant to run inside a TEE whose attestation the verifier's owner
 //! checked before registering its key. Without a TEE it is fully trusted: it sees the plaintext
@@ -71,6 +72,10 @@ pub struct RotateRequest {
     pub model_key: Bytes,
     /// The config's current data key, sealed to the oracle.
     pub config_key: Bytes,
+    /// The memory's current data key, sealed to the oracle: required for a token with memory,
+    /// absent otherwise (and from requests of runtimes before memory existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_key: Option<Bytes>,
     /// Last valid block timestamp for the attestation.
     pub deadline: U256,
 }
@@ -154,11 +159,20 @@ impl OracleService {
         let token = self.nft.token_ref(request.token_id);
         let entries = self.nft.entries_for(request.token_id, state.owner).await?;
         // The current entries with the requester's keys (sealed to us) in place of the owner's.
+        let has_memory = entries.len() > EntryKind::Memory.index();
+        if has_memory != request.memory_key.is_some() {
+            return Err(TransferError::Mismatch(
+                "the request's memory key does not match the token's entries",
+            ));
+        }
         let mut ours = entries.clone();
-        for (kind, key) in [
-            (EntryKind::Model, &request.model_key),
-            (EntryKind::Config, &request.config_key),
-        ] {
+        let keys = [
+            (EntryKind::Model, Some(&request.model_key)),
+            (EntryKind::Config, Some(&request.config_key)),
+            (EntryKind::Memory, request.memory_key.as_ref()),
+        ];
+        for (kind, key) in keys {
+            let Some(key) = key else { continue };
             ours[kind.index()].sealed_key = Some(
                 SealedKey::from_bytes(key)
                     .map_err(|_| TransferError::Mismatch("a sealed key is malformed"))?,
@@ -166,7 +180,7 @@ impl OracleService {
         }
         ours[EntryKind::AgentKey.index()].sealed_key = None;
         let keys = open_keys(&ours, &self.secret, &token)?;
-        let (model, config) = reencrypt_data(
+        let data = reencrypt_data(
             self.store.as_ref(),
             &ours,
             keys,
@@ -184,8 +198,9 @@ impl OracleService {
             from: state.owner,
             to: request.to,
             old_data_hashes: state.data_hashes,
-            model,
-            config,
+            model: data.model,
+            config: data.config,
+            memory: data.memory,
             sealing_key: B256::from(*recipient.as_bytes()),
             nonce: fresh_nonce(),
             deadline: request.deadline,
@@ -308,6 +323,11 @@ pub async fn request_rotation(
         to,
         model_key: reseal(EntryKind::Model)?,
         config_key: reseal(EntryKind::Config)?,
+        memory_key: if entries.len() > EntryKind::Memory.index() {
+            Some(reseal(EntryKind::Memory)?)
+        } else {
+            None
+        },
         deadline: U256::from(deadline),
     };
     let response = client
@@ -331,6 +351,7 @@ pub async fn request_rotation(
         || offer.to != to
         || offer.old_data_hashes != state.data_hashes
         || offer.deadline != request.deadline
+        || offer.memory.is_some() != request.memory_key.is_some()
         || answer.signed.mode != ProofMode::Oracle
     {
         return Err(TransferError::Mismatch(

@@ -22,6 +22,7 @@ use super::{
 };
 use crate::agent::{AgentConfig, EntryKind};
 use crate::blobstore::BlobStore;
+use crate::memory::AgentMemory;
 use crate::pipeline::{EntryRef, PipelineError, TokenRef, decrypt_entry, open_keys};
 use crate::token::AgentNft;
 
@@ -45,6 +46,10 @@ pub struct Offer {
     pub model: WireEntry,
     /// The new config entry.
     pub config: WireEntry,
+    /// The new memory entry, for a token with memory (absent from offers of tokens without,
+    /// and from offers written before memory existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<WireEntry>,
     /// The receiver's published sealing key the entries are sealed to.
     pub sealing_key: B256,
     /// The proof signer's nonce (fresh per offer).
@@ -54,9 +59,11 @@ pub struct Offer {
 }
 
 impl Offer {
-    /// The rotation this offer proposes, completed with the new agent entry.
+    /// The rotation this offer proposes, completed with the new agent entry. The entries are
+    /// in on-chain order: model, agent key, config, then memory if the token has one.
     pub fn rotation(&self, agent: &WireEntry, new_agent: Address) -> Rotation {
-        let entries = [&self.model, agent, &self.config];
+        let mut entries = vec![&self.model, agent, &self.config];
+        entries.extend(self.memory.as_ref());
         Rotation {
             nft: self.nft,
             token_id: self.token_id,
@@ -91,6 +98,13 @@ impl Offer {
                 "the token's owner or data changed since the offer",
             ));
         }
+        // Every entry rotates: an offer that drops (or invents) the memory entry cannot pass.
+        let has_memory = self.old_data_hashes.len() > EntryKind::Memory.index();
+        if has_memory != self.memory.is_some() {
+            return Err(TransferError::Mismatch(
+                "the offer does not rotate exactly the token's entries",
+            ));
+        }
         let published = nft
             .sealing_key_of(self.to)
             .await?
@@ -104,8 +118,8 @@ impl Offer {
     }
 }
 
-/// Sender, step 1: re-encrypts the model and config of `token_id` (owned by the holder of
-/// `secret`) for `to`'s published sealing key, and proposes the rotation.
+/// Sender, step 1: re-encrypts the model, config and memory (if any) of `token_id` (owned by the
+/// holder of `secret`) for `to`'s published sealing key, and proposes the rotation.
 pub async fn make_offer(
     nft: &AgentNft,
     store: &dyn BlobStore,
@@ -128,7 +142,7 @@ pub async fn make_offer(
     let entries = nft.entries_for(token_id, state.owner).await?;
     let token = nft.token_ref(token_id);
     let keys = open_keys(&entries, secret, &token)?;
-    let (model, config) = reencrypt_data(store, &entries, keys, &recipient, &token, opts).await?;
+    let data = reencrypt_data(store, &entries, keys, &recipient, &token, opts).await?;
     Ok(Offer {
         chain_id: nft.chain_id(),
         nft: nft.address(),
@@ -136,8 +150,9 @@ pub async fn make_offer(
         from: state.owner,
         to,
         old_data_hashes: state.data_hashes,
-        model,
-        config,
+        model: data.model,
+        config: data.config,
+        memory: data.memory,
         sealing_key: B256::from(*recipient.as_bytes()),
         nonce: fresh_nonce(),
         deadline: U256::from(deadline),
@@ -145,10 +160,10 @@ pub async fn make_offer(
 }
 
 /// Receiver, step 2: checks the offer against the chain, checks that each new sealed key opens
-/// its blob, that every chunk decrypts and matches the commitment, and that the model is the one
-/// the config names; then makes and seals a new agent
-/// key (the sender never learns it), and signs the acceptance. `signer` is the receiver's wallet,
-/// `secret` its sealing secret; `now` is the chain's time.
+/// its blob, that every chunk decrypts and matches the commitment, that the model is the one
+/// the config names and that the memory (if any) is a memory document; then makes and seals a
+/// new agent key (the sender never learns it), and signs the acceptance. `signer` is the
+/// receiver's wallet, `secret` its sealing secret; `now` is the chain's time.
 pub async fn accept_offer(
     nft: &AgentNft,
     store: &dyn BlobStore,
@@ -197,6 +212,21 @@ pub async fn accept_offer(
     config
         .check_model(&model_sha256)
         .map_err(PipelineError::from)?;
+    if let Some(memory) = &offer.memory {
+        let bytes = Zeroizing::new(
+            open_entry(
+                store,
+                EntryKind::Memory,
+                &memory.to_entry()?,
+                secret,
+                &token,
+                opts,
+                Vec::new(),
+            )
+            .await?,
+        );
+        AgentMemory::from_json(&bytes).map_err(PipelineError::from)?;
+    }
     let (agent_key, new_agent) = new_agent_entry(store, &secret.public_key(), &token, opts).await?;
     let rotation = offer.rotation(&agent_key, new_agent);
     let domain = proof_domain(offer.chain_id, verifier_of(nft).await?);

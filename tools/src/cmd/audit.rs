@@ -231,6 +231,20 @@ fn summary(
             if a.ok { "ok" } else { "PROBLEM" },
         );
     }
+    let memory = report.memory_updates();
+    if !memory.is_empty() {
+        let _ = writeln!(out, "memory: {} update(s)", memory.len());
+        for (seq, u) in &memory {
+            let _ = writeln!(
+                out,
+                "  seq {seq:>3}  {} → {} ({} notes)",
+                u.old_data_hash
+                    .map_or_else(|| "none".to_owned(), |h| short(&h)),
+                short(&u.new_data_hash),
+                u.notes
+            );
+        }
+    }
     if report.is_clean() {
         let _ = writeln!(
             out,
@@ -315,6 +329,10 @@ fn pnl_svg(report: &AuditReport) -> Option<String> {
 /// One line on what an action did, from its record's details: a refusal's reason, a trade's
 /// fill and transaction, or else the reason the policy gave for its intent.
 fn action_note(record: &agent_runtime::record::ActionRecord) -> String {
+    // The memory is private: its update shows only the new hash.
+    if let Some(update) = agent_runtime::memory::LoggedMemoryUpdate::from_record(record) {
+        return format!("memory updated → {}", short(&update.new_data_hash));
+    }
     let d = &record.details;
     if let Some(reason) = d["reason"].as_str() {
         return reason.to_owned();
@@ -548,6 +566,28 @@ mod tests {
         assert!(
             html.contains("1000 of 0xaaaaaa…aaaa for 997 of 0xbbbbbb…bbbb (tx 0xcccccc…cccc)"),
             "trade fill and transaction"
+        );
+    }
+
+    #[test]
+    fn memory_updates_show_their_new_hash_and_no_note() {
+        let mut r = report("{}", "0", vec![]);
+        let record = r.actions[0].record.as_mut().expect("a record");
+        record.kind = ActionKind::parse("memory-update").expect("a valid kind");
+        record.details = json!({
+            "entry": 3,
+            "old_data_hash": B256::repeat_byte(0xaa),
+            "new_data_hash": B256::repeat_byte(0xbb),
+            "tx": B256::repeat_byte(0xcc),
+            "notes": 2,
+        });
+        let html = html_report(&r, None);
+        assert!(html.contains("memory updated → 0xbbbbbb…bbbb"), "{html}");
+        let text = summary(&r, None, None);
+        assert!(
+            text.contains("memory: 1 update(s)")
+                && text.contains("0xaaaaaa…aaaa → 0xbbbbbb…bbbb (2 notes)"),
+            "{text}"
         );
     }
 

@@ -86,11 +86,12 @@ impl Run for AuthorizeArgs {
                 self.user
             );
         };
-        // Re-wrap the model and config keys for the user; the agent key is never shared.
+        // Re-wrap the model and config keys for the user; the agent key is never shared, and
+        // neither is the memory (the owner's alone: its key changes with every update).
         let entries = nft.entries_for(self.token, wallet.address()).await?;
         let token = nft.token_ref(self.token);
         let keys = open_keys(&entries, &node.sealing_secret(&wallet)?, &token)?;
-        let sealed = EntryKind::ALL
+        let sealed = EntryKind::REQUIRED
             .iter()
             .zip(entries.iter().zip(keys))
             .map(|(&kind, (entry, key))| match (kind, key) {
