@@ -1,6 +1,7 @@
 //! The creative agent: text from a standing prompt, signed by the agent as its creator.
 
 use agent_runtime::agent::{AgentSession, Strategy, StrategyError};
+use agent_runtime::engine::ChatMessage;
 use agent_runtime::engine::grammar::creative_grammar;
 use agent_runtime::record::{ActionDraft, ActionKind, content_hash};
 use alloy::primitives::{Address, B256, Signature, U256};
@@ -60,24 +61,51 @@ struct Piece {
 #[derive(Debug, Clone)]
 pub struct CreativeStrategy {
     instruction: String,
+    /// Titles written in this run, newest last: shown to the model so it does not repeat
+    /// itself, and remembered at the end of the run.
+    titles: Vec<String>,
 }
+
+/// Most titles a memory note lists.
+const NOTE_TITLES: usize = 6;
 
 impl CreativeStrategy {
     /// A strategy writing from `instruction` (the agent config's prompt).
     pub fn new(instruction: impl Into<String>) -> Self {
         Self {
             instruction: instruction.into(),
+            titles: Vec::new(),
         }
     }
 
-    /// The prompt of step `step`.
-    pub fn prompt(&self, step: u64) -> String {
-        format!(
-            "{}\nPiece number {}, as JSON with a title and a text:\n",
-            self.instruction,
-            step + 1
-        )
+    /// The chat messages of step `step`: the writer's role and output format, then the
+    /// agent's memory, the standing instruction and what this run already wrote.
+    pub fn messages(&self, step: u64, memory: Option<&str>) -> Vec<ChatMessage> {
+        let system = "You are a creative writing agent. You write short, original pieces in \
+                      clear English. Answer with one JSON object: a title and the text.";
+        let mut user = String::new();
+        if let Some(memory) = memory.filter(|m| !m.trim().is_empty()) {
+            user.push_str(memory.trim());
+            user.push_str("\n\n");
+        }
+        user.push_str(self.instruction.trim());
+        user.push_str(&format!("\nThis is piece number {}.", step + 1));
+        if !self.titles.is_empty() {
+            user.push_str(&format!(
+                " You already wrote: {}. Write something new.",
+                quoted(&self.titles)
+            ));
+        }
+        vec![ChatMessage::system(system), ChatMessage::user(user)]
     }
+}
+
+fn quoted(titles: &[String]) -> String {
+    titles
+        .iter()
+        .map(|t| format!("\"{t}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Strategy for CreativeStrategy {
@@ -90,7 +118,7 @@ impl Strategy for CreativeStrategy {
         session: &mut AgentSession,
         step: u64,
     ) -> Result<ActionDraft, StrategyError> {
-        let prompt = self.prompt(step);
+        let prompt = session.render(&self.messages(step, session.memory()))?;
         let mut settings = session.settings_for_step(step);
         if settings.grammar.is_none() {
             settings.grammar = Some(creative_grammar().to_owned());
@@ -98,6 +126,7 @@ impl Strategy for CreativeStrategy {
         let generation = session.generate(&prompt, &settings)?;
         let draft = match serde_json::from_str::<Piece>(&generation.text) {
             Ok(piece) => {
+                self.titles.push(piece.title.clone());
                 // The creation is the exact output bytes: what the record's output hash covers.
                 let hash = content_hash(generation.text.as_bytes());
                 let log = session.log();
@@ -125,6 +154,24 @@ impl Strategy for CreativeStrategy {
             }
         };
         Ok(draft)
+    }
+
+    fn memory_note(&self) -> Option<String> {
+        let n = self.titles.len();
+        if n == 0 {
+            return None;
+        }
+        let shown = &self.titles[n.saturating_sub(NOTE_TITLES)..];
+        let mut note = format!(
+            "Wrote {n} piece{} for \"{}\", the last titled {}.",
+            if n == 1 { "" } else { "s" },
+            self.instruction.trim(),
+            quoted(shown)
+        );
+        if note.chars().count() > 400 {
+            note = note.chars().take(399).collect::<String>() + "…";
+        }
+        Some(note)
     }
 }
 
@@ -161,9 +208,28 @@ mod tests {
     }
 
     #[test]
-    fn prompts_differ_per_step() {
-        let s = CreativeStrategy::new("Write about the sea.");
-        assert_ne!(s.prompt(0), s.prompt(1));
-        assert!(s.prompt(0).starts_with("Write about the sea."));
+    fn messages_carry_role_memory_instruction_and_earlier_titles() {
+        let mut s = CreativeStrategy::new("Write about the sea.");
+        let first = s.messages(0, None);
+        assert_eq!(first.len(), 2);
+        assert!(first[0].content.contains("JSON object"));
+        assert!(first[1].content.starts_with("Write about the sea."));
+        s.titles.push("Tides".into());
+        let second = s.messages(1, Some("Notes from earlier runs:\n- wrote 3 poems"));
+        assert!(second[1].content.starts_with("Notes from earlier runs:"));
+        assert!(second[1].content.contains("piece number 2"));
+        assert!(second[1].content.contains("You already wrote: \"Tides\""));
+    }
+
+    #[test]
+    fn memory_note_names_the_run_and_stays_bounded() {
+        let mut s = CreativeStrategy::new("Write about the sea.");
+        assert_eq!(s.memory_note(), None);
+        s.titles = (0..50)
+            .map(|i| format!("Title {i} {}", "x".repeat(40)))
+            .collect();
+        let note = s.memory_note().unwrap();
+        assert!(note.starts_with("Wrote 50 pieces"), "{note}");
+        assert!(note.chars().count() <= 400);
     }
 }

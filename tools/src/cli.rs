@@ -61,6 +61,9 @@ commands! {
     Run(cmd::run::RunArgs),
     /// Audit an agent's action history from chain events and public records (no wallet needed).
     Audit(cmd::audit::AuditArgs),
+    /// Compare trading policies on the same simulated market under the owner's firewall;
+    /// nothing is sent.
+    Backtest(cmd::backtest::BacktestArgs),
     /// An agent's earnings split: show what each party is owed, settle earnings, claim.
     Royalties(cmd::royalties::RoyaltiesArgs),
     /// Serve your blob store (sealed blobs, public action records) to other parties over HTTP.

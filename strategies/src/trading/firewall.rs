@@ -94,6 +94,20 @@ impl Policy {
         }
     }
 
+    /// A policy that lets no trade through (no token, no router, zero caps): what a model is
+    /// offered when its owner's limits are unknown.
+    pub fn hold_only() -> Self {
+        Self {
+            tokens: Vec::new(),
+            routers: Vec::new(),
+            max_trade_quote: U256::ZERO,
+            max_daily_quote: U256::ZERO,
+            max_slippage_bps: 0,
+            max_drawdown_bps: BPS,
+            deadline_secs: 1,
+        }
+    }
+
     /// Checks that the rules are usable.
     pub fn validate(&self) -> Result<(), PolicyError> {
         if self.routers.is_empty() {

@@ -5,12 +5,18 @@
 //!
 //! - [`market`]: pool maths identical to the router's, [`MarketSnapshot`]s, and a seeded
 //!   [`PriceProcess`] that moves the pool.
+//! - [`decision`]: what a model decides (buy / sell / hold, a fraction, a reason) and the
+//!   order the runtime makes of it.
 //! - [`policies`]: the [`TradingPolicy`] trait, [`LlmPolicy`], [`Momentum`], [`MeanReversion`].
 //! - [`firewall`]: the owner's [`Policy`] and the checks between intent and signer.
 //! - [`exec`]: swap building, simulation, the nonce manager.
 //! - [`strategy`]: [`TradingStrategy`], the `agent_runtime` strategy that ties it together,
 //!   with PnL accounting and a dry-run mode.
+//! - [`backtest`]: policies compared on a seeded simulated pool under the same firewall,
+//!   nothing sent.
 
+pub mod backtest;
+pub mod decision;
 pub mod exec;
 pub mod firewall;
 pub mod intent;
@@ -18,12 +24,14 @@ pub mod market;
 pub mod policies;
 pub mod strategy;
 
+pub use decision::{Choices, ModelDecision, PairSymbols};
 pub use exec::{Fill, NonceManager, SendOptions, shared_key_provider};
 pub use firewall::{ApprovedTrade, Firewall, FirewallState, Policy, PolicyError, Refusal};
-pub use intent::{TradeAction, TradeIntent, parse_model_intent};
+pub use intent::{TradeAction, TradeIntent};
 pub use market::{MarketReader, MarketSnapshot, PriceProcess, get_amount_out};
 pub use policies::{
-    Decision, LlmPolicy, MeanReversion, Momentum, RuleParams, TradingPolicy, policy_by_name,
+    Decision, FOLLOW_THE_TREND, LlmPolicy, MeanReversion, Momentum, RuleParams, TradingPolicy,
+    policy_by_name,
 };
 pub use strategy::{TradingStatus, TradingStrategy};
 

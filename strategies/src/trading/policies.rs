@@ -2,11 +2,14 @@
 //! classical baselines, so they can be compared on the same market under the same firewall.
 
 use agent_runtime::agent::{AgentSession, StrategyError};
-use agent_runtime::engine::Generation;
-use agent_runtime::engine::grammar::{TRADE_INTENT_MAX_TOKENS, trade_intent_grammar};
+use agent_runtime::engine::{ChatMessage, Generation};
 use alloy::primitives::U256;
 
-use super::intent::{IntentParseError, TradeAction, TradeIntent, parse_model_intent};
+use super::decision::{
+    Choices, DECISION_MAX_TOKENS, DecisionError, ModelDecision, PairSymbols, check_symbols,
+};
+use super::firewall::{Firewall, Policy};
+use super::intent::{IntentParseError, TradeAction, TradeIntent};
 use super::market::{BPS, MarketSnapshot, to_units};
 
 /// What a policy proposed in one step.
@@ -24,6 +27,11 @@ pub struct Decision {
 pub trait TradingPolicy: Send {
     /// A short name (`llm`, `momentum`, `mean-reversion`).
     fn name(&self) -> &str;
+
+    /// The owner's firewall as it stands before a step (limits, volume used, kill switch), so
+    /// a policy can offer its model only the choices the firewall would accept. The firewall
+    /// still checks whatever the policy proposes. Classical rules ignore it.
+    fn observe_firewall(&mut self, _firewall: &Firewall) {}
 
     /// Proposes the intent of step `step` from `market`.
     fn decide(
@@ -63,45 +71,119 @@ impl History {
     }
 }
 
-/// The model proposes: market state in the prompt, one JSON intent out under
-/// `trade_intent_grammar`. Output that does not parse becomes a refusal, never a trade.
+/// The model decides: the market as a chat prompt (its role and the owner's instruction as the
+/// system message; prices, trend, holdings, memory and the open choices as the user message),
+/// one [`ModelDecision`] out under a grammar that offers only what the firewall would accept
+/// now. The runtime turns the decision into the [`TradeIntent`]; output that does not parse
+/// becomes a refusal, never a trade.
 #[derive(Debug, Clone)]
 pub struct LlmPolicy {
     instruction: String,
+    symbols: PairSymbols,
+    firewall: Option<Firewall>,
     history: History,
 }
 
+/// The standing instruction of a model trader whose owner gave none: follow momentum in small
+/// steps (what the classical momentum rule does, so the two can be compared).
+pub const FOLLOW_THE_TREND: &str = "Follow the trend: buy when the price is rising, sell when it \
+    is falling, hold when it is flat. Trade small fractions.";
+
+/// Steps of the trend the prompt states (the momentum rule's default window).
+const TREND_WINDOW: usize = 5;
+/// A move smaller than this (bps from the window's mean) is called flat.
+const TREND_THRESHOLD_BPS: f64 = 50.0;
+
 impl LlmPolicy {
-    /// A policy with a standing instruction (e.g. "Trade tGLD against tUSD carefully.").
+    /// A policy with the owner's standing instruction (e.g. "Follow the trend.").
     pub fn new(instruction: impl Into<String>) -> Self {
         Self {
             instruction: instruction.into(),
-            history: History::new(8),
+            symbols: PairSymbols::default(),
+            firewall: None,
+            history: History::new(TREND_WINDOW + 3),
         }
     }
 
-    /// The prompt for `market` (the recent prices included).
-    pub fn prompt(&self, market: &MarketSnapshot, step: u64) -> String {
+    /// Names the pair's tokens by their symbols (e.g. `tGLD`, `tUSD`) in prompts and decisions.
+    pub fn with_symbols(mut self, symbols: PairSymbols) -> Result<Self, DecisionError> {
+        check_symbols(&symbols)?;
+        self.symbols = symbols;
+        Ok(self)
+    }
+
+    /// The price's move against the mean of the previous [`TREND_WINDOW`] prices, in bps, once
+    /// there are that many.
+    fn trend_bps(&self, price: f64) -> Option<f64> {
+        let mean = self.history.mean(TREND_WINDOW)?;
+        (mean > 0.0).then(|| (price - mean) / mean * f64::from(BPS))
+    }
+
+    /// The chat messages of one step.
+    pub fn messages(
+        &self,
+        market: &MarketSnapshot,
+        step: u64,
+        choices: &Choices,
+        memory: Option<&str>,
+    ) -> Vec<ChatMessage> {
+        let s = &self.symbols;
+        let system = format!(
+            "You are a trading agent for the pair {pair}: {base} priced in {quote}. {instr}\n\
+             Each step you answer with one JSON object: a short reason that ends with what you \
+             do (\"..., so I buy\", \"..., so I sell\" or \"..., so I hold\"), then, for buy or \
+             sell, the fraction of your balance to pay.",
+            pair = s.pair(),
+            base = s.base,
+            quote = s.quote,
+            instr = self.instruction.trim(),
+        );
+        let price = market.price();
         let recent: Vec<String> = self
             .history
             .prices
             .iter()
-            .map(|p| format!("{p:.4}"))
+            .map(|p| format!("{p:.2}"))
             .collect();
-        format!(
-            "{instr}\nStep {step}. Pool base {base} / quote {quote}. Price {price:.4} quote per base. \
-             Recent prices: [{recent}]. You hold {bb:.6} base and {bq:.6} quote (amounts in 18-decimal units: \
-             base {rb} wei, quote {rq} wei). Answer with one JSON trade intent.\n",
-            instr = self.instruction,
-            base = market.base,
-            quote = market.quote,
-            price = market.price(),
+        let trend = match self.trend_bps(price) {
+            Some(bps) if bps > TREND_THRESHOLD_BPS => {
+                format!(
+                    "rising ({:+.2}% above its {TREND_WINDOW}-step average)",
+                    bps / 100.0
+                )
+            }
+            Some(bps) if bps < -TREND_THRESHOLD_BPS => {
+                format!(
+                    "falling ({:+.2}% below its {TREND_WINDOW}-step average)",
+                    bps / 100.0
+                )
+            }
+            Some(bps) => format!(
+                "flat ({:+.2}% from its {TREND_WINDOW}-step average)",
+                bps / 100.0
+            ),
+            None => "unknown (not enough history yet)".to_owned(),
+        };
+        let mut user = String::new();
+        if let Some(memory) = memory.filter(|m| !m.trim().is_empty()) {
+            user.push_str(memory.trim());
+            user.push_str("\n\n");
+        }
+        user.push_str(&format!(
+            "Step {n}. Price: {price:.2} {quote} per {base}. Earlier prices: [{recent}]. \
+             Trend: {trend}.\n\
+             You hold {bb:.4} {base} and {bq:.2} {quote} (worth {eq:.2} {quote} in all).\n\
+             Allowed now: {allowed}.",
+            n = step + 1,
+            base = s.base,
+            quote = s.quote,
             recent = recent.join(", "),
             bb = to_units(market.balance_base),
             bq = to_units(market.balance_quote),
-            rb = market.balance_base,
-            rq = market.balance_quote,
-        )
+            eq = to_units(market.equity_quote()),
+            allowed = choices.describe(),
+        ));
+        vec![ChatMessage::system(system), ChatMessage::user(user)]
     }
 }
 
@@ -110,22 +192,36 @@ impl TradingPolicy for LlmPolicy {
         "llm"
     }
 
+    fn observe_firewall(&mut self, firewall: &Firewall) {
+        self.firewall = Some(firewall.clone());
+    }
+
     fn decide(
         &mut self,
         session: &mut AgentSession,
         market: &MarketSnapshot,
         step: u64,
     ) -> Result<Decision, StrategyError> {
-        let prompt = self.prompt(market, step);
+        // Without the owner's limits the model is offered nothing but hold.
+        let firewall = self
+            .firewall
+            .clone()
+            .unwrap_or_else(|| Firewall::new(Policy::hold_only()));
+        let choices = Choices::allowed(market, &firewall, &self.symbols);
+        let messages = self.messages(market, step, &choices, session.memory());
+        let prompt = session.render(&messages)?;
         self.history.push(market.price());
         let mut settings = session.settings_for_step(step);
-        // The trade grammar always applies: a configured grammar for another shape would only
-        // produce refusals.
-        settings.grammar = Some(trade_intent_grammar().to_owned());
-        settings.max_tokens = settings.max_tokens.max(TRADE_INTENT_MAX_TOKENS);
+        // The decision grammar always applies: a configured grammar for another shape would
+        // only produce refusals.
+        settings.grammar = Some(choices.grammar());
+        settings.max_tokens = settings.max_tokens.max(DECISION_MAX_TOKENS);
         let generation = session.generate(&prompt, &settings)?;
+        let intent = ModelDecision::parse(&generation.text, &choices)
+            .map(|d| d.to_intent(market, &firewall))
+            .map_err(IntentParseError::from);
         Ok(Decision {
-            intent: parse_model_intent(&generation.text),
+            intent,
             prompt,
             generation: Some(generation),
         })
@@ -308,6 +404,10 @@ impl TradingPolicy for Box<dyn TradingPolicy> {
         self.as_ref().name()
     }
 
+    fn observe_firewall(&mut self, firewall: &Firewall) {
+        self.as_mut().observe_firewall(firewall);
+    }
+
     fn decide(
         &mut self,
         session: &mut AgentSession,
@@ -383,12 +483,41 @@ mod tests {
     }
 
     #[test]
-    fn llm_prompt_carries_the_market() {
-        let p = LlmPolicy::new("Trade carefully.");
-        let m = market(1_000_000);
-        let prompt = p.prompt(&m, 3);
-        assert!(prompt.starts_with("Trade carefully."));
-        assert!(prompt.contains("Price 1000.0000"));
-        assert!(prompt.contains(&m.base.to_string()));
+    fn llm_prompt_carries_the_market_trend_memory_and_choices() {
+        let mut p = LlmPolicy::new("Follow the trend.")
+            .with_symbols(PairSymbols {
+                base: "tGLD".into(),
+                quote: "tUSD".into(),
+            })
+            .unwrap();
+        for _ in 0..5 {
+            p.history.push(1000.0);
+        }
+        let m = market(1_020_000);
+        let choices = Choices {
+            pair: "tGLD/tUSD".into(),
+            buy: vec!["0.1"],
+            sell: vec![],
+        };
+        let msgs = p.messages(&m, 3, &choices, Some("Notes: bought early."));
+        assert_eq!(msgs.len(), 2);
+        assert!(
+            msgs[0].content.contains("Follow the trend."),
+            "{}",
+            msgs[0].content
+        );
+        assert!(msgs[0].content.contains("tGLD/tUSD"));
+        let user = &msgs[1].content;
+        assert!(user.starts_with("Notes: bought early."), "{user}");
+        assert!(user.contains("Price: 1020.00 tUSD per tGLD"), "{user}");
+        assert!(user.contains("Trend: rising (+2.00%"), "{user}");
+        assert!(
+            user.contains("buy fractions of your quote balance: 0.1"),
+            "{user}"
+        );
+        assert!(
+            user.contains("sell fractions of your base balance: not allowed now"),
+            "{user}"
+        );
     }
 }

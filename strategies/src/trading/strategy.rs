@@ -37,6 +37,8 @@ pub struct TradingStatus {
     pub balance_quote: U256,
     /// Pool mid price (quote per base).
     pub price: f64,
+    /// Pool mid price at this instance's first step.
+    pub start_price: f64,
     /// Equity in quote.
     pub equity_quote: U256,
     /// Equity when trading started (quote).
@@ -51,6 +53,30 @@ impl TradingStatus {
         let eq = I256::try_from(self.equity_quote).unwrap_or(I256::MAX);
         let start = I256::try_from(self.start_equity_quote).unwrap_or(I256::MAX);
         eq.saturating_sub(start)
+    }
+
+    /// What a run did, for the agent's memory: steps, trades, holds and refusals, the price's
+    /// move and the PnL.
+    pub fn memory_note(&self, policy: &str) -> String {
+        let pnl = self.pnl_quote();
+        let sign = if pnl.is_negative() { "-" } else { "+" };
+        let change = if self.start_price > 0.0 {
+            (self.price - self.start_price) / self.start_price * 100.0
+        } else {
+            0.0
+        };
+        format!(
+            "{policy} policy, {} steps: {} trades, {} holds, {} refused. Price {:.2} -> {:.2} ({change:+.2}%). PnL {sign}{:.2} quote; ended with {:.4} base and {:.2} quote.",
+            self.steps,
+            self.trades,
+            self.holds,
+            self.refusals,
+            self.start_price,
+            self.price,
+            to_units(pnl.unsigned_abs()),
+            to_units(self.balance_base),
+            to_units(self.balance_quote),
+        )
     }
 
     /// One readable line: position, price, equity and PnL in whole tokens.
@@ -360,6 +386,7 @@ impl<P: TradingPolicy> TradingStrategy<P> {
             self.update_status(|s| s.start_equity_quote = eq);
         }
         let kill = self.firewall.observe(&snap);
+        self.policy.observe_firewall(&self.firewall);
         let decision = self.policy.decide(session, &snap, step)?;
         let mut details = self.market_details(&snap);
         details["policy"] = json!(self.policy.name());
@@ -461,6 +488,9 @@ impl<P: TradingPolicy> TradingStrategy<P> {
 
     fn finish_status(&self, snap: &MarketSnapshot, last: &str, f: impl FnOnce(&mut TradingStatus)) {
         self.update_status(|s| {
+            if s.steps == 0 {
+                s.start_price = snap.price();
+            }
             s.steps += 1;
             s.balance_base = snap.balance_base;
             s.balance_quote = snap.balance_quote;
@@ -511,5 +541,10 @@ impl<P: TradingPolicy> Strategy for TradingStrategy<P> {
         step: u64,
     ) -> Result<ActionDraft, StrategyError> {
         self.run_step(session, step).await
+    }
+
+    fn memory_note(&self) -> Option<String> {
+        let s = self.status.lock().ok()?.clone();
+        (s.steps > 0).then(|| s.memory_note(self.policy.name()))
     }
 }

@@ -2,6 +2,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod authorize;
+pub(crate) mod backtest;
 pub(crate) mod common;
 pub(crate) mod dev;
 pub(crate) mod gateway;
