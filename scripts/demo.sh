@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: a local chain with everything deployed, a generated model
-# minted as an agent, the agent run with every action logged on chain, transferred to another
-# account (keys rotate, the old owner is locked out) and run by its new owner; a trading agent
-# run on a moving Uniswap V2 market behind its owner's policy firewall; both agents audited from
+# The main job on a fresh machine: a local chain with everything deployed, a real instruct model
+# (SmolLM2-135M-Instruct, fetched by scripts/setup.sh) minted as a poet agent with a memory, the
+# agent run with every action logged on chain, transferred to another
+# account (keys rotate, the old owner is locked out) and run by its new owner, who finds the
+# agent's memory intact; an LLM and a momentum trading agent run on a moving Uniswap V2 market
+# behind their owner's policy firewall; every agent audited from
 # chain events and public records, with HTML reports; then the chain is stopped.
 # Safe to run twice: each run uses a fresh state directory under .inft-demo/.
 set -euo pipefail
@@ -19,28 +21,28 @@ export INFT_HOME="$root/.inft-demo/$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$INFT_HOME"
 # Dev keystores only: anvil's well-known test keys, encrypted under a demo passphrase.
 export INFT_PASSPHRASE="inft-demo-passphrase"
-# One inference thread: the demo model is tiny, and llama.cpp's spinning thread barrier crawls
-# when its threads share two cores with anything else.
-threads=(--threads 1)
+# Inference on every core: nothing else runs meanwhile (anvil idles between blocks).
+threads=(--threads "$(nproc)")
 trap '"$inft" dev down >/dev/null 2>&1 || true' EXIT
 
 log "inft dev up: anvil + AgentNFT, verifier, action log, splitter, Uniswap V2 market"
 "$inft" dev up
 
-log "inft dev make-model: a deterministic 8 MiB llama GGUF"
-"$inft" dev make-model --size 8MiB --out "$INFT_HOME/model.gguf"
+log "inft dev model --real: SmolLM2-135M-Instruct (Q4_1 GGUF, fetched and checked by setup)"
+model=$("$inft" dev model --real)
+echo "$model"
 
 log "inft mint (alice): seal model + agent key + config, mint the INFT"
 # carol (anvil's account 3) is a data contributor: 5% of the agent's earnings are hers.
 carol=0x90F79bf6EB2c4f870365E785982E1f101E93b906
-token=$("$inft" --json mint --account alice --model "$INFT_HOME/model.gguf" --name poet \
+token=$("$inft" --json mint --account alice --model "$model" --name poet \
   --prompt "Write a short poem about the sea." --contributor "$carol=500" \
   | sed -n 's/.*"token_id":"\([0-9]*\)".*/\1/p')
 [ -n "$token" ] || { echo "mint did not return a token id" >&2; exit 1; }
 echo "token $token"
 
-log "inft run (alice): 5 creative actions, each signed by the agent and logged on chain"
-"$inft" run "$token" --account alice --steps 5 "${threads[@]}"
+log "inft run (alice): 4 poems, each signed by the agent and logged on chain; the run's note goes to the agent's memory"
+"$inft" run "$token" --account alice --steps 4 "${threads[@]}"
 
 log "inft run (carol, not authorized): refused before anything is decrypted"
 if "$inft" run "$token" --account carol --steps 1 "${threads[@]}"; then
@@ -61,27 +63,28 @@ done
 "$inft" transfer accept "$offer" --output "$acceptance" --account bob
 wait "$sender"
 
-log "inft run (bob, the new owner): the agent runs with its new key and keeps logging"
-"$inft" run "$token" --account bob --steps 3 "${threads[@]}"
+log "inft run (bob, the new owner): the agent runs with its new key, remembers alice's run, and keeps logging"
+"$inft" run "$token" --account bob --steps 2 "${threads[@]}"
 
 log "inft run (alice, the old owner): locked out"
 if "$inft" run "$token" --account alice --steps 1 "${threads[@]}"; then
   echo "alice should have been locked out" >&2; exit 1
 fi
 
-# A trading agent: its model proposes a trade intent each step, and the owner's firewall
-# (HOME/trading-policy.json, written with defaults on first use) checks it before anything is
-# signed. The tiny demo model has random weights, so expect its intents to be refused; a
-# momentum agent beside it shows the same pipeline trading. Both token-bound accounts are funded
-# by the dev deployer, and a seeded noise trader moves the market before each step.
+# Trading agents: the LLM agent's model decides buy / sell / hold, a fraction of its balance and
+# a reason, offered only the choices the owner's firewall (HOME/trading-policy.json, written with
+# defaults on first use) allows; the runtime turns the decision into an order and the firewall
+# checks it before anything is signed. A momentum agent beside it is the classical baseline. Both
+# token-bound accounts are funded by the dev deployer, and a seeded noise trader moves the market
+# before each step.
 mint_trader() {
-  "$inft" --json mint --account alice --model "$INFT_HOME/model.gguf" --name "$1" \
+  "$inft" --json mint --account alice --model "$model" --name "$1" \
     --kind trading --strategy "$1" | sed -n 's/.*"token_id":"\([0-9]*\)".*/\1/p'
 }
-log "inft mint + run (alice): an LLM trading agent, 6 steps on the moving tGLD/tUSD pool"
+log "inft mint + run (alice): an LLM trading agent (SmolLM2, told to follow the trend), 12 steps on the moving tGLD/tUSD pool"
 llm_trader=$(mint_trader llm)
 [ -n "$llm_trader" ] || { echo "mint did not return a token id" >&2; exit 1; }
-"$inft" run "$llm_trader" --account alice --steps 6 --fund-from deployer --move-market 7 \
+"$inft" run "$llm_trader" --account alice --steps 12 --fund-from deployer --move-market 7 \
   "${threads[@]}"
 
 log "inft mint + run (alice): a momentum trading agent, 12 steps; trades and refusals logged"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: formatting, lints, the Rust test suite (real anvil chain, real
 # contracts, real llama.cpp), the Foundry suite with gas snapshot and artifact checks, and a
-# short fuzzing pass over the sealing parsers. Installs what it needs first (scripts/setup.sh).
+# short fuzzing pass over the sealing parsers, then the main job (scripts/demo.sh) once, so a change
+# that breaks it cannot land. Installs what it needs first (scripts/setup.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -26,5 +27,8 @@ cargo test --workspace --locked
 
 step "fuzz the sealing parsers"
 sealing/fuzz/run.sh "${INFT_FUZZ_SECONDS:-20}"
+
+step "the main job (scripts/demo.sh)"
+scripts/demo.sh
 
 step "all checks passed"

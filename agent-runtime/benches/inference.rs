@@ -1,7 +1,9 @@
 //! Engine benchmark (release): `cargo bench -p agent-runtime --bench inference`.
 //!
 //! Prints three comparisons, each against plain llama-cpp-2 driven directly in this file:
-//! (a) generation tokens/s of `AgentContext::generate` vs a raw decode loop (goal ≥ 0.97×);
+//! (a) generation tokens/s of `AgentContext::generate` vs a raw decode loop (goal ≥ 0.97×), on a
+//!     generated model and, when `scripts/setup.sh` has fetched it
+//!     ([`agent_runtime::models::real_model_path`]), on the real SmolLM2-135M-Instruct Q4_1;
 //! (b) time to first token for a ≥ 1 GiB generated model: seal in memory, then
 //!     unseal → memfd (+ SHA-256) → load → first token, vs plain llama.cpp load of the same GGUF
 //!     from a file + first token, with the bare unseal time measured in the same run
@@ -20,6 +22,7 @@ use std::time::{Duration, Instant};
 use agent_runtime::engine::{
     ContextOptions, Engine, LoadedModel, MemModel, ModelCache, ModelOptions, SamplerSettings,
 };
+use agent_runtime::models::{REAL_MODEL_FILE, REAL_MODEL_SHA256, real_model_path};
 use agent_runtime::testmodel::{TestModelParams, write_llama_gguf};
 use anyhow::{Context as _, Result};
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -48,6 +51,7 @@ fn main() -> Result<()> {
     println!("threads: {threads}\n");
 
     tokens_per_second(engine, threads, quick)?;
+    real_model_tokens_per_second(engine, threads, quick)?;
     hashing_cost(if quick { 256 * MIB } else { GIB })?;
     time_to_first_token(engine, threads, ttft_bytes)?;
     shared_memory(engine, threads, if quick { 32 * MIB } else { 256 * MIB })?;
@@ -70,14 +74,16 @@ fn load_generated(
 // (a) tokens/s
 
 /// The reference: llama-cpp-2 used directly, same loop shape as the engine (batched prompt,
-/// greedy sampler, detokenize each token), no engine types involved.
+/// greedy sampler, detokenize each token), no engine types involved. Returns the generated
+/// tokens and the time from the first sample to the last (the engine's `generate_ms`).
 fn raw_generate(
     engine: &Engine,
     model: &LlamaModel,
+    prompt: &str,
     threads: u32,
     n_ctx: u32,
     max_tokens: usize,
-) -> Result<(usize, Duration)> {
+) -> Result<(Vec<i32>, Duration)> {
     let params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(n_ctx))
         .with_n_batch(512)
@@ -86,7 +92,7 @@ fn raw_generate(
         .with_n_threads_batch(threads as i32);
     let mut ctx = model.new_context(engine.backend(), params)?;
     let vocab = model.vocab();
-    let tokens = vocab.tokenize(PROMPT.as_bytes(), true, false);
+    let tokens = vocab.tokenize(prompt.as_bytes(), true, false);
     let mut batch = LlamaBatch::new(512, 1);
     let last = tokens.len() - 1;
     for (i, &t) in tokens.iter().enumerate() {
@@ -95,18 +101,18 @@ fn raw_generate(
     ctx.decode(&mut batch)?;
     let mut sampler = LlamaSampler::chain_simple([LlamaSampler::greedy()]);
     let mut out = Vec::new();
-    let mut n = 0;
+    let mut generated = Vec::with_capacity(max_tokens);
     let mut pos = tokens.len() as i32;
     let mut idx = batch.n_tokens() - 1;
     let started = Instant::now();
-    while n < max_tokens {
+    while generated.len() < max_tokens {
         let token = sampler.sample(&ctx, idx);
         if vocab.is_eog(token) {
             break;
         }
         vocab.token_to_piece_into(token, &mut out, false, None);
-        n += 1;
-        if n == max_tokens {
+        generated.push(token.0);
+        if generated.len() == max_tokens {
             break;
         }
         batch.clear();
@@ -115,15 +121,37 @@ fn raw_generate(
         pos += 1;
         idx = 0;
     }
-    Ok((n, started.elapsed()))
+    Ok((generated, started.elapsed()))
 }
 
-fn tokens_per_second(engine: &'static Engine, threads: u32, quick: bool) -> Result<()> {
-    let size = if quick { 16 * MIB } else { 128 * MIB };
-    let max_tokens = if quick { 64 } else { 256 };
-    let rounds = if quick { 2 } else { 5 };
-    let cache = ModelCache::new();
-    let model = load_generated(engine, &cache, size, 1)?;
+/// Best tokens/s of each path over alternating rounds.
+struct Throughput {
+    /// `AgentContext::generate`.
+    engine: f64,
+    /// The raw loop on the engine's own loaded model (only the loop differs).
+    raw: f64,
+    /// The raw loop on a second copy of the model loaded by plain llama.cpp from a file, if any.
+    raw_file: Option<f64>,
+    /// Tokens generated per run.
+    tokens: usize,
+    /// Whether every raw run produced exactly the engine's tokens.
+    same_tokens: bool,
+    /// The engine's output text.
+    text: String,
+}
+
+/// Alternates the engine and the raw loop(s) for `rounds` rounds (so drift, thermal or other
+/// load, hits all paths equally) after one warm-up run of each; same prompt, threads, context
+/// and greedy sampling everywhere.
+fn race(
+    engine: &'static Engine,
+    model: &Arc<LoadedModel>,
+    file_model: Option<&LlamaModel>,
+    prompt: &str,
+    threads: u32,
+    max_tokens: usize,
+    rounds: usize,
+) -> Result<Throughput> {
     let n_ctx = 1024;
     let opts = ContextOptions {
         n_ctx,
@@ -135,30 +163,130 @@ fn tokens_per_second(engine: &'static Engine, threads: u32, quick: bool) -> Resu
         ..SamplerSettings::default()
     };
     let mut agent = model.new_context(&opts)?;
+    let raw_models: Vec<&LlamaModel> = std::iter::once(model.llama_model())
+        .chain(file_model)
+        .collect();
 
-    // Warm up both paths (page faults on the weights, allocator).
-    agent.generate(PROMPT, &settings)?;
-    raw_generate(engine, model.llama_model(), threads, n_ctx, 16)?;
+    // Warm up every path (page faults on the weights, allocator).
+    let warm = agent.generate(prompt, &settings)?;
+    for m in &raw_models {
+        raw_generate(engine, m, prompt, threads, n_ctx, 16)?;
+    }
 
-    let (mut best_engine, mut best_raw) = (0f64, 0f64);
-    let mut n_engine = 0;
+    let mut best = vec![0f64; 1 + raw_models.len()];
+    let mut same_tokens = true;
     for _ in 0..rounds {
-        // Alternate so drift (thermal, other load) hits both equally.
-        let g = agent.generate(PROMPT, &settings)?;
-        best_engine = best_engine.max(g.timings.tokens_per_second);
-        n_engine = g.tokens.len();
-        let (n, d) = raw_generate(engine, model.llama_model(), threads, n_ctx, max_tokens)?;
-        best_raw = best_raw.max(n as f64 / d.as_secs_f64());
+        let g = agent.generate(prompt, &settings)?;
+        best[0] = best[0].max(g.timings.tokens_per_second);
+        for (i, m) in raw_models.iter().enumerate() {
+            let (tokens, d) = raw_generate(engine, m, prompt, threads, n_ctx, max_tokens)?;
+            same_tokens &= tokens == g.tokens;
+            best[i + 1] = best[i + 1].max(tokens.len() as f64 / d.as_secs_f64());
+        }
+    }
+    Ok(Throughput {
+        engine: best[0],
+        raw: best[1],
+        raw_file: best.get(2).copied(),
+        tokens: warm.tokens.len(),
+        same_tokens,
+        text: warm.text,
+    })
+}
+
+fn tokens_per_second(engine: &'static Engine, threads: u32, quick: bool) -> Result<()> {
+    let size = if quick { 16 * MIB } else { 128 * MIB };
+    let max_tokens = if quick { 64 } else { 256 };
+    let rounds = if quick { 2 } else { 5 };
+    let cache = ModelCache::new();
+    let model = load_generated(engine, &cache, size, 1)?;
+    let t = race(engine, &model, None, PROMPT, threads, max_tokens, rounds)?;
+    println!(
+        "(a) generation throughput, {} MiB model, {} tokens greedy, best of {rounds}",
+        model.size_bytes() / MIB,
+        t.tokens
+    );
+    println!("    engine generate loop : {:8.1} tok/s", t.engine);
+    println!("    raw llama-cpp-2 loop : {:8.1} tok/s", t.raw);
+    println!(
+        "    ratio engine/raw     : {:8.3}  (goal >= 0.97){}\n",
+        t.engine / t.raw,
+        if t.same_tokens {
+            ""
+        } else {
+            "  [token streams differ!]"
+        }
+    );
+    Ok(())
+}
+
+/// (a) on the real instruct model, when `scripts/setup.sh` has fetched it: the engine loads it
+/// as the runtime does (copied into a memfd, hashed, mapped by llama.cpp); the raw loop runs on
+/// that same loaded model, and once more on a copy plain llama.cpp loads from the file.
+fn real_model_tokens_per_second(engine: &'static Engine, threads: u32, quick: bool) -> Result<()> {
+    let path = match real_model_path() {
+        Ok(path) => path,
+        Err(e) => {
+            println!("(a) real model: skipped ({e})\n");
+            return Ok(());
+        }
+    };
+    let max_tokens = if quick { 64 } else { 128 };
+    let rounds = if quick { 2 } else { 5 };
+    let cache = ModelCache::new();
+    let file = std::fs::File::open(&path).with_context(|| format!("{}", path.display()))?;
+    let model = cache.load(
+        engine,
+        MemModel::from_reader("smollm2", file)?,
+        &ModelOptions::default(),
+    )?;
+    anyhow::ensure!(
+        model.sha256_hex() == REAL_MODEL_SHA256,
+        "{} has sha256 {}, expected {REAL_MODEL_SHA256}",
+        path.display(),
+        model.sha256_hex()
+    );
+    let plain = LlamaModel::load_from_file(engine.backend(), &path, &LlamaModelParams::default())?;
+    let t = race(
+        engine,
+        &model,
+        Some(&plain),
+        PROMPT,
+        threads,
+        max_tokens,
+        rounds,
+    )?;
+    let raw_file = t.raw_file.unwrap_or(f64::NAN);
+    println!(
+        "(a) generation throughput, real model {REAL_MODEL_FILE} ({:.1} MiB), {} tokens greedy, best of {rounds}",
+        model.size_bytes() as f64 / MIB as f64,
+        t.tokens
+    );
+    println!(
+        "    engine generate loop            : {:8.1} tok/s",
+        t.engine
+    );
+    println!("    raw llama-cpp-2 loop, same model: {:8.1} tok/s", t.raw);
+    println!("    raw llama-cpp-2 loop, file load : {raw_file:8.1} tok/s");
+    println!(
+        "    ratio engine/raw (same model)   : {:8.3}  (goal >= 0.97)",
+        t.engine / t.raw
+    );
+    println!(
+        "    ratio engine/raw (file load)    : {:8.3}",
+        t.engine / raw_file
+    );
+    let mut excerpt: String = t.text.chars().take(100).collect();
+    if excerpt.len() < t.text.len() {
+        excerpt.push('…');
     }
     println!(
-        "(a) generation throughput, {} MiB model, {n_engine} tokens greedy, best of {rounds}",
-        model.size_bytes() / MIB
-    );
-    println!("    engine generate loop : {best_engine:8.1} tok/s");
-    println!("    raw llama-cpp-2 loop : {best_raw:8.1} tok/s");
-    println!(
-        "    ratio engine/raw     : {:8.3}  (goal >= 0.97)\n",
-        best_engine / best_raw
+        "    output: {excerpt:?}{}\n",
+        if t.same_tokens {
+            ""
+        } else {
+            "  [token streams differ!]"
+        }
     );
     Ok(())
 }

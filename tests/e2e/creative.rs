@@ -2,10 +2,14 @@
 //! paths (stranger, tampered blob, expired authorization).
 
 use agent_runtime::agent::run_steps;
+use agent_runtime::audit::{ReplayOutcome, replay};
 use agent_runtime::db::OutboxState;
+use agent_runtime::engine::SamplerSettings;
+use agent_runtime::engine::grammar::CREATIVE_MAX_TOKENS;
 use agent_runtime::lifecycle::LifecycleError;
 use agent_runtime::pipeline::PipelineError;
 use agent_runtime::record::ActionKind;
+use agent_runtime::testmodel::{GEMMA_CHAT_TEMPLATE, TestModelParams, llama_gguf_bytes};
 use agent_runtime::token::{Access, TokenError};
 use alloy::primitives::{B256, keccak256};
 use alloy::providers::Provider;
@@ -341,4 +345,144 @@ async fn rpc_outage_mid_run_loses_nothing_and_logs_each_action_once() -> anyhow:
             .all(|e| e.state == OutboxState::Confirmed)
     );
     Ok(())
+}
+
+/// No word four times in a row (case and punctuation aside): the loop a small model falls into
+/// without a repetition penalty.
+fn longest_word_run(text: &str) -> usize {
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut longest = usize::from(!words.is_empty());
+    let mut run = 1;
+    for pair in words.windows(2) {
+        run = if pair[0] == pair[1] { run + 1 } else { 1 };
+        longest = longest.max(run);
+    }
+    longest
+}
+
+/// Runs a creative agent minted with `config` for `steps` steps in `world` and returns its
+/// records, after checking that every inference replays on CPU from its record.
+async fn run_and_replay(
+    world: &World,
+    config: &agent_runtime::agent::AgentConfig,
+    instruction: &str,
+    steps: u64,
+) -> anyhow::Result<Vec<agent_runtime::record::ActionRecord>> {
+    let alice = world.actor(1).await?;
+    let minted = world.mint_creative_with(&alice, 7, config).await?;
+    let token = minted.token_id;
+    let opened = world.open(&alice, token, scopes::RUN).await?;
+    let key = opened
+        .agent
+        .agent_key
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("the owner unseals the agent key"))?;
+    let (mut session, outbox) = world.session(&opened, token, key, "poet.db").await?;
+    let mut strategy = CreativeStrategy::new(instruction);
+    run_steps(&mut session, &mut strategy, &outbox, steps, |_| {}).await?;
+    let stored = outbox.db().records(&world.log_id(token), 0, 100).await?;
+    let hashes: Vec<B256> = stored.iter().map(|r| r.record.record_hash()).collect();
+    assert_eq!(world.logged_hashes(token).await?, hashes);
+    let records: Vec<_> = stored.iter().map(|r| r.record.record().clone()).collect();
+    let build = agent_runtime::engine::Engine::global()?
+        .llama_build()
+        .to_owned();
+    let model = session.model().clone();
+    let context = config.context;
+    let replayed = tokio::task::block_in_place(|| replay(&model, &context, &build, &records));
+    assert!(
+        replayed
+            .iter()
+            .all(|r| r.outcome == ReplayOutcome::Reproduced),
+        "{replayed:?}"
+    );
+    Ok(records)
+}
+
+/// Issue 11's must-show: SmolLM2 writes five complete pieces of English, in its chat format,
+/// without looping on a word, and each one replays on CPU.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smollm2_poet_writes_english_without_loops_and_replays() -> anyhow::Result<()> {
+    let world = World::start_with_real_model().await?;
+    let instruction = "Write a short poem about the sea.";
+    let mut config = world.creative_config(instruction);
+    config.sampler = SamplerSettings {
+        max_tokens: CREATIVE_MAX_TOKENS,
+        ..SamplerSettings::instruct(11)
+    };
+    let records = run_and_replay(&world, &config, instruction, 5).await?;
+    assert_eq!(records.len(), 5);
+    for r in &records {
+        assert_eq!(
+            r.kind,
+            ActionKind::Creative,
+            "incomplete JSON: {}",
+            r.output
+        );
+        let prompt = r.prompt.as_deref().unwrap_or_default();
+        assert!(prompt.starts_with("<|im_start|>system\n"), "{prompt}");
+        assert!(prompt.ends_with("<|im_start|>assistant\n"), "{prompt}");
+        let piece: serde_json::Value = serde_json::from_str(&r.output)?;
+        let text = format!(
+            "{} {}",
+            piece["title"].as_str().unwrap_or_default(),
+            piece["text"].as_str().unwrap_or_default()
+        );
+        eprintln!("seq {}: {}", r.seq, r.output);
+        let words: Vec<&str> = text.split_whitespace().collect();
+        assert!(words.len() >= 5, "too short: {text}");
+        let latin = words
+            .iter()
+            .filter(|w| {
+                w.chars()
+                    .all(|c| c.is_ascii_alphabetic() || c.is_ascii_punctuation())
+            })
+            .count();
+        assert!(latin * 10 >= words.len() * 8, "not English words: {text}");
+        assert!(longest_word_run(&text) <= 3, "loops: {text}");
+    }
+    Ok(())
+}
+
+/// A second model family: a model whose GGUF carries Gemma's template gets its prompts in
+/// Gemma's turn format (no system role, so the system message joins the user turn), records
+/// them as such, and replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_with_another_template_runs_with_its_own_format() -> anyhow::Result<()> {
+    let params = TestModelParams {
+        chat_template: Some(GEMMA_CHAT_TEMPLATE.to_owned()),
+        ..TestModelParams::for_size(1 << 20)
+    };
+    let world = World::start_with_model(llama_gguf_bytes(&params, 77)?).await?;
+    let instruction = "Write a haiku about rain.";
+    let config = world.creative_config(instruction);
+    let records = run_and_replay(&world, &config, instruction, 2).await?;
+    for r in &records {
+        let prompt = r.prompt.as_deref().unwrap_or_default();
+        assert!(prompt.starts_with("<start_of_turn>user\n"), "{prompt}");
+        assert!(
+            prompt.contains("You are a creative writing agent."),
+            "{prompt}"
+        );
+        assert!(prompt.contains(instruction), "{prompt}");
+        assert!(prompt.ends_with("<start_of_turn>model\n"), "{prompt}");
+    }
+    Ok(())
+}
+
+#[test]
+fn word_runs_are_counted_without_case_or_punctuation() {
+    assert_eq!(longest_word_run(""), 0);
+    assert_eq!(longest_word_run("the sea"), 1);
+    assert_eq!(
+        longest_word_run("In the mystic mystic Mystic, mystic sea"),
+        4
+    );
 }

@@ -102,6 +102,18 @@ impl World {
     /// A world whose model has weights from `seed`: a test that must not share a loaded model
     /// with other tests in this process uses its own seed.
     pub(crate) async fn start_with_model_seed(seed: u64) -> anyhow::Result<World> {
+        Self::start_with_model(llama_gguf_bytes(&TestModelParams::for_size(1 << 20), seed)?).await
+    }
+
+    /// A world whose agents run the real instruct model (SmolLM2-135M-Instruct), fetched by
+    /// `scripts/setup.sh`.
+    pub(crate) async fn start_with_real_model() -> anyhow::Result<World> {
+        let path = agent_runtime::models::real_model_path()?;
+        Self::start_with_model(std::fs::read(&path)?).await
+    }
+
+    /// A world whose agents run the GGUF `model`.
+    pub(crate) async fn start_with_model(model: Vec<u8>) -> anyhow::Result<World> {
         let chain = spawn_anvil(Some(&workspace_root()), &[])?;
         let deployer = chain
             .signer(0)
@@ -123,7 +135,6 @@ impl World {
             inner: LocalDirStore::open(dir.path().join("blobs"))?,
             fetches: AtomicUsize::new(0),
         });
-        let model = llama_gguf_bytes(&TestModelParams::for_size(1 << 20), seed)?;
         let model_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&model));
         Ok(World {
             chain,
@@ -179,17 +190,41 @@ impl World {
         }
     }
 
-    /// Mints a creative agent for `owner` and funds its wallet for gas.
+    /// Mints a creative agent (the classic three entries, no memory) for `owner` and funds its
+    /// wallet for gas.
     pub(crate) async fn mint_creative(
         &self,
         owner: &Actor,
         salt: u64,
     ) -> anyhow::Result<MintedAgent> {
         let config = self.creative_config("Write a short poem about the sea.");
+        self.mint_creative_with(owner, salt, &config).await
+    }
+
+    /// Mints an agent with `config` (no memory) for `owner` and funds its wallet for gas.
+    pub(crate) async fn mint_creative_with(
+        &self,
+        owner: &Actor,
+        salt: u64,
+        config: &AgentConfig,
+    ) -> anyhow::Result<MintedAgent> {
+        self.mint_with_memory(owner, salt, config, None).await
+    }
+
+    /// [`mint_creative_with`](Self::mint_creative_with) with an initial `memory` (the token's
+    /// fourth entry).
+    pub(crate) async fn mint_with_memory(
+        &self,
+        owner: &Actor,
+        salt: u64,
+        config: &AgentConfig,
+        memory: Option<agent_runtime::memory::AgentMemory>,
+    ) -> anyhow::Result<MintedAgent> {
         let model = std::io::Cursor::new(self.model.as_ref().clone());
         let request = MintRequest {
             model: Box::new(model),
-            config: &config,
+            config,
+            memory,
             salt,
             shares: Shares {
                 royalty_bps: 500,

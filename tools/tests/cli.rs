@@ -276,3 +276,41 @@ fn sealed_to_someone_else() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not to this key"));
     assert!(!s.path("out.bin").exists());
 }
+
+#[test]
+fn dev_model_real_finds_the_model_or_says_how_to_fetch_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("absent.gguf");
+    let out = inft(dir.path())
+        .args(["dev", "model", "--real"])
+        .env("INFT_REAL_MODEL", &missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains("absent.gguf"), "{err}");
+    assert!(err.contains("run scripts/setup.sh"), "{err}");
+
+    // A file of the right size (sparse: the size is all that is checked here).
+    let file = dir.path().join("model.gguf");
+    std::fs::File::create(&file)
+        .unwrap()
+        .set_len(agent_runtime::models::REAL_MODEL_BYTES)
+        .unwrap();
+    let out = inft(dir.path())
+        .args(["--json", "dev", "model", "--real"])
+        .env("INFT_REAL_MODEL", &file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["path"], file.to_str().unwrap());
+    assert_eq!(v["bytes"], agent_runtime::models::REAL_MODEL_BYTES);
+    assert_eq!(v["sha256"], agent_runtime::models::REAL_MODEL_SHA256);
+}

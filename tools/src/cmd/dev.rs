@@ -1,10 +1,12 @@
-//! `inft dev`: a local chain with everything deployed, and generated test models.
+//! `inft dev`: a local chain with everything deployed, generated test models, and where the real
+//! instruct model is.
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use agent_runtime::models::{REAL_MODEL_BYTES, REAL_MODEL_SHA256, real_model_path};
 use agent_runtime::testmodel::{TestModelParams, write_llama_gguf};
 use agent_runtime::wallet::{Passphrase, import_keystore};
 use alloy::network::EthereumWallet;
@@ -45,6 +47,10 @@ enum DevCommand {
     Down(DownArgs),
     /// Write a deterministic llama-architecture GGUF test model of about the given size.
     MakeModel(MakeModelArgs),
+    /// Print the path of the real instruct model (SmolLM2-135M-Instruct Q4_1) that
+    /// scripts/setup.sh fetched: INFT_REAL_MODEL, else
+    /// ${INFT_MODEL_DIR:-$HOME/.cache/inft/models}/SmolLM2-135M-Instruct.Q4_1.gguf.
+    Model(ModelArgs),
 }
 
 impl Run for DevArgs {
@@ -53,6 +59,7 @@ impl Run for DevArgs {
             DevCommand::Up(a) => a.run(ctx).await,
             DevCommand::Down(a) => a.run(ctx).await,
             DevCommand::MakeModel(a) => a.run(ctx).await,
+            DevCommand::Model(a) => a.run(ctx).await,
         }
     }
 }
@@ -299,6 +306,27 @@ impl MakeModelArgs {
         ctx.emit(
             format!("{}: {} bytes, {} parameters, sha256 {sha256}", self.out.display(), info.bytes, info.n_params),
             json!({ "path": self.out, "bytes": info.bytes, "params": info.n_params, "sha256": sha256 }),
+        );
+        Ok(())
+    }
+}
+
+/// `inft dev model`
+#[derive(Debug, Args)]
+struct ModelArgs {
+    /// The real instruct model (the only kind for now): fails, pointing to scripts/setup.sh,
+    /// when it is missing or has the wrong size.
+    #[arg(long, required = true)]
+    real: bool,
+}
+
+impl ModelArgs {
+    async fn run(self, ctx: &Context) -> anyhow::Result<()> {
+        anyhow::ensure!(self.real, "say which model: --real");
+        let path = real_model_path()?;
+        ctx.emit(
+            path.display(),
+            json!({ "path": path, "sha256": REAL_MODEL_SHA256, "bytes": REAL_MODEL_BYTES }),
         );
         Ok(())
     }

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 
 use agent_runtime::agent::{AgentConfig, AgentKind, CONFIG_VERSION};
 use agent_runtime::db::{Agent, AgentStatus};
-use agent_runtime::engine::grammar::{CREATIVE_MAX_TOKENS, TRADE_INTENT_MAX_TOKENS};
+use agent_runtime::engine::grammar::CREATIVE_MAX_TOKENS;
 use agent_runtime::engine::{ContextOptions, SamplerSettings};
 use agent_runtime::lifecycle::{MintRequest, mint_agent};
+use agent_runtime::memory::AgentMemory;
 use agent_runtime::token::Shares;
 use alloy::network::TransactionBuilder;
 use alloy::primitives::{Address, U256, utils::parse_ether};
@@ -18,6 +19,7 @@ use clap::{Args, ValueEnum};
 use sealing::SealOptions;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use strategies::trading::decision::DECISION_MAX_TOKENS;
 
 use super::Run;
 use super::node::{NodeOpts, WalletOpts};
@@ -48,18 +50,30 @@ pub(crate) struct MintArgs {
     /// What the agent does.
     #[arg(long, value_enum, default_value_t = Kind::Creative)]
     kind: Kind,
-    /// The creative agent's standing instruction.
-    #[arg(long, default_value = "Write a short poem about the sea.")]
-    prompt: String,
+    /// The agent's standing instruction: what a creative agent writes about, or how an `llm`
+    /// trading agent should trade [default: "Write a short poem about the sea." for creative
+    /// agents; for trading agents, follow the trend with small fractions].
+    #[arg(long)]
+    prompt: Option<String>,
     /// The trading agent's strategy (llm, momentum, mean-reversion).
     #[arg(long, default_value = "llm")]
     strategy: String,
     /// Base seed of the agent's sampler (each step advances it by the step number).
     #[arg(long, default_value_t = 42)]
     seed: u32,
-    /// Sampling temperature (0 = greedy).
-    #[arg(long, default_value_t = 0.8)]
-    temperature: f32,
+    /// Sampling temperature (0 = greedy) [default: 0.7 for creative agents, 0.2 for trading
+    /// agents, whose decisions should follow their instruction rather than vary].
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// Nucleus sampling: keep the most likely tokens up to this probability mass.
+    #[arg(long, default_value_t = 0.9)]
+    top_p: f32,
+    /// Drop tokens less likely than this fraction of the best one.
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    /// Penalty on tokens repeated within the last 64 (1 = none); small models loop without it.
+    #[arg(long, default_value_t = 1.15)]
+    repeat_penalty: f32,
     /// Token-id salt (the id is `minter << 96 | salt`) [default: random].
     #[arg(long)]
     salt: Option<u64>,
@@ -72,6 +86,11 @@ pub(crate) struct MintArgs {
     /// A data contributor's share of earnings, as ADDRESS=BPS (repeatable).
     #[arg(long = "contributor", value_parser = parse_contributor, value_name = "ADDRESS=BPS")]
     contributors: Vec<(Address, u16)>,
+    /// Mint the classic three entries (model, agent key, config) without a memory entry: the
+    /// agent then keeps no notes between runs. By default it gets an empty memory that each of
+    /// your runs appends to.
+    #[arg(long)]
+    no_memory: bool,
     /// ETH sent to the agent's wallet for gas (it signs and sends its own action logs).
     #[arg(long, default_value = "0.5", value_name = "ETH")]
     fund_agent: String,
@@ -129,23 +148,34 @@ impl Run for MintArgs {
         let model_sha256 = sha256_file(&self.model, &hashing)?;
         hashing.finish_and_clear();
 
-        let (kind, max_tokens) = match self.kind {
+        let (kind, max_tokens, temperature) = match self.kind {
             Kind::Creative => (
                 AgentKind::Creative {
-                    prompt: self.prompt.clone(),
+                    prompt: self
+                        .prompt
+                        .clone()
+                        .unwrap_or_else(|| "Write a short poem about the sea.".to_owned()),
                 },
                 CREATIVE_MAX_TOKENS,
+                0.7,
             ),
             Kind::Trading => (
                 AgentKind::Trading {
                     strategy: self.strategy.clone(),
+                    instruction: self.prompt.clone(),
                 },
-                TRADE_INTENT_MAX_TOKENS,
+                DECISION_MAX_TOKENS,
+                0.2,
             ),
         };
-        let mut sampler = SamplerSettings::seeded(self.seed);
-        sampler.temperature = self.temperature;
-        sampler.max_tokens = max_tokens;
+        let sampler = SamplerSettings {
+            temperature: self.temperature.unwrap_or(temperature),
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            max_tokens,
+            ..SamplerSettings::instruct(self.seed)
+        };
         let config = AgentConfig {
             version: CONFIG_VERSION,
             name: self.name.clone(),
@@ -166,6 +196,7 @@ impl Run for MintArgs {
         let request = MintRequest {
             model: Box::new(model),
             config: &config,
+            memory: (!self.no_memory).then(AgentMemory::new),
             salt,
             shares,
             seal: SealOptions::default(),
@@ -219,6 +250,7 @@ impl Run for MintArgs {
                 "model_sha256": config.model_sha256,
                 "tx_hash": minted.tx_hash,
                 "data_hashes": minted.entries.iter().map(|e| e.data_hash.to_hex()).collect::<Vec<_>>(),
+                "memory": !self.no_memory,
             }),
         );
         Ok(())

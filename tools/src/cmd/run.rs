@@ -3,9 +3,12 @@
 
 use std::sync::Arc;
 
-use agent_runtime::agent::{AgentKind, AgentSession, run_steps};
+use agent_runtime::agent::{
+    AgentKind, AgentSession, StepReport, Strategy as _, record_action, run_steps,
+};
 use agent_runtime::engine::{ContextOptions, ModelOptions};
 use agent_runtime::lifecycle::open_agent;
+use agent_runtime::memory::{AgentMemory, MemoryNote, memory_update_draft, update_memory};
 use agent_runtime::outbox::{AlloyChainLog, Outbox, OutboxConfig};
 use agent_runtime::pipeline::UnsealOptions;
 use agent_runtime::record::LogId;
@@ -20,9 +23,11 @@ use inft_contracts::scopes;
 use sealing::SealOptions;
 use serde_json::json;
 use strategies::creative::CreativeStrategy;
+use strategies::trading::market::to_units;
+use strategies::trading::policies::FOLLOW_THE_TREND;
 use strategies::trading::{
-    Firewall, MarketReader, Policy, PriceProcess, SendOptions, TradingPolicy, TradingStrategy,
-    policy_by_name, shared_key_provider,
+    Firewall, LlmPolicy, MarketReader, PairSymbols, Policy, PriceProcess, SendOptions,
+    TradingPolicy, TradingStrategy, policy_by_name, shared_key_provider,
 };
 
 use super::Run;
@@ -50,6 +55,10 @@ pub(crate) struct RunArgs {
     gpu_layers: u32,
     #[command(flatten)]
     trading: TradingOpts,
+    /// Do not append this run's note to the agent's memory (by default the owner's run does,
+    /// for a token minted with memory, and logs the update as an action).
+    #[arg(long)]
+    no_memory_update: bool,
 }
 
 /// Options of trading agents.
@@ -81,6 +90,17 @@ struct TradingOpts {
     market_maker: String,
 }
 
+/// Which policy proposes a trading agent's intents, as its sealed config names it.
+#[derive(Clone, Copy)]
+struct PolicyChoice<'a> {
+    /// `llm`, `momentum` or `mean-reversion`.
+    name: &'a str,
+    /// The owner's standing instruction to a model policy.
+    instruction: Option<&'a str>,
+    /// The pair's token symbols, as a model sees them.
+    symbols: &'a PairSymbols,
+}
+
 impl TradingOpts {
     /// The trading strategy for token `token`: the owner's policy, the token-bound account
     /// (created if missing, funded if asked), the market mover if asked, and the nonce manager
@@ -89,7 +109,7 @@ impl TradingOpts {
         &self,
         node: &Node,
         wallet: &PrivateKeySigner,
-        name: &str,
+        choice: &PolicyChoice<'_>,
         token: U256,
         signer: &PrivateKeySigner,
         db: agent_runtime::db::Db,
@@ -108,13 +128,19 @@ impl TradingOpts {
             tracing::info!(path = %path.display(), "wrote a default trading policy");
             policy
         };
-        let instruction = format!(
-            "You trade base token {} against quote token {} through router {}.",
-            market.base_token, market.quote_token, market.router
-        );
-        let policy_impl = policy_by_name(name, &instruction).with_context(|| {
-            format!("unknown trading strategy {name:?} (llm, momentum, mean-reversion)")
-        })?;
+        let PolicyChoice {
+            name,
+            instruction,
+            symbols,
+        } = *choice;
+        let instruction = instruction.unwrap_or(FOLLOW_THE_TREND);
+        let policy_impl: Box<dyn TradingPolicy> = if name == "llm" {
+            Box::new(LlmPolicy::new(instruction).with_symbols(symbols.clone())?)
+        } else {
+            policy_by_name(name, instruction).with_context(|| {
+                format!("unknown trading strategy {name:?} (llm, momentum, mean-reversion)")
+            })?
+        };
 
         let owner_provider = node.provider(wallet)?;
         let factory =
@@ -251,6 +277,7 @@ impl Run for RunArgs {
             record_signer.clone(),
             context,
         );
+        session.set_memory(agent.memory.as_ref().and_then(AgentMemory::prompt_text));
 
         let trading = matches!(agent.config.kind, AgentKind::Trading { .. });
         // A trading agent's key also sends trades (through the nonce manager): the logger must
@@ -277,63 +304,118 @@ impl Run for RunArgs {
             record_signer.address()
         ));
         let mut trading_status = None;
+        let memory_note;
         let report = match &agent.config.kind {
             AgentKind::Creative { prompt } => {
-                let on_step = |s: &agent_runtime::agent::StepReport| {
+                let on_step = |s: &StepReport| {
                     progress.set_message(format!(
-                        "step {}/{} · seq {} · {} · {}",
-                        s.step + 1,
-                        self.steps,
-                        s.seq,
-                        s.kind,
-                        s.record_hash
+                        "step {}/{}",
+                        (s.step + 2).min(self.steps),
+                        self.steps
                     ));
+                    show_action(ctx, &progress, s, None);
                 };
                 let mut strategy = CreativeStrategy::new(prompt.clone());
-                run_steps(&mut session, &mut strategy, &outbox, self.steps, on_step).await?
+                let report =
+                    run_steps(&mut session, &mut strategy, &outbox, self.steps, on_step).await?;
+                memory_note = strategy.memory_note();
+                report
             }
-            AgentKind::Trading { strategy } => {
+            AgentKind::Trading {
+                strategy,
+                instruction,
+            } => {
+                let symbols = pair_symbols(&node).await?;
                 let mut strategy = self
                     .trading
-                    .strategy(&node, &wallet, strategy, self.token, &record_signer, db)
+                    .strategy(
+                        &node,
+                        &wallet,
+                        &PolicyChoice {
+                            name: strategy,
+                            instruction: instruction.as_deref(),
+                            symbols: &symbols,
+                        },
+                        self.token,
+                        &record_signer,
+                        db,
+                    )
                     .await?;
                 let status = strategy.status();
-                let on_step = |s: &agent_runtime::agent::StepReport| {
+                let on_step = |s: &StepReport| {
                     let line = status.lock().map(|t| t.line()).unwrap_or_default();
                     progress.set_message(format!(
-                        "step {}/{} · seq {} · {line}",
-                        s.step + 1,
-                        self.steps,
-                        s.seq
+                        "step {}/{} · {line}",
+                        (s.step + 2).min(self.steps),
+                        self.steps
                     ));
+                    show_action(ctx, &progress, s, Some(&symbols));
                 };
                 let report =
                     run_steps(&mut session, &mut strategy, &outbox, self.steps, on_step).await?;
                 trading_status = status.lock().ok().map(|t| t.clone());
+                memory_note = strategy.memory_note();
                 report
             }
             other => bail!("unsupported agent kind {other:?}"),
         };
         progress.finish_and_clear();
 
+        // The owner's run leaves the strategy's note in the token's memory (only the owner may:
+        // see agent_runtime::memory); the update is logged like any action, without the note.
+        let (mut memory_line, mut memory_json) = (String::new(), serde_json::Value::Null);
+        if let (Some(mut memory), Some(note), "agent", false) = (
+            agent.memory.clone(),
+            memory_note,
+            role,
+            self.no_memory_update,
+        ) {
+            let seqs = (report.steps.first())
+                .zip(report.steps.last())
+                .map(|(a, b)| [a.seq, b.seq]);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs();
+            if let Some(note) = MemoryNote::new(now, report.steps.len() as u64, seqs, &note) {
+                memory.push(note);
+                let entries = nft.entries_for(self.token, wallet.address()).await?;
+                let update = update_memory(
+                    &nft,
+                    store.as_ref(),
+                    &secret.public_key(),
+                    self.token,
+                    &entries,
+                    &memory,
+                    &SealOptions::default(),
+                )
+                .await
+                .context("updating the agent's memory")?;
+                let (record, _) = record_action(&session, &outbox, memory_update_draft(&update))
+                    .await
+                    .context("logging the memory update")?;
+                let old = update
+                    .old_data_hash
+                    .map_or_else(|| "none".to_owned(), |h| h.to_string());
+                memory_line = format!(
+                    "\nmemory updated: {} notes, data hash {old} → {}",
+                    update.notes, update.new_data_hash
+                );
+                memory_json = json!({
+                    "notes": update.notes,
+                    "old_data_hash": update.old_data_hash,
+                    "new_data_hash": update.new_data_hash,
+                    "tx": update.tx_hash,
+                    "seq": record.record().seq,
+                });
+            }
+        }
+
         let steps: Vec<_> = report
             .steps
             .iter()
             .map(|s| json!({ "step": s.step, "seq": s.seq, "kind": s.kind.to_string(), "record_hash": s.record_hash }))
             .collect();
-        let human = report
-            .steps
-            .iter()
-            .map(|s| {
-                format!(
-                    "  seq {:>3}  {:<16} {}",
-                    s.seq,
-                    s.kind.to_string(),
-                    s.record_hash
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
+
         let (trading_line, trading_json) = match &trading_status {
             Some(t) => (
                 format!("\n{}", t.line()),
@@ -352,7 +434,7 @@ impl Run for RunArgs {
         };
         ctx.emit(
             format!(
-                "token {} ran {} steps as {role} {} (model {}{})\n{human}{trading_line}\nlogged on chain in {} transaction(s)",
+                "token {} ran {} steps as {role} {} (model {}{}){trading_line}\nlogged on chain in {} transaction(s){memory_line}",
                 self.token,
                 report.steps.len(),
                 record_signer.address(),
@@ -368,8 +450,117 @@ impl Run for RunArgs {
                 "steps": steps,
                 "transactions": report.flush.transactions,
                 "trading": trading_json,
+                "memory": memory_json,
             }),
         );
         Ok(())
+    }
+}
+
+/// The traded pair's token symbols, read from the tokens (ERC-20 `symbol()`).
+async fn pair_symbols(node: &Node) -> anyhow::Result<PairSymbols> {
+    let market = &node.deployment.market;
+    let provider = node.reader()?;
+    let symbol = |token| {
+        let provider = provider.clone();
+        async move {
+            TestToken::new(token, &provider)
+                .symbol()
+                .call()
+                .await
+                .with_context(|| format!("reading the symbol of token {token}"))
+        }
+    };
+    Ok(PairSymbols {
+        base: symbol(market.base_token).await?,
+        quote: symbol(market.quote_token).await?,
+    })
+}
+
+/// Prints one recorded action as it happens (stderr, above the spinner; not with `--json`).
+fn show_action(
+    ctx: &Context,
+    progress: &indicatif::ProgressBar,
+    step: &StepReport,
+    symbols: Option<&PairSymbols>,
+) {
+    if ctx.json {
+        return;
+    }
+    let line = action_line(step, symbols);
+    progress.suspend(|| eprintln!("{line}"));
+}
+
+/// One action in words: a piece's title and text, a trade's fill, a hold's or a refusal's
+/// reason.
+fn action_line(step: &StepReport, symbols: Option<&PairSymbols>) -> String {
+    let d = &step.details;
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    let what = match step.kind.as_str() {
+        "creative" => {
+            let piece: serde_json::Value = serde_json::from_str(&step.output).unwrap_or_default();
+            let body = text(&piece["text"]).replace('\n', "\n      ");
+            format!("\"{}\"\n      {body}", text(&piece["title"]))
+        }
+        "trade" | "dry-run-trade" => {
+            let fill = if d["fill"].is_object() {
+                &d["fill"]
+            } else {
+                &d["trade"]
+            };
+            let amount = |key: &str| {
+                fill[key]
+                    .as_str()
+                    .and_then(|a| U256::from_str_radix(a, 10).ok())
+                    .map_or(0.0, to_units)
+            };
+            let (pay, get) = match (symbols, text(&d["intent"]["action"]).as_str()) {
+                (Some(s), "buy") => (s.quote.as_str(), s.base.as_str()),
+                (Some(s), "sell") => (s.base.as_str(), s.quote.as_str()),
+                _ => ("in", "out"),
+            };
+            let out = if fill["amount_out"].is_string() {
+                amount("amount_out")
+            } else {
+                amount("expected_out")
+            };
+            format!(
+                "{} {:.4} {pay} → {out:.4} {get} · {}",
+                text(&d["intent"]["action"]),
+                amount("amount_in"),
+                text(&d["intent"]["reason"])
+            )
+        }
+        "hold" => format!("· {}", text(&d["intent"]["reason"])),
+        "refusal" => format!(
+            "{} (model: {})",
+            text(&d["reason"]),
+            short_output(&step.output)
+        ),
+        _ => {
+            let why = [&d["error"], &d["reason"]]
+                .into_iter()
+                .find_map(|v| v.as_str())
+                .unwrap_or_default();
+            format!("{why} {}", short_output(&step.output))
+                .trim()
+                .to_owned()
+        }
+    };
+    let hash = step.record_hash.to_string();
+    format!(
+        "  seq {:>3}  {:<9} {what}  [{}…]",
+        step.seq,
+        step.kind.as_str(),
+        &hash[..10]
+    )
+}
+
+/// The start of a model output, on one line.
+fn short_output(output: &str) -> String {
+    let one_line = output.replace('\n', " ");
+    match one_line.char_indices().nth(80) {
+        Some((i, _)) => format!("{}…", &one_line[..i]),
+        None => one_line,
     }
 }
