@@ -78,22 +78,22 @@ impl CreativeStrategy {
         }
     }
 
-    /// The chat messages of step `step`: the writer's role and output format, then the
-    /// agent's memory, the standing instruction and what this run already wrote.
-    pub fn messages(&self, step: u64, memory: Option<&str>) -> Vec<ChatMessage> {
+    /// The chat messages of a step: the writer's role and output format, then the
+    /// agent's memory, the standing instruction and the title of the last piece.
+    pub fn messages(&self, memory: Option<&str>) -> Vec<ChatMessage> {
         let system = "You are a creative writing agent. You write short, original pieces in \
-                      clear English. Answer with one JSON object: a title and the text.";
+                      clear English. Answer with one JSON object: a title and the text of \
+                      the piece.";
         let mut user = String::new();
         if let Some(memory) = memory.filter(|m| !m.trim().is_empty()) {
             user.push_str(memory.trim());
             user.push_str("\n\n");
         }
         user.push_str(self.instruction.trim());
-        user.push_str(&format!("\nThis is piece number {}.", step + 1));
-        if !self.titles.is_empty() {
+        if let Some(last) = self.titles.last() {
+            // Only the latest title: a small model shown a list copies from it.
             user.push_str(&format!(
-                " You already wrote: {}. Write something new.",
-                quoted(&self.titles)
+                " Your last piece was \"{last}\": write a different one."
             ));
         }
         vec![ChatMessage::system(system), ChatMessage::user(user)]
@@ -118,7 +118,7 @@ impl Strategy for CreativeStrategy {
         session: &mut AgentSession,
         step: u64,
     ) -> Result<ActionDraft, StrategyError> {
-        let prompt = session.render(&self.messages(step, session.memory()))?;
+        let prompt = session.render(&self.messages(session.memory()))?;
         let mut settings = session.settings_for_step(step);
         if settings.grammar.is_none() {
             settings.grammar = Some(creative_grammar().to_owned());
@@ -210,15 +210,14 @@ mod tests {
     #[test]
     fn messages_carry_role_memory_instruction_and_earlier_titles() {
         let mut s = CreativeStrategy::new("Write about the sea.");
-        let first = s.messages(0, None);
+        let first = s.messages(None);
         assert_eq!(first.len(), 2);
         assert!(first[0].content.contains("JSON object"));
         assert!(first[1].content.starts_with("Write about the sea."));
         s.titles.push("Tides".into());
-        let second = s.messages(1, Some("Notes from earlier runs:\n- wrote 3 poems"));
+        let second = s.messages(Some("Notes from earlier runs:\n- wrote 3 poems"));
         assert!(second[1].content.starts_with("Notes from earlier runs:"));
-        assert!(second[1].content.contains("piece number 2"));
-        assert!(second[1].content.contains("You already wrote: \"Tides\""));
+        assert!(second[1].content.contains("Your last piece was \"Tides\""));
     }
 
     #[test]

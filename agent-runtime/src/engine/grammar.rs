@@ -22,8 +22,10 @@ pub enum JsonField<'a> {
         /// Most characters.
         max_len: u16,
     },
-    /// Like [`JsonField::String`], plus the `\n` escape (a line break), for prose and verse.
-    /// `max_len` counts a line break as one character.
+    /// Prose or verse: starts with a capital letter, then printable ASCII (no `"` or `\`) and
+    /// the `\n` escape (a line break). `min_len` and `max_len` count a line break as one
+    /// character (`min_len` is at least 1). A small model given room to write nothing writes
+    /// punctuation or a number: the capital letter and a minimum length make it write words.
     Text {
         /// Fewest characters.
         min_len: u16,
@@ -76,9 +78,13 @@ pub fn json_object_grammar(fields: &[(&str, JsonField<'_>)]) -> Option<String> {
                 format!("\"\\\"\" char{{{min},{max}}} \"\\\"\"")
             }
             JsonField::Text { min_len, max_len } => {
-                let max = max_len.min(MAX_FIELD_LEN);
-                let min = min_len.min(max);
-                format!("\"\\\"\" textchar{{{min},{max}}} \"\\\"\"")
+                let max = max_len.clamp(1, MAX_FIELD_LEN);
+                let min = min_len.clamp(1, max);
+                format!(
+                    "\"\\\"\" [A-Z] textchar{{{},{}}} \"\\\"\"",
+                    min - 1,
+                    max - 1
+                )
             }
             JsonField::Enum(values) => {
                 if values.is_empty() || !values.iter().all(|v| lit_ok(v)) {
@@ -111,15 +117,15 @@ static CREATIVE: LazyLock<String> = LazyLock::new(|| {
     json_object_grammar(&[
         (
             "title",
-            JsonField::String {
-                min_len: 1,
+            JsonField::Text {
+                min_len: 3,
                 max_len: 48,
             },
         ),
         (
             "text",
             JsonField::Text {
-                min_len: 1,
+                min_len: 40,
                 max_len: 256,
             },
         ),
@@ -127,7 +133,8 @@ static CREATIVE: LazyLock<String> = LazyLock::new(|| {
     .unwrap_or_default()
 });
 
-/// `{"title": string of 1..=48 chars, "text": string of 1..=256 chars and line breaks}`.
+/// `{"title": text of 3..=48 chars, "text": text of 40..=256 chars}`, each starting with a
+/// capital letter, line breaks allowed.
 pub fn creative_grammar() -> &'static str {
     &CREATIVE
 }
@@ -147,7 +154,14 @@ mod tests {
             g.starts_with("root ::= \"{\" \"\\\"title\\\":\" f0 \",\\\"text\\\":\" f1 \"}\"\n"),
             "{g}"
         );
-        assert!(g.contains("f0 ::= \"\\\"\" char{1,48} \"\\\"\""));
+        assert!(
+            g.contains("f0 ::= \"\\\"\" [A-Z] textchar{2,47} \"\\\"\""),
+            "{g}"
+        );
+        assert!(
+            g.contains("f1 ::= \"\\\"\" [A-Z] textchar{39,255} \"\\\"\""),
+            "{g}"
+        );
         assert!(g.contains("char ::= [ !#-\\[\\]-~]"));
     }
 
