@@ -434,13 +434,16 @@ impl Run for RunArgs {
         };
         ctx.emit(
             format!(
-                "token {} ran {} steps as {role} {} (model {}{}){trading_line}\nlogged on chain in {} transaction(s){memory_line}",
+                "token {} ran {} steps as {role} {} (model {}{}){trading_line}\nevery action logged and confirmed on chain{}{memory_line}",
                 self.token,
                 report.steps.len(),
                 record_signer.address(),
                 agent.model.sha256_hex(),
                 if agent.model_was_cached { ", shared" } else { "" },
-                report.flush.transactions.len(),
+                match (report.steps.first(), report.steps.last()) {
+                    (Some(a), Some(b)) => format!(" (seq {}..={})", a.seq, b.seq),
+                    _ => String::new(),
+                },
             ),
             json!({
                 "token_id": self.token.to_string(),
