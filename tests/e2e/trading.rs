@@ -21,7 +21,7 @@ use alloy::rpc::types::TransactionRequest;
 use inft_contracts::bindings::{ActionLog, AgentAccountFactory, AgentNFT, TestToken};
 use inft_contracts::scopes;
 use sealing::SealOptions;
-use strategies::trading::decision::DECISION_MAX_TOKENS;
+use strategies::trading::decision::{DECISION_MAX_TOKENS, decision_sampler};
 use strategies::trading::intent::IntentParseError;
 use strategies::trading::{
     Decision, FOLLOW_THE_TREND, Firewall, LlmPolicy, MarketReader, MarketSnapshot, Momentum,
@@ -1095,11 +1095,7 @@ async fn smollm2_trader_makes_valid_decisions_for_thirty_steps_and_replays() -> 
     let world = World::start_with_real_model().await?;
     let alice = world.actor(1).await?;
     let mut config = trading_config(&world, "llm");
-    config.sampler = SamplerSettings {
-        temperature: 0.2,
-        max_tokens: DECISION_MAX_TOKENS,
-        ..SamplerSettings::instruct(11)
-    };
+    config.sampler = decision_sampler(11);
     let mut agent = trading_agent_with(&world, &alice, 64, config).await?;
     let token = agent.minted.token_id;
     let mover = price_process(&world, 2027).await?;

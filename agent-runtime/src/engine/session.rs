@@ -71,16 +71,19 @@ impl SamplerSettings {
         }
     }
 
-    /// Settings that suit small instruct models writing free text: temperature 0.7, top-k 40,
-    /// top-p 0.9, min-p 0.05 and a repetition penalty of 1.15 over the last 64 tokens. Without
-    /// the penalty a 135M-parameter model loops on one word within a few dozen tokens.
+    /// Settings that suit small instruct models: temperature 0.3, top-k 40, top-p 0.9, min-p
+    /// 0.1 and a repetition penalty of 1.1 over the last 64 tokens. Measured on SmolLM2-135M
+    /// writing poems under the creative grammar: without the penalty it loops on one word; with
+    /// 1.15, or at temperature 0.5–0.7, it drifts into French and German on some seeds (the
+    /// penalty pushes it off common English tokens); these settings wrote English on every seed
+    /// tried.
     pub fn instruct(seed: u32) -> Self {
         SamplerSettings {
-            temperature: 0.7,
+            temperature: 0.3,
             top_k: 40,
             top_p: 0.9,
-            min_p: 0.05,
-            repeat_penalty: 1.15,
+            min_p: 0.1,
+            repeat_penalty: 1.1,
             repeat_last_n: 64,
             seed,
             ..Self::default()

@@ -14,6 +14,7 @@
 //! `{"reason":"The price is rising, so I buy a little","action":"buy","pair":"tGLD/tUSD","fraction":"0.25"}`
 //! or `{"reason":"…, so I hold","action":"hold"}`.
 
+use agent_runtime::engine::SamplerSettings;
 use alloy::primitives::U256;
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +41,20 @@ const TAIL_CHARS: u16 = 40;
 /// Most tokens a decision can take with a byte-level vocabulary (one token per byte, plus
 /// end-of-generation): a safe `max_tokens`.
 pub const DECISION_MAX_TOKENS: u32 = 260;
+
+/// Sampling temperature of a model trader: low, so its decisions follow its instruction rather
+/// than vary.
+pub const DECISION_TEMPERATURE: f32 = 0.2;
+
+/// The sampler settings a model trader is minted with: [`SamplerSettings::instruct`] at
+/// [`DECISION_TEMPERATURE`], with room for one decision.
+pub fn decision_sampler(seed: u32) -> SamplerSettings {
+    SamplerSettings {
+        temperature: DECISION_TEMPERATURE,
+        max_tokens: DECISION_MAX_TOKENS,
+        ..SamplerSettings::instruct(seed)
+    }
+}
 
 /// The symbols of the traded pair, as the model sees them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

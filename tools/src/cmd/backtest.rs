@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use agent_runtime::agent::{AgentConfig, AgentKind, CONFIG_VERSION};
-use agent_runtime::engine::{ContextOptions, MemModel, ModelOptions, SamplerSettings};
+use agent_runtime::engine::{ContextOptions, MemModel, ModelOptions};
 use alloy::primitives::I256;
 use anyhow::{Context as _, bail};
 use clap::Args;
@@ -12,7 +12,7 @@ use strategies::trading::backtest::{
     Backtest, BacktestReport, Outcome, PathParams, PolicyReport, PricePath, classical_session,
     equity_quote, offline_session,
 };
-use strategies::trading::decision::DECISION_MAX_TOKENS;
+use strategies::trading::decision::decision_sampler;
 use strategies::trading::market::to_units;
 use strategies::trading::{
     FOLLOW_THE_TREND, LlmPolicy, PairSymbols, TradingPolicy, policy_by_name,
@@ -54,8 +54,7 @@ pub(crate) struct BacktestArgs {
 const MINT_SEED: u32 = 42;
 
 /// The config `inft mint --kind trading --strategy llm` seals with its defaults, so the model
-/// runs here as a minted agent's would: instruct sampling at temperature 0.2, top-p 0.9,
-/// min-p 0.05, repeat penalty 1.15, room for one decision. Keep in step with `mint.rs`.
+/// runs here as a minted agent's would ([`decision_sampler`]).
 fn trading_agent_config(
     model_sha256: String,
     instruction: &str,
@@ -69,14 +68,7 @@ fn trading_agent_config(
             instruction: Some(instruction.to_owned()),
         },
         model_sha256,
-        sampler: SamplerSettings {
-            temperature: 0.2,
-            top_p: 0.9,
-            min_p: 0.05,
-            repeat_penalty: 1.15,
-            max_tokens: DECISION_MAX_TOKENS,
-            ..SamplerSettings::instruct(MINT_SEED)
-        },
+        sampler: decision_sampler(MINT_SEED),
         context: ContextOptions {
             n_threads: threads,
             ..ContextOptions::default()

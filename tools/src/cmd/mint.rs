@@ -19,7 +19,7 @@ use clap::{Args, ValueEnum};
 use sealing::SealOptions;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use strategies::trading::decision::DECISION_MAX_TOKENS;
+use strategies::trading::decision::{DECISION_MAX_TOKENS, DECISION_TEMPERATURE};
 
 use super::Run;
 use super::node::{NodeOpts, WalletOpts};
@@ -61,7 +61,7 @@ pub(crate) struct MintArgs {
     /// Base seed of the agent's sampler (each step advances it by the step number).
     #[arg(long, default_value_t = 42)]
     seed: u32,
-    /// Sampling temperature (0 = greedy) [default: 0.7 for creative agents, 0.2 for trading
+    /// Sampling temperature (0 = greedy) [default: 0.3 for creative agents, 0.2 for trading
     /// agents, whose decisions should follow their instruction rather than vary].
     #[arg(long)]
     temperature: Option<f32>,
@@ -69,10 +69,10 @@ pub(crate) struct MintArgs {
     #[arg(long, default_value_t = 0.9)]
     top_p: f32,
     /// Drop tokens less likely than this fraction of the best one.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.1)]
     min_p: f32,
     /// Penalty on tokens repeated within the last 64 (1 = none); small models loop without it.
-    #[arg(long, default_value_t = 1.15)]
+    #[arg(long, default_value_t = 1.1)]
     repeat_penalty: f32,
     /// Token-id salt (the id is `minter << 96 | salt`) [default: random].
     #[arg(long)]
@@ -157,7 +157,7 @@ impl Run for MintArgs {
                         .unwrap_or_else(|| "Write a short poem about the sea.".to_owned()),
                 },
                 CREATIVE_MAX_TOKENS,
-                0.7,
+                0.3,
             ),
             Kind::Trading => (
                 AgentKind::Trading {
@@ -165,7 +165,7 @@ impl Run for MintArgs {
                     instruction: self.prompt.clone(),
                 },
                 DECISION_MAX_TOKENS,
-                0.2,
+                DECISION_TEMPERATURE,
             ),
         };
         let sampler = SamplerSettings {
