@@ -81,9 +81,10 @@ impl CreativeStrategy {
     /// The chat messages of a step: the writer's role and output format, then the
     /// agent's memory, the standing instruction and the title of the last piece.
     pub fn messages(&self, memory: Option<&str>) -> Vec<ChatMessage> {
+        // "English" twice: SmolLM2-135M, told once, still drifted into French on some seeds.
         let system = "You are a creative writing agent. You write short, original pieces in \
-                      clear English. Answer with one JSON object: a title and the text of \
-                      the piece.";
+                      English only. Answer with one JSON object: a title and the text of the \
+                      piece, both in English.";
         let mut user = String::new();
         if let Some(memory) = memory.filter(|m| !m.trim().is_empty()) {
             user.push_str(memory.trim());

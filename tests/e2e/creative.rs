@@ -446,6 +446,7 @@ async fn smollm2_poet_writes_english_without_loops_and_replays() -> anyhow::Resu
             })
             .count();
         assert!(latin * 10 >= words.len() * 8, "not English words: {text}");
+        assert!(english_share(&text) >= 0.1, "not English: {text}");
         assert!(longest_word_run(&text) <= 3, "loops: {text}");
     }
     Ok(())
@@ -475,6 +476,41 @@ async fn a_model_with_another_template_runs_with_its_own_format() -> anyhow::Res
         assert!(prompt.ends_with("<start_of_turn>model\n"), "{prompt}");
     }
     Ok(())
+}
+
+/// The share of words that are common English function words: ordinary English prose or verse
+/// has well over 10%, French or German next to none.
+fn english_share(text: &str) -> f64 {
+    const COMMON: &[&str] = &[
+        "the", "a", "an", "of", "and", "or", "to", "in", "on", "at", "by", "for", "with", "from",
+        "is", "are", "was", "be", "it", "its", "i", "my", "me", "we", "our", "you", "your", "he",
+        "she", "her", "his", "they", "their", "that", "this", "where", "when", "as", "so", "but",
+        "all", "no", "not", "into", "like", "will", "can",
+    ];
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.is_empty() {
+        return 0.0;
+    }
+    let common = words
+        .iter()
+        .filter(|w| COMMON.contains(&w.as_str()))
+        .count();
+    common as f64 / words.len() as f64
+}
+
+#[test]
+fn english_is_told_from_french() {
+    assert!(english_share("A place where dreams are born, in the depths of the sea.") > 0.3);
+    let french =
+        "L'Arc de la Mer, avec un voyage d'un voyage, s'assurent que le voyage est toujeur";
+    assert!(english_share(french) < 0.1);
 }
 
 #[test]
