@@ -243,6 +243,11 @@ fn tokens_per_second(engine: &'static Engine, threads: u32, quick: bool) -> Resu
 /// (a) on the real instruct model, when `scripts/setup.sh` has fetched it: the engine loads it
 /// as the runtime does (copied into a memfd, hashed, mapped by llama.cpp); the raw loop runs on
 /// that same loaded model, and once more on a copy plain llama.cpp loads from the file.
+///
+/// The same-model ratio isolates the generation loop. The file-load line adds what the backing
+/// memory costs: a memfd is shmem, in 4 KiB pages wherever shmem THP is off
+/// (`/sys/kernel/mm/transparent_hugepage/shmem_enabled` = `never`), while ext4's page cache
+/// holds large folios; on the 2-core AMD EPYC dev VM that was ~4 % at one thread.
 fn real_model_tokens_per_second(engine: &'static Engine, threads: u32, quick: bool) -> Result<()> {
     let path = match real_model_path() {
         Ok(path) => path,
