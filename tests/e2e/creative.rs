@@ -347,17 +347,21 @@ async fn rpc_outage_mid_run_loses_nothing_and_logs_each_action_once() -> anyhow:
     Ok(())
 }
 
-/// No word four times in a row (case and punctuation aside): the loop a small model falls into
-/// without a repetition penalty.
-fn longest_word_run(text: &str) -> usize {
-    let words: Vec<String> = text
-        .split_whitespace()
+/// The words of `text`, lowercase, without surrounding punctuation.
+fn words(text: &str) -> Vec<String> {
+    text.split_whitespace()
         .map(|w| {
             w.trim_matches(|c: char| !c.is_alphanumeric())
                 .to_lowercase()
         })
         .filter(|w| !w.is_empty())
-        .collect();
+        .collect()
+}
+
+/// No word four times in a row (case and punctuation aside): the loop a small model falls into
+/// without a repetition penalty.
+fn longest_word_run(text: &str) -> usize {
+    let words = words(text);
     let mut longest = usize::from(!words.is_empty());
     let mut run = 1;
     for pair in words.windows(2) {
@@ -487,14 +491,7 @@ fn english_share(text: &str) -> f64 {
         "she", "her", "his", "they", "their", "that", "this", "where", "when", "as", "so", "but",
         "all", "no", "not", "into", "like", "will", "can",
     ];
-    let words: Vec<String> = text
-        .split_whitespace()
-        .map(|w| {
-            w.trim_matches(|c: char| !c.is_alphanumeric())
-                .to_lowercase()
-        })
-        .filter(|w| !w.is_empty())
-        .collect();
+    let words = words(text);
     if words.is_empty() {
         return 0.0;
     }

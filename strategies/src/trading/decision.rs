@@ -15,12 +15,11 @@
 //! or `{"reason":"…, so I hold","action":"hold"}`.
 
 use agent_runtime::engine::SamplerSettings;
-use alloy::primitives::U256;
 use serde::{Deserialize, Serialize};
 
 use super::firewall::Firewall;
 use super::intent::{TradeAction, TradeIntent};
-use super::market::{BPS, MarketSnapshot};
+use super::market::MarketSnapshot;
 
 /// The sizes a model may pick, as (JSON text, basis points of the balance paid in).
 pub const FRACTIONS: [(&str, u32); 5] = [
@@ -112,20 +111,8 @@ fn sized_intent(
     bps: u32,
     reason: String,
 ) -> TradeIntent {
-    let (token_in, token_out, balance) = match action {
-        TradeAction::Buy => (market.quote, market.base, market.balance_quote),
-        TradeAction::Sell => (market.base, market.quote, market.balance_base),
-        TradeAction::Hold => return TradeIntent::hold(reason),
-    };
-    TradeIntent {
-        action,
-        token_in,
-        token_out,
-        amount_in: balance.saturating_mul(U256::from(bps)) / U256::from(BPS),
-        max_slippage_bps: firewall.policy().max_slippage_bps,
-        router: None,
-        reason,
-    }
+    let slippage = firewall.policy().max_slippage_bps;
+    TradeIntent::sized(market, action, bps, slippage, reason)
 }
 
 impl Choices {
@@ -313,7 +300,7 @@ pub fn check_symbols(symbols: &PairSymbols) -> Result<(), DecisionError> {
 mod tests {
     use super::*;
     use crate::trading::firewall::Policy;
-    use alloy::primitives::Address;
+    use alloy::primitives::{Address, U256};
 
     fn e18(n: u64) -> U256 {
         U256::from(n) * U256::from(10u64).pow(U256::from(18u64))

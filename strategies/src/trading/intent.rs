@@ -37,6 +37,31 @@ pub struct TradeIntent {
 }
 
 impl TradeIntent {
+    /// A buy (paying quote) or sell (paying base) of `bps` of the balance paid with, asking
+    /// `max_slippage_bps`; a hold for [`TradeAction::Hold`].
+    pub fn sized(
+        market: &super::market::MarketSnapshot,
+        action: TradeAction,
+        bps: u32,
+        max_slippage_bps: u32,
+        reason: String,
+    ) -> Self {
+        let (token_in, token_out, balance) = match action {
+            TradeAction::Buy => (market.quote, market.base, market.balance_quote),
+            TradeAction::Sell => (market.base, market.quote, market.balance_base),
+            TradeAction::Hold => return Self::hold(reason),
+        };
+        Self {
+            action,
+            token_in,
+            token_out,
+            amount_in: balance.saturating_mul(U256::from(bps)) / U256::from(super::market::BPS),
+            max_slippage_bps,
+            router: None,
+            reason,
+        }
+    }
+
     /// A hold.
     pub fn hold(reason: impl Into<String>) -> Self {
         Self {

@@ -3,7 +3,6 @@
 
 use agent_runtime::agent::{AgentSession, StrategyError};
 use agent_runtime::engine::{ChatMessage, Generation};
-use alloy::primitives::U256;
 
 use super::decision::{
     Choices, DECISION_MAX_TOKENS, DecisionError, ModelDecision, PairSymbols, check_symbols,
@@ -259,24 +258,11 @@ fn rule_intent(
     action: TradeAction,
     reason: String,
 ) -> TradeIntent {
-    let (token_in, token_out, balance) = match action {
-        TradeAction::Buy => (market.quote, market.base, market.balance_quote),
-        TradeAction::Sell => (market.base, market.quote, market.balance_base),
-        TradeAction::Hold => return TradeIntent::hold(reason),
-    };
-    let amount_in = balance.saturating_mul(U256::from(params.size_bps)) / U256::from(BPS);
-    if amount_in.is_zero() {
-        return TradeIntent::hold(format!("{reason}; nothing to pay with"));
+    let intent = TradeIntent::sized(market, action, params.size_bps, params.slippage_bps, reason);
+    if intent.action != TradeAction::Hold && intent.amount_in.is_zero() {
+        return TradeIntent::hold(format!("{}; nothing to pay with", intent.reason));
     }
-    TradeIntent {
-        action,
-        token_in,
-        token_out,
-        amount_in,
-        max_slippage_bps: params.slippage_bps,
-        router: None,
-        reason,
-    }
+    intent
 }
 
 /// A classical rule acting on the price's distance from its moving average.
@@ -421,7 +407,7 @@ impl TradingPolicy for Box<dyn TradingPolicy> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloy::primitives::Address;
+    use alloy::primitives::{Address, U256};
 
     fn market(reserve_quote: u64) -> MarketSnapshot {
         let e18 = U256::from(10u64).pow(U256::from(18u64));
