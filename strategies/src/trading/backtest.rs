@@ -30,7 +30,9 @@ use serde::Serialize;
 
 use super::firewall::{Firewall, Policy, Refusal};
 use super::intent::TradeAction;
-use super::market::{BPS, MarketSnapshot, SeededRng, get_amount_out, mid_value, to_units};
+use super::market::{
+    BPS, MarketSnapshot, SeededRng, equity_quote, get_amount_out, shorten, signed_diff, to_units,
+};
 use super::policies::{Momentum, RuleParams, TradingPolicy};
 
 /// The simulated traded asset (fixed: nothing is deployed).
@@ -265,16 +267,6 @@ pub fn sim_market() -> Market {
     }
 }
 
-/// Equity in quote: the quote balance plus the base balance at the pool's mid price.
-pub fn equity_quote(
-    balance_base: U256,
-    balance_quote: U256,
-    reserve_base: U256,
-    reserve_quote: U256,
-) -> U256 {
-    balance_quote.saturating_add(mid_value(balance_base, reserve_base, reserve_quote))
-}
-
 /// The largest fall of `equity` from its running peak, in bps of that peak (0 for a series
 /// that never falls).
 pub fn max_drawdown_bps(equity: &[U256]) -> u32 {
@@ -288,13 +280,6 @@ pub fn max_drawdown_bps(equity: &[U256]) -> u32 {
         }
     }
     worst
-}
-
-/// `to - from` as a signed amount.
-fn signed_diff(to: U256, from: U256) -> I256 {
-    I256::try_from(to)
-        .unwrap_or(I256::MAX)
-        .saturating_sub(I256::try_from(from).unwrap_or(I256::MAX))
 }
 
 /// A backtest: a price path, the starting portfolio every policy gets, and the owner's rules.
@@ -565,15 +550,6 @@ fn rule_of(refusal: &Refusal) -> String {
         .unwrap_or_else(|| "other".into())
 }
 
-fn short(s: &str) -> String {
-    const MAX: usize = 120;
-    let mut out: String = s.chars().take(MAX).collect();
-    if s.chars().count() > MAX {
-        out.push('…');
-    }
-    out
-}
-
 impl Runner {
     fn new(policy: Box<dyn TradingPolicy>, bt: &Backtest, start_equity: U256) -> Self {
         Self {
@@ -693,7 +669,7 @@ impl Runner {
             side,
             outcome,
             rule,
-            note: short(&note),
+            note: shorten(&note, 120),
             equity_quote: equity,
         });
         Ok(())

@@ -2,7 +2,7 @@
 //! process that moves the pool so there is something to trade.
 
 use alloy::eips::BlockId;
-use alloy::primitives::{Address, U256};
+use alloy::primitives::{Address, I256, U256};
 use alloy::providers::{DynProvider, Provider};
 use inft_contracts::bindings::{AgentNFT, TestToken, UniswapV2Pair, UniswapV2Router02};
 use inft_contracts::deploy::Market;
@@ -57,6 +57,32 @@ pub fn to_units(amount: U256) -> f64 {
 /// estimate can run out of gas.
 pub fn swap_gas_limit(estimate: u64) -> u64 {
     estimate.saturating_add(estimate / 4).saturating_add(60_000)
+}
+
+/// Equity in quote: the quote balance plus the base balance at the pool's mid price.
+pub fn equity_quote(
+    balance_base: U256,
+    balance_quote: U256,
+    reserve_base: U256,
+    reserve_quote: U256,
+) -> U256 {
+    balance_quote.saturating_add(mid_value(balance_base, reserve_base, reserve_quote))
+}
+
+/// `to - from` as a signed amount (saturating), e.g. a PnL from two equities.
+pub fn signed_diff(to: U256, from: U256) -> I256 {
+    I256::try_from(to)
+        .unwrap_or(I256::MAX)
+        .saturating_sub(I256::try_from(from).unwrap_or(I256::MAX))
+}
+
+/// `s` cut to `max` characters, with `…` when it was longer.
+pub(crate) fn shorten(s: &str, max: usize) -> String {
+    let mut out: String = s.chars().take(max).collect();
+    if s.chars().count() > max {
+        out.push('…');
+    }
+    out
 }
 
 /// The market, the agent's holdings and its token's pause flag, read at one block.
@@ -134,8 +160,12 @@ impl MarketSnapshot {
 
     /// The holder's equity in quote: quote balance plus base at the mid price.
     pub fn equity_quote(&self) -> U256 {
-        self.balance_quote
-            .saturating_add(self.quote_value(self.base, self.balance_base))
+        equity_quote(
+            self.balance_base,
+            self.balance_quote,
+            self.reserve_base,
+            self.reserve_quote,
+        )
     }
 }
 

@@ -14,7 +14,7 @@ use super::TradingError;
 use super::exec::{NonceManager, SendOptions, fill_of, simulate_swap, swap_request};
 use super::firewall::{ApprovedTrade, Firewall, Refusal};
 use super::intent::TradeIntent;
-use super::market::{MarketReader, MarketSnapshot, PriceProcess, to_units};
+use super::market::{MarketReader, MarketSnapshot, PriceProcess, shorten, signed_diff, to_units};
 use super::policies::{Decision, TradingPolicy};
 
 /// The nonce manager's purpose for swap transactions.
@@ -50,9 +50,7 @@ pub struct TradingStatus {
 impl TradingStatus {
     /// Equity minus starting equity, in quote base units.
     pub fn pnl_quote(&self) -> I256 {
-        let eq = I256::try_from(self.equity_quote).unwrap_or(I256::MAX);
-        let start = I256::try_from(self.start_equity_quote).unwrap_or(I256::MAX);
-        eq.saturating_sub(start)
+        signed_diff(self.equity_quote, self.start_equity_quote)
     }
 
     /// What a run did, for the agent's memory: steps, trades, holds and refusals, the price's
@@ -235,9 +233,7 @@ impl<P: TradingPolicy> TradingStrategy<P> {
         } else {
             status.start_equity_quote
         };
-        let pnl = I256::try_from(equity)
-            .unwrap_or(I256::MAX)
-            .saturating_sub(I256::try_from(start).unwrap_or(I256::MAX));
+        let pnl = signed_diff(equity, start);
         json!({
             "block": snap.block,
             "timestamp": snap.timestamp,
@@ -503,11 +499,7 @@ impl<P: TradingPolicy> TradingStrategy<P> {
 }
 
 fn short(s: &str) -> String {
-    let mut out: String = s.chars().take(60).collect();
-    if s.chars().count() > 60 {
-        out.push('…');
-    }
-    out
+    shorten(s, 60)
 }
 
 fn describe(trade: &ApprovedTrade, what: &str) -> String {

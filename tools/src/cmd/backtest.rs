@@ -10,10 +10,10 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use strategies::trading::backtest::{
     Backtest, BacktestReport, Outcome, PathParams, PolicyReport, PricePath, classical_session,
-    equity_quote, offline_session,
+    offline_session,
 };
 use strategies::trading::decision::decision_sampler;
-use strategies::trading::market::to_units;
+use strategies::trading::market::{equity_quote, to_units};
 use strategies::trading::{
     FOLLOW_THE_TREND, LlmPolicy, PairSymbols, TradingPolicy, policy_by_name,
 };
