@@ -63,6 +63,9 @@ done
 "$inft" transfer accept "$offer" --output "$acceptance" --account bob
 wait "$sender"
 
+log "inft keys rotate (bob): a fresh sealing key; the agent is re-keyed under it with a new agent key"
+"$inft" keys rotate --account bob
+
 log "inft run (bob, the new owner): the agent runs with its new key, remembers alice's run, and keeps logging"
 "$inft" run "$token" --account bob --steps 2 "${threads[@]}"
 

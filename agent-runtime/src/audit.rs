@@ -11,9 +11,16 @@
 //!   ([`Finding::MissingRecord`], [`Finding::ModifiedRecord`]);
 //! - the record sits at its own sequence number and links to the previous logged hash
 //!   ([`Finding::Reordered`], [`Finding::Misplaced`], [`Finding::BrokenLink`]);
-//! - its signature recovers the agent registered when it was logged (the agent changes with
-//!   each transfer, taken from `AgentSet` events) or a user the owner authorized to log in that
-//!   epoch ([`Finding::WrongSigner`]);
+//! - the batch was sent by an address allowed to log at its block: the agent registered then
+//!   (the agent changes with each transfer, taken from `AgentSet` events), the owner, or a user
+//!   whose LOG grant belonged to the token's epoch and had neither expired (`expiry` against
+//!   the block's timestamp, read from the chain for grantee-logged batches only) nor been
+//!   revoked (`UsageAuthorized` / `UsageRevoked` events) ([`Finding::UnauthorizedLogger`]);
+//! - its signature recovers someone allowed to log at that block: when the logger was allowed,
+//!   the chain vouches for the record and a bad signature is the store's copy
+//!   ([`Finding::SignatureUnverified`]: the record hash does not cover the signature, so a
+//!   store could swap it; the agent is not blamed), otherwise [`Finding::WrongSigner`];
+//!   [`restore_records`] puts the runtime's own signed copies back;
 //! - a record with a transaction hash has a receipt, whose status matches the record kind and
 //!   whose token transfers match the recorded fill ([`Finding::ReceiptMissing`],
 //!   [`Finding::ReceiptMismatch`]);
@@ -25,6 +32,8 @@
 //! Every finding names the sequence number of the action concerned. [`replay`] re-runs logged
 //! inferences with the recorded prompt, sampler settings and seed (for the owner or an
 //! authorized user, who can unseal the model) and compares output hashes.
+
+pub mod html;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -133,7 +142,8 @@ pub enum Finding {
         seq: u64,
     },
     /// The record at `seq` is not signed by the agent registered when it was logged (nor by a
-    /// user authorized to log then).
+    /// user authorized to log then), and whoever logged it was not allowed to either
+    /// ([`UnauthorizedLogger`](Self::UnauthorizedLogger)): nobody allowed vouches for it.
     WrongSigner {
         /// The action.
         seq: u64,
@@ -141,6 +151,35 @@ pub enum Finding {
         expected: Address,
         /// Who signed (zero if the signature recovers nobody).
         actual: Address,
+    },
+    /// The record at `seq` has the hash its logger put on chain, but the signature the record
+    /// store returned is not the agent's (nor an authorized logger's). The logger was allowed
+    /// to log, so the chain vouches for the record; the signature, which the record hash does
+    /// not cover, was replaced or damaged at the store (or signed with a wrong key). Not
+    /// [`WrongSigner`](Self::WrongSigner): a store's copy must not make an honest agent look
+    /// like it acted for someone else. The runtime that ran the action can put its signed copy
+    /// back ([`restore_records`]).
+    SignatureUnverified {
+        /// The action.
+        seq: u64,
+        /// The agent registered at the time.
+        expected: Address,
+        /// Whom the stored signature recovers (zero if nobody).
+        actual: Address,
+        /// Who logged the hash (allowed at that block).
+        logged_by: Address,
+    },
+    /// The batch holding action `seq` was logged by an address that was not allowed to log at
+    /// that block: not the agent of that epoch, not the owner, not a user with a LOG grant of
+    /// that epoch that had neither expired nor been revoked. The contract refuses such a call,
+    /// so this means the contract (or the node's history) is not what it should be.
+    UnauthorizedLogger {
+        /// The action.
+        seq: u64,
+        /// Who sent `logActions`.
+        sender: Address,
+        /// Why it was not allowed.
+        reason: String,
     },
     /// The transaction recorded at `seq` has no receipt on this chain.
     ReceiptMissing {
@@ -198,6 +237,8 @@ impl Finding {
             | Self::BrokenLink { seq, .. }
             | Self::WrongLog { seq }
             | Self::WrongSigner { seq, .. }
+            | Self::SignatureUnverified { seq, .. }
+            | Self::UnauthorizedLogger { seq, .. }
             | Self::ReceiptMissing { seq, .. }
             | Self::ReceiptMismatch { seq, .. }
             | Self::HeadMismatch { seq, .. }
@@ -257,6 +298,25 @@ impl std::fmt::Display for Finding {
             } => write!(
                 f,
                 "action {seq}: signed by {actual}, not by the agent {expected}"
+            ),
+            Self::SignatureUnverified {
+                seq,
+                expected,
+                actual,
+                logged_by,
+            } => write!(
+                f,
+                "action {seq}: the record matches the hash {logged_by} logged, but the signature \
+                 the record store returned recovers {actual}, not the agent {expected}: replaced \
+                 or damaged at the store (or signed with a wrong key)"
+            ),
+            Self::UnauthorizedLogger {
+                seq,
+                sender,
+                reason,
+            } => write!(
+                f,
+                "action {seq}: logged by {sender}, who was not allowed to log then: {reason}"
             ),
             Self::ReceiptMissing { seq, tx_hash } => {
                 write!(f, "action {seq}: transaction {tx_hash} has no receipt")
@@ -387,6 +447,10 @@ impl AuditReport {
                     serde_json::Value::Number(n) => n.as_f64()?,
                     _ => return None,
                 };
+                // "NaN", "inf" and overflowing numbers parse as floats: not a point to chart.
+                if !pnl.is_finite() {
+                    return None;
+                }
                 Some(PnlPoint {
                     seq: a.seq,
                     timestamp_ms: r.timestamp_ms,
@@ -405,11 +469,76 @@ struct Logged {
     tx_hash: B256,
     sender: Address,
     agent: Address,
-    /// Users allowed to sign besides the agent (authorized to log in the current epoch).
-    executors: HashSet<Address>,
+    /// Who could log (and sign) when the batch was logged.
+    authority: Arc<Authority>,
 }
 
 const SCOPE_LOG: u8 = inft_contracts::scopes::LOG;
+
+/// A usage grant as its last `UsageAuthorized` event set it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Grant {
+    epoch: u64,
+    scopes: u8,
+    expiry: u64,
+}
+
+/// Who may log a token's actions at one point of its history, as the contract decides it:
+/// its agent, its owner, and users whose grant of the current epoch has the LOG scope and has
+/// not expired at the block (`expiry > block.timestamp`) nor been revoked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Authority {
+    agent: Address,
+    owner: Address,
+    epoch: u64,
+    grants: HashMap<Address, Grant>,
+    /// Users whose grant was revoked (and not granted again since).
+    revoked: HashSet<Address>,
+}
+
+impl Authority {
+    /// Whether `who` could log at a block with this timestamp (`None`: not known, which
+    /// only matters for grantees), and if not, why.
+    fn check(&self, who: Address, block_time: Option<u64>) -> Result<(), String> {
+        if who == Address::ZERO {
+            return Err("the zero address".into());
+        }
+        if who == self.agent || who == self.owner {
+            return Ok(());
+        }
+        let Some(g) = self.grants.get(&who) else {
+            return Err(if self.revoked.contains(&who) {
+                "its grant had been revoked".into()
+            } else {
+                "it is not the agent, the owner or a user granted LOG".into()
+            });
+        };
+        if g.epoch != self.epoch {
+            return Err(format!(
+                "its grant belongs to epoch {} and the token was in epoch {} (grants end with a transfer)",
+                g.epoch, self.epoch
+            ));
+        }
+        if g.scopes & SCOPE_LOG == 0 {
+            return Err(format!(
+                "its grant (scopes {:#04x}) does not include LOG",
+                g.scopes
+            ));
+        }
+        match block_time {
+            Some(t) if g.expiry <= t => Err(format!(
+                "its grant expired at {} and the block's time was {t}",
+                g.expiry
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `who` holds a grant whose expiry depends on the block time.
+    fn needs_time(&self, who: Address) -> bool {
+        who != self.agent && who != self.owner && self.grants.contains_key(&who)
+    }
+}
 
 /// Audits `target`'s action history. Reads the indexed events from `db` (run
 /// [`Indexer::sync`](crate::indexer::Indexer::sync) first), the head (as of the last indexed
@@ -429,22 +558,25 @@ pub async fn audit_token<P: Provider>(
     );
     events.sort_by_key(|e| (e.block_number, e.log_index));
 
-    // Walk the history: who the agent is, who may log, and every logged hash.
-    let mut agent = Address::ZERO;
-    let mut epoch = 0u64;
-    let mut grants: HashMap<Address, (u64, u8)> = HashMap::new();
+    // Walk the history: who the agent and the owner are, who may log, and every logged hash.
+    let mut authority = Authority::default();
     let mut history = Vec::new();
     let mut logged: BTreeMap<u64, Logged> = BTreeMap::new();
     // (transaction, memory data hash) of every DataSet that set a memory entry.
     let mut memory_sets: HashSet<(B256, B256)> = HashSet::new();
+    // One snapshot per change of authority, shared by the batches logged under it.
+    let mut current: Option<Arc<Authority>> = None;
     for e in &events {
         let Some(event) = TokenEvent::from_indexed(&e.kind, &e.payload) else {
             continue;
         };
+        if !matches!(event, TokenEvent::ActionsLogged(_)) {
+            current = None;
+        }
         match event {
             TokenEvent::AgentSet(a) => {
-                agent = a.agent;
-                epoch = a.epoch;
+                authority.agent = a.agent;
+                authority.epoch = authority.epoch.max(a.epoch);
                 history.push(OwnershipChange {
                     block_number: e.block_number,
                     tx_hash: e.tx_hash,
@@ -453,18 +585,36 @@ pub async fn audit_token<P: Provider>(
                     epoch: Some(a.epoch),
                 });
             }
-            TokenEvent::Transfer(t) => history.push(OwnershipChange {
-                block_number: e.block_number,
-                tx_hash: e.tx_hash,
-                event: "Transfer",
-                to: t.to,
-                epoch: None,
-            }),
+            TokenEvent::Transfer(t) => {
+                authority.owner = t.to;
+                history.push(OwnershipChange {
+                    block_number: e.block_number,
+                    tx_hash: e.tx_hash,
+                    event: "Transfer",
+                    to: t.to,
+                    epoch: None,
+                });
+            }
+            TokenEvent::TransferredWithProof(t) => {
+                authority.epoch = authority.epoch.max(t.epoch);
+            }
             TokenEvent::UsageAuthorized(g) => {
-                grants.insert(g.user, (g.epoch, g.scopes));
+                authority.revoked.remove(&g.user);
+                authority.grants.insert(
+                    g.user,
+                    Grant {
+                        epoch: g.epoch,
+                        scopes: g.scopes,
+                        expiry: g.expiry,
+                    },
+                );
             }
             TokenEvent::UsageRevoked(r) => {
-                grants.remove(&r.user);
+                // A revoke of a user holding no grant changes nothing.
+                let held = authority.grants.remove(&r.user).is_some();
+                if held {
+                    authority.revoked.insert(r.user);
+                }
             }
             TokenEvent::DataSet(d) => {
                 if let Some(memory) = d.data_hashes.get(crate::agent::EntryKind::Memory.index()) {
@@ -472,12 +622,9 @@ pub async fn audit_token<P: Provider>(
                 }
             }
             TokenEvent::ActionsLogged(l) => {
-                // Grants of an earlier epoch were cleared by the transfer that ended it.
-                let executors: HashSet<Address> = grants
-                    .iter()
-                    .filter(|(_, (ep, scopes))| *ep == epoch && scopes & SCOPE_LOG != 0)
-                    .map(|(user, _)| *user)
-                    .collect();
+                let snapshot = current
+                    .get_or_insert_with(|| Arc::new(authority.clone()))
+                    .clone();
                 for (i, h) in l.action_hashes.iter().enumerate() {
                     let seq = l.first_seq.saturating_add(i as u64);
                     logged.insert(
@@ -488,8 +635,8 @@ pub async fn audit_token<P: Provider>(
                             block_number: e.block_number,
                             tx_hash: e.tx_hash,
                             sender: l.sender,
-                            agent,
-                            executors: executors.clone(),
+                            agent: authority.agent,
+                            authority: snapshot.clone(),
                         },
                     );
                 }
@@ -534,6 +681,53 @@ pub async fn audit_token<P: Provider>(
         });
     }
 
+    // Who logged each batch: allowed at its block? Grant expiry is compared with the block's
+    // time, read once per block and only for batches a grantee logged.
+    let mut block_times: HashMap<u64, Option<u64>> = HashMap::new();
+    let mut time_of = async |block: u64| -> Option<u64> {
+        if let Some(t) = block_times.get(&block) {
+            return *t;
+        }
+        let t = provider
+            .get_block_by_number(block.into())
+            .await
+            .ok()
+            .flatten()
+            .map(|b| b.header.timestamp);
+        block_times.insert(block, t);
+        t
+    };
+    // Whether the logger of each seq was allowed, and the block time where it mattered.
+    let mut logger_ok: HashMap<u64, bool> = HashMap::new();
+    let mut time_at: HashMap<u64, Option<u64>> = HashMap::new();
+    for l in &on_chain {
+        let auth = &l.authority;
+        let time = if auth.needs_time(l.sender) {
+            time_of(l.block_number).await
+        } else {
+            None
+        };
+        time_at.insert(l.seq, time);
+        let verdict = auth.check(l.sender, time);
+        if auth.needs_time(l.sender) && time.is_none() && verdict.is_ok() {
+            findings.push(Finding::Unchecked {
+                seq: l.seq,
+                detail: format!(
+                    "logged by grantee {} in block {}, whose time could not be read to check the grant's expiry",
+                    l.sender, l.block_number
+                ),
+            });
+        }
+        if let Err(reason) = &verdict {
+            findings.push(Finding::UnauthorizedLogger {
+                seq: l.seq,
+                sender: l.sender,
+                reason: reason.clone(),
+            });
+        }
+        logger_ok.insert(l.seq, verdict.is_ok());
+    }
+
     // Fetch every record.
     let log_id = target.log_id();
     let mut actions = Vec::with_capacity(on_chain.len());
@@ -554,11 +748,26 @@ pub async fn audit_token<P: Provider>(
             Ok(signed) => {
                 let signer = signed.signer().unwrap_or(Address::ZERO);
                 action.signer = Some(signer);
-                if signer != l.agent && !l.executors.contains(&signer) {
-                    findings.push(Finding::WrongSigner {
-                        seq: l.seq,
-                        expected: l.agent,
-                        actual: signer,
+                let time = match time_at.get(&l.seq).copied().flatten() {
+                    None if l.authority.needs_time(signer) => time_of(l.block_number).await,
+                    t => t,
+                };
+                if l.authority.check(signer, time).is_err() {
+                    // The hash is on chain: if its logger was allowed, the chain vouches for
+                    // the record and only the store's copy of the signature is in question.
+                    findings.push(if logger_ok.get(&l.seq).copied().unwrap_or(false) {
+                        Finding::SignatureUnverified {
+                            seq: l.seq,
+                            expected: l.agent,
+                            actual: signer,
+                            logged_by: l.sender,
+                        }
+                    } else {
+                        Finding::WrongSigner {
+                            seq: l.seq,
+                            expected: l.agent,
+                            actual: signer,
+                        }
                     });
                 }
                 let record = signed.into_record();
@@ -707,6 +916,72 @@ pub async fn audit_token<P: Provider>(
     })
 }
 
+/// What [`restore_records`] did for one action.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RestoredRecord {
+    /// The action.
+    pub seq: u64,
+    /// Where the record was put back, or why it could not be.
+    pub outcome: Result<String, String>,
+}
+
+/// Puts this runtime's own signed copies of records back into `store` where the audit found
+/// the store's copy missing, altered or carrying a signature that is not the agent's
+/// ([`Finding::MissingRecord`], [`Finding::ModifiedRecord`], [`Finding::SignatureUnverified`],
+/// [`Finding::WrongSigner`]). Only records this database holds with exactly the hash logged
+/// on chain are restored (the runtime that ran the actions has them: `inft audit --repair`);
+/// others are skipped. Uses [`BlobStore::restore_record`]: a local directory (the runtime's
+/// own) is overwritten, a gateway holding another valid signature refuses (write-once).
+pub async fn restore_records(
+    db: &Db,
+    store: &dyn BlobStore,
+    report: &AuditReport,
+) -> Result<Vec<RestoredRecord>, AuditError> {
+    let log = LogId {
+        chain_id: report.chain_id,
+        action_log: report.action_log,
+        token_id: report.token_id,
+    };
+    let mut restored = Vec::new();
+    for a in &report.actions {
+        let damaged = report.findings_for(a.seq).any(|f| {
+            matches!(
+                f,
+                Finding::MissingRecord { .. }
+                    | Finding::ModifiedRecord { .. }
+                    | Finding::SignatureUnverified { .. }
+                    | Finding::WrongSigner { .. }
+            )
+        });
+        if !damaged {
+            continue;
+        }
+        let Some(stored) = db.record(&log, a.seq).await? else {
+            continue;
+        };
+        if stored.record.record_hash() != a.record_hash {
+            continue;
+        }
+        let outcome = store
+            .restore_record(&stored.record)
+            .await
+            .map_err(|e| e.to_string());
+        match &outcome {
+            Ok(uri) => {
+                tracing::info!(seq = a.seq, %uri, "action record restored from the database")
+            }
+            Err(e) => {
+                tracing::warn!(seq = a.seq, error = %e, "action record could not be restored")
+            }
+        }
+        restored.push(RestoredRecord {
+            seq: a.seq,
+            outcome,
+        });
+    }
+    Ok(restored)
+}
+
 /// `Transfer(address,address,uint256)` of ERC-20 (and ERC-721) tokens.
 const ERC20_TRANSFER: B256 =
     alloy::primitives::b256!("ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef");
@@ -802,6 +1077,20 @@ pub struct ReplayedAction {
     pub outcome: ReplayOutcome,
 }
 
+/// The private prompts this database holds for `records` (see [`replay_with_prompts`]).
+pub async fn private_prompts_of(
+    db: &Db,
+    records: &[ActionRecord],
+) -> Result<HashMap<B256, String>, DbError> {
+    let mut prompts = HashMap::new();
+    for r in records.iter().filter(|r| r.prompt.is_none()) {
+        if let Some(p) = db.private_prompt(r.prompt_hash).await? {
+            prompts.insert(r.prompt_hash, p);
+        }
+    }
+    Ok(prompts)
+}
+
 /// Re-runs the logged inferences of `records` on `model` (the token's unsealed model) with each
 /// record's prompt, sampler settings and seed, and compares output hashes. `local_build` is the
 /// llama.cpp build of this process ([`Engine::llama_build`](crate::engine::Engine::llama_build)):
@@ -814,12 +1103,32 @@ pub fn replay(
     local_build: &str,
     records: &[ActionRecord],
 ) -> Vec<ReplayedAction> {
+    replay_with_prompts(model, context, local_build, records, &HashMap::new())
+}
+
+/// [`replay`], with the text of prompts that records published only by hash (an agent minted
+/// with private prompts), keyed by `keccak256` of the text: [`private_prompts_of`] collects them
+/// from the database of the runtime that ran the actions. A text is used only for the record
+/// whose `prompt_hash` it matches.
+pub fn replay_with_prompts(
+    model: &Arc<LoadedModel>,
+    context: &ContextOptions,
+    local_build: &str,
+    records: &[ActionRecord],
+    private_prompts: &HashMap<B256, String>,
+) -> Vec<ReplayedAction> {
     let model_hash: B256 = B256::from(model.sha256());
     let mut ctx = None;
     records
         .iter()
         .map(|r| {
-            let outcome = replay_one(model, &mut ctx, context, model_hash, local_build, r);
+            let prompt = r.prompt.as_deref().or_else(|| {
+                private_prompts
+                    .get(&r.prompt_hash)
+                    .filter(|p| content_hash(p.as_bytes()) == r.prompt_hash)
+                    .map(String::as_str)
+            });
+            let outcome = replay_one(model, &mut ctx, context, model_hash, local_build, r, prompt);
             ReplayedAction {
                 seq: r.seq,
                 outcome,
@@ -835,13 +1144,18 @@ fn replay_one(
     model_hash: B256,
     local_build: &str,
     r: &ActionRecord,
+    prompt: Option<&str>,
 ) -> ReplayOutcome {
     let not = |reason: String| ReplayOutcome::NotReplayable { reason };
     if r.sampler.is_null() || r.model_hash == B256::ZERO {
         return not("not a model inference (no model or sampler settings recorded)".into());
     }
-    let Some(prompt) = &r.prompt else {
-        return not("the prompt was not kept in the record (only its hash)".into());
+    let Some(prompt) = prompt else {
+        return not(
+            "the prompt is private (the record holds only its hash) and this database does not \
+             hold it: only the runtime that ran the action keeps it"
+                .into(),
+        );
     };
     if r.model_hash != model_hash {
         return not(format!(

@@ -100,6 +100,18 @@ pub enum BlobError {
     /// This store does not hold public records (see [`BlobStore::put_record`](crate::blobstore::BlobStore::put_record)).
     #[error("this blob store does not hold public action records")]
     RecordsUnsupported,
+    /// The store already holds this record with another signature and does not replace it:
+    /// records are write-once (see [`blobstore::records`](crate::blobstore::records)).
+    #[error(
+        "action record {record_hash} is already stored with another signature, which is kept \
+         (records are write-once); {detail}"
+    )]
+    RecordConflict {
+        /// The record hash.
+        record_hash: B256,
+        /// Who signed the stored copy and the refused one, for diagnosis.
+        detail: String,
+    },
 }
 
 /// A database failure.
@@ -226,8 +238,10 @@ pub enum OutboxError {
     /// The chain client failed.
     #[error(transparent)]
     Chain(#[from] ChainLogError),
-    /// The chain holds a different hash at a sequence number than the local record: the log was
-    /// written by someone else or the local database was altered. Never resolved automatically.
+    /// The chain holds a different hash at a sequence number than the local record, logged by
+    /// this runtime's own signer (e.g. a database restored from an old backup, or two runtimes
+    /// sharing a key), or the local database was altered. Never resolved automatically. (A
+    /// different hash logged by another account is [`Foreign`](Self::Foreign).)
     #[error("integrity error at seq {seq}: chain has {chain}, local record is {local}")]
     Integrity {
         /// Sequence number concerned.
@@ -236,6 +250,45 @@ pub enum OutboxError {
         chain: B256,
         /// The hash of the local record.
         local: B256,
+    },
+    /// Another account (a LOG grantee, another runtime of an executor) logged at sequence numbers
+    /// that local unconfirmed records were signed for: the contract takes each seq once, so those
+    /// records, and every later one (they chain to them), can never land where they are. They
+    /// must be re-signed at the chain's next free positions ([`Outbox::rebase`], done by
+    /// [`Outbox::flush_rebasing`]), which needs their signing key: the logger alone cannot.
+    ///
+    /// [`Outbox::rebase`]: crate::outbox::Outbox::rebase
+    /// [`Outbox::flush_rebasing`]: crate::outbox::Outbox::flush_rebasing
+    #[error(
+        "seq {seq} of token {token_id} was taken by {taken_by}, not by this runtime's signer \
+         {signer}: the local records from seq {seq} on must be re-signed at the next free \
+         sequence numbers, which needs their signing key (run `inft run {token_id} --steps 0`)"
+    )]
+    Foreign {
+        /// The token.
+        token_id: alloy::primitives::U256,
+        /// The first sequence number taken.
+        seq: u64,
+        /// Who logged there (the `ActionsLogged` event's sender).
+        taken_by: Address,
+        /// Who signed (and logs) the local record at `seq`.
+        signer: Address,
+        /// The hash on chain at `seq`.
+        chain: B256,
+        /// The hash of the local record at `seq`.
+        local: B256,
+    },
+    /// A rebase was asked with another key than the one that signed a record it must move.
+    #[error(
+        "the record at seq {seq} was signed by {signer}: re-signing it needs that key, not {given}"
+    )]
+    RebaseSigner {
+        /// The record's sequence number.
+        seq: u64,
+        /// Who signed it.
+        signer: Address,
+        /// The key offered.
+        given: Address,
     },
     /// The chain's next sequence number is below the first unconfirmed local entry, and the
     /// missing records are not in the local outbox (e.g. a chain reorganisation dropped them).
@@ -348,6 +401,15 @@ pub enum WalletError {
     /// Signing failed.
     #[error("wallet signing failed: {0}")]
     Sign(#[from] alloy::signers::Error),
+    /// The sealing key published for the wallet is none of the keys it derives.
+    #[error(
+        "the sealing key published for {owner} is not derived from this wallet (key indices 0-255); \
+         was it set by another tool? `inft keys rotate` publishes one derived from this wallet"
+    )]
+    UnknownSealingKey {
+        /// The wallet's address.
+        owner: Address,
+    },
     /// The wallet signature does not come from the expected owner.
     #[error("the sealing-key signature recovers to {actual}, not the owner {expected}")]
     WrongSigner {

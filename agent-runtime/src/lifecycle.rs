@@ -39,6 +39,17 @@ pub enum LifecycleError {
     /// The owner paused the agent.
     #[error("token {0} is paused by its owner")]
     Paused(U256),
+    /// The token's model is not the one it committed to at mint.
+    #[error("the token's model is {actual}, but it committed to model {committed} at mint")]
+    ModelNotCommitted {
+        /// SHA-256 committed on chain.
+        committed: B256,
+        /// SHA-256 of the unsealed model.
+        actual: B256,
+    },
+    /// The config's model hash is not a SHA-256 in hex.
+    #[error("the agent config's model_sha256 {0:?} is not 32 bytes of hex")]
+    BadModelHash(String),
 }
 
 /// A freshly minted agent.
@@ -94,6 +105,11 @@ pub async fn mint_agent(
     owner_key: &SealingPublicKey,
     request: MintRequest<'_>,
 ) -> Result<MintedAgent, LifecycleError> {
+    let model_sha256: B256 = request
+        .config
+        .model_sha256
+        .parse()
+        .map_err(|_| LifecycleError::BadModelHash(request.config.model_sha256.clone()))?;
     let agent_key = PrivateKeySigner::random();
     let token_id = nft.token_id_for(owner, request.salt);
     let token = nft.token_ref(token_id);
@@ -115,6 +131,7 @@ pub async fn mint_agent(
             &entries,
             agent_key.address(),
             &request.shares,
+            model_sha256,
         )
         .await?;
     debug_assert_eq!(minted, token_id);
@@ -155,7 +172,14 @@ pub async fn open_agent(
         return Err(LifecycleError::Paused(token_id));
     }
     let entries = nft.entries_for(token_id, account).await?;
+    let committed = nft.model_hash_of(token_id).await?;
     let agent = unseal_agent(store, &entries, secret, &nft.token_ref(token_id), options).await?;
+    // The config names its model and unsealing checked that; the chain's commitment is what
+    // the token was minted (and sold) as.
+    let actual = B256::from(agent.model.sha256());
+    if actual != committed {
+        return Err(LifecycleError::ModelNotCommitted { committed, actual });
+    }
     if let Some(key) = &agent.agent_key
         && key.address() != state.agent
     {

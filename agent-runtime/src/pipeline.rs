@@ -7,9 +7,15 @@
 //! 1. every sealed key is opened first (cheap; a key not sealed to us fails before any fetch);
 //! 2. the config, the agent key and the memory (if the token has one and it is sealed to us) are
 //!    fetched, verified against their on-chain hashes and decrypted into zeroizing memory;
-//! 3. if a model with the config's plaintext hash is already loaded, it is shared and the model
-//!    blob is not touched; otherwise it is fetched, verified, decrypted in parallel straight into
-//!    a sealed memfd ([`MemModel`]), checked against the config, and loaded by llama.cpp.
+//! 3. if this token's own model entry (the same blob, opened with the same key) was decrypted
+//!    in this process before and its model is still loaded, that model is shared and the blob
+//!    is not touched (a model hash the config merely claims is not enough:
+//!    [`ModelSource`]); otherwise it is fetched, verified, decrypted in parallel straight into
+//!    a sealed memfd ([`MemModel`]), checked against the config, and loaded by llama.cpp (or
+//!    shared, if a model with the same plaintext hash is already loaded).
+//!
+//! Every fetch is capped: [`MAX_SMALL_ENTRY_LEN`] for the small entries, the store's limit for
+//! the model.
 
 use std::io::{Cursor, Read, Write};
 use std::sync::Arc;
@@ -23,7 +29,7 @@ use zeroize::Zeroizing;
 
 use crate::agent::{AgentConfig, ConfigError, EntryKind};
 use crate::blobstore::{BlobError, BlobStore};
-use crate::engine::{Engine, EngineError, LoadedModel, MemModel, ModelOptions};
+use crate::engine::{Engine, EngineError, LoadedModel, MemModel, ModelOptions, ModelSource};
 use crate::memory::{AgentMemory, MemoryError};
 
 /// Which token a sealed key is bound to.
@@ -333,8 +339,9 @@ pub async fn decrypt_entry<W: Write + Send + 'static>(
     opts: &SealOptions,
     mut sink: W,
 ) -> Result<W, PipelineError> {
+    // The sender of a token chooses its blobs: cap what we download before anything is read.
     let blob = store
-        .fetch(&entry.uri, &entry.data_hash)
+        .fetch_at_most(&entry.uri, &entry.data_hash, max_sealed_len(kind))
         .await
         .map_err(|source| PipelineError::Blob {
             entry: kind.name(),
@@ -358,6 +365,21 @@ pub async fn decrypt_entry<W: Write + Send + 'static>(
         Ok(sink)
     })
     .await?
+}
+
+/// Largest sealed blob accepted for an entry other than the model: the agent key, the config
+/// and the memory are a few KiB of plaintext (the memory at most
+/// [`MAX_MEMORY_BYTES`](crate::memory::MAX_MEMORY_BYTES)).
+pub const MAX_SMALL_ENTRY_LEN: u64 = 4 << 20;
+
+/// The most bytes fetched for an entry of `kind`: [`MAX_SMALL_ENTRY_LEN`], or for the model
+/// whatever the store allows (an HTTP store's
+/// [`DEFAULT_MAX_BLOB_LEN`](crate::blobstore::DEFAULT_MAX_BLOB_LEN) unless configured).
+pub fn max_sealed_len(kind: EntryKind) -> u64 {
+    match kind {
+        EntryKind::Model => u64::MAX,
+        EntryKind::AgentKey | EntryKind::Config | EntryKind::Memory => MAX_SMALL_ENTRY_LEN,
+    }
 }
 
 /// A growable buffer for secrets, zeroized on drop.
@@ -460,10 +482,14 @@ pub async fn unseal_agent(
     };
 
     let engine = Engine::global()?;
-    let mut wanted = [0u8; 32];
-    let cached = hex::decode_to_slice(&config.model_sha256, &mut wanted)
-        .ok()
-        .and_then(|()| engine.cache().get(&wanted, model_opts));
+    // Shared only if this token's own model entry (blob and key) is known to decrypt to the
+    // loaded model: the hash its config claims proves nothing.
+    let model_entry = &entries[EntryKind::Model.index()];
+    let source = ModelSource::new(&model_entry.data_hash, &model_key);
+    let cached = engine
+        .cache()
+        .get_for(&source, model_opts)
+        .filter(|m| config.check_model(&m.sha256_hex()).is_ok());
     if let Some(model) = cached {
         tracing::info!(model = %model.sha256_hex(), "model already loaded: sharing it");
         return Ok(UnsealedAgent {
@@ -476,16 +502,10 @@ pub async fn unseal_agent(
     }
 
     let sink = MemModel::new("inft-model")?;
-    let plaintext = decrypt_entry(
-        store,
-        EntryKind::Model,
-        &entries[EntryKind::Model.index()],
-        model_key,
-        opts,
-        sink,
-    )
-    .await?;
+    let plaintext =
+        decrypt_entry(store, EntryKind::Model, model_entry, model_key, opts, sink).await?;
     let plaintext = blocking(move || plaintext.finish()).await??;
+    engine.cache().remember_source(source, plaintext.sha256());
     config.check_model(&hex::encode(plaintext.sha256()))?;
     let model_opts = *model_opts;
     let model = blocking(move || engine.load(plaintext, &model_opts)).await??;
@@ -496,4 +516,185 @@ pub async fn unseal_agent(
         memory,
         model_was_cached: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use sha2::Digest as _;
+
+    use super::*;
+    use crate::agent::ConfigError;
+    use crate::blobstore::LocalDirStore;
+    use crate::engine::{ContextOptions, SamplerSettings};
+    use crate::testmodel::{TestModelParams, write_llama_gguf};
+
+    fn gguf(seed: u64) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        write_llama_gguf(&mut bytes, &TestModelParams::for_size(256 * 1024), seed).unwrap();
+        bytes
+    }
+
+    /// A config naming the model with plaintext SHA-256 `model_sha256` (hex).
+    fn config(model_sha256: &str) -> AgentConfig {
+        let json = serde_json::json!({
+            "version": crate::agent::CONFIG_VERSION,
+            "name": "cache test",
+            "kind": { "type": "creative", "prompt": "Write." },
+            "model_sha256": model_sha256,
+            "sampler": SamplerSettings::seeded(1),
+            "context": ContextOptions::default(),
+        });
+        AgentConfig::from_json(json.to_string().as_bytes()).unwrap()
+    }
+
+    fn token(id: u64) -> TokenRef {
+        TokenRef {
+            chain_id: 31337,
+            nft: Address::repeat_byte(0x11),
+            token_id: U256::from(id),
+        }
+    }
+
+    /// L5: the cache used to share a loaded model on the hash a token's config *claims*, so a
+    /// token whose config names another token's model got that model without holding it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_token_whose_config_claims_another_tokens_model_does_not_get_it_from_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::open(dir.path()).unwrap();
+        let secret = SealingSecret::generate();
+        let me = secret.public_key();
+        let agent = PrivateKeySigner::random();
+        let opts = SealOptions::default();
+        let (model_a, model_b) = (gguf(501), gguf(502));
+        let sha_a = hex::encode(sha2::Sha256::digest(&model_a));
+        let seal = |model: Vec<u8>, token: TokenRef| {
+            let (store, agent, config, me, opts) = (&store, &agent, config(&sha_a), &me, &opts);
+            async move {
+                seal_agent(
+                    store,
+                    Box::new(Cursor::new(model)),
+                    agent,
+                    &config,
+                    None,
+                    me,
+                    &token,
+                    opts,
+                )
+                .await
+                .unwrap()
+            }
+        };
+        let (ta, tb, tc, td) = (token(1), token(2), token(3), token(4));
+        let entries_a = seal(model_a.clone(), ta).await;
+        // Token B holds other weights, but its config claims A's.
+        let entries_b = seal(model_b, tb).await;
+        let unseal = UnsealOptions::default();
+
+        let a = unseal_agent(&store, &entries_a, &secret, &ta, &unseal)
+            .await
+            .unwrap();
+        assert!(!a.model_was_cached);
+        match unseal_agent(&store, &entries_b, &secret, &tb, &unseal).await {
+            Err(PipelineError::Config(ConfigError::ModelMismatch { .. })) => {}
+            Ok(b) => panic!(
+                "token B got model {} (cached: {}) that its entry does not hold",
+                b.model.sha256_hex(),
+                b.model_was_cached
+            ),
+            Err(e) => panic!("expected a model mismatch, got {e}"),
+        }
+
+        // Token D names A's model blob itself, with a key of its own that does not open it.
+        let mut entries_d = entries_b.clone();
+        let a_model = &entries_a[EntryKind::Model.index()];
+        entries_d[EntryKind::Model.index()] = EntryRef {
+            data_hash: a_model.data_hash,
+            uri: a_model.uri.clone(),
+            sealed_key: Some(
+                SealedKey::seal(
+                    &DataKey::generate(),
+                    &me,
+                    &td.key_context(a_model.data_hash),
+                )
+                .unwrap(),
+            ),
+        };
+        for (i, e) in entries_b.iter().enumerate().skip(1) {
+            let key = open_keys(&entries_b, &secret, &tb)
+                .unwrap()
+                .into_iter()
+                .nth(i)
+                .flatten()
+                .expect("the owner holds every key");
+            entries_d[i].sealed_key =
+                Some(SealedKey::seal(&key, &me, &td.key_context(e.data_hash)).unwrap());
+        }
+        match unseal_agent(&store, &entries_d, &secret, &td, &unseal).await {
+            Err(PipelineError::Open { entry: "model", .. }) => {}
+            Ok(d) => panic!(
+                "token D got model {} (cached: {}) without its key",
+                d.model.sha256_hex(),
+                d.model_was_cached
+            ),
+            Err(e) => panic!("expected the model not to open, got {e}"),
+        }
+
+        // Token A again: its own entry is known, the loaded model is shared, the blob untouched.
+        std::fs::remove_file(store.path_of(&a_model.data_hash)).unwrap();
+        let again = unseal_agent(&store, &entries_a, &secret, &ta, &unseal)
+            .await
+            .unwrap();
+        assert!(again.model_was_cached && Arc::ptr_eq(&again.model, &a.model));
+
+        // The same weights sealed anew for token C: decrypted once, then the loaded model shared.
+        let entries_c = seal(model_a, tc).await;
+        let c = unseal_agent(&store, &entries_c, &secret, &tc, &unseal)
+            .await
+            .unwrap();
+        assert!(!c.model_was_cached && Arc::ptr_eq(&c.model, &a.model));
+    }
+
+    #[tokio::test]
+    async fn small_entries_are_capped_before_they_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::open(dir.path()).unwrap();
+        let secret = SealingSecret::generate();
+        let t = token(9);
+        let big = vec![7u8; usize::try_from(MAX_SMALL_ENTRY_LEN).unwrap() + 1];
+        let entry = seal_entry(
+            &store,
+            EntryKind::Config,
+            Box::new(Cursor::new(big)),
+            &secret.public_key(),
+            &t,
+            &SealOptions::default(),
+        )
+        .await
+        .unwrap();
+        let key = entry
+            .sealed_key
+            .as_ref()
+            .unwrap()
+            .open(&secret, &t.key_context(entry.data_hash))
+            .unwrap();
+        let err = unseal_small(
+            &store,
+            EntryKind::Config,
+            &entry,
+            key,
+            &SealOptions::default(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PipelineError::Blob {
+                    source: BlobError::TooLarge { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
 }

@@ -77,6 +77,17 @@ pub struct LogId {
     pub token_id: U256,
 }
 
+impl LogId {
+    /// The idempotence key of the action at `seq` of this log, `{log}@{seq}`: a transaction
+    /// sent for an action before its record exists (a trade) is stored under it (the
+    /// `signed_txs.reference` column), so a restart records that transaction instead of
+    /// sending another. A rebase ([`Outbox::rebase`](crate::outbox::Outbox::rebase)) moves the
+    /// key of the log's next position along with that position.
+    pub fn position_reference(&self, seq: u64) -> String {
+        format!("{self}@{seq}")
+    }
+}
+
 impl std::fmt::Display for LogId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

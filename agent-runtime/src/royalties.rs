@@ -244,8 +244,12 @@ pub async fn deposited<P: Provider>(
 
 /// Realized earnings not settled yet: the latest `pnl_quote` of the audited history (in quote
 /// base units; a loss counts as zero) minus what was already deposited for the token in the
-/// quote token. Settling this amount after each epoch keeps the splitter level with the
-/// agent's earnings; `None` if the history records no PnL.
+/// quote token ([`earnings_due`]). Settling this amount after each epoch keeps the splitter
+/// level with the agent's earnings; `None` if the history records no PnL.
+///
+/// A trading agent's `pnl_quote` is net of money moved in or out of its account (top-ups,
+/// withdrawals, settlements paid from the account; see the strategies crate), so a settlement
+/// lowers what is due once, by its deposit, and never a second time through the PnL.
 pub fn unsettled_earnings(
     report: &crate::audit::AuditReport,
     already_deposited: U256,
@@ -257,11 +261,19 @@ pub fn unsettled_earnings(
             _ => None,
         }
     })?;
+    earnings_due(&last, already_deposited)
+}
+
+/// What is due on a cumulative trading profit `pnl_quote` (a signed decimal, as records carry
+/// it) when `already_deposited` was settled before: the profit above what was paid (a
+/// high-water mark: a loss is made good before anything is due again). `None` if `pnl_quote`
+/// is not a number.
+pub fn earnings_due(pnl_quote: &str, already_deposited: U256) -> Option<U256> {
     // A negative PnL has nothing to share.
-    let earned = if last.starts_with('-') {
+    let earned = if pnl_quote.starts_with('-') {
         U256::ZERO
     } else {
-        U256::from_str_radix(last.trim_start_matches('+'), 10).ok()?
+        U256::from_str_radix(pnl_quote.trim_start_matches('+'), 10).ok()?
     };
     Some(earned.saturating_sub(already_deposited))
 }

@@ -96,6 +96,17 @@ pub enum Access {
     },
 }
 
+/// A live usage grant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LiveGrant {
+    /// Who may use the token.
+    pub user: Address,
+    /// Scope bits.
+    pub scopes: u8,
+    /// Unix time the grant ends.
+    pub expiry: u64,
+}
+
 /// What the chain says about a token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenState {
@@ -162,6 +173,17 @@ impl AgentNft {
 
     fn contract(&self) -> AgentNFT::AgentNFTInstance<&DynProvider> {
         AgentNFT::new(self.nft, &self.provider)
+    }
+
+    /// The latest block's timestamp: deadlines are checked against it, not the local clock.
+    pub async fn chain_time(&self) -> Result<u64, TokenError> {
+        let block = self
+            .provider
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await
+            .map_err(rpc)?
+            .ok_or_else(|| TokenError::Rpc("the node has no latest block".into()))?;
+        Ok(block.header.timestamp)
     }
 
     /// What sealed keys of `token_id` are bound to.
@@ -248,6 +270,63 @@ impl AgentNft {
                     .map_err(rpc)
             })
             .collect()
+    }
+
+    /// The SHA-256 of the token's plaintext model, committed at mint: what a buyer checks the
+    /// model it receives against.
+    pub async fn model_hash_of(&self, token_id: U256) -> Result<B256, TokenError> {
+        Ok(self.contract().modelHashOf(token_id).call().await?)
+    }
+
+    /// The users holding a live grant on the token now (this epoch, not expired, not revoked),
+    /// with their scopes and expiry.
+    pub async fn live_grants(&self, token_id: U256) -> Result<Vec<LiveGrant>, TokenError> {
+        let state = self.state(token_id).await?;
+        let granted = self
+            .logs::<AgentNFT::UsageAuthorized>(
+                Filter::new()
+                    .topic1(B256::from(token_id))
+                    .topic3(B256::from(U256::from(state.epoch))),
+            )
+            .await?;
+        let mut users: Vec<Address> = granted.into_iter().map(|(g, _)| g.user).collect();
+        users.sort();
+        users.dedup();
+        let mut live = Vec::new();
+        for user in users {
+            let grant = self
+                .contract()
+                .authorizationOf(token_id, user)
+                .call()
+                .await?;
+            if grant.scopes != 0 {
+                live.push(LiveGrant {
+                    user,
+                    scopes: grant.scopes,
+                    expiry: grant.expiry,
+                });
+            }
+        }
+        Ok(live)
+    }
+
+    /// The tokens `owner` holds now (found through the `Transfer` events to it).
+    pub async fn tokens_of(&self, owner: Address) -> Result<Vec<U256>, TokenError> {
+        let received = self
+            .logs::<AgentNFT::Transfer>(Filter::new().topic2(owner.into_word()))
+            .await?;
+        let mut ids: Vec<U256> = received.into_iter().map(|(t, _)| t.tokenId).collect();
+        ids.sort();
+        ids.dedup();
+        let mut held = Vec::new();
+        for id in ids {
+            match self.state(id).await {
+                Ok(state) if state.owner == owner => held.push(id),
+                Ok(_) | Err(TokenError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(held)
     }
 
     /// The token's data entries for `account`: the holder's sealed keys, or, for an authorized
@@ -364,8 +443,9 @@ impl AgentNft {
         Ok(Some(receipt.transaction_hash))
     }
 
-    /// Mints token `tokenIdFor(signer, salt)` to `to` with `entries`, the agent wallet `agent`
-    /// and revenue `shares`. Returns the token id and the transaction hash.
+    /// Mints token `tokenIdFor(signer, salt)` to `to` with `entries`, the agent wallet `agent`,
+    /// revenue `shares` and the commitment to the plaintext model's SHA-256. Returns the token
+    /// id and the transaction hash.
     pub async fn mint(
         &self,
         to: Address,
@@ -373,6 +453,7 @@ impl AgentNft {
         entries: &[EntryRef],
         agent: Address,
         shares: &Shares,
+        model_sha256: B256,
     ) -> Result<(U256, B256), TokenError> {
         let salt = U96::from(salt);
         let data = data_entries(entries);
@@ -383,7 +464,7 @@ impl AgentNft {
             contributorBps: shares.contributors.iter().map(|(_, bps)| *bps).collect(),
         };
         let nft = self.contract();
-        let call = nft.mint(to, salt, data, agent, shares);
+        let call = nft.mint(to, salt, data, agent, shares, model_sha256);
         let token_id = call.call().await?;
         let receipt = call.send().await?.get_receipt().await.map_err(rpc)?;
         if !receipt.status() {
@@ -436,6 +517,22 @@ impl AgentNft {
         if !receipt.status() {
             return Err(TokenError::Rpc(format!(
                 "updateData transaction {} reverted",
+                receipt.transaction_hash
+            )));
+        }
+        Ok(receipt.transaction_hash)
+    }
+
+    /// Registers `agent` as the token's agent wallet (owner only), the one that signs and logs
+    /// its actions and operates its account.
+    pub async fn set_agent(&self, token_id: U256, agent: Address) -> Result<B256, TokenError> {
+        let nft = self.contract();
+        let call = nft.setAgent(token_id, agent);
+        call.call().await?;
+        let receipt = call.send().await?.get_receipt().await.map_err(rpc)?;
+        if !receipt.status() {
+            return Err(TokenError::Rpc(format!(
+                "setAgent transaction {} reverted",
                 receipt.transaction_hash
             )));
         }

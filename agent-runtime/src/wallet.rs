@@ -30,6 +30,17 @@
 //! chain are in the message so a key is bound to one account on one chain; `keyIndex` lets an
 //! owner rotate to a fresh key. The signature is key material: it is wiped after use and must
 //! never be shown or sent anywhere.
+//!
+//! **Phishing, and rotation.** A deterministic signature is a key anyone can ask for: a web page
+//! that gets a wallet to sign the same typed data learns the sealing secret, and with it every
+//! data key and agent key ever sealed to it. Nothing in a signature scheme can prevent that; the
+//! defences are (1) the `purpose` text, which the wallet shows and which says to sign only in an
+//! inft client, (2) signing locally: the `inft` CLI derives the key from a keystore file in this
+//! process, so its users are never asked to sign it in a browser, and (3) rotation: the current
+//! key is the index whose public key the AgentNFT holds ([`find_sealing_secret`]), and
+//! `inft keys rotate` moves to the next index, re-keys every token the owner holds (fresh data
+//! keys, new blobs, a new agent key) and publishes the new key, so what a phished signature
+//! opens is the data of before the rotation, not of after.
 
 use std::path::{Path, PathBuf};
 
@@ -266,6 +277,28 @@ pub fn sealing_key_typed_data(owner: Address, chain_id: u64, key_index: u32) -> 
             "chainId": chain_id.to_string(),
             "keyIndex": key_index,
         },
+    })
+}
+
+/// How many wallet-derived sealing keys an owner may rotate through (key indices `0..`this).
+pub const MAX_SEALING_KEY_INDEX: u32 = 256;
+
+/// The owner's current wallet-derived sealing secret: the one at the key index whose public key
+/// is `published` (what the AgentNFT holds for the wallet), with that index. Each index costs
+/// one local signature, so scanning all of them takes milliseconds.
+pub fn find_sealing_secret(
+    wallet: &PrivateKeySigner,
+    chain_id: u64,
+    published: &sealing::SealingPublicKey,
+) -> Result<(u32, SealingSecret), WalletError> {
+    for index in 0..MAX_SEALING_KEY_INDEX {
+        let secret = derive_sealing_secret(wallet, chain_id, index)?;
+        if secret.public_key() == *published {
+            return Ok((index, secret));
+        }
+    }
+    Err(WalletError::UnknownSealingKey {
+        owner: wallet.address(),
     })
 }
 

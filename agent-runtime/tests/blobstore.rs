@@ -472,3 +472,163 @@ async fn seal_entry_streams_into_the_store_and_reports_either_side_failing() -> 
     assert!(matches!(err, PipelineError::Blob { .. }), "{err:?}");
     Ok(())
 }
+
+/// A server that counts the requests it gets and answers each with `answer`.
+async fn counting_server(
+    answer: impl Fn() -> axum::response::Response + Clone + Send + Sync + 'static,
+) -> Result<(
+    gateway::GatewayHandle,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+)> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let answer = answer.clone();
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            answer()
+        }
+    });
+    Ok((gateway::serve_router(app, loopback()).await?, hits))
+}
+
+fn hits(counter: &std::sync::atomic::AtomicUsize) -> usize {
+    counter.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// L1: a token's blob URIs are chosen by whoever hands it over. A URI naming another host
+/// (an internal one, say) used to be fetched from that host; it is only a name now, fetched
+/// from the configured gateway.
+#[tokio::test]
+async fn a_blob_uri_naming_another_host_is_fetched_from_the_configured_gateway() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server_store = LocalDirStore::open(dir.path().join("server"))?;
+    let gw = gateway::serve(server_store.clone(), loopback()).await?;
+    let (blob, commitment) = sealed_blob(20_000, 40);
+    server_store
+        .put_reader(Box::new(std::io::Cursor::new(blob.clone())))
+        .await?;
+    let (internal, internal_hits) =
+        counting_server(|| axum::response::IntoResponse::into_response("internal secrets")).await?;
+
+    let client = HttpGatewayStore::new(&gw.base_url(), dir.path().join("cache"))?;
+    let planted = format!(
+        "{}/admin/blob/{}",
+        internal.base_url(),
+        commitment_hex(&commitment)
+    );
+    let got = client.fetch(&planted, &commitment).await?;
+    assert_eq!(fs::read(&got.path)?, blob);
+    assert_eq!(
+        hits(&internal_hits),
+        0,
+        "no request to the host the URI names"
+    );
+    // A local store's URI names the same blob too.
+    let fresh = HttpGatewayStore::new(&gw.base_url(), dir.path().join("cache-2"))?;
+    let got = fresh
+        .fetch(&LocalDirStore::uri(&commitment), &commitment)
+        .await?;
+    assert_eq!(fs::read(&got.path)?, blob);
+    Ok(())
+}
+
+/// L1: a gateway answering a redirect used to be followed, to any host.
+#[tokio::test]
+async fn a_gateway_that_redirects_is_refused_not_followed() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (internal, internal_hits) =
+        counting_server(|| axum::response::IntoResponse::into_response("internal secrets")).await?;
+    let target = format!("{}/latest/meta-data", internal.base_url());
+    let (redirecting, _) = counting_server(move || {
+        axum::response::IntoResponse::into_response(axum::response::Redirect::temporary(&target))
+    })
+    .await?;
+    let (_, commitment) = sealed_blob(1000, 41);
+    let client = HttpGatewayStore::new(&redirecting.base_url(), dir.path().join("cache"))?;
+    let err = client
+        .fetch(&client.uri_for(&commitment), &commitment)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, BlobError::Protocol(m) if m.contains("redirect")),
+        "{err:?}"
+    );
+    let err = client
+        .fetch_record(alloy::primitives::B256::repeat_byte(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, BlobError::Protocol(m) if m.contains("redirect")),
+        "{err:?}"
+    );
+    assert_eq!(hits(&internal_hits), 0, "the redirect was not followed");
+    assert!(blob_files(client.cache().root()).is_empty());
+    Ok(())
+}
+
+/// L1: downloads had no size cap, so a sender could fill a receiver's disk. The default cap
+/// refuses a blob announced larger before reading it, and any cap stops an unannounced stream
+/// as the bytes arrive, keeping nothing.
+#[tokio::test]
+async fn an_oversize_download_is_refused_and_stopped_as_it_arrives() -> Result<()> {
+    use agent_runtime::blobstore::DEFAULT_MAX_BLOB_LEN;
+    use futures_util::StreamExt as _;
+    let dir = tempfile::tempdir()?;
+    let (_, commitment) = sealed_blob(1000, 42);
+
+    // Announced: 9 GiB of Content-Length.
+    let (announced, _) = counting_server(|| {
+        axum::response::IntoResponse::into_response((
+            [(axum::http::header::CONTENT_LENGTH, (9u64 << 30).to_string())],
+            axum::body::Body::from_stream(futures_util::stream::pending::<
+                Result<bytes::Bytes, std::io::Error>,
+            >()),
+        ))
+    })
+    .await?;
+    let client = HttpGatewayStore::new(&announced.base_url(), dir.path().join("cache-a"))?;
+    let err = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        client.fetch(&client.uri_for(&commitment), &commitment),
+    )
+    .await?
+    .unwrap_err();
+    assert!(
+        matches!(err, BlobError::TooLarge { limit } if limit == DEFAULT_MAX_BLOB_LEN),
+        "{err:?}"
+    );
+
+    // Unannounced: a real sealed blob of 2 MiB, sent without a length and then never ended,
+    // capped at 1 MiB by the caller: only a cap checked as the bytes arrive ends the download.
+    let (big, big_commitment) = sealed_blob(2 << 20, 43);
+    let big = bytes::Bytes::from(big);
+    let (endless, _) = counting_server(move || {
+        let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = big
+            .chunks(64 * 1024)
+            .map(|c| Ok(big.slice_ref(c)))
+            .collect();
+        axum::response::IntoResponse::into_response(axum::body::Body::from_stream(
+            futures_util::stream::iter(chunks).chain(futures_util::stream::pending()),
+        ))
+    })
+    .await?;
+    let commitment = big_commitment;
+    let client = HttpGatewayStore::new(&endless.base_url(), dir.path().join("cache-b"))?;
+    let err = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        client.fetch_at_most(&client.uri_for(&commitment), &commitment, 1 << 20),
+    )
+    .await?
+    .unwrap_err();
+    assert!(
+        matches!(err, BlobError::TooLarge { limit: 1_048_576 }),
+        "{err:?}"
+    );
+    assert!(blob_files(client.cache().root()).is_empty());
+    assert_eq!(temp_files(client.cache().root()), 0, "nothing kept");
+    Ok(())
+}

@@ -1,7 +1,8 @@
 //! The outbox on a real SQLite file. The chain side is a small in-process `ChainLog` that
 //! follows the `ActionLog` contract's rules (1-based seq, `firstSeq == seq + 1`, head =
 //! keccak(head ‖ hash)) and lets a test inject faults: failed sends, a send that lands on chain
-//! but whose answer is lost (a crash right after broadcasting), an unreachable RPC.
+//! but whose answer is lost (a crash right after broadcasting), a send still in flight, an
+//! unreachable RPC, and other accounts logging on the same sequence.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,7 +11,8 @@ use std::time::Duration;
 
 use agent_runtime::db::{Db, OutboxState};
 use agent_runtime::outbox::{
-    ChainHead, ChainLog, ChainLogError, Outbox, OutboxConfig, OutboxError, TxConfirmation,
+    ChainHead, ChainLog, ChainLogError, LoggedAction, Outbox, OutboxConfig, OutboxError,
+    TxConfirmation,
 };
 use agent_runtime::record::{ActionDraft, ActionKind, LogId};
 use alloy::primitives::{Address, B256, U256, keccak256};
@@ -19,9 +21,23 @@ use anyhow::Result;
 use async_trait::async_trait;
 use serde_json::json;
 
+/// A send broadcast but not mined yet.
+struct InFlight {
+    tx: B256,
+    log: LogId,
+    first_seq: u64,
+    hashes: Vec<B256>,
+}
+
 #[derive(Default)]
 struct FakeState {
-    logs: HashMap<LogId, Vec<B256>>,
+    /// Per log, each logged hash and who sent it.
+    logs: HashMap<LogId, Vec<(B256, Address)>>,
+    /// The account the outbox's sends come from.
+    sender: Address,
+    /// The next N sends are broadcast but stay in flight until [`FakeChain::mine`].
+    hold_sends: u32,
+    in_flight: Vec<InFlight>,
     receipts: HashMap<B256, TxConfirmation>,
     block: u64,
     /// The next N sends fail before reaching the chain.
@@ -45,16 +61,48 @@ impl FakeChain {
     }
 
     fn logged(&self, log: &LogId) -> Vec<B256> {
-        self.state().logs.get(log).cloned().unwrap_or_default()
+        let s = self.state();
+        s.logs
+            .get(log)
+            .map(|l| l.iter().map(|(h, _)| *h).collect())
+            .unwrap_or_default()
     }
 
     /// Someone else appends directly (a previous owner's runtime, another writer).
     fn append_foreign(&self, log: &LogId, hashes: &[B256]) {
+        self.append_as(log, Address::repeat_byte(0xee), hashes);
+    }
+
+    /// `sender` appends directly, as the contract allows the agent and any LOG grantee.
+    fn append_as(&self, log: &LogId, sender: Address, hashes: &[B256]) {
         self.state()
             .logs
             .entry(*log)
             .or_default()
-            .extend_from_slice(hashes);
+            .extend(hashes.iter().map(|h| (*h, sender)));
+    }
+
+    /// Mines the sends in flight, in order, by the contract's rule (each reverts unless it
+    /// starts right after the last logged action).
+    fn mine(&self) {
+        let mut s = self.state();
+        let sender = s.sender;
+        for f in std::mem::take(&mut s.in_flight) {
+            s.block += 1;
+            let block = s.block;
+            let chain = s.logs.entry(f.log).or_default();
+            let accepted = f.first_seq == chain.len() as u64 + 1;
+            if accepted {
+                chain.extend(f.hashes.iter().map(|h| (*h, sender)));
+            }
+            s.receipts.insert(
+                f.tx,
+                TxConfirmation {
+                    block_number: block,
+                    success: accepted,
+                },
+            );
+        }
     }
 }
 
@@ -74,7 +122,7 @@ impl ChainLog for FakeChain {
             return Err(rpc_down());
         }
         let hashes = s.logs.get(log).cloned().unwrap_or_default();
-        let head = hashes.iter().fold(B256::ZERO, |h, x| {
+        let head = hashes.iter().fold(B256::ZERO, |h, (x, _)| {
             keccak256([h.as_slice(), x.as_slice()].concat())
         });
         Ok(ChainHead {
@@ -89,6 +137,16 @@ impl ChainLog for FakeChain {
         from_seq: u64,
         to_seq: u64,
     ) -> Result<Vec<B256>, ChainLogError> {
+        let actions = self.logged_actions(log, from_seq, to_seq).await?;
+        Ok(actions.into_iter().map(|a| a.hash).collect())
+    }
+
+    async fn logged_actions(
+        &self,
+        log: &LogId,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> Result<Vec<LoggedAction>, ChainLogError> {
         let s = self.state();
         let hashes = s.logs.get(log).cloned().unwrap_or_default();
         if from_seq < 1 || to_seq > hashes.len() as u64 + 1 || from_seq > to_seq {
@@ -96,7 +154,12 @@ impl ChainLog for FakeChain {
                 "bad range {from_seq}..{to_seq}"
             )));
         }
-        Ok(hashes[(from_seq - 1) as usize..(to_seq - 1) as usize].to_vec())
+        Ok((from_seq..to_seq)
+            .map(|seq| {
+                let (hash, sender) = hashes[(seq - 1) as usize];
+                LoggedAction { seq, hash, sender }
+            })
+            .collect())
     }
 
     async fn log_actions(
@@ -113,11 +176,22 @@ impl ChainLog for FakeChain {
         s.block += 1;
         let block = s.block;
         let tx = keccak256(format!("tx-{block}"));
+        if s.hold_sends > 0 {
+            s.hold_sends -= 1;
+            s.in_flight.push(InFlight {
+                tx,
+                log: *log,
+                first_seq,
+                hashes: hashes.to_vec(),
+            });
+            return Ok(tx);
+        }
+        let sender = s.sender;
         let chain = s.logs.entry(*log).or_default();
         // The contract's rule: the batch must start right after the last logged action.
         let accepted = !hashes.is_empty() && first_seq == chain.len() as u64 + 1;
         if accepted {
-            chain.extend_from_slice(hashes);
+            chain.extend(hashes.iter().map(|h| (*h, sender)));
         }
         s.sends.push((first_seq, hashes.len(), accepted));
         s.receipts.insert(
@@ -437,15 +511,17 @@ async fn transient_failures_are_retried_within_one_flush() -> Result<()> {
 }
 
 #[tokio::test]
-async fn a_different_hash_on_chain_is_an_integrity_error() -> Result<()> {
+async fn a_different_hash_logged_by_the_records_own_signer_is_an_integrity_error() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let chain = FakeChain::default();
     let outbox = open(&dir.path().join("inft.db"), &chain).await?;
     let agent = PrivateKeySigner::random();
+    chain.state().sender = agent.address();
     let log = log_id(7);
-    outbox.append(&log, draft(0), &agent).await?;
-    // Someone else logged seq 1 meanwhile.
-    chain.append_foreign(&log, &[B256::repeat_byte(0xde)]);
+    let ours = outbox.append(&log, draft(0), &agent).await?;
+    // The agent's own key logged something else at seq 1 meanwhile (a second runtime on the
+    // same key, or this database restored from an old backup).
+    chain.append_as(&log, agent.address(), &[B256::repeat_byte(0xde)]);
     let err = outbox.flush(&log).await.unwrap_err();
     match err {
         OutboxError::Integrity { seq, chain: c, .. } => {
@@ -468,7 +544,297 @@ async fn a_different_hash_on_chain_is_an_integrity_error() -> Result<()> {
             .as_deref()
             .is_some_and(|m| m.contains("integrity"))
     );
+    // Holding the key changes nothing: this runtime's own history forked, and that is never
+    // rebased silently.
+    let err = outbox.flush_rebasing(&log, &agent).await.unwrap_err();
+    assert!(
+        matches!(err, OutboxError::Integrity { seq: 1, .. }),
+        "{err}"
+    );
+    let err = outbox.rebase(&log, &agent).await.unwrap_err();
+    assert!(
+        matches!(err, OutboxError::Integrity { seq: 1, .. }),
+        "{err}"
+    );
+    assert_eq!(local_hashes(&outbox, &log).await?, vec![ours.record_hash()]);
     assert_eq!(chain.state().sends.len(), 0);
+    Ok(())
+}
+
+/// A trading step's draft: a trade already made on chain (its transaction hash and fill).
+fn trade_draft(i: usize) -> ActionDraft {
+    ActionDraft {
+        kind: ActionKind::Trade,
+        tx_hash: Some(keccak256(format!("trade {i}"))),
+        details: json!({"fill": {"amount_in": "1000", "amount_out": "990"}, "timestamp": 1_700_000_000u64}),
+        ..draft(i)
+    }
+}
+
+/// Security L9: a LOG grantee logs one hash at the agent's next sequence number while the
+/// agent's records wait in the outbox. The plain logger stops with a clear, distinct error;
+/// whoever holds the agent key re-signs the displaced records further on, and everything lands
+/// once, in order, with the trade recorded and not made again and a private prompt still
+/// private.
+#[tokio::test]
+async fn a_log_grantee_taking_the_next_seq_does_not_halt_the_outbox() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let chain = FakeChain::default();
+    let outbox = open(&dir.path().join("inft.db"), &chain).await?;
+    let agent = PrivateKeySigner::random();
+    chain.state().sender = agent.address();
+    let grantee = Address::repeat_byte(0x6e);
+    let log = log_id(13);
+    let first = outbox.append(&log, draft(0), &agent).await?;
+    outbox.flush(&log).await?;
+
+    // Three actions recorded, not logged yet: a private prompt, a trade, a plain one.
+    let private = ActionDraft {
+        keep_prompt: false,
+        ..draft(1)
+    };
+    let mut old = Vec::new();
+    for d in [private, trade_draft(2), draft(3)] {
+        old.push(outbox.append(&log, d, &agent).await?);
+    }
+    assert_eq!(
+        old.iter().map(|r| r.record().seq).collect::<Vec<_>>(),
+        [2, 3, 4]
+    );
+    // A trade sent for the next position, not recorded yet (a crash in between): its key.
+    let in_flight = agent_runtime::db::NewSignedTx {
+        chain_id: log.chain_id,
+        tx_hash: keccak256("unrecorded trade"),
+        sender: agent.address(),
+        nonce: 7,
+        raw_tx: alloy::primitives::Bytes::from_static(b"raw"),
+        purpose: "trade".into(),
+        reference: Some(log.position_reference(5)),
+        max_fee_per_gas: None,
+        max_priority_fee_per_gas: None,
+        replacement: false,
+    };
+    outbox.db().record_signed_tx(&in_flight).await?;
+
+    // The grantee takes seq 2.
+    let taken = B256::repeat_byte(0x99);
+    chain.append_as(&log, grantee, &[taken]);
+
+    // The logger cannot fix it: a distinct error naming the seq, who took it and what to run.
+    let err = outbox.flush(&log).await.unwrap_err();
+    match &err {
+        OutboxError::Foreign {
+            seq,
+            taken_by,
+            signer,
+            chain: c,
+            local,
+            ..
+        } => {
+            assert_eq!(
+                (*seq, *taken_by, *signer, *c, *local),
+                (2, grantee, agent.address(), taken, old[0].record_hash())
+            );
+        }
+        other => panic!("expected a foreign-entry error, got {other}"),
+    }
+    assert!(!err.is_retryable());
+    let message = err.to_string();
+    assert!(
+        message.contains(&grantee.to_string()) && message.contains("inft run 13 --steps 0"),
+        "{message}"
+    );
+    assert!(matches!(
+        outbox.flush(&log).await,
+        Err(OutboxError::Foreign { seq: 2, .. })
+    ));
+    // Rebasing needs the records' own key.
+    let stranger = PrivateKeySigner::random();
+    assert!(matches!(
+        outbox.rebase(&log, &stranger).await,
+        Err(OutboxError::RebaseSigner { seq: 2, .. })
+    ));
+    assert_eq!(local_hashes(&outbox, &log).await?.len(), 4);
+
+    // The agent's key is at hand: rebase and log.
+    let report = outbox.flush_rebasing(&log, &agent).await?;
+    assert_eq!(report.rebases.len(), 1);
+    let rebase = &report.rebases[0];
+    assert_eq!((rebase.seq, rebase.taken_by), (2, grantee));
+    assert_eq!(
+        rebase
+            .moved
+            .iter()
+            .map(|m| (m.old_seq, m.new_seq))
+            .collect::<Vec<_>>(),
+        [(2, 3), (3, 4), (4, 5)]
+    );
+    assert_eq!(report.logged, 3);
+
+    // The chain holds ours, the grantee's, then ours again, each once; the chain links hold.
+    let on_chain = chain.logged(&log);
+    let local = outbox.db().records(&log, 0, 100).await?;
+    assert_eq!(
+        local
+            .iter()
+            .map(|r| r.record.record().seq)
+            .collect::<Vec<_>>(),
+        [1, 3, 4, 5],
+        "no local record where the grantee logged"
+    );
+    assert_eq!(on_chain.len(), 5);
+    assert_eq!(on_chain[0], first.record_hash());
+    assert_eq!(on_chain[1], taken);
+    let mut prev = taken;
+    for (stored, was) in local[1..].iter().zip(&old) {
+        let (r, w) = (stored.record.record(), was.record());
+        assert_eq!(on_chain[(r.seq - 1) as usize], stored.record.record_hash());
+        assert_eq!(r.prev_record_hash, prev);
+        prev = stored.record.record_hash();
+        stored.record.verify(agent.address())?;
+        // Same action, same time: only its place changed.
+        assert_eq!(
+            (&r.kind, &r.prompt, r.prompt_hash, &r.output, r.seed),
+            (&w.kind, &w.prompt, w.prompt_hash, &w.output, w.seed)
+        );
+        assert_eq!(
+            (r.tx_hash, &r.details, r.timestamp_ms),
+            (w.tx_hash, &w.details, w.timestamp_ms)
+        );
+        assert_eq!(report.position_of(w.seq, was.record_hash()), (r.seq, prev));
+    }
+    // The private prompt is still only a hash in the record, and still here for replay.
+    let moved_private = local[1].record.record();
+    assert_eq!(moved_private.prompt, None);
+    assert_eq!(
+        outbox
+            .db()
+            .private_prompt(moved_private.prompt_hash)
+            .await?
+            .as_deref(),
+        Some("prompt 1")
+    );
+    // The trade was recorded once and is not made again: the unrecorded one's key moved with
+    // the log's next position.
+    let trades: Vec<_> = local
+        .iter()
+        .filter(|r| r.record.record().kind == ActionKind::Trade)
+        .collect();
+    assert_eq!(trades.len(), 1);
+    let db = outbox.db();
+    assert!(
+        db.txs_by_reference(log.chain_id, "trade", &log.position_reference(5))
+            .await?
+            .is_empty()
+    );
+    let moved_tx = db
+        .txs_by_reference(log.chain_id, "trade", &log.position_reference(6))
+        .await?;
+    assert_eq!(moved_tx.len(), 1);
+    assert_eq!(moved_tx[0].tx_hash, in_flight.tx_hash);
+    assert!(db.logs_with_unconfirmed().await?.is_empty());
+
+    // The log goes on after the rebased records.
+    let next = outbox.append(&log, draft(4), &agent).await?;
+    assert_eq!(next.record().seq, 6);
+    assert_eq!(next.record().prev_record_hash, prev);
+    outbox.flush(&log).await?;
+    assert_eq!(chain.logged(&log).len(), 6);
+    Ok(())
+}
+
+/// L9 with a batch in flight: the agent's `logActions` is broadcast, a grantee's lands first.
+/// The in-flight transaction can no longer succeed; after the rebase its late receipt changes
+/// nothing.
+#[tokio::test]
+async fn a_batch_in_flight_when_a_grantee_takes_its_seq_is_rebased_and_its_receipt_ignored()
+-> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let chain = FakeChain::default();
+    let outbox = open(&dir.path().join("inft.db"), &chain).await?;
+    let agent = PrivateKeySigner::random();
+    chain.state().sender = agent.address();
+    let log = log_id(14);
+    for i in 0..3 {
+        outbox.append(&log, draft(i), &agent).await?;
+    }
+    chain.state().hold_sends = 1;
+    assert!(outbox.step(&log).await.is_err(), "not mined yet");
+    let entries = outbox.db().outbox_entries(&log).await?;
+    let stale = entries[0].tx_hash.expect("sent");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.state == OutboxState::Sent && e.tx_hash == Some(stale))
+    );
+
+    // The grantee's transaction is mined first.
+    chain.append_foreign(&log, &[B256::repeat_byte(0x42)]);
+    let report = outbox.flush_rebasing(&log, &agent).await?;
+    assert_eq!(report.rebases.len(), 1);
+    assert_eq!(report.logged, 3);
+    assert_eq!(chain.logged(&log).len(), 4);
+
+    // Now the stale transaction is mined: it reverts (seq 1 is long gone) and confirms nothing.
+    chain.mine();
+    assert!(!chain.confirm(stale).await?.success);
+    assert_eq!(
+        outbox
+            .db()
+            .mark_confirmed(&log, 1, 10, Some(stale), Some(99))
+            .await?,
+        0
+    );
+    let entries = outbox.db().outbox_entries(&log).await?;
+    assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3, 4]);
+    assert!(entries.iter().all(|e| e.state == OutboxState::Confirmed
+        && e.tx_hash.is_some()
+        && e.tx_hash != Some(stale)));
+    assert_eq!(
+        chain.logged(&log)[1..],
+        local_hashes(&outbox, &log).await?[..]
+    );
+    assert_eq!(outbox.step(&log).await?, agent_runtime::outbox::Step::Idle);
+    Ok(())
+}
+
+/// A rebase replaces the displaced rows in one database transaction: a failure half-way (a
+/// crash, a full disk) leaves the old rows, all of them, and a later rebase finishes the job.
+#[tokio::test]
+async fn a_rebase_that_fails_half_way_leaves_the_old_records_intact() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let chain = FakeChain::default();
+    let outbox = open(&dir.path().join("inft.db"), &chain).await?;
+    let agent = PrivateKeySigner::random();
+    chain.state().sender = agent.address();
+    let log = log_id(15);
+    for i in 0..3 {
+        outbox.append(&log, draft(i), &agent).await?;
+    }
+    let before = local_hashes(&outbox, &log).await?;
+    chain.append_foreign(&log, &[B256::repeat_byte(0x42)]);
+    // The second re-signed record cannot be written.
+    sqlx::query(
+        "CREATE TRIGGER fail_second BEFORE INSERT ON action_records WHEN NEW.seq = 3
+         BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+    )
+    .execute(outbox.db().pool())
+    .await?;
+    let err = outbox.rebase(&log, &agent).await.unwrap_err();
+    assert!(matches!(err, OutboxError::Db(_)), "{err}");
+    assert_eq!(local_hashes(&outbox, &log).await?, before);
+    let entries = outbox.db().outbox_entries(&log).await?;
+    assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert!(entries.iter().all(|e| e.state == OutboxState::Pending));
+
+    sqlx::query("DROP TRIGGER fail_second")
+        .execute(outbox.db().pool())
+        .await?;
+    outbox.flush_rebasing(&log, &agent).await?;
+    assert_eq!(
+        chain.logged(&log)[1..],
+        local_hashes(&outbox, &log).await?[..]
+    );
     Ok(())
 }
 

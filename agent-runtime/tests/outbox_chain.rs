@@ -62,7 +62,14 @@ async fn outbox_logs_exactly_once_on_a_real_action_log() -> Result<()> {
         contributorBps: vec![],
     };
     let receipt = nft
-        .mint(owner, salt, data, agent.address(), shares)
+        .mint(
+            owner,
+            salt,
+            data,
+            agent.address(),
+            shares,
+            B256::repeat_byte(0x6d),
+        )
         .send()
         .await?
         .get_receipt()

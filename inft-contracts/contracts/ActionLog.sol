@@ -8,8 +8,9 @@ import {Scopes} from "./interfaces/Scopes.sol";
 /// @title ActionLog
 /// @notice Per-token hash chain of agent actions. See IActionLog for the chain rule.
 /// Appenders: the token's current agent wallet (`nft.agentOf`), or an account the owner
-/// authorized with Scopes.LOG (the owner itself counts). After a transfer the old agent key and
-/// old grants are out (the NFT rotates the agent and bumps the epoch).
+/// authorized with Scopes.LOG (the owner itself counts); while the token is paused, only its
+/// owner. After a transfer the old agent key and old grants are out (the NFT rotates the agent
+/// and bumps the epoch).
 contract ActionLog is IActionLog {
     /// @dev Two slots: the full 256-bit head, and the sequence number.
     struct Chain {
@@ -31,8 +32,14 @@ contract ActionLog is IActionLog {
     function logActions(uint256 tokenId, uint64 firstSeq, bytes32[] calldata actionHashes) external {
         uint256 n = actionHashes.length;
         if (n == 0) revert EmptyBatch();
-        if (msg.sender != nft.agentOf(tokenId) && !nft.isAuthorized(tokenId, msg.sender, Scopes.LOG)) {
+        (address agent, bool paused) = nft.agentStateOf(tokenId);
+        if (msg.sender != agent && !nft.isAuthorized(tokenId, msg.sender, Scopes.LOG)) {
             revert NotAgentOrExecutor(tokenId, msg.sender);
+        }
+        // While the owner has paused the agent, only the owner logs.
+        if (paused) {
+            (address owner,,) = nft.controlOf(tokenId);
+            if (msg.sender != owner) revert TokenPaused(tokenId, msg.sender);
         }
         Chain storage c = _chains[tokenId];
         uint64 seq = c.seq;

@@ -3,6 +3,7 @@ pragma solidity ^0.8.28;
 
 import {Clones} from "@openzeppelin/contracts/proxy/Clones.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {IERC1271} from "@openzeppelin/contracts/interfaces/IERC1271.sol";
 import {IERC721Receiver} from "@openzeppelin/contracts/token/ERC721/IERC721Receiver.sol";
 
@@ -12,16 +13,56 @@ import {Scopes} from "./interfaces/Scopes.sol";
 
 /// @title AgentAccount
 /// @notice Token-bound wallet of one agent token (see IAgentAccount). Deployed as a minimal proxy
-/// whose immutable arguments are abi.encode(nft, tokenId); it keeps no storage of its own, so
-/// who controls it is always read from the NFT.
-contract AgentAccount is IAgentAccount, IERC1271, IERC721Receiver {
+/// whose immutable arguments are abi.encode(nft, tokenId). Who controls it is always read from the
+/// NFT; its only storage is the ledger of the owner's open approvals (ERC-7201 namespace).
+contract AgentAccount is IAgentAccount, IERC1271, IERC721Receiver, EIP712 {
     /// @dev The implementation itself is not an account.
     address private immutable _implementation = address(this);
+
+    /// @dev At most this many open approvals of the owner are tracked (closing them all must fit
+    /// in a transfer's gas).
+    uint256 private constant MAX_OPEN_APPROVALS = 16;
+
+    // Kinds of OpenApproval. KIND_APPROVE is `approve(address,uint256)` before the call's result
+    // tells an ERC-20 allowance (1) from an ERC-721 single-token approval (2).
+    uint8 private constant KIND_APPROVE = 0;
+    uint8 private constant KIND_ERC20 = 1;
+    uint8 private constant KIND_ERC721 = 2;
+    uint8 private constant KIND_OPERATOR = 3;
+    uint8 private constant KIND_PERMIT2 = 4;
+
+    // Approval-creating selectors.
+    bytes4 private constant APPROVE = 0x095ea7b3; // approve(address,uint256): ERC-20 and ERC-721
+    bytes4 private constant INCREASE_ALLOWANCE = 0x39509351; // increaseAllowance(address,uint256)
+    bytes4 private constant APPROVE_AND_CALL = 0x3177029f; // ERC-1363 approveAndCall(address,uint256)
+    bytes4 private constant APPROVE_AND_CALL_DATA = 0xcae9ca51; // approveAndCall(address,uint256,bytes)
+    bytes4 private constant SET_APPROVAL_FOR_ALL = 0xa22cb465; // setApprovalForAll(address,bool)
+    bytes4 private constant PERMIT2_APPROVE = 0x87517c45; // approve(address,address,uint160,uint48)
+
+    // Read-back queries.
+    bytes4 private constant ALLOWANCE = 0xdd62ed3e; // allowance(address,address)
+    bytes4 private constant GET_APPROVED = 0x081812fc; // getApproved(uint256)
+    bytes4 private constant OWNER_OF = 0x6352211e; // ownerOf(uint256)
+    bytes4 private constant IS_APPROVED_FOR_ALL = 0xe985e9c5; // isApprovedForAll(address,address)
+    bytes4 private constant PERMIT2_ALLOWANCE = 0x927da105; // allowance(address,address,address)
+
+    bytes32 private constant MESSAGE_TYPEHASH = keccak256("AgentAccountMessage(bytes32 hash)");
+
+    /// @custom:storage-location erc7201:inft.storage.AgentAccount
+    struct Ledger {
+        uint256 count;
+        OpenApproval[MAX_OPEN_APPROVALS] entries;
+    }
+
+    // keccak256(abi.encode(uint256(keccak256("inft.storage.AgentAccount")) - 1)) & ~bytes32(uint256(0xff))
+    bytes32 private constant LEDGER_SLOT = 0x2cca1eec26224f547418ebbec38b930479b2097a5a02cc5b924d74d0e1ceff00;
 
     /// @notice The account is used directly instead of through a clone.
     error NotAClone();
     /// @notice An account must not own its own token (the token would be locked forever).
     error OwnTokenRefused();
+
+    constructor() EIP712("AgentAccount", "1") {}
 
     receive() external payable {}
 
@@ -31,17 +72,64 @@ contract AgentAccount is IAgentAccount, IERC1271, IERC721Receiver {
         payable
         returns (bytes memory result)
     {
-        _checkCaller();
-        result = _call(target, value, data);
+        (bool byOwner, address nft, uint256 tokenId) = _checkCaller();
+        OpenApproval[] memory touched = new OpenApproval[](1);
+        uint256 n;
+        (result, n) = _call(target, value, data, touched, 0);
+        _settle(touched, n, byOwner, nft, tokenId);
     }
 
     /// @inheritdoc IAgentAccount
     function executeBatch(Call[] calldata calls) external payable returns (bytes[] memory results) {
-        _checkCaller();
+        (bool byOwner, address nft, uint256 tokenId) = _checkCaller();
+        OpenApproval[] memory touched = new OpenApproval[](calls.length);
+        uint256 n;
         results = new bytes[](calls.length);
         for (uint256 i = 0; i < calls.length; ++i) {
-            results[i] = _call(calls[i].target, calls[i].value, calls[i].data);
+            (results[i], n) = _call(calls[i].target, calls[i].value, calls[i].data, touched, n);
         }
+        _settle(touched, n, byOwner, nft, tokenId);
+    }
+
+    /// @inheritdoc IAgentAccount
+    function openApprovals() external view returns (OpenApproval[] memory open) {
+        Ledger storage l = _ledger();
+        uint256 n = l.count;
+        open = new OpenApproval[](n);
+        uint256 k;
+        for (uint256 i = 0; i < n; ++i) {
+            OpenApproval memory a = l.entries[i];
+            if (_isOpen(a)) open[k++] = a;
+        }
+        assembly ("memory-safe") {
+            mstore(open, k)
+        }
+    }
+
+    /// @inheritdoc IAgentAccount
+    function closeApprovals() external returns (uint256 closed) {
+        (, address nft, uint256 tokenId) = token();
+        if (msg.sender != nft) {
+            (address o,,) = IAgentNFT(nft).controlOf(tokenId);
+            if (msg.sender != o) revert NotAllowed(msg.sender);
+        }
+        Ledger storage l = _ledger();
+        uint256 n = l.count;
+        // Empty the ledger first and work on a copy: an entry recorded while closing (a reentrant
+        // owner call) lands in the fresh ledger and is closed next time.
+        OpenApproval[] memory entries = new OpenApproval[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            entries[i] = l.entries[i];
+        }
+        l.count = 0;
+        for (uint256 i = 0; i < n; ++i) {
+            OpenApproval memory a = entries[i];
+            if (!_isOpen(a)) continue;
+            _close(a);
+            if (_isOpen(a)) revert ApprovalNotClosed(a.target, a.spender);
+            ++closed;
+        }
+        emit OpenApprovalsClosed(msg.sender, closed);
     }
 
     /// @inheritdoc IAgentAccount
@@ -57,9 +145,16 @@ contract AgentAccount is IAgentAccount, IERC1271, IERC721Receiver {
         (o,,) = IAgentNFT(nft).controlOf(tokenId);
     }
 
-    /// @notice ERC-1271: a signature by the token's owner, or by its agent while not paused.
+    /// @inheritdoc IAgentAccount
+    function messageHash(bytes32 hash) public view returns (bytes32) {
+        return _hashTypedDataV4(keccak256(abi.encode(MESSAGE_TYPEHASH, hash)));
+    }
+
+    /// @notice ERC-1271: a signature by the token's owner, or by its agent while not paused, over
+    /// {messageHash}`(hash)`, which binds this account and the chain (a signature for one account
+    /// is not valid for another account of the same owner).
     function isValidSignature(bytes32 hash, bytes calldata signature) external view returns (bytes4) {
-        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(hash, signature);
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(messageHash(hash), signature);
         if (err == ECDSA.RecoverError.NoError) {
             (, address nft, uint256 tokenId) = token();
             (address o, address agent, bool paused) = IAgentNFT(nft).controlOf(tokenId);
@@ -75,19 +170,29 @@ contract AgentAccount is IAgentAccount, IERC1271, IERC721Receiver {
         return IERC721Receiver.onERC721Received.selector;
     }
 
+    // ---------------------------------------------------------------- internal
+
     /// @dev Owner always; agent or TRADE-authorized user only while the token is not paused.
-    function _checkCaller() private view {
-        (, address nft, uint256 tokenId) = token();
+    function _checkCaller() private view returns (bool byOwner, address nft, uint256 tokenId) {
+        (, nft, tokenId) = token();
         (address o, address agent, bool paused) = IAgentNFT(nft).controlOf(tokenId);
-        if (msg.sender == o) return;
+        if (msg.sender == o) return (true, nft, tokenId);
         if (!paused && (msg.sender == agent || IAgentNFT(nft).isAuthorized(tokenId, msg.sender, Scopes.TRADE))) {
-            return;
+            return (false, nft, tokenId);
         }
         revert NotAllowed(msg.sender);
     }
 
-    function _call(address target, uint256 value, bytes calldata data) private returns (bytes memory result) {
+    /// @dev The one path every call of `execute`/`executeBatch` takes: notes an approval-creating
+    /// call in `touched[n]` (checked by {_settle} after the last call), then calls.
+    function _call(address target, uint256 value, bytes calldata data, OpenApproval[] memory touched, uint256 n)
+        private
+        returns (bytes memory result, uint256)
+    {
         if (target == address(this)) revert SelfCall();
+        bytes4 selector = data.length >= 4 ? bytes4(data[:4]) : bytes4(0);
+        (bool isApproval, OpenApproval memory a) = _approvalOf(target, selector, data);
+        if (isApproval) touched[n++] = a;
         bool ok;
         (ok, result) = target.call{value: value}(data);
         if (!ok) {
@@ -96,7 +201,203 @@ contract AgentAccount is IAgentAccount, IERC1271, IERC721Receiver {
                 revert(add(result, 0x20), mload(result))
             }
         }
-        emit Executed(msg.sender, target, value, data.length >= 4 ? bytes4(data[:4]) : bytes4(0));
+        emit Executed(msg.sender, target, value, selector);
+        return (result, n);
+    }
+
+    /// @dev Recognises an approval-creating call by its selector and decodes what it approves.
+    function _approvalOf(address target, bytes4 selector, bytes calldata data)
+        private
+        pure
+        returns (bool, OpenApproval memory a)
+    {
+        uint8 kind;
+        if (selector == APPROVE) {
+            kind = KIND_APPROVE;
+        } else if (selector == INCREASE_ALLOWANCE || selector == APPROVE_AND_CALL || selector == APPROVE_AND_CALL_DATA)
+        {
+            kind = KIND_ERC20;
+        } else if (selector == SET_APPROVAL_FOR_ALL) {
+            kind = KIND_OPERATOR;
+        } else if (selector == PERMIT2_APPROVE) {
+            kind = KIND_PERMIT2;
+        } else {
+            return (false, a);
+        }
+        if (data.length < 68) revert UnverifiableApproval(target, selector);
+        // The low 160 bits, as a Solidity target reads an address argument.
+        address first = address(uint160(uint256(bytes32(data[4:36]))));
+        uint256 second = uint256(bytes32(data[36:68]));
+        a.kind = kind;
+        a.target = target;
+        if (kind == KIND_PERMIT2) {
+            // approve(token, spender, amount, expiration): Permit2 is the target, the token the id.
+            // The spender argument is an address: its low 160 bits are what Permit2 reads.
+            // forge-lint: disable-next-line(unsafe-typecast)
+            a.spender = address(uint160(second));
+            a.id = uint160(first);
+        } else {
+            a.spender = first;
+            if (kind == KIND_APPROVE) a.id = second;
+        }
+        // Approving the zero address is how ERC-721 clears an approval; nobody can spend as zero.
+        return (a.spender != address(0), a);
+    }
+
+    /// @dev After the last call: a caller other than the owner must have left every approval it
+    /// touched closed; the owner's open ones enter the ledger, closed ones leave it.
+    function _settle(OpenApproval[] memory touched, uint256 n, bool byOwner, address nft, uint256 tokenId) private {
+        bool recorded;
+        for (uint256 i = 0; i < n; ++i) {
+            OpenApproval memory a = touched[i];
+            bool open = _resolve(a);
+            if (!byOwner) {
+                if (open) revert AllowanceLeftOpen(a.target, a.spender);
+            } else if (open) {
+                if (_record(a)) recorded = true;
+            } else {
+                _drop(a);
+            }
+        }
+        // The NFT closes the ledger on the next proof transfer.
+        if (recorded) IAgentNFT(nft).markApprovalsOpen(tokenId);
+    }
+
+    /// @dev Whether `a` is open now; first tells ERC-20 from ERC-721 for `approve(address,uint256)`
+    /// (ERC-20 if the target answers `allowance`, ERC-721 if it answers `getApproved`).
+    function _resolve(OpenApproval memory a) private view returns (bool) {
+        if (a.kind != KIND_APPROVE) return _isOpen(a);
+        if (a.target.code.length == 0) return false;
+        (bool ok, uint256 word) = _query(a.target, abi.encodeWithSelector(ALLOWANCE, address(this), a.spender));
+        if (ok) {
+            (a.kind, a.id) = (KIND_ERC20, 0);
+            return word != 0;
+        }
+        (ok,) = _query(a.target, abi.encodeWithSelector(GET_APPROVED, a.id));
+        if (ok) {
+            a.kind = KIND_ERC721;
+            return _isOpen(a);
+        }
+        revert UnverifiableApproval(a.target, APPROVE);
+    }
+
+    /// @dev Whether the target still reports `a` open. A target without code holds nothing; an
+    /// answer that cannot be read counts as open.
+    function _isOpen(OpenApproval memory a) private view returns (bool) {
+        address t = a.target;
+        if (t.code.length == 0) return false;
+        bool ok;
+        uint256 word;
+        if (a.kind == KIND_ERC20) {
+            (ok, word) = _query(t, abi.encodeWithSelector(ALLOWANCE, address(this), a.spender));
+            return !ok || word != 0;
+        }
+        if (a.kind == KIND_ERC721) {
+            // A token the account no longer holds has lost its approval (cleared on transfer).
+            (ok, word) = _query(t, abi.encodeWithSelector(OWNER_OF, a.id));
+            if (!ok || word != uint256(uint160(address(this)))) return false;
+            (ok, word) = _query(t, abi.encodeWithSelector(GET_APPROVED, a.id));
+            return !ok || word == uint256(uint160(a.spender));
+        }
+        if (a.kind == KIND_OPERATOR) {
+            (ok, word) = _query(t, abi.encodeWithSelector(IS_APPROVED_FOR_ALL, address(this), a.spender));
+            return !ok || word != 0;
+        }
+        // Permit2: allowance(user, token, spender) -> (uint160 amount, uint48 expiration, uint48 nonce),
+        // usable while amount > 0 and block.timestamp <= expiration.
+        bytes memory q = abi.encodeWithSelector(PERMIT2_ALLOWANCE, address(this), address(uint160(a.id)), a.spender);
+        uint256 amount;
+        uint256 expiration;
+        assembly ("memory-safe") {
+            ok := staticcall(gas(), t, add(q, 0x20), mload(q), 0x00, 0x40)
+            ok := and(ok, gt(returndatasize(), 0x5f))
+            amount := mload(0x00)
+            expiration := mload(0x20)
+        }
+        return !ok || (amount != 0 && expiration >= block.timestamp);
+    }
+
+    /// @dev Sets `a` to zero / off. The outcome is checked by reading it back, so the call's own
+    /// result (a revert, `false`, or no return value) is ignored here.
+    function _close(OpenApproval memory a) private {
+        bytes memory c;
+        if (a.kind == KIND_ERC20) {
+            c = abi.encodeWithSelector(APPROVE, a.spender, 0);
+        } else if (a.kind == KIND_ERC721) {
+            c = abi.encodeWithSelector(APPROVE, address(0), a.id);
+        } else if (a.kind == KIND_OPERATOR) {
+            c = abi.encodeWithSelector(SET_APPROVAL_FOR_ALL, a.spender, false);
+        } else {
+            c = abi.encodeWithSelector(PERMIT2_APPROVE, address(uint160(a.id)), a.spender, 0, 0);
+        }
+        address t = a.target;
+        assembly ("memory-safe") {
+            pop(call(gas(), t, 0, add(c, 0x20), mload(c), 0x00, 0x00))
+        }
+    }
+
+    /// @dev A static call's first return word; `ok` is false if it reverted or returned less.
+    /// Copies at most one word (a target cannot make the account pay for a huge return).
+    function _query(address target, bytes memory q) private view returns (bool ok, uint256 word) {
+        assembly ("memory-safe") {
+            ok := staticcall(gas(), target, add(q, 0x20), mload(q), 0x00, 0x20)
+            ok := and(ok, gt(returndatasize(), 0x1f))
+            word := mload(0x00)
+        }
+    }
+
+    /// @dev Adds `a` to the ledger unless it is there; returns whether it was added. A full ledger
+    /// first drops the entries that are closed by now.
+    function _record(OpenApproval memory a) private returns (bool) {
+        Ledger storage l = _ledger();
+        uint256 n = l.count;
+        if (_indexOf(l, n, a) < n) return false;
+        if (n == MAX_OPEN_APPROVALS) {
+            n = _prune(l, n);
+            if (n == MAX_OPEN_APPROVALS) revert TooManyOpenApprovals(MAX_OPEN_APPROVALS);
+        }
+        l.entries[n] = a;
+        l.count = n + 1;
+        emit OpenApprovalRecorded(a.kind, a.target, a.spender, a.id);
+        return true;
+    }
+
+    /// @dev Removes `a` from the ledger if it is there (the owner closed it).
+    function _drop(OpenApproval memory a) private {
+        Ledger storage l = _ledger();
+        uint256 n = l.count;
+        uint256 i = _indexOf(l, n, a);
+        if (i == n) return;
+        if (i != n - 1) l.entries[i] = l.entries[n - 1];
+        l.count = n - 1;
+        emit OpenApprovalDropped(a.kind, a.target, a.spender, a.id);
+    }
+
+    /// @dev Keeps only the entries still open; returns the new count.
+    function _prune(Ledger storage l, uint256 n) private returns (uint256 k) {
+        for (uint256 i = 0; i < n; ++i) {
+            OpenApproval memory a = l.entries[i];
+            if (_isOpen(a)) {
+                if (k != i) l.entries[k] = a;
+                ++k;
+            } else {
+                emit OpenApprovalDropped(a.kind, a.target, a.spender, a.id);
+            }
+        }
+        l.count = k;
+    }
+
+    function _indexOf(Ledger storage l, uint256 n, OpenApproval memory a) private view returns (uint256 i) {
+        for (; i < n; ++i) {
+            OpenApproval storage e = l.entries[i];
+            if (e.target == a.target && e.kind == a.kind && e.spender == a.spender && e.id == a.id) return i;
+        }
+    }
+
+    function _ledger() private pure returns (Ledger storage l) {
+        assembly ("memory-safe") {
+            l.slot := LEDGER_SLOT
+        }
     }
 }
 

@@ -9,6 +9,7 @@ import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
+import {IAgentAccount, IAgentAccountFactory} from "./interfaces/IAgentAccount.sol";
 import {IAgentNFT} from "./interfaces/IAgentNFT.sol";
 import {ITransferVerifier} from "./interfaces/ITransferVerifier.sol";
 import {Scopes} from "./interfaces/Scopes.sol";
@@ -17,13 +18,16 @@ import {Scopes} from "./interfaces/Scopes.sol";
 /// @notice ERC-721 agent tokens with private data that only move with a proof that rotates the data.
 /// See IAgentNFT for the API and README.md for the design decisions and their reasons.
 contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardTransient {
-    /// @dev Everything per token except data hashes, in one storage slot (160+48+8+8+16+16 = 256
-    /// bits): a mint writes one slot here, a transfer rewrites it.
+    /// @dev Everything per token except data hashes, in one storage slot (160+40+8+8+8+16+16 = 256
+    /// bits): a mint writes one slot here, a transfer rewrites it. `approvalsOpen`: the token's
+    /// agent account may hold open approvals of the owner (set by the account, see
+    /// {markApprovalsOpen}); a proof transfer then closes them and clears the flag.
     struct Packed {
         address agent;
-        uint48 epoch;
+        uint40 epoch;
         uint8 entryCount;
         bool paused;
+        bool approvalsOpen;
         uint16 royaltyBps;
         uint16 creatorBps;
     }
@@ -42,11 +46,14 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
     mapping(uint256 tokenId => mapping(uint256 index => bytes32)) private _dataHashes;
     /// @dev Only written for tokens with data contributors.
     mapping(uint256 tokenId => bytes32) private _contributorsHash;
+    /// @dev SHA-256 of the plaintext model, fixed at mint (see IAgentNFT.ModelCommitted).
+    mapping(uint256 tokenId => bytes32) private _modelHashes;
     /// @dev Only written for clones: their creator is the original's, not the id's namespace.
     mapping(uint256 tokenId => address) private _cloneCreator;
     mapping(uint256 tokenId => mapping(address user => Grant)) private _grants;
     mapping(address account => bytes32) private _sealingKeys;
     ITransferVerifier private _verifier;
+    IAgentAccountFactory private _accountFactory;
 
     /// @param admin may install the transfer verifier (two-step ownership)
     constructor(address admin) ERC721("inft Agent", "INFT") Ownable(admin) {}
@@ -61,14 +68,30 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
         emit VerifierSet(address(newVerifier));
     }
 
+    /// @notice Install the agent-account factory, once: the NFT asks it where a token's account
+    /// is, to close the owner's open approvals on a proof transfer. Set once so that nobody can
+    /// later point the NFT at other accounts.
+    function setAccountFactory(IAgentAccountFactory factory) external onlyOwner {
+        if (address(factory) == address(0)) revert ZeroAddress();
+        if (address(_accountFactory) != address(0)) revert AccountFactoryAlreadySet(address(_accountFactory));
+        if (factory.nft() != address(this)) revert WrongAccountFactory(address(factory));
+        _accountFactory = factory;
+        emit AccountFactorySet(address(factory));
+    }
+
     // -------------------------------------------------------------- minting
 
     /// @inheritdoc IAgentNFT
-    function mint(address to, uint96 salt, DataEntries calldata data, address agent, Shares calldata shares)
-        external
-        returns (uint256 tokenId)
-    {
+    function mint(
+        address to,
+        uint96 salt,
+        DataEntries calldata data,
+        address agent,
+        Shares calldata shares,
+        bytes32 modelSha256
+    ) external returns (uint256 tokenId) {
         if (to == address(0)) revert ZeroAddress();
+        if (modelSha256 == bytes32(0)) revert NoModelHash();
         tokenId = _idFor(msg.sender, salt);
         if (_ownerOf(tokenId) != address(0)) revert TokenIdTaken(tokenId);
         uint8 n = _checkEntries(data);
@@ -79,16 +102,19 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
             epoch: 0,
             entryCount: n,
             paused: false,
+            approvalsOpen: false,
             royaltyBps: shares.royaltyBps,
             creatorBps: shares.creatorBps
         });
         _storeHashes(tokenId, data.dataHashes);
         if (contributorsHash != bytes32(0)) _contributorsHash[tokenId] = contributorsHash;
+        _modelHashes[tokenId] = modelSha256;
         _mint(to, tokenId);
 
         if (contributorsHash != bytes32(0)) {
             emit ContributorsSet(tokenId, shares.contributors, shares.contributorBps);
         }
+        emit ModelCommitted(tokenId, modelSha256);
         emit DataSet(tokenId, 0, data.dataHashes, data.sealedKeys, data.uris);
         emit AgentSet(tokenId, agent, 0);
     }
@@ -115,13 +141,15 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
 
         (address signer) = _verifyRotation(tokenId, tokenId, from, to, t, data, newAgent, proof);
 
-        // Effects: new epoch (clears grants), new agent, pause reset, rotated data, new owner.
-        uint48 epoch = t.epoch + 1;
+        // Effects: new epoch (ends every grant), new agent, pause and approval flags reset,
+        // rotated data, new owner.
+        uint40 epoch = t.epoch + 1;
         _tokens[tokenId] = Packed({
             agent: newAgent,
             epoch: epoch,
             entryCount: t.entryCount,
             paused: false,
+            approvalsOpen: false,
             royaltyBps: t.royaltyBps,
             creatorBps: t.creatorBps
         });
@@ -129,8 +157,15 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
         // auth = 0: the proof path is the only way a private token moves (see _update).
         _update(to, tokenId, address(0));
 
+        // The seller's open approvals on the agent account end with the sale, in this
+        // transaction: a spender of the seller must not drain the account (nor what the buyer
+        // deposits later). A failure (e.g. a token refusing approve(spender, 0)) reverts the
+        // transfer with the account's ApprovalNotClosed(target, spender).
+        if (t.approvalsOpen) IAgentAccount(_accountFactory.accountOf(tokenId)).closeApprovals();
+
         emit DataSet(tokenId, epoch, data.dataHashes, data.sealedKeys, data.uris);
         emit AgentSet(tokenId, newAgent, epoch);
+        if (t.paused) emit PauseSet(tokenId, false);
         emit TransferredWithProof(tokenId, from, to, epoch, proof.mode, signer, proof.nonce);
 
         // ERC-721 receiver check for contract receivers (an EOA is a no-op), after all effects.
@@ -144,6 +179,7 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
         uint96 salt,
         DataEntries calldata data,
         address newAgent,
+        Shares calldata shares,
         Proof calldata proof
     ) external nonReentrant returns (uint256 newTokenId) {
         // Owner only: an ERC-721 approval is a right to move the token, not to copy the agent.
@@ -153,6 +189,13 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
         newTokenId = _idFor(msg.sender, salt);
         if (_ownerOf(newTokenId) != address(0)) revert TokenIdTaken(newTokenId);
         Packed memory t = _tokens[tokenId];
+        // The clone keeps the original's shares; the caller restates them so that the clone's
+        // ContributorsSet can carry the list (the NFT stores only its hash).
+        bytes32 contributorsHash = _contributorsHash[tokenId];
+        if (
+            shares.royaltyBps != t.royaltyBps || shares.creatorBps != t.creatorBps
+                || _hashContributors(shares) != contributorsHash
+        ) revert SharesMismatch(tokenId);
 
         address signer = _verifyRotation(tokenId, newTokenId, from, to, t, data, newAgent, proof);
 
@@ -161,15 +204,20 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
             epoch: 0,
             entryCount: t.entryCount,
             paused: false,
+            approvalsOpen: false,
             royaltyBps: t.royaltyBps,
             creatorBps: t.creatorBps
         });
         _storeHashes(newTokenId, data.dataHashes);
         _cloneCreator[newTokenId] = creatorOf(tokenId);
-        bytes32 contributorsHash = _contributorsHash[tokenId];
         if (contributorsHash != bytes32(0)) _contributorsHash[newTokenId] = contributorsHash;
+        _modelHashes[newTokenId] = _modelHashes[tokenId];
         _mint(to, newTokenId);
 
+        if (contributorsHash != bytes32(0)) {
+            emit ContributorsSet(newTokenId, shares.contributors, shares.contributorBps);
+        }
+        emit ModelCommitted(newTokenId, _modelHashes[tokenId]);
         emit DataSet(newTokenId, 0, data.dataHashes, data.sealedKeys, data.uris);
         emit AgentSet(newTokenId, newAgent, 0);
         emit Cloned(tokenId, newTokenId, to, proof.mode, signer, proof.nonce);
@@ -183,7 +231,7 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
         uint8 n = _checkEntries(data);
         Packed storage t = _tokens[tokenId];
         t.entryCount = n;
-        uint48 epoch = t.epoch;
+        uint40 epoch = t.epoch;
         _storeHashes(tokenId, data.dataHashes);
         emit DataSet(tokenId, epoch, data.dataHashes, data.sealedKeys, data.uris);
     }
@@ -231,11 +279,27 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
         emit SealingKeySet(msg.sender, key);
     }
 
+    /// @inheritdoc IAgentNFT
+    function markApprovalsOpen(uint256 tokenId) external {
+        IAgentAccountFactory f = _accountFactory;
+        if (address(f) == address(0)) revert NoAccountFactory();
+        if (msg.sender != f.accountOf(tokenId)) revert NotTokenAccount(tokenId, msg.sender);
+        _requireOwned(tokenId);
+        _tokens[tokenId].approvalsOpen = true;
+        emit ApprovalsOpen(tokenId, msg.sender);
+    }
+
     // ------------------------------------------------------------------ views
 
     /// @inheritdoc IAgentNFT
     function agentOf(uint256 tokenId) external view returns (address) {
         return _tokens[tokenId].agent;
+    }
+
+    /// @inheritdoc IAgentNFT
+    function agentStateOf(uint256 tokenId) external view returns (address agent, bool paused) {
+        Packed storage t = _tokens[tokenId];
+        (agent, paused) = (t.agent, t.paused);
     }
 
     /// @inheritdoc IAgentNFT
@@ -320,6 +384,22 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
     }
 
     /// @inheritdoc IAgentNFT
+    function accountFactory() external view returns (IAgentAccountFactory) {
+        return _accountFactory;
+    }
+
+    /// @inheritdoc IAgentNFT
+    function approvalsOpenOf(uint256 tokenId) external view returns (bool) {
+        return _tokens[tokenId].approvalsOpen;
+    }
+
+    /// @inheritdoc IAgentNFT
+    function modelHashOf(uint256 tokenId) external view returns (bytes32) {
+        _requireOwned(tokenId);
+        return _modelHashes[tokenId];
+    }
+
+    /// @inheritdoc IAgentNFT
     function contributorsHashOf(uint256 tokenId) external view returns (bytes32) {
         _requireOwned(tokenId);
         return _contributorsHash[tokenId];
@@ -387,7 +467,12 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
             sum += shares.contributorBps[i];
         }
         if (sum > BPS) revert BadShares();
-        if (n == 0) return bytes32(0);
+        return _hashContributors(shares);
+    }
+
+    /// @dev keccak256(abi.encode(contributors, contributorBps)), or zero without contributors.
+    function _hashContributors(Shares calldata shares) private pure returns (bytes32) {
+        if (shares.contributors.length == 0 && shares.contributorBps.length == 0) return bytes32(0);
         return keccak256(abi.encode(shares.contributors, shares.contributorBps));
     }
 

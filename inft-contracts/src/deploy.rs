@@ -88,7 +88,7 @@ pub struct Deployment {
     pub action_log: Address,
     /// EarningsSplitter.
     pub earnings_splitter: Address,
-    /// AgentAccountFactory (token-bound agent accounts).
+    /// AgentAccountFactory (token-bound agent accounts; installed in the NFT).
     pub agent_account_factory: Address,
     /// Re-encryption oracle keys registered in the verifier at deployment.
     pub oracles: Vec<Address>,
@@ -257,6 +257,13 @@ pub async fn deploy_with<P: Provider>(
 
     let nft_i = AgentNFT::new(nft, provider);
     send("AgentNFT.setVerifier", nft_i.setVerifier(verifier)).await?;
+    // The NFT closes the seller's open approvals on the agent account at a sale: it finds the
+    // account through this factory (set once).
+    send(
+        "AgentNFT.setAccountFactory",
+        nft_i.setAccountFactory(accounts),
+    )
+    .await?;
     let verifier_i = TransferVerifier::new(verifier, provider);
     for oracle in &config.oracles {
         send(

@@ -8,7 +8,10 @@ pub mod revert;
 
 pub use anvil::{AnvilError, DevChain, anvil_binary, spawn_anvil, spawn_anvil_at};
 pub use deploy::{DeployConfig, DeployError, Deployment, deploy_all, deploy_with};
-pub use proof::{ProofMode, Rotation, contributors_hash, proof_domain, token_id_for};
+pub use proof::{
+    ProofMode, Rotation, account_domain, account_message_hash, contributors_hash, proof_domain,
+    token_id_for,
+};
 pub use revert::{ContractRevert, decode_revert, revert_of};
 
 /// Usage-authorization scope bits (`Scopes.sol`), for `AgentNFT.authorize` / `isAuthorized`.

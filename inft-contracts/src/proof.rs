@@ -1,6 +1,6 @@
-//! Off-chain halves of the contract rules: the EIP-712 transfer proofs, token ids and the
-//! contributors hash, computed exactly as the contracts do (the integration test checks each
-//! against the chain).
+//! Off-chain halves of the contract rules: the EIP-712 transfer proofs, the agent account's
+//! ERC-1271 message wrapper, token ids and the contributors hash, computed exactly as the
+//! contracts do (the integration test checks each against the chain).
 
 use alloy::primitives::aliases::U96;
 use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
@@ -46,9 +46,15 @@ mod typed {
             uint256 nonce;
             uint256 deadline;
         }
+
+        /// What an owner or agent signs for its agent account to accept `hash` under ERC-1271.
+        #[derive(Debug, PartialEq, Eq)]
+        struct AgentAccountMessage {
+            bytes32 hash;
+        }
     }
 }
-pub use typed::{Acceptance, Attestation};
+pub use typed::{Acceptance, AgentAccountMessage, Attestation};
 
 /// EIP-712 domain name of the TransferVerifier.
 pub const PROOF_DOMAIN_NAME: &str = "inft TransferVerifier";
@@ -81,6 +87,29 @@ pub fn proof_domain(chain_id: u64, verifier: Address) -> Eip712Domain {
         chain_id: chain_id,
         verifying_contract: verifier,
     }
+}
+
+/// EIP-712 domain name of every agent account.
+pub const ACCOUNT_DOMAIN_NAME: &str = "AgentAccount";
+/// EIP-712 domain version of every agent account.
+pub const ACCOUNT_DOMAIN_VERSION: &str = "1";
+
+/// The EIP-712 domain of the agent account at `account` on `chain_id`.
+pub fn account_domain(chain_id: u64, account: Address) -> Eip712Domain {
+    eip712_domain! {
+        name: ACCOUNT_DOMAIN_NAME,
+        version: ACCOUNT_DOMAIN_VERSION,
+        chain_id: chain_id,
+        verifying_contract: account,
+    }
+}
+
+/// The digest to sign so that the agent account at `account` accepts `hash` through ERC-1271
+/// `isValidSignature(hash, signature)` (equals `AgentAccount.messageHash(hash)`): the hash
+/// wrapped in `AgentAccountMessage(bytes32 hash)` under the account's own domain, so a signature
+/// is valid for this account on this chain only.
+pub fn account_message_hash(chain_id: u64, account: Address, hash: B256) -> B256 {
+    AgentAccountMessage { hash }.eip712_signing_hash(&account_domain(chain_id, account))
 }
 
 /// Everything a rotation proof binds: a transfer (`new_token_id == token_id`) or a clone.
@@ -221,6 +250,19 @@ mod tests {
     fn empty_contributors_hash_is_zero() {
         assert_eq!(contributors_hash(&[], &[]), B256::ZERO);
         assert_ne!(contributors_hash(&[Address::ZERO], &[1]), B256::ZERO);
+    }
+
+    #[test]
+    fn account_messages_are_bound_to_the_account_and_chain() {
+        let h = B256::repeat_byte(0x11);
+        let a = Address::repeat_byte(0xaa);
+        let base = account_message_hash(31337, a, h);
+        assert_ne!(
+            base,
+            account_message_hash(31337, Address::repeat_byte(0xbb), h)
+        );
+        assert_ne!(base, account_message_hash(1, a, h));
+        assert_ne!(base, h);
     }
 
     #[test]

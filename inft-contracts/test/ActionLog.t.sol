@@ -136,6 +136,46 @@ contract ActionLogTest is Fixture {
         vm.assertEq(uint256(seq), 2, "chain continues across the transfer");
     }
 
+    /// L9: while the owner has paused the token, the agent and LOG grantees cannot log (the
+    /// owner still can); unpausing lets the agent continue where it stopped.
+    function test_attack_pausedAgentAndLogGranteeLog_reverts() public {
+        vm.prank(alice);
+        nft.authorize(id, carol, Scopes.LOG, uint64(block.timestamp + 1 days), new bytes[](0));
+        vm.prank(alice);
+        nft.setPaused(id, true);
+
+        vm.prank(agent1);
+        vm.expectRevert(abi.encodeWithSelector(IActionLog.TokenPaused.selector, id, agent1));
+        actionLog.logActions(id, 1, _hashes(1, 1));
+        vm.prank(carol);
+        vm.expectRevert(abi.encodeWithSelector(IActionLog.TokenPaused.selector, id, carol));
+        actionLog.logActions(id, 1, _hashes(1, 1));
+        // A stranger still gets the authorization error, not the pause.
+        vm.prank(mallory);
+        vm.expectRevert(abi.encodeWithSelector(IActionLog.NotAgentOrExecutor.selector, id, mallory));
+        actionLog.logActions(id, 1, _hashes(1, 1));
+
+        vm.prank(alice);
+        actionLog.logActions(id, 1, _hashes(1, 1));
+
+        vm.prank(alice);
+        nft.setPaused(id, false);
+        vm.prank(agent1);
+        actionLog.logActions(id, 2, _hashes(1, 2));
+        (, uint64 seq) = actionLog.chainOf(id);
+        vm.assertEq(uint256(seq), 2, "logging resumed");
+    }
+
+    /// An owner who is also the agent wallet may log while paused (the owner may always log).
+    function test_paused_ownerAsAgent_mayLog() public {
+        vm.prank(alice);
+        nft.setAgent(id, alice);
+        vm.prank(alice);
+        nft.setPaused(id, true);
+        vm.prank(alice);
+        actionLog.logActions(id, 1, _hashes(1, 1));
+    }
+
     function test_unmintedToken_reverts() public {
         uint256 none = nft.tokenIdFor(mallory, 5);
         vm.prank(mallory);

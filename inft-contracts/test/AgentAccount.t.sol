@@ -113,20 +113,55 @@ contract AgentAccountTest is Fixture {
         vm.assertEq(account.owner(), bob, "new owner");
     }
 
+    bytes32 internal constant ACCOUNT_MESSAGE_TYPEHASH = keccak256("AgentAccountMessage(bytes32 hash)");
+
+    /// The digest a signer signs for `acct` (EIP-712, written out independently of the contract).
+    function accountDigest(address acct, bytes32 h) internal view returns (bytes32) {
+        bytes32 domain =
+            keccak256(abi.encode(DOMAIN_TYPEHASH, keccak256("AgentAccount"), keccak256("1"), block.chainid, acct));
+        return keccak256(abi.encodePacked(hex"1901", domain, keccak256(abi.encode(ACCOUNT_MESSAGE_TYPEHASH, h))));
+    }
+
+    function sig1271(uint256 pk, address acct, bytes32 h) internal view returns (bytes memory) {
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(pk, accountDigest(acct, h));
+        return abi.encodePacked(r, s, v);
+    }
+
+    function valid(AgentAccount acct, bytes32 h, bytes memory sig) internal view returns (bool) {
+        return acct.isValidSignature(h, sig) == IERC1271.isValidSignature.selector;
+    }
+
     function test_erc1271_agentAndOwner() public {
         bytes32 h = keccak256("message");
-        (uint8 v, bytes32 r, bytes32 s) = vm.sign(AGENT1_PK, h);
-        vm.assertEq(uint256(uint32(account.isValidSignature(h, abi.encodePacked(r, s, v)))),
-            uint256(uint32(IERC1271.isValidSignature.selector)), "agent signature valid");
-        (v, r, s) = vm.sign(MALLORY_PK, h);
-        vm.assertEq(uint256(uint32(account.isValidSignature(h, abi.encodePacked(r, s, v)))), 0xffffffff, "stranger");
+        vm.assertEq(account.messageHash(h), accountDigest(address(account), h), "digest encoding");
+        vm.assertTrue(valid(account, h, sig1271(AGENT1_PK, address(account), h)), "agent signature valid");
+        vm.assertFalse(valid(account, h, sig1271(MALLORY_PK, address(account), h)), "stranger");
         vm.prank(alice);
         nft.setPaused(id, true);
-        (v, r, s) = vm.sign(AGENT1_PK, h);
-        vm.assertEq(uint256(uint32(account.isValidSignature(h, abi.encodePacked(r, s, v)))), 0xffffffff, "paused agent");
-        (v, r, s) = vm.sign(ALICE_PK, h);
-        vm.assertEq(uint256(uint32(account.isValidSignature(h, abi.encodePacked(r, s, v)))),
-            uint256(uint32(IERC1271.isValidSignature.selector)), "owner");
+        vm.assertFalse(valid(account, h, sig1271(AGENT1_PK, address(account), h)), "paused agent");
+        vm.assertTrue(valid(account, h, sig1271(ALICE_PK, address(account), h)), "owner");
+    }
+
+    /// L6: one owner signature was valid for every account of that owner. Now a signature is
+    /// bound to one account (and chain): account B of the same owner refuses A's signature, and
+    /// a bare signature over the hash is refused by both.
+    function test_attack_signatureForOneAccountReplayedOnAnother_refused() public {
+        uint256 id2 = mintAs(alice, alice, 2, 1, agent2);
+        AgentAccount accountB = AgentAccount(payable(accounts.createAccount(id2)));
+        bytes32 h = keccak256("pay 100 tUSD to mallory");
+
+        bytes memory forA = sig1271(ALICE_PK, address(account), h);
+        vm.assertTrue(valid(account, h, forA), "valid for A");
+        vm.assertFalse(valid(accountB, h, forA), "refused by B");
+
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(ALICE_PK, h);
+        bytes memory bare = abi.encodePacked(r, s, v);
+        vm.assertFalse(valid(account, h, bare), "bare signature refused by A");
+        vm.assertFalse(valid(accountB, h, bare), "bare signature refused by B");
+
+        // Another chain (same account address after a fork) refuses it too.
+        vm.chainId(block.chainid + 1);
+        vm.assertFalse(valid(account, h, forA), "refused on another chain");
     }
 
     function test_ownTokenRefused() public {

@@ -2,6 +2,7 @@
 pragma solidity ^0.8.28;
 
 import {Fixture} from "./utils/Fixture.sol";
+import {Vm} from "./utils/Test.sol";
 import {AgentNFT} from "../contracts/AgentNFT.sol";
 import {TransferVerifier} from "../contracts/TransferVerifier.sol";
 import {IAgentNFT} from "../contracts/interfaces/IAgentNFT.sol";
@@ -23,7 +24,7 @@ contract AgentNFTMintTest is Fixture {
         vm.expectEmit(true, true, true, true, address(nft));
         emit IAgentNFT.AgentSet(expectedId, agent1, 0);
         vm.prank(alice);
-        uint256 id = nft.mint(bob, 7, d, agent1, shares(500, 1000, carol, 250));
+        uint256 id = nft.mint(bob, 7, d, agent1, shares(500, 1000, carol, 250), MODEL_SHA256);
 
         vm.assertEq(id, expectedId, "token id is (minter << 96) | salt");
         vm.assertEq(id, (uint256(uint160(alice)) << 96) | 7, "id layout");
@@ -46,6 +47,22 @@ contract AgentNFTMintTest is Fixture {
         uint16[] memory bps = new uint16[](1);
         bps[0] = 250;
         vm.assertEq(info.contributorsHash, keccak256(abi.encode(cs, bps)), "contributors hash");
+        vm.assertEq(nft.modelHashOf(id), MODEL_SHA256, "model commitment");
+    }
+
+    /// Security M2: the plaintext model hash is public and fixed, so a buyer can check the model
+    /// a transfer hands over; a token without one cannot be minted.
+    function test_mint_commitsTheModelHash_andRefusesNone() public {
+        uint256 expectedId = nft.tokenIdFor(alice, 9);
+        vm.expectEmit(true, true, true, true, address(nft));
+        emit IAgentNFT.ModelCommitted(expectedId, MODEL_SHA256);
+        vm.prank(alice);
+        nft.mint(alice, 9, entries(1, 9), agent1, noShares(), MODEL_SHA256);
+        vm.assertEq(nft.modelHashOf(expectedId), MODEL_SHA256, "committed");
+
+        vm.prank(alice);
+        vm.expectRevert(IAgentNFT.NoModelHash.selector);
+        nft.mint(alice, 10, entries(1, 10), agent1, noShares(), bytes32(0));
     }
 
     function test_mint_sameSaltDifferentMinters_differentIds() public {
@@ -60,33 +77,33 @@ contract AgentNFTMintTest is Fixture {
         IAgentNFT.DataEntries memory d = entries(1, 2);
         vm.prank(alice);
         vm.expectRevert(abi.encodeWithSelector(IAgentNFT.TokenIdTaken.selector, id));
-        nft.mint(bob, 1, d, agent1, noShares());
+        nft.mint(bob, 1, d, agent1, noShares(), MODEL_SHA256);
     }
 
     function test_mint_badEntries_revert() public {
         IAgentNFT.DataEntries memory d = entries(0, 1);
         vm.startPrank(alice);
         vm.expectRevert(IAgentNFT.BadEntries.selector);
-        nft.mint(alice, 1, d, agent1, noShares());
+        nft.mint(alice, 1, d, agent1, noShares(), MODEL_SHA256);
 
         d = entries(2, 1);
         d.uris = new string[](1);
         vm.expectRevert(IAgentNFT.BadEntries.selector);
-        nft.mint(alice, 1, d, agent1, noShares());
+        nft.mint(alice, 1, d, agent1, noShares(), MODEL_SHA256);
 
         d = entries(2, 1);
         d.dataHashes[1] = bytes32(0);
         vm.expectRevert(abi.encodeWithSelector(IAgentNFT.EmptyEntry.selector, 1));
-        nft.mint(alice, 1, d, agent1, noShares());
+        nft.mint(alice, 1, d, agent1, noShares(), MODEL_SHA256);
 
         d = entries(2, 1);
         d.sealedKeys[0] = "";
         vm.expectRevert(abi.encodeWithSelector(IAgentNFT.EmptyEntry.selector, 0));
-        nft.mint(alice, 1, d, agent1, noShares());
+        nft.mint(alice, 1, d, agent1, noShares(), MODEL_SHA256);
 
         d = entries(1, 1);
         vm.expectRevert(IAgentNFT.ZeroAddress.selector);
-        nft.mint(address(0), 1, d, agent1, noShares());
+        nft.mint(address(0), 1, d, agent1, noShares(), MODEL_SHA256);
         vm.stopPrank();
     }
 
@@ -94,21 +111,21 @@ contract AgentNFTMintTest is Fixture {
         IAgentNFT.DataEntries memory d = entries(1, 1);
         vm.startPrank(alice);
         vm.expectRevert(IAgentNFT.BadShares.selector);
-        nft.mint(alice, 1, d, agent1, shares(10_001, 0, carol, 0));
+        nft.mint(alice, 1, d, agent1, shares(10_001, 0, carol, 0), MODEL_SHA256);
         vm.expectRevert(IAgentNFT.BadShares.selector);
-        nft.mint(alice, 1, d, agent1, shares(0, 9_000, carol, 1_001));
+        nft.mint(alice, 1, d, agent1, shares(0, 9_000, carol, 1_001), MODEL_SHA256);
         vm.expectRevert(IAgentNFT.BadShares.selector);
-        nft.mint(alice, 1, d, agent1, shares(0, 100, address(0), 100));
+        nft.mint(alice, 1, d, agent1, shares(0, 100, address(0), 100), MODEL_SHA256);
         IAgentNFT.Shares memory s = shares(0, 100, carol, 100);
         s.contributorBps = new uint16[](0);
         vm.expectRevert(IAgentNFT.BadShares.selector);
-        nft.mint(alice, 1, d, agent1, s);
+        nft.mint(alice, 1, d, agent1, s, MODEL_SHA256);
         vm.stopPrank();
     }
 
     function test_royaltyInfo_paysCreator() public {
         vm.prank(alice);
-        uint256 id = nft.mint(bob, 1, entries(1, 1), agent1, shares(750, 0, carol, 0));
+        uint256 id = nft.mint(bob, 1, entries(1, 1), agent1, shares(750, 0, carol, 0), MODEL_SHA256);
         (address receiver, uint256 amount) = nft.royaltyInfo(id, 1 ether);
         vm.assertEq(receiver, alice, "royalty receiver");
         vm.assertEq(amount, 0.075 ether, "royalty amount");
@@ -200,6 +217,33 @@ contract AgentNFTProofTransferTest is Fixture {
         vm.assertEq(nft.getApproved(id), address(0), "approval cleared");
         vm.assertTrue(verifier.isNonceUsed(bob, 1), "nonce consumed");
         vm.assertEq(nft.creatorOf(id), alice, "creator unchanged");
+    }
+
+    /// L2: a transfer resets the pause flag; a listener sees it as PauseSet(false), and the new
+    /// epoch in TransferredWithProof is the documented end of every earlier grant.
+    function test_transferOfPausedToken_emitsPauseSetFalse() public {
+        vm.prank(alice);
+        nft.setPaused(id, true);
+        vm.prank(alice);
+        nft.authorize(id, carol, Scopes.RUN, uint64(block.timestamp + 1 days), new bytes[](0));
+        vm.expectEmit(true, true, true, true, address(nft));
+        emit IAgentNFT.PauseSet(id, false);
+        vm.expectEmit(true, true, true, true, address(nft));
+        emit IAgentNFT.TransferredWithProof(id, alice, bob, 1, Scopes.MODE_RECEIVER, bob, 1);
+        receiverTransfer(id, bob, BOB_PK, 7, agent2, 1);
+        vm.assertFalse(nft.isPaused(id), "pause reset");
+        (uint8 scopes,) = nft.authorizationOf(id, carol);
+        vm.assertEq(uint256(scopes), 0, "grant of epoch 0 ended");
+    }
+
+    /// No PauseSet when the token was not paused (nothing changed).
+    function test_transferOfUnpausedToken_emitsNoPauseSet() public {
+        vm.recordLogs();
+        receiverTransfer(id, bob, BOB_PK, 7, agent2, 1);
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        for (uint256 i = 0; i < logs.length; ++i) {
+            vm.assertTrue(logs[i].topics[0] != IAgentNFT.PauseSet.selector, "no PauseSet");
+        }
     }
 
     function test_oracleMode_movesToken() public {
@@ -476,7 +520,7 @@ contract AgentNFTProofTransferTest is Fixture {
     function test_noVerifier_reverts() public {
         AgentNFT bare = new AgentNFT(admin);
         vm.prank(alice);
-        uint256 t = bare.mint(alice, 1, entries(1, 1), agent1, noShares());
+        uint256 t = bare.mint(alice, 1, entries(1, 1), agent1, noShares(), MODEL_SHA256);
         vm.prank(bob);
         bare.setSealingKey(BOB_SEALING_KEY);
         vm.prank(alice);
@@ -572,8 +616,12 @@ contract AgentNFTCloneTest is Fixture {
     function setUp() public override {
         super.setUp();
         vm.prank(alice);
-        id = nft.mint(alice, 1, entries(2, 1), agent1, shares(500, 1000, carol, 300));
+        id = nft.mint(alice, 1, entries(2, 1), agent1, originalShares(), MODEL_SHA256);
         deadline = block.timestamp + 1 hours;
+    }
+
+    function originalShares() internal view returns (IAgentNFT.Shares memory) {
+        return shares(500, 1000, carol, 300);
     }
 
     function test_clone_mintsCopyWithNewDataAndAgent() public {
@@ -584,7 +632,8 @@ contract AgentNFTCloneTest is Fixture {
         vm.expectEmit(true, true, true, true, address(nft));
         emit IAgentNFT.Cloned(id, newId, bob, Scopes.MODE_RECEIVER, bob, 3);
         vm.prank(alice);
-        uint256 got = nft.cloneWithProof(bob, id, 77, d, agent2, proof(Scopes.MODE_RECEIVER, 3, deadline, sig));
+        uint256 got =
+            nft.cloneWithProof(bob, id, 77, d, agent2, originalShares(), proof(Scopes.MODE_RECEIVER, 3, deadline, sig));
 
         vm.assertEq(got, newId, "clone id");
         vm.assertEq(nft.ownerOf(newId), bob, "clone owner");
@@ -597,6 +646,57 @@ contract AgentNFTCloneTest is Fixture {
         vm.assertEq(r, alice, "royalty receiver kept");
         vm.assertEq(amt, 500, "royalty kept");
         vm.assertEq(nft.contributorsHashOf(newId), nft.contributorsHashOf(id), "contributors kept");
+    }
+
+    /// L2: the clone announces its contributors, so the EarningsSplitter (which takes the list
+    /// from ContributorsSet) can settle the clone's earnings.
+    function test_clone_emitsContributorsSetForTheNewId() public {
+        IAgentNFT.DataEntries memory d = entries(2, 200);
+        uint256 newId = nft.tokenIdFor(alice, 77);
+        Offer memory o = offer(id, newId, alice, bob, d, agent2, 3, deadline);
+        bytes memory sig = signOffer(BOB_PK, Scopes.MODE_RECEIVER, o);
+        IAgentNFT.Shares memory s = originalShares();
+        vm.expectEmit(true, true, true, true, address(nft));
+        emit IAgentNFT.ContributorsSet(newId, s.contributors, s.contributorBps);
+        vm.prank(alice);
+        nft.cloneWithProof(bob, id, 77, d, agent2, s, proof(Scopes.MODE_RECEIVER, 3, deadline, sig));
+
+        // The splitter accepts the list for the clone.
+        vm.deal(address(this), 1 ether);
+        splitter.deposit{value: 1 ether}(newId, s.contributors, s.contributorBps);
+        // A clone is the same agent: it inherits the model commitment.
+        vm.assertEq(nft.modelHashOf(newId), nft.modelHashOf(id), "clone's model commitment");
+    }
+
+    /// The shares restated for a clone must be the original's (else the clone would announce a
+    /// contributor list that does not match its stored hash, or other bps).
+    function test_clone_otherShares_reverts() public {
+        IAgentNFT.DataEntries memory d = entries(2, 200);
+        IAgentNFT.Shares[4] memory wrong =
+            [shares(500, 1000, mallory, 300), shares(500, 1000, carol, 301), shares(0, 1000, carol, 300), noShares()];
+        wrong[3].royaltyBps = 500;
+        wrong[3].creatorBps = 1000;
+        for (uint256 i = 0; i < wrong.length; ++i) {
+            vm.prank(alice);
+            vm.expectRevert(abi.encodeWithSelector(IAgentNFT.SharesMismatch.selector, id));
+            nft.cloneWithProof(bob, id, 77, d, agent2, wrong[i], proof(Scopes.MODE_RECEIVER, 3, deadline, ""));
+        }
+    }
+
+    /// A token without contributors clones with no list and emits no ContributorsSet.
+    function test_clone_withoutContributors_emitsNoContributorsSet() public {
+        uint256 plain = mintAs(alice, alice, 2, 1, agent1);
+        IAgentNFT.DataEntries memory d = entries(1, 300);
+        uint256 newId = nft.tokenIdFor(alice, 78);
+        Offer memory o = offer(plain, newId, alice, bob, d, agent2, 4, deadline);
+        bytes memory sig = signOffer(BOB_PK, Scopes.MODE_RECEIVER, o);
+        vm.recordLogs();
+        vm.prank(alice);
+        nft.cloneWithProof(bob, plain, 78, d, agent2, noShares(), proof(Scopes.MODE_RECEIVER, 4, deadline, sig));
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        for (uint256 i = 0; i < logs.length; ++i) {
+            vm.assertTrue(logs[i].topics[0] != IAgentNFT.ContributorsSet.selector, "no ContributorsSet");
+        }
     }
 
     function test_clone_cloneProofCannotTransfer() public {
@@ -613,7 +713,7 @@ contract AgentNFTCloneTest is Fixture {
         IAgentNFT.DataEntries memory d = entries(2, 200);
         vm.prank(alice);
         vm.expectRevert(abi.encodeWithSelector(IAgentNFT.AgentNotRotated.selector, agent1));
-        nft.cloneWithProof(bob, id, 77, d, agent1, proof(Scopes.MODE_RECEIVER, 3, deadline, ""));
+        nft.cloneWithProof(bob, id, 77, d, agent1, originalShares(), proof(Scopes.MODE_RECEIVER, 3, deadline, ""));
     }
 
     function test_clone_approvedOperator_reverts() public {
@@ -621,13 +721,17 @@ contract AgentNFTCloneTest is Fixture {
         nft.setApprovalForAll(carol, true);
         vm.prank(carol);
         vm.expectRevert(abi.encodeWithSelector(IAgentNFT.NotTokenOwner.selector, id, carol));
-        nft.cloneWithProof(bob, id, 77, entries(2, 200), agent2, proof(Scopes.MODE_RECEIVER, 3, deadline, ""));
+        nft.cloneWithProof(
+            bob, id, 77, entries(2, 200), agent2, originalShares(), proof(Scopes.MODE_RECEIVER, 3, deadline, "")
+        );
     }
 
     function test_clone_takenId_reverts() public {
         vm.prank(alice);
         vm.expectRevert(abi.encodeWithSelector(IAgentNFT.TokenIdTaken.selector, id));
-        nft.cloneWithProof(bob, id, 1, entries(2, 200), agent2, proof(Scopes.MODE_RECEIVER, 3, deadline, ""));
+        nft.cloneWithProof(
+            bob, id, 1, entries(2, 200), agent2, originalShares(), proof(Scopes.MODE_RECEIVER, 3, deadline, "")
+        );
     }
 }
 

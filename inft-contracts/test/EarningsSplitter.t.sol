@@ -16,7 +16,7 @@ contract EarningsSplitterTest is Fixture {
         super.setUp();
         // creator alice 10%, contributor 2.5%, holder bob the rest
         vm.prank(alice);
-        id = nft.mint(bob, 1, entries(1, 1), agent1, shares(500, 1000, contributor, 250));
+        id = nft.mint(bob, 1, entries(1, 1), agent1, shares(500, 1000, contributor, 250), MODEL_SHA256);
         cs.push(contributor);
         bps.push(250);
         vm.deal(address(this), 1000 ether);
@@ -54,7 +54,7 @@ contract EarningsSplitterTest is Fixture {
         s.contributorBps[0] = c1;
         s.contributorBps[1] = c2;
         vm.prank(carol);
-        uint256 t = nft.mint(mallory, 5, entries(1, 5), agent1, s);
+        uint256 t = nft.mint(mallory, 5, entries(1, 5), agent1, s, MODEL_SHA256);
         vm.deal(address(this), amount);
         splitter.deposit{value: amount}(t, s.contributors, s.contributorBps);
 

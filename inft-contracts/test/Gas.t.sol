@@ -4,6 +4,8 @@ pragma solidity ^0.8.28;
 import {Fixture} from "./utils/Fixture.sol";
 import {IAgentNFT} from "../contracts/interfaces/IAgentNFT.sol";
 import {Scopes} from "../contracts/interfaces/Scopes.sol";
+import {AgentAccount} from "../contracts/AgentAccount.sol";
+import {TestToken} from "../contracts/TestToken.sol";
 
 /// @dev Dedicated gas figures for `forge snapshot` (.gas-snapshot). Each test prepares and
 /// ABI-encodes its inputs with gas metering paused, so the figure is the metered part only: one
@@ -14,6 +16,9 @@ contract GasTest is Fixture {
     uint256 internal id;
     uint256 internal logged;
     address internal fresh = address(0xF4E5);
+    /// A token whose owner left an ERC-20 approval open on its agent account.
+    uint256 internal approved;
+    TestToken internal usd;
 
     function setUp() public override {
         super.setUp();
@@ -23,6 +28,12 @@ contract GasTest is Fixture {
         one[0] = keccak256("first action");
         vm.prank(agent1);
         actionLog.logActions(logged, 1, one);
+
+        approved = mintAs(alice, alice, 3, 1, agent1);
+        usd = new TestToken("Test USD", "tUSD", 18);
+        AgentAccount account = AgentAccount(payable(accounts.createAccount(approved)));
+        vm.prank(alice);
+        account.execute(address(usd), 0, abi.encodeCall(usd.approve, (mallory, 1 ether)));
     }
 
     /// Mint of 1 data entry (81-byte sealed key, 77-byte URI) to an address that owns no token yet,
@@ -34,7 +45,7 @@ contract GasTest is Fixture {
         s.royaltyBps = 500;
         s.creatorBps = 1000;
         vm.prank(alice);
-        _metered(address(nft), abi.encodeCall(nft.mint, (fresh, 1000, d, agent2, s)));
+        _metered(address(nft), abi.encodeCall(nft.mint, (fresh, 1000, d, agent2, s, MODEL_SHA256)));
         vm.assertEq(nft.ownerOf(nft.tokenIdFor(alice, 1000)), fresh, "minted");
     }
 
@@ -44,7 +55,7 @@ contract GasTest is Fixture {
         IAgentNFT.DataEntries memory d = entries(1, 1000);
         IAgentNFT.Shares memory s = shares(500, 1000, carol, 500);
         vm.prank(alice);
-        _metered(address(nft), abi.encodeCall(nft.mint, (fresh, 1000, d, agent2, s)));
+        _metered(address(nft), abi.encodeCall(nft.mint, (fresh, 1000, d, agent2, s, MODEL_SHA256)));
     }
 
     /// Mint of 3 data entries (model, agent key, config), as the runtime does.
@@ -53,7 +64,7 @@ contract GasTest is Fixture {
         IAgentNFT.DataEntries memory d = entries(3, 1000);
         IAgentNFT.Shares memory s = noShares();
         vm.prank(alice);
-        _metered(address(nft), abi.encodeCall(nft.mint, (fresh, 1000, d, agent2, s)));
+        _metered(address(nft), abi.encodeCall(nft.mint, (fresh, 1000, d, agent2, s, MODEL_SHA256)));
     }
 
     /// Transfer with a receiver-signed proof, 1 entry, to a receiver that owns no token yet and
@@ -80,6 +91,21 @@ contract GasTest is Fixture {
         vm.prank(alice);
         _metered(address(nft), abi.encodeCall(nft.transferWithProof, (bob, id, d, agent2, p)));
         vm.assertEq(nft.ownerOf(id), bob, "moved");
+    }
+
+    /// A receiver-signed sale whose seller left one ERC-20 approval open on the agent account:
+    /// the NFT finds the account and closes it in the same transaction (H1).
+    /// (The approval is made in setUp, a transaction of its own, so that nothing it touched is
+    /// warm here.)
+    function test_gas_transferWithProof_1entry_closes1Approval() public {
+        vm.pauseGasMetering();
+        IAgentNFT.DataEntries memory d = entries(1, 2000);
+        uint256 deadline = block.timestamp + 1 hours;
+        Offer memory o = offer(approved, approved, alice, bob, d, agent2, 1, deadline);
+        IAgentNFT.Proof memory p = proof(Scopes.MODE_RECEIVER, 1, deadline, signOffer(BOB_PK, Scopes.MODE_RECEIVER, o));
+        vm.prank(alice);
+        _metered(address(nft), abi.encodeCall(nft.transferWithProof, (bob, approved, d, agent2, p)));
+        vm.assertEq(usd.allowance(accounts.accountOf(approved), mallory), 0, "closed");
     }
 
     /// One action appended to a chain that already has actions (the steady state).

@@ -79,7 +79,7 @@ contract Handler is Signing {
         IAgentNFT.DataEntries memory d = entries(1, uint256(keccak256(abi.encode("mint", salt))));
         address agent = _freshAgent();
         vm.prank(minter);
-        uint256 id = nft.mint(minter, ++salt, d, agent, shares(0, 1000, address(0xC0), 500));
+        uint256 id = nft.mint(minter, ++salt, d, agent, shares(0, 1000, address(0xC0), 500), MODEL_SHA256);
         tokens.push(id);
         ghostOwner[id] = minter;
         ghostDataHash[id] = d.dataHashes[0];

@@ -78,6 +78,9 @@ fn entries(tag: &str) -> IAgentNFT::DataEntries {
     }
 }
 
+/// A plaintext model hash to commit at mint.
+const MODEL: B256 = B256::repeat_byte(0x6d);
+
 fn no_shares() -> IAgentNFT::Shares {
     IAgentNFT::Shares {
         royaltyBps: 500,
@@ -239,7 +242,14 @@ async fn mints_a_token_with_owner_data_hash_and_events() -> Result<()> {
 
     let data = entries("model");
     let receipt = nft
-        .mint(alice, salt, data.clone(), agent.address(), no_shares())
+        .mint(
+            alice,
+            salt,
+            data.clone(),
+            agent.address(),
+            no_shares(),
+            MODEL,
+        )
         .from(alice)
         .send()
         .await?
@@ -280,7 +290,14 @@ async fn mints_a_token_with_owner_data_hash_and_events() -> Result<()> {
 
     // the same id again is refused with a typed error
     let err = nft
-        .mint(alice, salt, entries("other"), agent.address(), no_shares())
+        .mint(
+            alice,
+            salt,
+            entries("other"),
+            agent.address(),
+            no_shares(),
+            MODEL,
+        )
         .from(alice)
         .call()
         .await
@@ -315,6 +332,7 @@ async fn transfers_with_a_rust_signed_proof_and_logs_actions() -> Result<()> {
         entries("v1"),
         agent1.address(),
         no_shares(),
+        MODEL,
     )
     .from(alice)
     .send()
@@ -491,6 +509,191 @@ async fn transfers_with_a_rust_signed_proof_and_logs_actions() -> Result<()> {
             ))
         ),
         "typed SequenceMismatch, got {err}"
+    );
+    Ok(())
+}
+
+/// The agent account on the real Uniswap V2 router: the runtime's trade (approve exactly
+/// `amountIn`, swap it, in one `executeBatch`) goes through and leaves no allowance; approving
+/// more than the swap uses reverts with a typed `AllowanceLeftOpen`; the owner's open approval
+/// is tracked and the NFT knows; a pause stops the agent's logging with a typed `TokenPaused`;
+/// an ERC-1271 signature made with `account_message_hash` is accepted by that account only.
+#[tokio::test]
+async fn agent_account_trades_exactly_and_refuses_open_allowances() -> Result<()> {
+    use inft_contracts::account_message_hash;
+    use inft_contracts::bindings::{AgentAccount, AgentAccountFactory, IAgentAccount};
+
+    let env = setup().await?;
+    let d = &env.deployment;
+    let m = &d.market;
+    let nft = AgentNFT::new(d.agent_nft, &env.provider);
+    let factory = AgentAccountFactory::new(d.agent_account_factory, &env.provider);
+    ensure!(
+        nft.accountFactory().call().await? == d.agent_account_factory,
+        "factory installed"
+    );
+    let alice = env.alice.address();
+    let agent = env.trader; // a key the provider signs with
+    let id = token_id_for(alice, U96::from(1u8));
+    nft.mint(
+        alice,
+        U96::from(1u8),
+        entries("v1"),
+        agent,
+        no_shares(),
+        MODEL,
+    )
+    .from(alice)
+    .send()
+    .await?
+    .get_receipt()
+    .await?;
+    factory
+        .createAccount(id)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    let account_addr = factory.accountOf(id).call().await?;
+    let account = AgentAccount::new(account_addr, &env.provider);
+    let quote = TestToken::new(m.quote_token, &env.provider);
+    let base = TestToken::new(m.base_token, &env.provider);
+    let e18 = U256::from(10u64).pow(U256::from(18u64));
+    quote
+        .transfer(account_addr, U256::from(10_000u64) * e18)
+        .from(env.deployer)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+
+    let amount_in = U256::from(1_000u64) * e18;
+    let batch = |approve: U256| {
+        use alloy::sol_types::SolCall;
+        vec![
+            IAgentAccount::Call {
+                target: m.quote_token,
+                value: U256::ZERO,
+                data: TestToken::approveCall {
+                    spender: m.router,
+                    value: approve,
+                }
+                .abi_encode()
+                .into(),
+            },
+            IAgentAccount::Call {
+                target: m.router,
+                value: U256::ZERO,
+                data: UniswapV2Router02::swapExactTokensForTokensCall {
+                    amountIn: amount_in,
+                    amountOutMin: U256::ZERO,
+                    path: vec![m.quote_token, m.base_token],
+                    to: account_addr,
+                    deadline: U256::MAX,
+                }
+                .abi_encode()
+                .into(),
+            },
+        ]
+    };
+
+    let err = account
+        .executeBatch(batch(amount_in + U256::from(1u8)))
+        .from(agent)
+        .call()
+        .await
+        .expect_err("allowance left open");
+    match revert_of(&err) {
+        Some(ContractRevert::Account(AgentAccount::AgentAccountErrors::AllowanceLeftOpen(e))) => {
+            ensure!(e.target == m.quote_token && e.spender == m.router, "{e:?}");
+        }
+        other => anyhow::bail!("typed AllowanceLeftOpen, got {other:?} ({err})"),
+    }
+
+    let receipt = account
+        .executeBatch(batch(amount_in))
+        .from(agent)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    ensure!(receipt.status(), "exact approve + swap");
+    ensure!(
+        quote.allowance(account_addr, m.router).call().await? == U256::ZERO,
+        "no allowance left"
+    );
+    ensure!(
+        base.balanceOf(account_addr).call().await? > U256::ZERO,
+        "swapped"
+    );
+    ensure!(
+        account.openApprovals().call().await?.is_empty(),
+        "nothing tracked"
+    );
+
+    // The owner may leave an approval open: it is tracked, and the NFT will close it at a sale.
+    let spender = Address::repeat_byte(0x55);
+    account
+        .execute(m.quote_token, U256::ZERO, {
+            use alloy::sol_types::SolCall;
+            TestToken::approveCall {
+                spender,
+                value: U256::MAX,
+            }
+            .abi_encode()
+            .into()
+        })
+        .from(alice)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    let open = account.openApprovals().call().await?;
+    ensure!(open.len() == 1 && open[0].spender == spender, "{open:?}");
+    ensure!(nft.approvalsOpenOf(id).call().await?, "the NFT knows");
+
+    // ERC-1271, bound to the account: Rust's wrapper equals the contract's.
+    let h = keccak256("message");
+    let digest = account_message_hash(d.chain_id, account_addr, h);
+    ensure!(account.messageHash(h).call().await? == digest, "digest");
+    let sig = env.alice.sign_hash_sync(&digest)?;
+    let magic = account
+        .isValidSignature(h, sig.as_bytes().into())
+        .call()
+        .await?;
+    ensure!(
+        magic.0 == [0x16, 0x26, 0xba, 0x7e],
+        "owner signature accepted"
+    );
+    let other = account_message_hash(d.chain_id, Address::repeat_byte(1), h);
+    let sig = env.alice.sign_hash_sync(&other)?;
+    let magic = account
+        .isValidSignature(h, sig.as_bytes().into())
+        .call()
+        .await?;
+    ensure!(magic.0 == [0xff; 4], "another account's signature refused");
+
+    // Paused: the agent may not log, with a typed error the outbox can tell apart.
+    nft.setPaused(id, true)
+        .from(alice)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    let err = ActionLog::new(d.action_log, &env.provider)
+        .logActions(id, 1, vec![keccak256("a1")])
+        .from(agent)
+        .call()
+        .await
+        .expect_err("paused");
+    ensure!(
+        matches!(
+            revert_of(&err),
+            Some(ContractRevert::ActionLog(
+                ActionLog::ActionLogErrors::TokenPaused(_)
+            ))
+        ),
+        "typed TokenPaused, got {err}"
     );
     Ok(())
 }

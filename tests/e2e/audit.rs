@@ -1,6 +1,9 @@
 //! Issue 7's must-show: an intact history audits clean and replays 100% on CPU; a modified
 //! record, a missing record, a reordered pair and a record signed by a wrong key are each
 //! reported with the exact action concerned; the earnings split is exact to the wei.
+//! Issue 12: a signature replaced at the store is refused there, reported as the store's if it
+//! happens anyway and restored by the runtime (M1); logs by a grantee whose grant was revoked or
+//! had expired are reported (L9).
 
 use std::sync::Arc;
 
@@ -317,12 +320,15 @@ async fn modified_missing_reordered_and_wrongly_signed_records_are_pinned_to_the
     )
     .await?;
     let report = auditor.audit(&world, token_c).await?;
+    // The agent logged the hash, so the chain vouches for the record: the bad signature is
+    // reported as the store's copy, not as the agent acting for someone else.
     assert_eq!(
         report.findings,
-        vec![Finding::WrongSigner {
+        vec![Finding::SignatureUnverified {
             seq: 4,
             expected: key_c.address(),
             actual: intruder.address(),
+            logged_by: key_c.address(),
         }],
         "{:?}",
         report.findings
@@ -373,10 +379,11 @@ async fn modified_missing_reordered_and_wrongly_signed_records_are_pinned_to_the
     let report = auditor.audit(&world, token_d).await?;
     assert_eq!(
         report.findings,
-        vec![Finding::WrongSigner {
+        vec![Finding::SignatureUnverified {
             seq: 6,
             expected: new_key.address(),
             actual: old_key.address(),
+            logged_by: new_key.address(),
         }],
         "{:?}",
         report.findings
@@ -518,6 +525,7 @@ async fn earnings_split_between_creator_contributor_and_holder_to_the_wei() -> a
             data,
             alloy::primitives::Address::repeat_byte(0xa9),
             shares,
+            B256::repeat_byte(0x6d),
         )
         .send()
         .await?
@@ -784,11 +792,18 @@ async fn indexer_resumes_in_small_ranges_and_rewinds_a_reorganised_chain() -> an
         contributors: vec![],
         contributorBps: vec![],
     };
-    nft.mint(dave.address(), salt, data, dave.address(), shares)
-        .send()
-        .await?
-        .get_receipt()
-        .await?;
+    nft.mint(
+        dave.address(),
+        salt,
+        data,
+        dave.address(),
+        shares,
+        B256::repeat_byte(0x6d),
+    )
+    .send()
+    .await?
+    .get_receipt()
+    .await?;
     let report = indexer.sync(&db).await?;
     assert!(!report.rewound);
     let events = db
@@ -812,6 +827,263 @@ async fn indexer_resumes_in_small_ranges_and_rewinds_a_reorganised_chain() -> an
             .await?
             .is_empty(),
         "events of replaced blocks are gone"
+    );
+    Ok(())
+}
+
+/// M1: the record hash does not cover the signature. Anyone who could PUT to the gateway
+/// replaced an honest record's signature with another key's, and the audit then blamed the
+/// agent (`WrongSigner`), with no way back. Now the gateway refuses the swap; a swap behind its
+/// back (its disk, its operator) is reported as the store's, and the runtime restores its copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signature_replaced_at_the_gateway_is_refused_reported_as_the_stores_and_restored()
+-> anyhow::Result<()> {
+    use agent_runtime::audit::restore_records;
+    use agent_runtime::blobstore::gateway;
+    use agent_runtime::blobstore::records::record_hex;
+
+    let world = World::start().await?;
+    let auditor = Auditor::new(&world).await?;
+    let gw = gateway::serve((*auditor.records).clone(), "127.0.0.1:0".parse()?).await?;
+    let (token, key) = minted_agent(&world, 76).await?;
+    // The runtime: its own database, publishing each record before logging its hash.
+    let runtime_db = Db::open(world.dir.path().join("runtime.db")).await?;
+    let outbox = Outbox::publishing(
+        runtime_db.clone(),
+        Arc::new(AlloyChainLog::new(
+            world.provider(&key),
+            world.deployment.start_block,
+        )),
+        auditor.records.clone(),
+        OutboxConfig::default(),
+    );
+    let log = world.log_id(token);
+    let mut signed = Vec::new();
+    for i in 1..=3 {
+        signed.push(outbox.append(&log, draft(i), &key).await?);
+    }
+    outbox.flush(&log).await?;
+    assert!(auditor.audit(&world, token).await?.is_clean());
+
+    // The attacker PUTs record 2 with its own signature over the same record (same hash).
+    let intruder = PrivateKeySigner::random();
+    let forged = signed[1].record().clone().sign(&intruder)?;
+    assert_eq!(forged.record_hash(), signed[1].record_hash());
+    let url = format!(
+        "{}/record/{}",
+        gw.base_url(),
+        record_hex(&forged.record_hash())
+    );
+    let status = reqwest::Client::new()
+        .put(&url)
+        .body(forged.to_envelope_json()?)
+        .send()
+        .await?
+        .status();
+    assert_eq!(
+        status.as_u16(),
+        409,
+        "the gateway keeps the honest signature"
+    );
+    let report = auditor.audit(&world, token).await?;
+    assert!(report.is_clean(), "{:?}", report.findings);
+
+    // The swap made on the gateway's disk: reported as the store's copy, the agent not blamed.
+    std::fs::write(
+        auditor.records.record_path(&forged.record_hash()),
+        forged.to_envelope_json()?,
+    )?;
+    let report = auditor.audit(&world, token).await?;
+    assert_eq!(
+        report.findings,
+        vec![Finding::SignatureUnverified {
+            seq: 2,
+            expected: key.address(),
+            actual: intruder.address(),
+            logged_by: key.address(),
+        }],
+        "{:?}",
+        report.findings
+    );
+    assert!(
+        !report
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::WrongSigner { .. })),
+        "the agent is not blamed"
+    );
+
+    // The runtime still has its signed record: it puts it back, and the audit is clean again.
+    let restored = restore_records(&runtime_db, auditor.records.as_ref(), &report).await?;
+    assert_eq!(restored.len(), 1);
+    assert_eq!(restored[0].seq, 2);
+    assert!(restored[0].outcome.is_ok(), "{restored:?}");
+    let report = auditor.audit(&world, token).await?;
+    assert!(report.is_clean(), "{:?}", report.findings);
+    assert_eq!(report.actions[1].signer, Some(key.address()));
+    gw.shutdown().await?;
+    Ok(())
+}
+
+/// The storage slot of `AgentNFT._grants[token][user]`, found by its value (the grant is one
+/// slot): a mapping of mappings at some base slot, whatever the contract's layout is.
+async fn grant_slot(
+    reader: &DynProvider,
+    nft: alloy::primitives::Address,
+    token: U256,
+    user: alloy::primitives::Address,
+) -> anyhow::Result<U256> {
+    use alloy::sol_types::SolValue;
+    for base in 0u64..64 {
+        let inner = alloy::primitives::keccak256((token, U256::from(base)).abi_encode());
+        let slot = alloy::primitives::keccak256((user, inner).abi_encode());
+        let slot = U256::from_be_bytes(slot.0);
+        if !reader.get_storage_at(nft, slot).await?.is_zero() {
+            return Ok(slot);
+        }
+    }
+    anyhow::bail!("no storage slot holds the grant of {user}")
+}
+
+/// L9: the audit ignored grant expiry and revocation. A log by a grantee whose grant was
+/// revoked, or had expired at the block, is reported. The contract refuses such a log, so the
+/// test stands in for a contract that did not (the grant is put back into storage behind the
+/// events' back): the audit reads the events, not the contract's word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_by_a_grantee_after_its_grant_was_revoked_or_had_expired_are_reported()
+-> anyhow::Result<()> {
+    use inft_contracts::bindings::AgentNFT;
+
+    let world = World::start().await?;
+    let auditor = Auditor::new(&world).await?;
+    let (token, key) = minted_agent(&world, 77).await?;
+    // After the mint: each actor handle keeps its own nonce.
+    let alice = world.actor(1).await?;
+    let grantee = PrivateKeySigner::random();
+    let fund = alloy::rpc::types::TransactionRequest::default()
+        .to(grantee.address())
+        .value(U256::from(10u64).pow(U256::from(18u64)));
+    alice
+        .nft
+        .provider()
+        .send_transaction(fund)
+        .await?
+        .get_receipt()
+        .await?;
+    let nft = AgentNFT::new(world.deployment.agent_nft, alice.nft.provider().clone());
+    let reader: DynProvider = alloy::providers::ProviderBuilder::new()
+        .connect_http(world.chain.endpoint_url())
+        .erased();
+    let authorize = |expiry: u64| {
+        let nft = nft.clone();
+        let user = grantee.address();
+        async move {
+            let receipt = nft
+                .authorize(token, user, scopes::LOG, expiry, vec![])
+                .send()
+                .await?
+                .get_receipt()
+                .await?;
+            anyhow::ensure!(receipt.status(), "authorize reverted");
+            Ok::<_, anyhow::Error>(())
+        }
+    };
+    let set_storage = |slot: U256, value: B256| {
+        let reader = reader.clone();
+        let nft = world.deployment.agent_nft;
+        async move {
+            let _: serde_json::Value = reader
+                .raw_request("anvil_setStorageAt".into(), (nft, B256::from(slot), value))
+                .await?;
+            Ok::<_, anyhow::Error>(())
+        }
+    };
+    let log_one = |signer: PrivateKeySigner, seq: u64, hash: B256| {
+        let world = &world;
+        async move {
+            let receipt = ActionLog::new(world.deployment.action_log, world.provider(&signer))
+                .logActions(token, seq, vec![hash])
+                .send()
+                .await?
+                .get_receipt()
+                .await?;
+            anyhow::ensure!(receipt.status(), "logActions reverted");
+            Ok::<_, anyhow::Error>(())
+        }
+    };
+    // Records 1 (the agent's) and 2, 3, 4 (the grantee's, signed with its own key).
+    let recs = build_records(&world, &auditor, token, 4, |seq| {
+        if seq == 1 {
+            key.clone()
+        } else {
+            grantee.clone()
+        }
+    })
+    .await?;
+    let hash = |i: usize| recs[i].record_hash();
+    let far = world.chain_time().await? + 1_000_000;
+
+    // Seq 1 by the agent, seq 2 by the grantee while its grant holds: both fine.
+    authorize(far).await?;
+    let slot = grant_slot(
+        &reader,
+        world.deployment.agent_nft,
+        token,
+        grantee.address(),
+    )
+    .await?;
+    let valid = reader
+        .get_storage_at(world.deployment.agent_nft, slot)
+        .await?;
+    log_one(key.clone(), 1, hash(0)).await?;
+    log_one(grantee.clone(), 2, hash(1)).await?;
+    let report = auditor.audit(&world, token).await?;
+    assert!(report.is_clean(), "{:?}", report.findings);
+
+    // Revoked, yet logging seq 3 (the grant put back into storage behind the events' back).
+    nft.revoke(token, grantee.address())
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    set_storage(slot, B256::from(valid)).await?;
+    log_one(grantee.clone(), 3, hash(2)).await?;
+
+    // Granted again, for a short time that runs out; seq 4 logged after it expired.
+    let soon = world.chain_time().await? + 100;
+    authorize(soon).await?;
+    world.advance_time(200).await?;
+    set_storage(slot, B256::from(valid)).await?;
+    log_one(grantee.clone(), 4, hash(3)).await?;
+
+    let report = auditor.audit(&world, token).await?;
+    let found: Vec<(u64, &str)> = report
+        .findings
+        .iter()
+        .map(|f| match f {
+            Finding::UnauthorizedLogger { seq, reason, .. } if reason.contains("revoked") => {
+                (*seq, "revoked")
+            }
+            Finding::UnauthorizedLogger { seq, reason, .. } if reason.contains("expired") => {
+                (*seq, "expired")
+            }
+            Finding::WrongSigner { seq, .. } => (*seq, "signer"),
+            other => (other.seq(), "other"),
+        })
+        .collect();
+    assert_eq!(
+        found,
+        vec![(3, "revoked"), (3, "signer"), (4, "expired"), (4, "signer")],
+        "{:?}",
+        report.findings
+    );
+    assert!(report.actions[0].ok && report.actions[1].ok);
+    assert!(
+        report.findings[0]
+            .to_string()
+            .contains(&grantee.address().to_string()),
+        "{}",
+        report.findings[0]
     );
     Ok(())
 }

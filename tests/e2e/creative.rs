@@ -2,7 +2,7 @@
 //! paths (stranger, tampered blob, expired authorization).
 
 use agent_runtime::agent::run_steps;
-use agent_runtime::audit::{ReplayOutcome, replay};
+use agent_runtime::audit::{ReplayOutcome, private_prompts_of, replay, replay_with_prompts};
 use agent_runtime::db::OutboxState;
 use agent_runtime::engine::SamplerSettings;
 use agent_runtime::engine::grammar::CREATIVE_MAX_TOKENS;
@@ -518,4 +518,67 @@ fn word_runs_are_counted_without_case_or_punctuation() {
         longest_word_run("In the mystic mystic Mystic, mystic sea"),
         4
     );
+}
+
+/// Security L7: an owner who mints with private prompts publishes only each prompt's hash (the
+/// prompt carries the sealed instruction); the records still verify, and the owner's runtime,
+/// which keeps the texts, replays every action, while a replay without them cannot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_prompts_stay_out_of_public_records_and_replay_from_the_owners_database()
+-> anyhow::Result<()> {
+    let world = World::start().await?;
+    let alice = world.actor(1).await?;
+    let instruction = "Write about the secret lighthouse of Quillon.";
+    let mut config = world.creative_config(instruction);
+    config.private_prompts = true;
+    let minted = world.mint_creative_with(&alice, 8, &config).await?;
+    let token = minted.token_id;
+    let opened = world.open(&alice, token, scopes::RUN).await?;
+    let key = opened
+        .agent
+        .agent_key
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("the owner unseals the agent key"))?;
+    let (mut session, outbox) = world.session(&opened, token, key, "private.db").await?;
+    let mut strategy = CreativeStrategy::new(instruction);
+    run_steps(&mut session, &mut strategy, &outbox, 2, |_| {}).await?;
+
+    let stored = outbox.db().records(&world.log_id(token), 0, 100).await?;
+    assert_eq!(stored.len(), 2);
+    let hashes: Vec<B256> = stored.iter().map(|r| r.record.record_hash()).collect();
+    assert_eq!(world.logged_hashes(token).await?, hashes);
+    for s in &stored {
+        assert_eq!(s.record.signer()?, minted.agent);
+        let public = String::from_utf8(s.record.to_envelope_json()?)?;
+        assert!(s.record.record().prompt.is_none());
+        assert!(
+            !public.contains("Quillon"),
+            "the instruction leaked into a public record: {public}"
+        );
+    }
+
+    let records: Vec<_> = stored.iter().map(|r| r.record.record().clone()).collect();
+    let build = agent_runtime::engine::Engine::global()?
+        .llama_build()
+        .to_owned();
+    let model = session.model().clone();
+    let context = config.context;
+    let without = tokio::task::block_in_place(|| replay(&model, &context, &build, &records));
+    assert!(
+        without
+            .iter()
+            .all(|r| matches!(r.outcome, ReplayOutcome::NotReplayable { .. })),
+        "{without:?}"
+    );
+    let prompts = private_prompts_of(outbox.db(), &records).await?;
+    assert_eq!(prompts.len(), 2);
+    assert!(prompts.values().all(|p| p.contains("Quillon")));
+    let with = tokio::task::block_in_place(|| {
+        replay_with_prompts(&model, &context, &build, &records, &prompts)
+    });
+    assert!(
+        with.iter().all(|r| r.outcome == ReplayOutcome::Reproduced),
+        "{with:?}"
+    );
+    Ok(())
 }

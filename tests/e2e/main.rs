@@ -2,7 +2,9 @@
 
 mod audit;
 mod creative;
+mod foreign_log;
 mod memory;
+mod rekey;
 mod trading;
 mod transfer;
 mod world;

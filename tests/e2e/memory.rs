@@ -395,6 +395,7 @@ async fn memory_rotates_through_the_oracle_and_executors_run_without_it() -> any
         &alice.nft,
         &server.base_url(),
         token,
+        &alice.wallet,
         &alice.secret,
         bob.address(),
         world.chain_time().await? + 3600,

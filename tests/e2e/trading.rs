@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use agent_runtime::agent::{
-    AgentConfig, AgentKind, AgentSession, CONFIG_VERSION, StrategyError, run_steps,
+    AgentConfig, AgentKind, AgentSession, CONFIG_VERSION, Strategy as _, StrategyError, run_steps,
 };
 use agent_runtime::audit::{ReplayOutcome, replay};
 use agent_runtime::db::{OutboxState, TxState};
@@ -64,6 +64,7 @@ fn trading_config(world: &World, strategy: &str) -> AgentConfig {
             n_batch: 512,
             n_threads: Some(1),
         },
+        private_prompts: false,
     }
 }
 
@@ -303,6 +304,9 @@ async fn trading_agent_runs_fifty_steps_and_its_balances_match_its_logged_trades
     // 1,000 tUSD a trade, 4,000 a day: the daily cap forces refusals within 50 steps.
     let mut policy = Policy::for_market(market, e18(1_000));
     policy.max_daily_quote = e18(4_000);
+    // Fifty noise trades in a few seconds of chain time: no TWAP follows that (the price checks
+    // have tests of their own).
+    policy.max_twap_deviation_bps = strategies::trading::market::BPS;
     let rules = RuleParams {
         window: 3,
         threshold_bps: 20,
@@ -552,7 +556,33 @@ async fn hostile_outputs_never_send_a_transaction_outside_the_policy() -> anyhow
         world.deployment.chain_id,
         SendOptions::default(),
     );
-    run_steps(&mut agent.session, &mut paused, &agent.outbox, 1, |_| {}).await?;
+    // The refusal is recorded, but while the token is paused only its owner may log (issue 12,
+    // L9): the record stays pending in the outbox with the reason, and the next run logs it
+    // once the owner has unpaused.
+    let paused_log = world.log_id(token);
+    let draft = paused.step(&mut agent.session, 0).await?;
+    agent
+        .outbox
+        .append(&paused_log, draft, agent.session.signer())
+        .await?;
+    let err = agent
+        .outbox
+        .step(&paused_log)
+        .await
+        .expect_err("a paused token's agent may not log");
+    assert!(
+        err.is_retryable() && err.to_string().contains("paused"),
+        "{err}"
+    );
+    let pending = agent.outbox.db().unconfirmed(&paused_log, 10).await?;
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert!(
+        pending[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("paused")),
+        "{pending:?}"
+    );
     AgentNFT::new(world.deployment.agent_nft, alice.nft.provider())
         .setPaused(token, false)
         .send()
@@ -768,6 +798,9 @@ fn crash_rules() -> RuleParams {
 fn crash_policy(market: &inft_contracts::deploy::Market) -> Policy {
     let mut policy = Policy::for_market(market, e18(1_000));
     policy.max_daily_quote = e18(1_000_000);
+    // The noise trader moves the pool many times per second of chain time, faster than a TWAP
+    // follows: this test is about crashes, not prices.
+    policy.max_twap_deviation_bps = strategies::trading::market::BPS;
     policy
 }
 
@@ -1178,5 +1211,304 @@ async fn smollm2_trader_makes_valid_decisions_for_thirty_steps_and_replays() -> 
         .filter(|r| r.outcome == ReplayOutcome::Reproduced)
         .count();
     assert_eq!(reproduced, owned.len(), "{replayed:?}");
+    Ok(())
+}
+
+// Issue 12, M3 and M5: money moved in or out of the agent's account is neither profit nor
+// loss, and a price pushed just before a step does not let a large trade through.
+
+/// A strategy proposing `intents` in order (then holding) under `policy`, sending trades.
+fn scripted(
+    world: &World,
+    agent: &TradingAgent,
+    policy: Policy,
+    intents: Vec<TradeIntent>,
+) -> TradingStrategy<Scripted> {
+    TradingStrategy::new(
+        Scripted(intents.into_iter().map(Ok).collect()),
+        Firewall::new(policy),
+        reader(world, agent),
+    )
+    .with_sender(
+        agent.outbox.db().clone(),
+        plain_provider(world),
+        agent.agent_key.clone(),
+        world.deployment.chain_id,
+        SendOptions::default(),
+    )
+}
+
+/// Runs `steps` steps and returns the details of the log's records so far.
+async fn step(
+    agent: &mut TradingAgent,
+    strategy: &mut TradingStrategy<Scripted>,
+    steps: u64,
+) -> anyhow::Result<Vec<ActionRecord>> {
+    run_steps(&mut agent.session, strategy, &agent.outbox, steps, |_| {}).await?;
+    let log = agent.session.log().to_owned();
+    let records = agent.outbox.db().records(&log, 0, 1_000).await?;
+    Ok(records.iter().map(|r| r.record.record().clone()).collect())
+}
+
+/// The deployer swaps `amount_in` of `token_in` for the other token of the pair.
+async fn swap(world: &World, token_in: Address, amount_in: U256) -> anyhow::Result<()> {
+    use inft_contracts::bindings::UniswapV2Router02;
+    let deployer = world
+        .chain
+        .signer(0)
+        .ok_or_else(|| anyhow::anyhow!("no deployer"))?;
+    let p = world.provider(&deployer);
+    let m = &world.deployment.market;
+    let token_out = if token_in == m.base_token {
+        m.quote_token
+    } else {
+        m.base_token
+    };
+    TestToken::new(token_in, &p)
+        .approve(m.router, amount_in)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    let receipt = UniswapV2Router02::new(m.router, &p)
+        .swapExactTokensForTokens(
+            amount_in,
+            U256::ZERO,
+            vec![token_in, token_out],
+            deployer.address(),
+            U256::MAX,
+        )
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    anyhow::ensure!(receipt.status(), "swap reverted");
+    Ok(())
+}
+
+/// What `--fund-from deployer` does: sends base and quote to the account.
+async fn top_up(world: &World, account: Address, base: u64, quote: u64) -> anyhow::Result<()> {
+    let deployer = world
+        .chain
+        .signer(0)
+        .ok_or_else(|| anyhow::anyhow!("no deployer"))?;
+    let dp = world.provider(&deployer);
+    let m = &world.deployment.market;
+    for (token, amount) in [(m.base_token, base), (m.quote_token, quote)] {
+        TestToken::new(token, &dp)
+            .transfer(account, e18(amount))
+            .send()
+            .await?
+            .get_receipt()
+            .await?;
+    }
+    Ok(())
+}
+
+fn detail(r: &ActionRecord, key: &str) -> String {
+    r.details[key].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_top_up_is_not_profit() -> anyhow::Result<()> {
+    let world = World::start_with_model_seed(24).await?;
+    let alice = world.actor(1).await?;
+    let mut agent = trading_agent(&world, &alice, 64, "momentum").await?;
+    let policy = Policy::for_market(&world.deployment.market, e18(1_000));
+    let mut first = scripted(&world, &agent, policy.clone(), vec![]);
+    step(&mut agent, &mut first, 1).await?;
+    // Topped up while it runs, then again before a later run (`inft run --fund-from`).
+    top_up(&world, agent.account, 5, 5_000).await?;
+    let records = step(&mut agent, &mut first, 1).await?;
+    assert_eq!(
+        detail(&records[1], "pnl_quote"),
+        "0",
+        "{}",
+        records[1].details
+    );
+    assert_eq!(
+        detail(&records[1], "net_flows_quote"),
+        e18(10_000).to_string()
+    );
+    top_up(&world, agent.account, START_BASE, START_QUOTE).await?;
+    let mut later = scripted(&world, &agent, policy, vec![]);
+    let records = step(&mut agent, &mut later, 1).await?;
+    let last = &records[2];
+    assert_eq!(detail(last, "pnl_quote"), "0", "{}", last.details);
+    assert_eq!(detail(last, "equity_quote"), e18(50_000).to_string());
+    assert_eq!(detail(last, "net_flows_quote"), e18(30_000).to_string());
+    assert_eq!(last.details["flows"]["count"], 2, "{}", last.details);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawal_does_not_trip_the_kill_switch() -> anyhow::Result<()> {
+    use alloy::sol_types::SolCall;
+    use inft_contracts::bindings::AgentAccount;
+    let world = World::start_with_model_seed(25).await?;
+    let alice = world.actor(1).await?;
+    let mut agent = trading_agent(&world, &alice, 65, "momentum").await?;
+    let m = world.deployment.market.clone();
+    // 20% drawdown kill switch (the default).
+    let policy = Policy::for_market(&m, e18(1_000));
+    let buy = TradeIntent {
+        action: TradeAction::Buy,
+        token_in: m.quote_token,
+        token_out: m.base_token,
+        amount_in: e18(100),
+        max_slippage_bps: 50,
+        router: None,
+        reason: "after the withdrawal".into(),
+    };
+    let mut strategy = scripted(
+        &world,
+        &agent,
+        policy.clone(),
+        vec![TradeIntent::hold("before"), buy.clone()],
+    );
+    step(&mut agent, &mut strategy, 1).await?;
+    // The owner takes 8,000 of the 20,000 out through the account: equity falls 40%.
+    let transfer = TestToken::transferCall {
+        to: alice.address(),
+        value: e18(8_000),
+    };
+    AgentAccount::new(agent.account, alice.nft.provider())
+        .execute(m.quote_token, U256::ZERO, transfer.abi_encode().into())
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    let records = step(&mut agent, &mut strategy, 1).await?;
+    assert_eq!(records[1].kind, ActionKind::Trade, "{}", records[1].details);
+    // A restart replays the withdrawal from the log and does not trip either.
+    let mut restarted = scripted(&world, &agent, policy, vec![buy]);
+    let records = step(&mut agent, &mut restarted, 1).await?;
+    assert_eq!(records[2].kind, ActionKind::Trade, "{}", records[2].details);
+    assert_eq!(
+        detail(&records[2], "net_flows_quote"),
+        format!("-{}", e18(8_000))
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_settlement_from_the_account_the_next_pays_exactly_the_new_profit()
+-> anyhow::Result<()> {
+    use agent_runtime::royalties::{
+        Payer, credits, deposited, earnings_due, owed, settle, split_of,
+    };
+    let world = World::start_with_model_seed(26).await?;
+    let alice = world.actor(1).await?;
+    let mut agent = trading_agent(&world, &alice, 66, "momentum").await?;
+    let d = &world.deployment;
+    let m = d.market.clone();
+    let token = agent.minted.token_id;
+    let mut strategy = scripted(&world, &agent, Policy::for_market(&m, e18(1_000)), vec![]);
+    step(&mut agent, &mut strategy, 1).await?;
+    // Someone buys base: the agent's 10 base are worth more. That is its profit.
+    swap(&world, m.quote_token, e18(50_000)).await?;
+    let records = step(&mut agent, &mut strategy, 1).await?;
+    let owner = alice.nft.provider().clone();
+    let split = split_of(&owner, d.agent_nft, token, d.start_block).await?;
+    let chain = plain_provider(&world);
+    let paid = || {
+        deposited(
+            &chain,
+            d.earnings_splitter,
+            token,
+            m.quote_token,
+            d.start_block,
+        )
+    };
+    let first = earnings_due(&detail(&records[1], "pnl_quote"), paid().await?)
+        .ok_or_else(|| anyhow::anyhow!("no pnl"))?;
+    assert!(first > e18(500), "{first}");
+    settle(
+        &owner,
+        d.earnings_splitter,
+        &split,
+        m.quote_token,
+        first,
+        Payer::AgentAccount(agent.account),
+    )
+    .await?;
+    let (base, quote) = balances(&world, agent.account).await?;
+    let reserve = |r: &ActionRecord, k| U256::from_str_radix(&detail(r, k), 10);
+    let after_settlement = strategies::trading::market::equity_quote(
+        base,
+        quote,
+        reserve(&records[1], "reserve_base")?,
+        reserve(&records[1], "reserve_quote")?,
+    );
+    // More profit, then the next settlement: exactly the equity gained since the first.
+    swap(&world, m.quote_token, e18(30_000)).await?;
+    let records = step(&mut agent, &mut strategy, 1).await?;
+    let new_profit =
+        U256::from_str_radix(&detail(&records[2], "equity_quote"), 10)? - after_settlement;
+    let second = earnings_due(&detail(&records[2], "pnl_quote"), paid().await?)
+        .ok_or_else(|| anyhow::anyhow!("no pnl"))?;
+    assert_eq!(second, new_profit, "{}", records[2].details);
+    let settled = settle(
+        &owner,
+        d.earnings_splitter,
+        &split,
+        m.quote_token,
+        second,
+        Payer::AgentAccount(agent.account),
+    )
+    .await?;
+    assert_eq!(settled.credits, credits(&split, new_profit));
+    // The splitter keeps one balance per account: alice is creator and holder here.
+    let creator = |amount| -> U256 {
+        credits(&split, amount)
+            .iter()
+            .filter(|c| c.account == split.creator)
+            .map(|c| c.amount)
+            .sum()
+    };
+    assert_eq!(
+        owed(&owner, d.earnings_splitter, split.creator, m.quote_token).await?,
+        creator(first) + creator(new_profit)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_price_pushed_down_before_the_step_does_not_let_a_large_sell_through()
+-> anyhow::Result<()> {
+    let world = World::start_with_model_seed(27).await?;
+    let alice = world.actor(1).await?;
+    let mut agent = trading_agent(&world, &alice, 67, "momentum").await?;
+    let m = world.deployment.market.clone();
+    // 5,000 tUSD a trade: 6 tGLD (6,000 at the pool's price of 1,000) is over the cap.
+    let policy = Policy::for_market(&m, e18(5_000));
+    let sell = TradeIntent {
+        action: TradeAction::Sell,
+        token_in: m.base_token,
+        token_out: m.quote_token,
+        amount_in: e18(6),
+        max_slippage_bps: 50,
+        router: None,
+        reason: "dump".into(),
+    };
+    // Someone sells 300 tGLD into the pool right before the step: the price falls to ~590 and
+    // the 6 tGLD look like ~3,550 tUSD.
+    swap(&world, m.base_token, e18(300)).await?;
+    let before = balances(&world, agent.account).await?;
+    let mut strategy = scripted(&world, &agent, policy, vec![sell]);
+    let records = step(&mut agent, &mut strategy, 1).await?;
+    let r = &records[0];
+    assert_eq!(r.kind, ActionKind::Refusal, "{}", r.details);
+    assert_eq!(
+        r.details["refusal"]["rule"], "twap_deviation",
+        "{}",
+        r.details
+    );
+    assert!(
+        r.details["refusal"]["deviation_bps"].as_u64() > Some(3_000),
+        "{}",
+        r.details
+    );
+    assert_eq!(balances(&world, agent.account).await?, before);
     Ok(())
 }

@@ -2,12 +2,15 @@
 //! and logs, the old owner and the old agent key are locked out — and every refused proof and
 //! interrupted step leaves the token usable by its current owner.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use agent_runtime::agent::run_steps;
 use agent_runtime::pipeline::open_keys;
 use agent_runtime::token::TokenError;
-use agent_runtime::transfer::oracle::{OracleService, request_rotation};
+use agent_runtime::transfer::oracle::{
+    OracleLimits, OracleService, RotateRequest, request_rotation, rotate_request_digest,
+};
 use agent_runtime::transfer::{
     Completed, Offer, SignedRotation, TransferError, accept_offer, complete_transfer, make_offer,
     submit_transfer,
@@ -353,6 +356,7 @@ async fn oracle_attested_transfer_moves_the_agent_and_locks_out_the_old_owner() 
         &alice.nft,
         "http://127.0.0.1:9",
         token,
+        &alice.wallet,
         &alice.secret,
         bob.address(),
         deadline,
@@ -385,6 +389,7 @@ async fn oracle_attested_transfer_moves_the_agent_and_locks_out_the_old_owner() 
         &alice.nft,
         &impostor_server.base_url(),
         token,
+        &alice.wallet,
         &alice.secret,
         bob.address(),
         deadline,
@@ -402,6 +407,7 @@ async fn oracle_attested_transfer_moves_the_agent_and_locks_out_the_old_owner() 
             &alice.nft,
             &url,
             token,
+            &alice.wallet,
             &alice.secret,
             bob.address(),
             deadline,
@@ -433,6 +439,7 @@ async fn oracle_attested_transfer_moves_the_agent_and_locks_out_the_old_owner() 
         &alice.nft,
         &url,
         token,
+        &alice.wallet,
         &alice.secret,
         bob.address(),
         deadline,
@@ -453,6 +460,7 @@ async fn oracle_attested_transfer_moves_the_agent_and_locks_out_the_old_owner() 
         &alice.nft,
         &url,
         token,
+        &alice.wallet,
         &alice.secret,
         bob.address(),
         world.chain_time().await? + 60,
@@ -475,6 +483,7 @@ async fn oracle_attested_transfer_moves_the_agent_and_locks_out_the_old_owner() 
         &alice.nft,
         &url,
         token,
+        &alice.wallet,
         &alice.secret,
         bob.address(),
         world.chain_time().await? + 3600,
@@ -509,4 +518,276 @@ async fn oracle_attested_transfer_moves_the_agent_and_locks_out_the_old_owner() 
         logged_before: 3,
     };
     check_handover(&world, &alice, &bob, handover).await
+}
+
+/// Security L8: the oracle re-encrypts only for a token's owner, within limits. A stranger's
+/// (or an unsigned) request is refused before any blob is read, an oversized body is refused
+/// unread, and an owner over the hourly quota is told so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oracle_refuses_strangers_oversized_bodies_and_owners_over_quota() -> anyhow::Result<()> {
+    let world = World::start().await?;
+    let alice = world.actor(1).await?;
+    let bob = world.actor(2).await?;
+    let carol = world.actor(3).await?;
+    let oracle = world.actor(ORACLE_ACCOUNT).await?;
+    let token = world.mint_creative(&alice, 1).await?.token_id;
+    let limits = OracleLimits {
+        concurrent: 2,
+        per_owner_per_hour: NonZeroU32::MIN,
+    };
+    let service = Arc::new(OracleService::with_limits(
+        oracle.wallet,
+        oracle.secret,
+        oracle.nft,
+        world.store.clone(),
+        SealOptions::default(),
+        limits,
+    ));
+    let server = service.clone().serve("127.0.0.1:0".parse()?).await?;
+    let url = server.base_url();
+    let deadline = world.chain_time().await? + 3600;
+
+    // carol asks for alice's token, signing as herself: refused, and no blob was fetched.
+    let fetched = world.store.fetches();
+    let mut request = RotateRequest {
+        chain_id: world.deployment.chain_id,
+        nft: world.deployment.agent_nft,
+        token_id: token,
+        to: carol.address(),
+        model_key: Bytes::from(vec![1u8; 100]),
+        config_key: Bytes::from(vec![2u8; 100]),
+        memory_key: None,
+        deadline: U256::from(deadline),
+        owner_signature: Bytes::new(),
+    };
+    request.owner_signature = Bytes::from(
+        carol
+            .wallet
+            .sign_hash_sync(&rotate_request_digest(&request))?
+            .as_bytes()
+            .to_vec(),
+    );
+    let err = service
+        .rotate(&request)
+        .await
+        .expect_err("carol is not the owner");
+    assert!(
+        matches!(err, TransferError::WrongSigner { expected, actual }
+            if expected == alice.address() && actual == carol.address()),
+        "{err}"
+    );
+    let client = reqwest::Client::new();
+    let status = client
+        .post(format!("{url}/v1/rotate"))
+        .json(&request)
+        .send()
+        .await?
+        .status();
+    assert_eq!(status.as_u16(), 403);
+    // alice's signature over another receiver does not carry over to carol.
+    let mut for_bob = request.clone();
+    for_bob.to = bob.address();
+    request.owner_signature = Bytes::from(
+        alice
+            .wallet
+            .sign_hash_sync(&rotate_request_digest(&for_bob))?
+            .as_bytes()
+            .to_vec(),
+    );
+    let err = service.rotate(&request).await.expect_err("signed for bob");
+    assert!(matches!(err, TransferError::WrongSigner { .. }), "{err}");
+    // Unsigned, or valid for longer than a day.
+    request.owner_signature = Bytes::new();
+    assert!(service.rotate(&request).await.is_err());
+    request.deadline = U256::from(deadline + 2 * 86_400);
+    assert!(matches!(
+        service.rotate(&request).await,
+        Err(TransferError::Mismatch(_))
+    ));
+    assert_eq!(
+        world.store.fetches(),
+        fetched,
+        "refused before any blob was read"
+    );
+
+    // A 1 MiB body is refused unread.
+    let status = client
+        .post(format!("{url}/v1/rotate"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 1 << 20])
+        .send()
+        .await?
+        .status();
+    assert_eq!(status.as_u16(), 413);
+
+    // alice's first rotation is served; her second within the hour is over quota.
+    request_rotation(
+        &alice.nft,
+        &url,
+        token,
+        &alice.wallet,
+        &alice.secret,
+        bob.address(),
+        deadline,
+    )
+    .await?;
+    let err = request_rotation(
+        &alice.nft,
+        &url,
+        token,
+        &alice.wallet,
+        &alice.secret,
+        bob.address(),
+        deadline,
+    )
+    .await
+    .expect_err("over quota");
+    assert!(
+        matches!(&err, TransferError::Oracle(m) if m.starts_with("429")),
+        "{err}"
+    );
+    server.shutdown().await?;
+    Ok(())
+}
+
+/// Security M2: a seller re-encrypts a cheaper model with a config that names it. The offer is
+/// self-consistent, but not the agent the token is: the receiver refuses it against the model
+/// hash the token committed to at mint, and accepts the honest offer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receiver_refuses_a_cheaper_model_passed_off_as_the_agent() -> anyhow::Result<()> {
+    use agent_runtime::agent::EntryKind;
+    use agent_runtime::pipeline::seal_entry;
+    use agent_runtime::testmodel::{TestModelParams, llama_gguf_bytes};
+    use agent_runtime::transfer::WireEntry;
+
+    let world = World::start().await?;
+    let alice = world.actor(1).await?;
+    let bob = world.actor(2).await?;
+    let opts = SealOptions::default();
+    let store = world.store.as_ref();
+    let token = world.mint_creative(&alice, 1).await?.token_id;
+    let committed = alice.nft.model_hash_of(token).await?;
+    assert_eq!(hex::encode(committed), world.model_sha256);
+    let deadline = world.chain_time().await? + 3600;
+    let honest = make_offer(
+        &alice.nft,
+        store,
+        token,
+        &alice.secret,
+        bob.address(),
+        deadline,
+        &opts,
+    )
+    .await?;
+
+    // The cheaper model, and a config that names it, sealed to bob like the honest entries.
+    let cheap = llama_gguf_bytes(&TestModelParams::for_size(1 << 19), 99)?;
+    let cheap_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&cheap));
+    let mut config = world.creative_config("Write a short poem about the sea.");
+    config.model_sha256 = cheap_sha256.clone();
+    let token_ref = alice.nft.token_ref(token);
+    let bob_key = bob.secret.public_key();
+    let model = seal_entry(
+        store,
+        EntryKind::Model,
+        Box::new(std::io::Cursor::new(cheap)),
+        &bob_key,
+        &token_ref,
+        &opts,
+    )
+    .await?;
+    let config = seal_entry(
+        store,
+        EntryKind::Config,
+        Box::new(std::io::Cursor::new(config.to_json())),
+        &bob_key,
+        &token_ref,
+        &opts,
+    )
+    .await?;
+    let forged = Offer {
+        model: WireEntry::from_entry(&model),
+        config: WireEntry::from_entry(&config),
+        ..honest.clone()
+    };
+    let now = world.chain_time().await?;
+    let err = accept_offer(
+        &bob.nft,
+        store,
+        &forged,
+        &bob.wallet,
+        &bob.secret,
+        now,
+        &opts,
+    )
+    .await
+    .expect_err("not the committed model");
+    assert!(
+        matches!(&err, TransferError::ModelNotCommitted { committed: c, offered }
+            if *c == committed && hex::encode(offered) == cheap_sha256),
+        "{err}"
+    );
+    accept_offer(
+        &bob.nft,
+        store,
+        &honest,
+        &bob.wallet,
+        &bob.secret,
+        now,
+        &opts,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Security M2, the runtime's side: a token whose sealed model is not the one it committed to
+/// on chain does not run (a config naming its own model is not enough).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_whose_model_is_not_its_commitment_does_not_run() -> anyhow::Result<()> {
+    use agent_runtime::lifecycle::LifecycleError;
+    use agent_runtime::pipeline::seal_agent;
+    use agent_runtime::token::Shares;
+
+    let world = World::start().await?;
+    let alice = world.actor(1).await?;
+    let config = world.creative_config("Write a short poem about the sea.");
+    let agent = PrivateKeySigner::random();
+    let token = alice.nft.token_id_for(alice.address(), 5);
+    let entries = seal_agent(
+        world.store.as_ref(),
+        Box::new(std::io::Cursor::new(world.model.as_ref().clone())),
+        &agent,
+        &config,
+        None,
+        &alice.secret.public_key(),
+        &alice.nft.token_ref(token),
+        &SealOptions::default(),
+    )
+    .await?;
+    let claimed = alloy::primitives::B256::repeat_byte(0x42);
+    let shares = Shares {
+        royalty_bps: 0,
+        creator_bps: 0,
+        contributors: vec![],
+    };
+    alice
+        .nft
+        .mint(
+            alice.address(),
+            5,
+            &entries,
+            agent.address(),
+            &shares,
+            claimed,
+        )
+        .await?;
+    let err = world
+        .open(&alice, token, scopes::RUN)
+        .await
+        .expect_err("the model is not the committed one");
+    assert!(
+        matches!(err, LifecycleError::ModelNotCommitted { committed, .. } if committed == claimed),
+        "{err}"
+    );
+    Ok(())
 }

@@ -187,6 +187,7 @@ impl World {
                 n_batch: 256,
                 n_threads: Some(1),
             },
+            private_prompts: false,
         }
     }
 

@@ -90,6 +90,14 @@ pub struct AgentConfig {
     pub sampler: SamplerSettings,
     /// Context settings.
     pub context: ContextOptions,
+    /// Keep prompts out of the public action records (only their hashes are published). The
+    /// prompt carries the owner's sealed instruction and the agent's memory notes, so an owner
+    /// may want them private; replaying such an action then needs the prompt text, which only
+    /// the runtime that ran it keeps (in its database) and the owner may disclose per action
+    /// (the record's `prompt_hash` proves the text). Absent in configs sealed before it existed:
+    /// prompts public, as they were.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub private_prompts: bool,
 }
 
 /// Why a sealed configuration was refused.
@@ -155,6 +163,7 @@ mod tests {
             model_sha256: "ab".repeat(32),
             sampler: SamplerSettings::seeded(7),
             context: ContextOptions::default(),
+            private_prompts: false,
         }
     }
 
@@ -182,6 +191,25 @@ mod tests {
             AgentConfig::from_json(b"\xff\x00"),
             Err(ConfigError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn private_prompts_is_absent_when_off_and_read_when_on() {
+        let public = config();
+        let json: serde_json::Value = serde_json::from_slice(&public.to_json()).unwrap();
+        assert!(
+            json.get("private_prompts").is_none(),
+            "old configs stay byte-identical"
+        );
+        let private = AgentConfig {
+            private_prompts: true,
+            ..config()
+        };
+        assert!(
+            AgentConfig::from_json(&private.to_json())
+                .unwrap()
+                .private_prompts
+        );
     }
 
     #[test]

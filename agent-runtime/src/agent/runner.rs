@@ -57,6 +57,10 @@ pub enum RunError {
 ///
 /// Crash safety comes from the outbox: records committed before a crash are logged by the next
 /// run (or `Outbox::flush`), none twice.
+///
+/// The final flush holds the session's key, so it also re-signs records whose sequence numbers
+/// another account (a LOG grantee) took ([`Outbox::flush_rebasing`]); the background logger
+/// cannot, and leaves them to it. The step reports then give each record's final position.
 pub async fn run_steps<S: Strategy>(
     session: &mut AgentSession,
     strategy: &mut S,
@@ -101,7 +105,10 @@ pub async fn run_steps<S: Strategy>(
     }
     logger.shutdown().await;
     // Whatever happened, log what was recorded.
-    report.flush = outbox.flush(&log).await?;
+    report.flush = outbox.flush_rebasing(&log, session.signer()).await?;
+    for s in &mut report.steps {
+        (s.seq, s.record_hash) = report.flush.position_of(s.seq, s.record_hash);
+    }
     match failure {
         Some(e) => Err(e),
         None => Ok(report),
@@ -109,8 +116,9 @@ pub async fn run_steps<S: Strategy>(
 }
 
 /// Records one action outside the step loop (e.g. the memory update after a run): signs `draft`
-/// with the session's key, commits it to the outbox and flushes until it is confirmed on chain.
-/// The record continues the same hash chain as the steps before it.
+/// with the session's key, commits it to the outbox and flushes until it is confirmed on chain
+/// (re-signing displaced records, as [`run_steps`] does). The record continues the same hash
+/// chain as the steps before it; the one returned is as logged (moved, if it was).
 pub async fn record_action(
     session: &AgentSession,
     outbox: &Outbox,
@@ -120,6 +128,12 @@ pub async fn record_action(
     let signed = outbox.append(&log, draft, session.signer()).await?;
     let record = signed.record();
     tracing::info!(seq = record.seq, kind = %record.kind, "action recorded");
-    let flush = outbox.flush(&log).await?;
+    let flush = outbox.flush_rebasing(&log, session.signer()).await?;
+    let (seq, hash) = flush.position_of(record.seq, signed.record_hash());
+    if hash != signed.record_hash()
+        && let Some(stored) = outbox.db().record(&log, seq).await?
+    {
+        return Ok((stored.record, flush));
+    }
     Ok((signed, flush))
 }

@@ -155,7 +155,7 @@ impl AgentSession {
             kind,
             model_hash: parse_hash(&generation.model_sha256),
             prompt: prompt.to_owned(),
-            keep_prompt: true,
+            keep_prompt: !self.config.private_prompts,
             output: generation.text.clone(),
             sampler: serde_json::to_value(&generation.settings).unwrap_or(Value::Null),
             seed: u64::from(generation.settings.seed),

@@ -8,7 +8,7 @@
 //! | `POST /blob` (body: the bytes) | `201 {"commitment": "<hex>", "len": n}` |
 //! | `PUT /blob/<hex>` (body: the bytes) | `201` as above if the bytes commit to `<hex>`, else `422` and nothing is kept |
 //! | `GET /record/<hex>` | `200` a public action record envelope (JSON); `404` if absent |
-//! | `PUT /record/<hex>` (body: the envelope) | `201` if it is a signed record whose hash is `<hex>`, else `422`; `413` over [`MAX_RECORD_LEN`] |
+//! | `PUT /record/<hex>` (body: the envelope) | `201` if it is a signed record whose hash is `<hex>` (stored in canonical form; again `201` if that exact record and signature are already stored), else `422`; `409` if the record is stored with another signature (write-once, see [`records`](super::records)); `413` over [`MAX_RECORD_LEN`] |
 //!
 //! Uploads stream into the store (temp file, commitment computed on the way, atomic rename);
 //! `413` if longer than the store's [`max_blob_len`](LocalDirStore::max_blob_len). The server
@@ -121,6 +121,7 @@ fn error_response(e: &BlobError) -> Response {
         | BlobError::RecordMismatch { .. }
         | BlobError::Commitment(_) => StatusCode::UNPROCESSABLE_ENTITY,
         BlobError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        BlobError::RecordConflict { .. } => StatusCode::CONFLICT,
         BlobError::Transfer { .. } => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
@@ -241,11 +242,13 @@ async fn upload_record(
             });
         }
     };
-    if let Err(e) = verify_record_bytes(&bytes, hash) {
-        return error_response(&e);
-    }
+    let record = match verify_record_bytes(&bytes, hash) {
+        Ok(record) => record,
+        Err(e) => return error_response(&e),
+    };
+    // Write-once: a different signature for a stored record is refused (409), never swapped in.
     let result =
-        tokio::task::spawn_blocking(move || store.write_record_blocking(&hash, &bytes)).await;
+        tokio::task::spawn_blocking(move || store.put_record_blocking(&record, false)).await;
     match result {
         Ok(Ok(())) => StatusCode::CREATED.into_response(),
         Ok(Err(e)) => error_response(&e),

@@ -15,8 +15,8 @@ use super::records::{MAX_RECORD_LEN, record_bytes, record_hex, verify_record_byt
 use crate::record::SignedRecord;
 
 use super::{
-    BlobError, BlobRef, BlobStore, BlobUri, IngestError, LocalDirStore, TeeFailure, VerifiedBlob,
-    commitment_from_hex, parse_uri,
+    BlobError, BlobRef, BlobStore, BlobUri, DEFAULT_MAX_BLOB_LEN, IngestError, LocalDirStore,
+    TeeFailure, VerifiedBlob, commitment_from_hex, parse_uri,
 };
 
 /// Blobs on an HTTP gateway ([`gateway::serve`](super::gateway::serve) or any server with the
@@ -29,7 +29,13 @@ use super::{
 /// Downloads stream into the cache directory while their commitment is computed; a download
 /// that does not match the expected commitment is discarded and refused. Uploads stream too,
 /// and the gateway's answer is checked against the commitment computed locally on the way.
-/// [`fetch`](BlobStore::fetch) accepts a blob URL on any host: the content is what is checked.
+///
+/// [`fetch`](BlobStore::fetch) takes a URI as a name only: any `http(s)://…/blob/<hex>` or
+/// `inft-local://<hex>` names a commitment, which is fetched from *this* store's gateway, never
+/// from the host in the URI (a token's URIs are chosen by whoever handed it over: they must not
+/// make the receiver request internal hosts). Redirects are refused, and a download stops at
+/// [`max_blob_len`](Self::max_blob_len) bytes ([`DEFAULT_MAX_BLOB_LEN`] by default), or at the
+/// smaller limit given to [`fetch_at_most`](BlobStore::fetch_at_most).
 #[derive(Clone, Debug)]
 pub struct HttpGatewayStore {
     base: String,
@@ -62,6 +68,9 @@ impl HttpGatewayStore {
             ));
         }
         let client = reqwest::Client::builder()
+            // A gateway that redirects is refused (check_not_redirected), not followed to a
+            // host nobody configured.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
             // No overall timeout (models are GiB); a stalled connection fails instead.
             .read_timeout(Duration::from_secs(120))
@@ -70,17 +79,21 @@ impl HttpGatewayStore {
         Ok(Self {
             base: base_url.trim_end_matches('/').to_owned(),
             client,
-            cache: LocalDirStore::open(cache_dir)?,
+            cache: LocalDirStore::open(cache_dir)?.max_blob_len(Some(DEFAULT_MAX_BLOB_LEN)),
         })
     }
 
-    /// Uses this HTTP client (timeouts, proxies, TLS settings).
+    /// Uses this HTTP client (timeouts, proxies, TLS settings). Build it with
+    /// `redirect(reqwest::redirect::Policy::none())`: an answer that comes from anywhere but
+    /// the requested URL is refused anyway, but a following client has already made the
+    /// request by then.
     pub fn with_client(mut self, client: reqwest::Client) -> Self {
         self.client = client;
         self
     }
 
-    /// Refuses blobs longer than `limit` bytes, in both directions (default: no limit).
+    /// Refuses blobs longer than `limit` bytes, in both directions, stopping a download as the
+    /// bytes arrive (default: [`DEFAULT_MAX_BLOB_LEN`]; `None`: no limit).
     pub fn max_blob_len(mut self, limit: Option<u64>) -> Self {
         self.cache = self.cache.max_blob_len(limit);
         self
@@ -107,20 +120,23 @@ impl HttpGatewayStore {
     }
 }
 
-/// Reads up to 512 bytes of an error response for the message.
-async fn error_status(url: &str, resp: reqwest::Response) -> BlobError {
-    let status = resp.status().as_u16();
-    let message = resp
-        .text()
+/// The first 512 characters of an error response's body, for the message.
+async fn error_message(resp: reqwest::Response) -> String {
+    resp.text()
         .await
         .unwrap_or_default()
         .chars()
         .take(512)
-        .collect();
+        .collect()
+}
+
+/// An unexpected HTTP status, with the start of the body.
+async fn error_status(url: &str, resp: reqwest::Response) -> BlobError {
+    let status = resp.status().as_u16();
     BlobError::Status {
         url: url.to_owned(),
         status,
-        message,
+        message: error_message(resp).await,
     }
 }
 
@@ -251,71 +267,22 @@ impl BlobStore for HttpGatewayStore {
     }
 
     async fn fetch(&self, uri: &str, expected: &Commitment) -> Result<VerifiedBlob, BlobError> {
-        let (url, named) = match parse_uri(uri)? {
-            BlobUri::Http { url, commitment } => (url, commitment),
-            _ => {
-                return Err(BlobError::BadUri {
-                    uri: uri.to_owned(),
-                    reason: "not an http(s):// blob URL",
-                });
-            }
-        };
-        if named != *expected {
-            return Err(BlobError::UriMismatch {
-                uri: uri.to_owned(),
-                named,
-                expected: *expected,
-            });
-        }
-        if self.cache.contains(expected) {
-            match self.cache.get(expected).await {
-                Ok(blob) => return Ok(blob),
-                // A cached copy that no longer verifies was removed: download it again.
-                Err(BlobError::CommitmentMismatch { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let resp = self
-            .client
-            .get(&url)
-            .send()
-            .await
-            .map_err(|source| BlobError::Unreachable {
-                url: url.clone(),
-                source,
-            })?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return Err(BlobError::NotFound {
-                uri: uri.to_owned(),
-            });
-        }
-        if !resp.status().is_success() {
-            return Err(error_status(&url, resp).await);
-        }
-        if let (Some(limit), Some(len)) = (self.cache_limit(), resp.content_length())
-            && len > limit
-        {
+        self.download(uri, expected, self.cache_limit()).await
+    }
+
+    async fn fetch_at_most(
+        &self,
+        uri: &str,
+        expected: &Commitment,
+        max_len: u64,
+    ) -> Result<VerifiedBlob, BlobError> {
+        let limit = self.cache_limit().map_or(max_len, |l| l.min(max_len));
+        let blob = self.download(uri, expected, Some(limit)).await?;
+        // A copy cached earlier under a larger limit.
+        if blob.len > limit {
             return Err(BlobError::TooLarge { limit });
         }
-        let stream = Box::pin(resp.bytes_stream().map(|r| r.map_err(io::Error::other)));
-        let reader = SyncIoBridge::new(StreamReader::new(stream));
-        let stored = self
-            .cache
-            .ingest(Box::new(reader), Some(*expected))
-            .await
-            .map_err(|e| match e {
-                IngestError::Source(source) => BlobError::Transfer {
-                    url: url.clone(),
-                    source,
-                },
-                IngestError::Blob(b) => b,
-            })?;
-        tracing::debug!(%url, len = stored.len, "blob downloaded and verified");
-        Ok(VerifiedBlob {
-            path: self.cache.path_of(&stored.commitment),
-            commitment: stored.commitment,
-            len: stored.len,
-        })
+        Ok(blob)
     }
 
     fn uri_for(&self, commitment: &Commitment) -> String {
@@ -335,6 +302,12 @@ impl BlobStore for HttpGatewayStore {
                 url: url.clone(),
                 source,
             })?;
+        if resp.status() == reqwest::StatusCode::CONFLICT {
+            return Err(BlobError::RecordConflict {
+                record_hash: record.record_hash(),
+                detail: format!("the gateway says: {}", error_message(resp).await),
+            });
+        }
         if !resp.status().is_success() {
             return Err(error_status(&url, resp).await);
         }
@@ -352,6 +325,7 @@ impl BlobStore for HttpGatewayStore {
                     url: url.clone(),
                     source,
                 })?;
+        check_not_redirected(&url, &resp)?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Err(BlobError::NotFound { uri: url });
         }
@@ -381,4 +355,94 @@ impl HttpGatewayStore {
     fn cache_limit(&self) -> Option<u64> {
         self.cache.limit()
     }
+
+    /// Downloads the blob `uri` names from this store's gateway into the cache (or takes the
+    /// verified cached copy), refusing more than `limit` bytes as they arrive.
+    async fn download(
+        &self,
+        uri: &str,
+        expected: &Commitment,
+        limit: Option<u64>,
+    ) -> Result<VerifiedBlob, BlobError> {
+        // The URI is only a name: whatever host it names, the bytes come from our gateway.
+        let named = match parse_uri(uri)? {
+            BlobUri::Http { commitment, .. } | BlobUri::Local(commitment) => commitment,
+        };
+        if named != *expected {
+            return Err(BlobError::UriMismatch {
+                uri: uri.to_owned(),
+                named,
+                expected: *expected,
+            });
+        }
+        if self.cache.contains(expected) {
+            match self.cache.get(expected).await {
+                Ok(blob) => return Ok(blob),
+                // A cached copy that no longer verifies was removed: download it again.
+                Err(BlobError::CommitmentMismatch { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let url = self.blob_url(expected);
+        let resp = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|source| BlobError::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
+        check_not_redirected(&url, &resp)?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Err(BlobError::NotFound { uri: url });
+        }
+        if !resp.status().is_success() {
+            return Err(error_status(&url, resp).await);
+        }
+        if let (Some(limit), Some(len)) = (limit, resp.content_length())
+            && len > limit
+        {
+            return Err(BlobError::TooLarge { limit });
+        }
+        let stream = Box::pin(resp.bytes_stream().map(|r| r.map_err(io::Error::other)));
+        let reader = SyncIoBridge::new(StreamReader::new(stream));
+        let stored = self
+            .cache
+            .ingest_at_most(Box::new(reader), Some(*expected), limit)
+            .await
+            .map_err(|e| match e {
+                IngestError::Source(source) => BlobError::Transfer {
+                    url: url.clone(),
+                    source,
+                },
+                IngestError::Blob(b) => b,
+            })?;
+        tracing::debug!(%url, len = stored.len, "blob downloaded and verified");
+        Ok(VerifiedBlob {
+            path: self.cache.path_of(&stored.commitment),
+            commitment: stored.commitment,
+            len: stored.len,
+        })
+    }
+}
+
+/// Refuses an answer that is a redirect, or that a client built to follow redirects (see
+/// [`HttpGatewayStore::with_client`]) fetched from elsewhere: blobs and records come from the
+/// configured gateway only.
+fn check_not_redirected(url: &str, resp: &reqwest::Response) -> Result<(), BlobError> {
+    let elsewhere = reqwest::Url::parse(url).ok().as_ref() != Some(resp.url());
+    if resp.status().is_redirection() || elsewhere {
+        let to = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(resp.url().as_str());
+        return Err(BlobError::Protocol(format!(
+            "{url} answered a redirect (HTTP {}, to {:?}); blobs and records are fetched from the configured gateway only",
+            resp.status().as_u16(),
+            to.chars().take(200).collect::<String>()
+        )));
+    }
+    Ok(())
 }

@@ -3,13 +3,17 @@
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use alloy::primitives::B256;
 use async_trait::async_trait;
 use sealing::Commitment;
 
-use super::records::{MAX_RECORD_LEN, RECORD_DIR, record_bytes, record_hex, verify_record_bytes};
+use super::records::{
+    MAX_RECORD_LEN, RECORD_DIR, check_record_signature, conflict, record_bytes, record_hex,
+    verify_record_bytes,
+};
 use crate::record::SignedRecord;
 
 use super::{
@@ -36,6 +40,9 @@ pub struct LocalDirStore {
     tmp: PathBuf,
     verify_on_fetch: bool,
     max_len: Option<u64>,
+    /// Serializes record writes of this store (and its clones, e.g. a gateway's handlers), so
+    /// the write-once check and the write are one step.
+    record_lock: Arc<Mutex<()>>,
 }
 
 impl LocalDirStore {
@@ -49,6 +56,7 @@ impl LocalDirStore {
             tmp,
             verify_on_fetch: true,
             max_len: None,
+            record_lock: Arc::default(),
         };
         store.remove_stale_temp_files();
         Ok(store)
@@ -109,39 +117,85 @@ impl LocalDirStore {
         )
     }
 
-    /// Stores already verified record bytes atomically (temp file, fsync, rename).
-    pub(crate) fn write_record_blocking(&self, hash: &B256, bytes: &[u8]) -> Result<(), BlobError> {
+    /// Stores a record write-once (see [`records`](super::records)): kept as is if the same
+    /// record with the same signature is stored, written if nothing (or something malformed) is
+    /// stored under its hash, refused with [`BlobError::RecordConflict`] if a valid envelope
+    /// with another signature is, unless `replace`. Atomic (temp file, fsync, rename); a new
+    /// file is linked into place without clobbering, so two processes cannot both write one.
+    /// Blocking.
+    pub(crate) fn put_record_blocking(
+        &self,
+        record: &SignedRecord,
+        replace: bool,
+    ) -> Result<(), BlobError> {
+        let hash = record.record_hash();
+        check_record_signature(record)?;
+        let bytes = record_bytes(record)?;
+        let writing = self
+            .record_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let path = self.record_path(&hash);
+        let absent = match self.read_record_bytes(&hash)? {
+            None => true,
+            Some(existing) => match verify_record_bytes(&existing, hash) {
+                Ok(stored) if stored == *record => return Ok(()),
+                Ok(stored) if !replace && stored.signer().is_ok() => {
+                    return Err(conflict(&stored, record));
+                }
+                Ok(_) => false,
+                Err(e) => {
+                    tracing::warn!(record = %hash, error = %e, "a malformed stored record is replaced");
+                    false
+                }
+            },
+        };
         let dir = self.root.join(RECORD_DIR);
         fs::create_dir_all(&dir)?;
         let mut tmp = tempfile::Builder::new()
             .prefix("record-")
             .tempfile_in(&self.tmp)?;
-        tmp.write_all(bytes)?;
+        tmp.write_all(&bytes)?;
         tmp.as_file().sync_all()?;
-        tmp.persist(self.record_path(hash))
-            .map_err(|e| BlobError::Io(e.error))?;
+        if absent {
+            match tmp.persist_noclobber(&path) {
+                Ok(_) => {}
+                // Another process stored it since: its copy decides, as above.
+                Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
+                    drop(writing);
+                    return self.put_record_blocking(record, replace);
+                }
+                Err(e) => return Err(BlobError::Io(e.error)),
+            }
+        } else {
+            tmp.persist(&path).map_err(|e| BlobError::Io(e.error))?;
+        }
         sync_dir(&dir)?;
         Ok(())
     }
 
-    /// Reads and verifies a stored record. Blocking.
-    pub(crate) fn read_record_blocking(&self, hash: B256) -> Result<SignedRecord, BlobError> {
-        let path = self.record_path(&hash);
-        let bytes = match File::open(&path) {
+    /// The bytes stored under a record hash (at most one byte over [`MAX_RECORD_LEN`], enough
+    /// to refuse), or `None`. Blocking.
+    fn read_record_bytes(&self, hash: &B256) -> Result<Option<Vec<u8>>, BlobError> {
+        match File::open(self.record_path(hash)) {
             Ok(f) => {
                 let mut buf = Vec::new();
-                // One byte over the limit is enough to refuse.
                 f.take(MAX_RECORD_LEN as u64 + 1).read_to_end(&mut buf)?;
-                buf
+                Ok(Some(buf))
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(BlobError::NotFound {
-                    uri: self.record_uri(&hash),
-                });
-            }
-            Err(e) => return Err(e.into()),
-        };
-        verify_record_bytes(&bytes, hash)
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads and verifies a stored record. Blocking.
+    pub(crate) fn read_record_blocking(&self, hash: B256) -> Result<SignedRecord, BlobError> {
+        match self.read_record_bytes(&hash)? {
+            Some(bytes) => verify_record_bytes(&bytes, hash),
+            None => Err(BlobError::NotFound {
+                uri: self.record_uri(&hash),
+            }),
+        }
     }
 
     /// Removes a blob; returns whether it was there.
@@ -177,13 +231,14 @@ impl LocalDirStore {
         &self,
         reader: &mut (dyn Read + Send),
         expected: Option<&Commitment>,
+        limit: Option<u64>,
     ) -> Result<BlobRef, IngestError> {
         let mut tmp = tempfile::Builder::new()
             .prefix("ingest-")
             .tempfile_in(&self.tmp)?;
         let (commitment, len) = {
             let sink = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
-            let mut tee = Tee::new(reader, sink, self.max_len);
+            let mut tee = Tee::new(reader, sink, limit);
             let commitment = commit_through(&mut tee)?;
             let len = tee.count;
             tee.sink.flush()?;
@@ -210,15 +265,41 @@ impl LocalDirStore {
         })
     }
 
+    async fn store_record(
+        &self,
+        record: &SignedRecord,
+        replace: bool,
+    ) -> Result<String, BlobError> {
+        let hash = record.record_hash();
+        let store = self.clone();
+        let record = record.clone();
+        tokio::task::spawn_blocking(move || store.put_record_blocking(&record, replace))
+            .await
+            .map_err(|e| BlobError::Io(io::Error::other(e)))??;
+        Ok(self.record_uri(&hash))
+    }
+
     pub(crate) async fn ingest(
+        &self,
+        reader: Box<dyn Read + Send>,
+        expected: Option<Commitment>,
+    ) -> Result<BlobRef, IngestError> {
+        self.ingest_at_most(reader, expected, self.max_len).await
+    }
+
+    /// [`ingest`](Self::ingest) with its own length limit (stopped as the bytes arrive).
+    pub(crate) async fn ingest_at_most(
         &self,
         mut reader: Box<dyn Read + Send>,
         expected: Option<Commitment>,
+        limit: Option<u64>,
     ) -> Result<BlobRef, IngestError> {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || store.ingest_blocking(&mut *reader, expected.as_ref()))
-            .await
-            .map_err(|e| IngestError::Blob(BlobError::Io(io::Error::other(e))))?
+        tokio::task::spawn_blocking(move || {
+            store.ingest_blocking(&mut *reader, expected.as_ref(), limit)
+        })
+        .await
+        .map_err(|e| IngestError::Blob(BlobError::Io(io::Error::other(e))))?
     }
 
     /// Verifies a stored blob by commitment, without a URI.
@@ -311,13 +392,13 @@ impl BlobStore for LocalDirStore {
     }
 
     async fn put_record(&self, record: &SignedRecord) -> Result<String, BlobError> {
-        let hash = record.record_hash();
-        let bytes = record_bytes(record)?;
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.write_record_blocking(&hash, &bytes))
-            .await
-            .map_err(|e| BlobError::Io(io::Error::other(e)))??;
-        Ok(self.record_uri(&hash))
+        self.store_record(record, false).await
+    }
+
+    /// Overwrites whatever this directory holds under the record's hash: the owner of the
+    /// directory restoring its own signed copy (see [`BlobStore::restore_record`]).
+    async fn restore_record(&self, record: &SignedRecord) -> Result<String, BlobError> {
+        self.store_record(record, true).await
     }
 
     async fn fetch_record(&self, record_hash: B256) -> Result<SignedRecord, BlobError> {

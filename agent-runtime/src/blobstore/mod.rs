@@ -11,14 +11,17 @@
 //! | store | URI form | where the bytes are |
 //! | --- | --- | --- |
 //! | [`LocalDirStore`] | `inft-local://<hex commitment>` | `<root>/<hex commitment>`, written atomically (temp file, fsync, rename, fsync dir) |
-//! | [`HttpGatewayStore`] | `http(s)://<gateway>/blob/<hex commitment>` | a gateway ([`gateway::serve`]), downloaded into a local cache ([`LocalDirStore`]) and verified while streaming |
+//! | [`HttpGatewayStore`] | `http(s)://<gateway>/blob/<hex commitment>` | a gateway ([`gateway::serve`]), downloaded into a local cache ([`LocalDirStore`]) and verified while streaming; always from the configured gateway (a URI's host is ignored), no redirects, at most [`DEFAULT_MAX_BLOB_LEN`] bytes unless configured |
 //!
 //! Signed action records are stored beside the sealed blobs, in the clear and addressed by their
 //! record hash: see [`records`] and [`BlobStore::put_record`].
 //!
 //! The hex is the commitment in lowercase (64 digits, no `0x`). URIs name content, not a location you
 //! have to trust: a fetched blob is checked against the commitment the caller expects (from the
-//! chain), never against the URI alone.
+//! chain), never against the URI alone. Nor is a URI a location a store goes to: a token's URIs
+//! are chosen by whoever minted or handed it over, so the HTTP store fetches the named
+//! commitment from its own gateway, whatever host the URI names (no requests to hosts a sender
+//! picks, internal ones included), follows no redirects, and caps the length.
 
 pub mod gateway;
 mod http;
@@ -41,6 +44,12 @@ pub use local::LocalDirStore;
 
 /// URI scheme of [`LocalDirStore`] blobs.
 pub const LOCAL_SCHEME: &str = "inft-local";
+
+/// Default cap on a blob an [`HttpGatewayStore`] downloads or uploads: 8 GiB, enough for a 13B
+/// model in 4 bits. Whoever hands a token over chooses its blobs, so a download without a cap
+/// could fill the receiver's disk (`transfer accept`). Change it with
+/// [`HttpGatewayStore::max_blob_len`] (`inft --max-blob-size`).
+pub const DEFAULT_MAX_BLOB_LEN: u64 = 8 << 30;
 
 /// A stored blob: where it is, what it commits to, and its length.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,15 +95,43 @@ pub trait BlobStore: Send + Sync {
     /// Fetches the blob at `uri`, verifying that its bytes commit to `expected`.
     async fn fetch(&self, uri: &str, expected: &Commitment) -> Result<VerifiedBlob, BlobError>;
 
+    /// [`fetch`](Self::fetch), refusing a blob longer than `max_len` bytes with
+    /// [`BlobError::TooLarge`]. A store that downloads stops the transfer as the bytes arrive
+    /// (and keeps nothing); the default checks the length of what `fetch` returned, which is
+    /// right for stores whose blobs are already local.
+    async fn fetch_at_most(
+        &self,
+        uri: &str,
+        expected: &Commitment,
+        max_len: u64,
+    ) -> Result<VerifiedBlob, BlobError> {
+        let blob = self.fetch(uri, expected).await?;
+        if blob.len > max_len {
+            return Err(BlobError::TooLarge { limit: max_len });
+        }
+        Ok(blob)
+    }
+
     /// The URI under which this store serves the blob with this commitment.
     fn uri_for(&self, commitment: &Commitment) -> String;
 
     /// Publishes a signed action record in the clear, addressed by its record hash (see
-    /// [`records`]), and returns its URI. Idempotent. Stores that hold only sealed blobs keep
-    /// the default, which refuses with [`BlobError::RecordsUnsupported`].
+    /// [`records`]), and returns its URI. Write-once: idempotent for the same record and
+    /// signature, [`BlobError::RecordConflict`] if another valid signature is stored. Stores
+    /// that hold only sealed blobs keep the default, which refuses with
+    /// [`BlobError::RecordsUnsupported`].
     async fn put_record(&self, record: &SignedRecord) -> Result<String, BlobError> {
         let _ = record;
         Err(BlobError::RecordsUnsupported)
+    }
+
+    /// Puts the runtime's own signed copy of a record back where the store holds another or a
+    /// damaged one (see [`records`]): a [`LocalDirStore`] (the runtime's own directory)
+    /// overwrites; other stores only [`put_record`](Self::put_record), which a gateway
+    /// holding another valid signature refuses ([`BlobError::RecordConflict`]: its operator
+    /// must remove the copy). Only for a caller holding the record from its own database.
+    async fn restore_record(&self, record: &SignedRecord) -> Result<String, BlobError> {
+        self.put_record(record).await
     }
 
     /// Fetches the record whose hash is `record_hash`, checking that the bytes are a signed

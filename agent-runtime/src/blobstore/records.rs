@@ -9,6 +9,28 @@
 //! record the chain committed to. The signature is not covered by the record hash: an audit
 //! checks it separately against the agent key.
 //!
+//! # Write-once
+//!
+//! Because the hash does not cover the signature, anyone who can `PUT` to a store could swap an
+//! honest record's signature for garbage or another key's. So stores keep the first valid
+//! envelope under a hash: putting the same record with the same signature again succeeds (an
+//! idempotent re-publish), an envelope whose signature differs is refused with
+//! [`BlobError::RecordConflict`] (HTTP `409` from the gateway), and only a stored copy that is
+//! malformed (not a signed record with that hash, or a signature that recovers no address) is
+//! replaced. A store cannot tell which signature is the agent's (it does not know the agent),
+//! but the agent's runtime publishes each record before its hash goes on chain, and nobody can
+//! put a record under a hash before seeing it, so the first copy is the runtime's. Records are
+//! write-once per record hash rather than per (log, seq): the hash covers the log and the
+//! sequence number, and a first-come claim on a (log, seq) would let anyone who guesses the
+//! next position block the agent's own publication (which the outbox requires before logging).
+//!
+//! A copy altered behind the store's back (on its disk, by its operator) is caught by the audit
+//! ([`Finding::SignatureUnverified`](crate::audit::Finding::SignatureUnverified) names the store
+//! rather than blaming the agent), and the owner's runtime, which keeps every signed record in
+//! its database, puts its copy back with [`audit::restore_records`](crate::audit::restore_records)
+//! ([`BlobStore::restore_record`](super::BlobStore::restore_record) overwrites in a local
+//! directory, the runtime's own).
+//!
 //! | store | where | URI |
 //! | --- | --- | --- |
 //! | [`LocalDirStore`](super::LocalDirStore) | `<root>/records/<hex record hash>` | `inft-local://record/<hex>` |
@@ -60,6 +82,34 @@ pub fn verify_record_bytes(bytes: &[u8], expected: B256) -> Result<SignedRecord,
         });
     }
     Ok(signed)
+}
+
+/// Refuses a record to store whose signature recovers no address: it is nobody's signature,
+/// certainly not the agent's.
+pub(crate) fn check_record_signature(record: &SignedRecord) -> Result<(), BlobError> {
+    record
+        .signer()
+        .map(drop)
+        .map_err(|e| BlobError::RecordMismatch {
+            expected: record.record_hash(),
+            detail: format!("the signature recovers no address: {e}"),
+        })
+}
+
+/// The refusal of `refused` because `stored` holds the same record with another signature.
+pub(crate) fn conflict(stored: &SignedRecord, refused: &SignedRecord) -> BlobError {
+    let who = |r: &SignedRecord| {
+        r.signer()
+            .map_or_else(|_| "nobody".to_owned(), |a| a.to_string())
+    };
+    BlobError::RecordConflict {
+        record_hash: stored.record_hash(),
+        detail: format!(
+            "the stored copy is signed by {}, the refused one by {}",
+            who(stored),
+            who(refused)
+        ),
+    }
 }
 
 /// The bytes a record is stored as: its canonical envelope.
@@ -134,6 +184,116 @@ mod tests {
             store.fetch_record(B256::repeat_byte(3)).await,
             Err(BlobError::NotFound { .. })
         ));
+    }
+
+    /// The same record as `rec`, signed by another key: same record hash, other signature.
+    fn resigned(rec: &SignedRecord) -> SignedRecord {
+        rec.record()
+            .clone()
+            .sign(&PrivateKeySigner::random())
+            .unwrap()
+    }
+
+    /// M1: the record hash does not cover the signature, so before stores were write-once a
+    /// second put replaced an honest record's signature and audits blamed the agent.
+    #[tokio::test]
+    async fn replacing_a_stored_records_signature_is_refused_by_the_local_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::open(dir.path()).unwrap();
+        let honest = signed("honest");
+        store.put_record(&honest).await.unwrap();
+        let forged = resigned(&honest);
+        assert_eq!(forged.record_hash(), honest.record_hash());
+        assert!(matches!(
+            store.put_record(&forged).await,
+            Err(BlobError::RecordConflict { record_hash, .. }) if record_hash == honest.record_hash()
+        ));
+        assert_eq!(
+            store.fetch_record(honest.record_hash()).await.unwrap(),
+            honest
+        );
+        // Publishing the same record again is fine (idempotent).
+        store.put_record(&honest).await.unwrap();
+
+        // A damaged stored copy is replaced by a put; a copy altered behind the store's back is
+        // put back by the owner's restore (the runtime's own directory), not by a put.
+        std::fs::write(store.record_path(&honest.record_hash()), b"{").unwrap();
+        store.put_record(&honest).await.unwrap();
+        assert_eq!(
+            store.fetch_record(honest.record_hash()).await.unwrap(),
+            honest
+        );
+        std::fs::write(
+            store.record_path(&honest.record_hash()),
+            forged.to_envelope_json().unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(
+            store.put_record(&honest).await,
+            Err(BlobError::RecordConflict { .. })
+        ));
+        store.restore_record(&honest).await.unwrap();
+        assert_eq!(
+            store.fetch_record(honest.record_hash()).await.unwrap(),
+            honest
+        );
+    }
+
+    /// M1 through the gateway: anyone who can PUT could replace an honest record's signature.
+    #[tokio::test]
+    async fn a_gateway_put_cannot_replace_an_honest_records_signature() {
+        let dir = tempfile::tempdir().unwrap();
+        let server_store = LocalDirStore::open(dir.path().join("server")).unwrap();
+        let gw = gateway::serve(server_store.clone(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let client = HttpGatewayStore::new(&gw.base_url(), dir.path().join("cache")).unwrap();
+        let honest = signed("over http");
+        client.put_record(&honest).await.unwrap();
+        let url = format!(
+            "{}/record/{}",
+            gw.base_url(),
+            record_hex(&honest.record_hash())
+        );
+        let put = |body: Vec<u8>| {
+            let url = url.clone();
+            async move {
+                reqwest::Client::new()
+                    .put(&url)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        };
+        // Another key's signature over the same record: 409, the honest copy stays.
+        let forged = resigned(&honest);
+        assert_eq!(put(forged.to_envelope_json().unwrap()).await, 409);
+        assert!(matches!(
+            client.put_record(&forged).await,
+            Err(BlobError::RecordConflict { .. })
+        ));
+        // A signature that recovers nobody is not a signature at all: 422.
+        let mut envelope: serde_json::Value =
+            serde_json::from_slice(&honest.to_envelope_json().unwrap()).unwrap();
+        envelope["signature"] = serde_json::json!(format!("0x{}1b", "00".repeat(64)));
+        assert_eq!(put(envelope.to_string().into_bytes()).await, 422);
+        // The same record and signature again, even in another JSON layout: accepted.
+        let mut relaid: serde_json::Value =
+            serde_json::from_slice(&honest.to_envelope_json().unwrap()).unwrap();
+        relaid["record"]["output"] = serde_json::json!("over http");
+        assert_eq!(put(serde_json::to_vec_pretty(&relaid).unwrap()).await, 201);
+        assert_eq!(
+            client.fetch_record(honest.record_hash()).await.unwrap(),
+            honest
+        );
+        assert_eq!(
+            std::fs::read(server_store.record_path(&honest.record_hash())).unwrap(),
+            honest.to_envelope_json().unwrap(),
+            "stored in canonical form"
+        );
     }
 
     #[tokio::test]

@@ -288,7 +288,120 @@ pub(crate) async fn insert_record_with_outbox(
     Ok(())
 }
 
+/// Every record of a log from `from_seq` on, in sequence order, on this connection.
+pub(crate) async fn records_from(
+    conn: &mut SqliteConnection,
+    log: &LogId,
+    from_seq: u64,
+) -> Result<Vec<StoredRecord>, DbError> {
+    let k = key(log)?;
+    let rows: Vec<RawRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {RECORD_COLUMNS} FROM action_records
+         WHERE chain_id = $1 AND action_log = $2 AND token_id = $3 AND seq >= $4 ORDER BY seq"
+    )))
+    .bind(k.chain_id)
+    .bind(k.action_log)
+    .bind(k.token_id)
+    .bind(to_i64("seq", from_seq)?)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter().map(|r| r.decode(log)).collect()
+}
+
+/// Deletes the records of a log from `from_seq` on with their outbox entries, on this
+/// connection (the caller's transaction replaces them), provided none of those entries is
+/// confirmed: `None` (nothing deleted) if one is, else how many records went.
+pub(crate) async fn delete_unconfirmed_from(
+    conn: &mut SqliteConnection,
+    log: &LogId,
+    from_seq: u64,
+) -> Result<Option<u64>, DbError> {
+    let k = key(log)?;
+    let from = to_i64("seq", from_seq)?;
+    let confirmed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM outbox
+         WHERE chain_id = $1 AND action_log = $2 AND token_id = $3 AND seq >= $4
+           AND state = 'confirmed'",
+    )
+    .bind(k.chain_id)
+    .bind(&k.action_log)
+    .bind(&k.token_id)
+    .bind(from)
+    .fetch_one(&mut *conn)
+    .await?;
+    if confirmed > 0 {
+        return Ok(None);
+    }
+    let mut gone = 0;
+    // Outbox entries first: they reference their records.
+    for table in [OUTBOX, RECORDS] {
+        gone = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table}
+             WHERE chain_id = $1 AND action_log = $2 AND token_id = $3 AND seq >= $4"
+        )))
+        .bind(k.chain_id)
+        .bind(&k.action_log)
+        .bind(&k.token_id)
+        .bind(from)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    }
+    Ok(Some(gone))
+}
+
+/// Moves the idempotence key of a transaction sent for a log's next position but not yet
+/// recorded ([`LogId::position_reference`], e.g. a trade) from position `old_seq` to
+/// `new_seq`, on this connection (a rebase moved the log's next position).
+pub(crate) async fn move_position_reference(
+    conn: &mut SqliteConnection,
+    log: &LogId,
+    old_seq: u64,
+    new_seq: u64,
+) -> Result<u64, DbError> {
+    let done = sqlx::query(
+        "UPDATE signed_txs SET reference = $1, updated_at = $2
+         WHERE chain_id = $3 AND reference = $4",
+    )
+    .bind(log.position_reference(new_seq))
+    .bind(to_i64("now", now_ms())?)
+    .bind(to_i64("chain_id", log.chain_id)?)
+    .bind(log.position_reference(old_seq))
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Keeps a prompt that its record publishes only by hash (see the `private_prompts` table).
+pub(crate) async fn insert_private_prompt(
+    conn: &mut SqliteConnection,
+    prompt: &str,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO private_prompts (prompt_hash, prompt, created_at) VALUES ($1, $2, $3)
+         ON CONFLICT (prompt_hash) DO NOTHING",
+    )
+    .bind(b256_text(&crate::record::content_hash(prompt.as_bytes())))
+    .bind(prompt)
+    .bind(to_i64("now", now_ms())?)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 impl Db {
+    /// The prompt whose keccak256 is `prompt_hash`, if this runtime ran an action with it and
+    /// kept it private (the record published only the hash).
+    pub async fn private_prompt(&self, prompt_hash: B256) -> Result<Option<String>, DbError> {
+        let prompt: Option<String> =
+            sqlx::query_scalar("SELECT prompt FROM private_prompts WHERE prompt_hash = $1")
+                .bind(b256_text(&prompt_hash))
+                .fetch_optional(&self.pool)
+                .await?;
+        // The table is written only by this runtime, but a prompt is used only if it matches.
+        Ok(prompt.filter(|p| crate::record::content_hash(p.as_bytes()) == prompt_hash))
+    }
+
     /// The record at `seq` of a log.
     pub async fn record(&self, log: &LogId, seq: u64) -> Result<Option<StoredRecord>, DbError> {
         let k = key(log)?;
@@ -480,8 +593,10 @@ impl Db {
         Ok(done.rows_affected())
     }
 
-    /// Marks the unconfirmed entries `first..=last` as confirmed. `tx_hash` and `block_number`
-    /// replace the stored ones when given (a reconciliation may not know the transaction).
+    /// Marks the unconfirmed entries `first..=last` as confirmed. With `tx_hash` (a receipt),
+    /// only the entries that transaction carried (their stored `tx_hash`): a late receipt never
+    /// confirms rows that were replaced meanwhile (see `Outbox::rebase`). `block_number`
+    /// replaces the stored one when given (a reconciliation may not know the transaction).
     pub async fn mark_confirmed(
         &self,
         log: &LogId,
@@ -497,7 +612,7 @@ impl Db {
                     block_number = COALESCE($2, block_number), last_error = NULL,
                     confirmed_at = $3, updated_at = $3
              WHERE chain_id = $4 AND action_log = $5 AND token_id = $6 AND seq >= $7 AND seq <= $8
-               AND state <> 'confirmed'",
+               AND state <> 'confirmed' AND ($1 IS NULL OR tx_hash = $1)",
         )
         .bind(tx_hash.as_ref().map(b256_text))
         .bind(

@@ -1,4 +1,10 @@
 //! One loaded model per plaintext hash, shared by every agent that runs it.
+//!
+//! A token gets an already loaded model without decrypting its own model entry only if that
+//! entry (the same sealed blob, opened with the same data key) was decrypted in this process
+//! before and produced the model ([`ModelCache::get_for`], [`ModelSource`]): the model hash a
+//! token's config *claims* proves nothing about what the token holds, and sharing on it would
+//! hand one token's weights to another token that cannot decrypt them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +19,35 @@ use super::session::AgentContext;
 use super::{ContextOptions, Engine, EngineError, ModelOptions, SealedModel};
 
 type Key = ([u8; 32], ModelOptions);
+
+/// Domain label of [`ModelSource`].
+const MODEL_SOURCE_LABEL: &[u8] = b"inft/v1/model-source";
+
+/// A token's model entry as the cache knows it: SHA-256 over a label, the sealed blob's
+/// commitment (its on-chain `dataHash`) and the data key that opens it. Decryption is
+/// deterministic, so one source always yields the same plaintext; the key is in it so that a
+/// token naming another token's blob, with a key that does not open it, is a different source.
+/// A one-way hash of a random 256-bit key reveals nothing of it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ModelSource([u8; 32]);
+
+impl ModelSource {
+    /// The source of the blob with commitment `data_hash` opened with `key`.
+    pub fn new(data_hash: &sealing::Commitment, key: &sealing::DataKey) -> Self {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(MODEL_SOURCE_LABEL);
+        h.update(data_hash.as_bytes());
+        h.update(key.expose());
+        Self(h.finalize().into())
+    }
+}
+
+impl std::fmt::Debug for ModelSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ModelSource(..)")
+    }
+}
 
 /// Counters of a [`ModelCache`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,6 +68,9 @@ pub struct CacheStats {
 #[derive(Debug, Default)]
 pub struct ModelCache {
     models: Mutex<HashMap<Key, Weak<LoadedModel>>>,
+    /// The plaintext hash each model source was seen to decrypt to (see [`ModelSource`]).
+    /// Entries are dropped once no model with their hash is alive.
+    sources: Mutex<HashMap<ModelSource, [u8; 32]>>,
     /// Serializes loads so two agents unsealing the same model concurrently load it once.
     /// Cache hits never take this lock.
     load_lock: Mutex<()>,
@@ -51,6 +89,33 @@ impl ModelCache {
     pub fn get(&self, sha256: &[u8; 32], opts: &ModelOptions) -> Option<Arc<LoadedModel>> {
         let models = self.models.lock().unwrap_or_else(PoisonError::into_inner);
         models.get(&(*sha256, *opts)).and_then(Weak::upgrade)
+    }
+
+    /// The loaded model `source` decrypts to, if this process decrypted that source before
+    /// ([`remember_source`](Self::remember_source)) and some agent still holds the model. This
+    /// is the lookup a token may use to skip decrypting its own model entry.
+    pub fn get_for(&self, source: &ModelSource, opts: &ModelOptions) -> Option<Arc<LoadedModel>> {
+        let sha256 = {
+            let sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+            *sources.get(source)?
+        };
+        self.get(&sha256, opts)
+    }
+
+    /// Notes that `source` decrypted to the plaintext with hash `sha256` (call it once the
+    /// plaintext is hashed, before checking it against a config: it is a fact about the blob).
+    pub fn remember_source(&self, source: ModelSource, sha256: [u8; 32]) {
+        let live: std::collections::HashSet<[u8; 32]> = {
+            let models = self.models.lock().unwrap_or_else(PoisonError::into_inner);
+            models
+                .iter()
+                .filter(|(_, w)| w.strong_count() > 0)
+                .map(|(k, _)| k.0)
+                .collect()
+        };
+        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        sources.retain(|_, h| live.contains(h));
+        sources.insert(source, sha256);
     }
 
     /// Return the loaded model with `model`'s hash, loading it with llama.cpp if no agent

@@ -36,7 +36,7 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 use serde::{Deserialize, Serialize};
 
 pub use build_info::LLAMA_CPP_2_VERSION;
-pub use cache::{CacheStats, LoadedModel, ModelCache};
+pub use cache::{CacheStats, LoadedModel, ModelCache, ModelSource};
 pub use chat::{ChatMessage, PromptFormat, RenderedPrompt, Role};
 pub use memmodel::{MemModel, SealedModel};
 pub use session::{AgentContext, Generation, GenerationTimings, SamplerSettings, StopReason};

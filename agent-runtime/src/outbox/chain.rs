@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use inft_contracts::bindings::ActionLog;
 use inft_contracts::{ContractRevert, revert_of};
 
-use super::{ChainHead, ChainLog, ChainLogError, TxConfirmation};
+use super::{ChainHead, ChainLog, ChainLogError, LoggedAction, TxConfirmation};
 use crate::record::LogId;
 
 /// The `ActionLog` contract through an alloy provider.
@@ -16,12 +16,14 @@ use crate::record::LogId;
 /// The provider must sign with the token's agent key (or an account the owner authorized with
 /// the LOG scope): `logActions` is sent from its default signer. Sequence numbers map 1:1 to the
 /// contract's (`chainOf(tokenId).seq` is the last logged seq, so [`ChainHead::next_seq`] is
-/// `seq + 1`). Logged hashes are read back from `ActionsLogged` events, scanning from
-/// `from_block` (the deployment's start block).
+/// `seq + 1`). Logged hashes, and who sent them, are read back from `ActionsLogged` events,
+/// scanning from `from_block` (the deployment's start block).
 ///
 /// Errors: a `SequenceMismatch` revert at gas estimation (another writer, or a send that
-/// landed unseen) is retryable, so the outbox reconciles and carries on; `NotAgentOrExecutor`
-/// and `EmptyBatch` are [`ChainLogError::Rejected`]; transport errors are transient.
+/// landed unseen) is retryable, so the outbox reconciles and carries on; so is `TokenPaused`
+/// (the owner paused the token: the records wait, pending, until it is unpaused);
+/// `NotAgentOrExecutor` and `EmptyBatch` are [`ChainLogError::Rejected`]; transport errors are
+/// transient.
 #[derive(Clone, Debug)]
 pub struct AlloyChainLog<P> {
     provider: P,
@@ -62,6 +64,15 @@ fn classify(e: alloy::contract::Error) -> ChainLogError {
                 m.expected, m.got
             ))
         }
+        // A pause is the owner's to lift: the records stay pending (retried with backoff, never
+        // dropped) and are logged once the token is unpaused.
+        Some(ContractRevert::ActionLog(ActionLog::ActionLogErrors::TokenPaused(p))) => {
+            ChainLogError::transient(format!(
+                "token {} is paused by its owner: only the owner may log until it is unpaused; \
+                 the records stay pending",
+                p.tokenId
+            ))
+        }
         Some(ContractRevert::ActionLog(ActionLog::ActionLogErrors::NotAgentOrExecutor(n))) => {
             ChainLogError::Rejected(format!(
                 "{} is neither the agent of token {} nor authorized to log for it",
@@ -94,6 +105,16 @@ impl<P: Provider + Clone + 'static> ChainLog for AlloyChainLog<P> {
         from_seq: u64,
         to_seq: u64,
     ) -> Result<Vec<B256>, ChainLogError> {
+        let actions = self.logged_actions(log, from_seq, to_seq).await?;
+        Ok(actions.into_iter().map(|a| a.hash).collect())
+    }
+
+    async fn logged_actions(
+        &self,
+        log: &LogId,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> Result<Vec<LoggedAction>, ChainLogError> {
         if to_seq <= from_seq {
             return Ok(Vec::new());
         }
@@ -110,16 +131,20 @@ impl<P: Provider + Clone + 'static> ChainLog for AlloyChainLog<P> {
             for (i, h) in ev.actionHashes.iter().enumerate() {
                 let seq = ev.firstSeq.saturating_add(i as u64);
                 if seq >= from_seq && seq < to_seq {
-                    out.push((seq, *h));
+                    out.push(LoggedAction {
+                        seq,
+                        hash: *h,
+                        sender: ev.sender,
+                    });
                 }
             }
         }
-        out.sort_by_key(|(s, _)| *s);
+        out.sort_by_key(|a| a.seq);
         let complete = out.len() as u64 == to_seq - from_seq
             && out
                 .iter()
                 .enumerate()
-                .all(|(i, (s, _))| *s == from_seq + i as u64);
+                .all(|(i, a)| a.seq == from_seq + i as u64);
         if !complete {
             // The node may lag behind the head it just reported; try again later.
             return Err(ChainLogError::transient(format!(
@@ -127,7 +152,7 @@ impl<P: Provider + Clone + 'static> ChainLog for AlloyChainLog<P> {
                 out.len()
             )));
         }
-        Ok(out.into_iter().map(|(_, h)| h).collect())
+        Ok(out)
     }
 
     async fn log_actions(

@@ -12,7 +12,8 @@
 //!    for the token. Unconfirmed entries below it are already on chain (a transaction from before
 //!    a crash landed): their hashes are compared with the chain's, equal hashes are marked
 //!    `confirmed` without sending anything, a different hash is an
-//!    [`Integrity`](OutboxError::Integrity) error that stops logging for that token.
+//!    [`Integrity`](OutboxError::Integrity) error that stops logging for that token (or, sent by
+//!    another account, a [`Foreign`](OutboxError::Foreign) one: see 6).
 //! 3. **Send in order, from the chain's position.** The remaining entries must start exactly at
 //!    the chain's next sequence number (else [`Gap`](OutboxError::Gap)); up to
 //!    [`MAX_BATCH`] consecutive hashes go into one `logActions(tokenId, firstSeq, hashes)`. The
@@ -28,6 +29,19 @@
 //!    entry not yet published before it sends a batch: a hash never reaches the chain while
 //!    its record cannot be fetched and audited.
 //!
+//! 6. **A sequence number taken by someone else.** The contract takes appends from the agent and
+//!    from every LOG grantee on one per-token sequence. When reconciliation finds, at the seq of
+//!    an unconfirmed local record, a hash sent by **another account** (the `ActionsLogged`
+//!    sender), that record and every later one can never land where they are: the step fails
+//!    with [`Foreign`](OutboxError::Foreign). [`Outbox::rebase`] re-signs them, same content and
+//!    timestamp, at the chain's next free sequence numbers (chained to the hash the chain holds
+//!    before them) and replaces the dead rows in one database transaction; they are then
+//!    published and logged as usual. That needs their signing key, which the logger does not
+//!    hold: [`Outbox::flush_rebasing`] (the agent loop's final flush) does it. A different hash
+//!    sent by the records' own signer stays an [`Integrity`](OutboxError::Integrity) error: this
+//!    runtime's own history forked (an old backup, two runtimes on one key), and it is never
+//!    rebased silently.
+//!
 //! So every committed record is retried until the chain holds it (at least once), and the chain
 //! accepts each sequence number once (at most once). Transient chain errors are retried with
 //! exponential backoff; entries keep their state, with `attempts` and `last_error` updated.
@@ -38,14 +52,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use alloy::primitives::B256;
+use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::blobstore::BlobStore;
-use crate::db::records::{insert_record_with_outbox, last_position};
+use crate::db::records::{
+    delete_unconfirmed_from, insert_private_prompt, insert_record_with_outbox, last_position,
+    move_position_reference, records_from,
+};
 use crate::db::{Db, OutboxEntry, OutboxState};
 use crate::record::{ActionDraft, ActionRecord, FIRST_SEQ, LogId, SignedRecord};
 
@@ -55,6 +72,11 @@ pub use chain::AlloyChainLog;
 /// Most hashes in one `logActions` call.
 pub const MAX_BATCH: usize = 32;
 
+/// Most rebases in one [`Outbox::flush_rebasing`]: each one answers another account logging
+/// at our next sequence number; past this, the flush returns the
+/// [`Foreign`](OutboxError::Foreign) error and the next flush goes on.
+pub const MAX_REBASES: usize = 8;
+
 /// A token's action log as the chain holds it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChainHead {
@@ -62,6 +84,17 @@ pub struct ChainHead {
     pub next_seq: u64,
     /// The contract's hash-chain head (its own fold of the logged hashes).
     pub head: B256,
+}
+
+/// One logged action as the chain holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoggedAction {
+    /// Its sequence number.
+    pub seq: u64,
+    /// The hash logged there.
+    pub hash: B256,
+    /// Who sent the `logActions` transaction (the `ActionsLogged` event's `sender`).
+    pub sender: Address,
 }
 
 /// The outcome of a mined transaction.
@@ -88,6 +121,14 @@ pub trait ChainLog: Send + Sync {
         from_seq: u64,
         to_seq: u64,
     ) -> Result<Vec<B256>, ChainLogError>;
+
+    /// Like [`logged_hashes`](Self::logged_hashes), with who logged each hash.
+    async fn logged_actions(
+        &self,
+        log: &LogId,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> Result<Vec<LoggedAction>, ChainLogError>;
 
     /// Broadcasts `logActions(tokenId, firstSeq, hashes)` and returns the transaction hash
     /// without waiting for it to be mined.
@@ -174,6 +215,47 @@ pub struct FlushReport {
     pub transactions: Vec<B256>,
     /// Retryable failures met (and retried) on the way.
     pub retries: u32,
+    /// Records re-signed at later sequence numbers because another account took theirs
+    /// ([`Outbox::flush_rebasing`]), in order.
+    pub rebases: Vec<Rebase>,
+}
+
+impl FlushReport {
+    /// Where the record that was at `seq` with hash `record_hash` ended up after this flush's
+    /// rebases: its new `(seq, record_hash)`, or the same pair if it was not moved.
+    pub fn position_of(&self, seq: u64, record_hash: B256) -> (u64, B256) {
+        let mut at = (seq, record_hash);
+        for moved in self.rebases.iter().flat_map(|r| &r.moved) {
+            if moved.old_hash == at.1 {
+                at = (moved.new_seq, moved.new_hash);
+            }
+        }
+        at
+    }
+}
+
+/// What one [`Outbox::rebase`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rebase {
+    /// The first sequence number another account took from under a local record.
+    pub seq: u64,
+    /// That account.
+    pub taken_by: Address,
+    /// Every record moved, in order.
+    pub moved: Vec<MovedRecord>,
+}
+
+/// A record re-signed at a later sequence number (same content and timestamp).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MovedRecord {
+    /// Where it was.
+    pub old_seq: u64,
+    /// Its hash there (never logged).
+    pub old_hash: B256,
+    /// Where it is now.
+    pub new_seq: u64,
+    /// Its new hash.
+    pub new_hash: B256,
 }
 
 struct Inner {
@@ -369,9 +451,14 @@ impl Outbox {
             (None, Ok(c)) => c,
             (None, Err(e)) => return Err(OutboxError::Unsynced(e)),
         };
+        // A prompt the record publishes only by hash stays with this runtime, for replay.
+        let private_prompt = (!draft.keep_prompt).then(|| draft.prompt.clone());
         let record = ActionRecord::new(log, seq, prev, draft, crate::db::now_ms());
         let signed = record.sign(agent)?;
         insert_record_with_outbox(&mut tx, &signed, agent.address()).await?;
+        if let Some(prompt) = &private_prompt {
+            insert_private_prompt(&mut tx, prompt).await?;
+        }
         tx.commit().await.map_err(crate::db::DbError::from)?;
         tracing::debug!(%log, seq, hash = %signed.record_hash(), "action record appended to the outbox");
         self.publish_after_commit(&signed).await;
@@ -547,16 +634,31 @@ impl Outbox {
                 });
             };
             if chain_hash != e.record_hash {
-                let err = OutboxError::Integrity {
-                    seq: e.seq,
-                    chain: chain_hash,
-                    local: e.record_hash,
+                let err = match self.foreign_conflict(log, e, chain_hash, to).await? {
+                    Some(err) => {
+                        // The entries before the conflict are ours on chain.
+                        if e.seq > from {
+                            self.inner
+                                .db
+                                .mark_confirmed(log, from, e.seq - 1, None, None)
+                                .await?;
+                        }
+                        tracing::warn!(%log, error = %err, "sequence numbers taken by another account");
+                        err
+                    }
+                    None => {
+                        tracing::error!(%log, seq = e.seq, %chain_hash, local = %e.record_hash, "action log integrity error");
+                        OutboxError::Integrity {
+                            seq: e.seq,
+                            chain: chain_hash,
+                            local: e.record_hash,
+                        }
+                    }
                 };
                 self.inner
                     .db
                     .note_outbox_error(log, e.seq, &err.to_string())
                     .await?;
-                tracing::error!(%log, seq = e.seq, %chain_hash, local = %e.record_hash, "action log integrity error");
                 return Err(err);
             }
         }
@@ -571,14 +673,235 @@ impl Outbox {
         Ok(n)
     }
 
+    /// Whether the conflict at `first` (the chain holds `chain_hash` there) is another
+    /// account's doing: [`Foreign`](OutboxError::Foreign) when every hash the chain holds at the
+    /// unconfirmed seqs `first.seq..to` was sent by someone other than the local record's
+    /// signer, `None` (an integrity error) when any was sent by that signer.
+    async fn foreign_conflict(
+        &self,
+        log: &LogId,
+        first: &OutboxEntry,
+        chain_hash: B256,
+        to: u64,
+    ) -> Result<Option<OutboxError>, OutboxError> {
+        let actions = self.inner.chain.logged_actions(log, first.seq, to).await?;
+        if actions.len() as u64 != to - first.seq {
+            return Err(OutboxError::ChainShape {
+                from: first.seq,
+                to,
+                got: actions.len(),
+            });
+        }
+        let mut taken = None;
+        for a in &actions {
+            let Some(local) = self.inner.db.record(log, a.seq).await? else {
+                continue;
+            };
+            if a.sender == local.signer {
+                return Ok(None);
+            }
+            if a.seq == first.seq {
+                taken = Some((a.sender, local.signer));
+            }
+        }
+        Ok(taken.map(|(taken_by, signer)| OutboxError::Foreign {
+            token_id: log.token_id,
+            seq: first.seq,
+            taken_by,
+            signer,
+            chain: chain_hash,
+            local: first.record_hash,
+        }))
+    }
+
+    /// Re-signs with `signer` the local records that another account's entries displaced (see
+    /// [`Foreign`](OutboxError::Foreign)): from the first unconfirmed record whose sequence
+    /// number the chain holds with another account's hash, every local record moves to the
+    /// chain's next free sequence numbers, in order, the first one chained to the hash the chain
+    /// holds before them. Content and timestamp stay (a private prompt stays private: the record
+    /// keeps only its hash, and the prompt stays in `private_prompts` under it); the seq, the
+    /// previous hash, the record hash and the signature change. The dead rows and their outbox
+    /// entries are replaced in **one** database transaction (a crash leaves either the old rows
+    /// or the new ones), and the idempotence key of a transaction sent for the log's next
+    /// position but not yet recorded (a trade: [`LogId::position_reference`]) moves with that
+    /// position, so the trade is recorded, not made again. Nothing is sent here: the logger
+    /// publishes and logs the new records as usual.
+    ///
+    /// Returns `None` when nothing is displaced. A different hash sent by the records' own
+    /// signer is an [`Integrity`](OutboxError::Integrity) error, never rebased; a record signed
+    /// by another key than `signer` is [`RebaseSigner`](OutboxError::RebaseSigner).
+    ///
+    /// A transaction still in flight for a displaced record can no longer succeed (the contract
+    /// takes a batch only at `seq + 1`, and the chain is past it); the entries that knew it are
+    /// gone, so its late receipt changes nothing.
+    pub async fn rebase(
+        &self,
+        log: &LogId,
+        signer: &PrivateKeySigner,
+    ) -> Result<Option<Rebase>, OutboxError> {
+        let db = &self.inner.db;
+        let chain = &self.inner.chain;
+        let head = chain.head(log).await?;
+        let entries = db.unconfirmed(log, 4 * MAX_BATCH as u32).await?;
+        let below: Vec<&OutboxEntry> = entries.iter().filter(|e| e.seq < head.next_seq).collect();
+        let Some(lo) = below.first().map(|e| e.seq) else {
+            return Ok(None);
+        };
+        // What the chain holds from the first unconfirmed seq to its end.
+        let actions = chain.logged_actions(log, lo, head.next_seq).await?;
+        if actions.len() as u64 != head.next_seq - lo {
+            return Err(OutboxError::ChainShape {
+                from: lo,
+                to: head.next_seq,
+                got: actions.len(),
+            });
+        }
+        let at = |seq: u64| actions.get((seq - lo) as usize);
+        let Some(first) = below
+            .iter()
+            .find(|e| at(e.seq).is_none_or(|a| a.hash != e.record_hash))
+        else {
+            return Ok(None);
+        };
+        let Some(taken) = at(first.seq).copied() else {
+            return Ok(None);
+        };
+        // The records' own signer at any of these seqs: our history forked, not a grantee's.
+        for e in below.iter().filter(|e| e.seq >= first.seq) {
+            let (Some(a), Some(local)) = (at(e.seq), db.record(log, e.seq).await?) else {
+                continue;
+            };
+            if a.sender == local.signer {
+                return Err(OutboxError::Integrity {
+                    seq: e.seq,
+                    chain: a.hash,
+                    local: e.record_hash,
+                });
+            }
+        }
+        let Some(mut prev) = actions.last().map(|a| a.hash) else {
+            return Ok(None);
+        };
+
+        let mut tx = db
+            .pool()
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(crate::db::DbError::from)?;
+        let old = records_from(&mut tx, log, first.seq).await?;
+        // Another rebase (or anything else) changed the rows since they were read: step again.
+        if old.first().map(|r| r.record.record_hash()) != Some(first.record_hash) {
+            return Ok(None);
+        }
+        let mut moved = Vec::with_capacity(old.len());
+        let mut new = Vec::with_capacity(old.len());
+        let mut seq = head.next_seq;
+        for stored in &old {
+            let r = stored.record.record();
+            if stored.signer != signer.address() {
+                return Err(OutboxError::RebaseSigner {
+                    seq: r.seq,
+                    signer: stored.signer,
+                    given: signer.address(),
+                });
+            }
+            let mut record = r.clone();
+            record.seq = seq;
+            record.prev_record_hash = prev;
+            let signed = record.sign(signer)?;
+            moved.push(MovedRecord {
+                old_seq: r.seq,
+                old_hash: stored.record.record_hash(),
+                new_seq: seq,
+                new_hash: signed.record_hash(),
+            });
+            prev = signed.record_hash();
+            seq += 1;
+            new.push(signed);
+        }
+        let (Some(old_last), Some(new_last)) =
+            (moved.last().map(|m| m.old_seq), seq.checked_sub(1))
+        else {
+            return Ok(None);
+        };
+        // Only unconfirmed rows may go: a confirmed one past the conflict means the chain holds
+        // our record there, which no rebase explains.
+        if delete_unconfirmed_from(&mut tx, log, first.seq).await? != Some(old.len() as u64) {
+            return Err(OutboxError::Integrity {
+                seq: first.seq,
+                chain: taken.hash,
+                local: first.record_hash,
+            });
+        }
+        for signed in &new {
+            insert_record_with_outbox(&mut tx, signed, signer.address()).await?;
+        }
+        move_position_reference(&mut tx, log, old_last + 1, new_last + 1).await?;
+        tx.commit().await.map_err(crate::db::DbError::from)?;
+        tracing::warn!(
+            %log,
+            seq = first.seq,
+            taken_by = %taken.sender,
+            records = new.len(),
+            first_new_seq = head.next_seq,
+            "local records re-signed after sequence numbers taken by another account"
+        );
+        for signed in &new {
+            self.publish_after_commit(signed).await;
+        }
+        self.inner.wake.notify_one();
+        Ok(Some(Rebase {
+            seq: first.seq,
+            taken_by: taken.sender,
+            moved,
+        }))
+    }
+
     /// Steps until nothing is unconfirmed for `log`, retrying retryable failures with backoff;
     /// gives up after [`OutboxConfig::max_consecutive_failures`] of them in a row.
     pub async fn flush(&self, log: &LogId) -> Result<FlushReport, OutboxError> {
         let mut report = FlushReport::default();
+        self.flush_into(log, &mut report).await?;
+        Ok(report)
+    }
+
+    /// [`flush`](Self::flush) that also answers [`Foreign`](OutboxError::Foreign) by re-signing
+    /// the displaced records with `signer` ([`rebase`](Self::rebase)) and going on, at most
+    /// [`MAX_REBASES`] times. For whoever holds the records' key (the agent loop).
+    pub async fn flush_rebasing(
+        &self,
+        log: &LogId,
+        signer: &PrivateKeySigner,
+    ) -> Result<FlushReport, OutboxError> {
+        let mut report = FlushReport::default();
+        let mut rebases = 0;
+        loop {
+            match self.flush_into(log, &mut report).await {
+                Err(OutboxError::Foreign { .. }) if rebases < MAX_REBASES => {
+                    rebases += 1;
+                    match self.rebase(log, signer).await {
+                        Ok(Some(rebase)) => report.rebases.push(rebase),
+                        // Resolved meanwhile (another rebase): step again.
+                        Ok(None) => {}
+                        Err(e) if e.is_retryable() => {
+                            report.retries += 1;
+                            let delay = self.inner.config.backoff(rebases as u32);
+                            tracing::warn!(%log, error = %e, ?delay, "rebase failed, retrying");
+                            tokio::time::sleep(delay).await;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                other => return other.map(|()| report),
+            }
+        }
+    }
+
+    async fn flush_into(&self, log: &LogId, report: &mut FlushReport) -> Result<(), OutboxError> {
         let mut failures = 0u32;
         loop {
             match self.step(log).await {
-                Ok(Step::Idle) => return Ok(report),
+                Ok(Step::Idle) => return Ok(()),
                 Ok(Step::Reconciled { confirmed }) => {
                     failures = 0;
                     report.reconciled += confirmed;

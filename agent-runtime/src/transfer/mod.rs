@@ -23,6 +23,7 @@
 
 pub mod oracle;
 pub mod receiver;
+pub mod rekey;
 
 use std::io::Read;
 
@@ -59,6 +60,16 @@ pub enum TransferError {
     /// The transaction was mined but reverted.
     #[error("transferWithProof transaction {0} reverted")]
     Reverted(B256),
+    /// The offered model is not the model the token committed to at mint.
+    #[error(
+        "the offered model {offered} is not the model {committed} the token committed to at mint"
+    )]
+    ModelNotCommitted {
+        /// SHA-256 committed on chain.
+        committed: B256,
+        /// SHA-256 of the offered model.
+        offered: B256,
+    },
     /// The receiver (or the oracle) has not published an X25519 sealing key.
     #[error("{0} has not published a sealing key")]
     NoSealingKey(Address),
@@ -79,6 +90,9 @@ pub enum TransferError {
     /// Talking to the oracle failed, or it refused the request.
     #[error("oracle: {0}")]
     Oracle(String),
+    /// The oracle is at its limits (see `oracle::OracleLimits`); retry later.
+    #[error("{0}")]
+    Busy(&'static str),
     /// Signing failed.
     #[error("signing failed: {0}")]
     Sign(String),
@@ -96,7 +110,8 @@ pub struct WireEntry {
 }
 
 impl WireEntry {
-    fn from_entry(entry: &EntryRef) -> Self {
+    /// The wire form of a sealed entry.
+    pub fn from_entry(entry: &EntryRef) -> Self {
         Self {
             data_hash: B256::from(*entry.data_hash.as_bytes()),
             sealed_key: entry

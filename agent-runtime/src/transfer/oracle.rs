@@ -12,20 +12,31 @@
 //! model and config, and it makes (so could keep) the new agent key, which controls the agent's
 //! token-bound account. What it can *not* do alone is move a token: `transferWithProof` accepts
 //! only the owner (or an approved operator) as sender, with a proof bound to that owner, the
-//! receiver, both data sets and a single-use nonce. It does not authenticate who asks: a caller
-//! must already hold the data keys to ask, and only learns re-encryptions sealed to someone else.
+//! receiver, both data sets and a single-use nonce.
+//!
+//! **Who may ask, and how often.** A rotation re-encrypts a whole model, so the service is an
+//! easy target for load. Every request carries the token owner's EIP-712 signature
+//! ([`RotateRequest::owner_signature`] over [`rotate_request_digest`]: chain, contract, token,
+//! receiver, the sealed keys and the deadline), checked against the chain before any blob is
+//! fetched; the deadline may be at most [`MAX_VALIDITY_SECS`] ahead. Bodies are capped at
+//! [`MAX_REQUEST_BYTES`], at most [`OracleLimits::concurrent`] rotations run at once (more get
+//! `503`), and each owner gets [`OracleLimits::per_owner_per_hour`] rotations an hour (more get
+//! `429`). A signed request replayed within its deadline only re-encrypts again for the same
+//! receiver, within the owner's quota.
 //!
 //! HTTP API (JSON): `GET /v1/info` → [`OracleInfo`]; `POST /v1/rotate` with a [`RotateRequest`]
 //! → `200` [`RotateAnswer`], or `4xx`/`5xx` with the reason as plain text.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::primitives::{Address, B256, Bytes, Signature, U256, keccak256};
 use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::{Eip712Domain, SolStruct, eip712_domain};
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -42,6 +53,68 @@ use crate::blobstore::BlobStore;
 use crate::blobstore::gateway::{GatewayHandle, serve_router};
 use crate::pipeline::{PipelineError, TokenRef, open_keys};
 use crate::token::{AgentNft, TokenError};
+
+/// The largest request body the oracle reads (a request is a few sealed keys and addresses).
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// How far ahead a request's deadline may be: a signed request is good for at most a day.
+pub const MAX_VALIDITY_SECS: u64 = 24 * 3600;
+
+mod eip712 {
+    #![allow(missing_docs)]
+    alloy::sol! {
+        /// What a token owner signs to ask the oracle for a rotation.
+        struct InftRotateRequest {
+            uint256 tokenId;
+            address to;
+            bytes32 keysHash;
+            uint256 deadline;
+        }
+    }
+}
+
+/// The EIP-712 digest the token's owner signs for `request` (its `owner_signature` aside).
+/// Domain: name "inft oracle", version "1", the chain id and the AgentNFT as verifying
+/// contract; `keysHash` = keccak256 of model key ‖ config key ‖ memory key (if any).
+pub fn rotate_request_digest(request: &RotateRequest) -> B256 {
+    let domain: Eip712Domain = eip712_domain! {
+        name: "inft oracle",
+        version: "1",
+        chain_id: request.chain_id,
+        verifying_contract: request.nft,
+    };
+    let mut keys = Vec::new();
+    keys.extend_from_slice(&request.model_key);
+    keys.extend_from_slice(&request.config_key);
+    if let Some(memory) = &request.memory_key {
+        keys.extend_from_slice(memory);
+    }
+    eip712::InftRotateRequest {
+        tokenId: request.token_id,
+        to: request.to,
+        keysHash: keccak256(&keys),
+        deadline: request.deadline,
+    }
+    .eip712_signing_hash(&domain)
+}
+
+/// How much work the oracle accepts (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OracleLimits {
+    /// Rotations running at once; more are answered `503`.
+    pub concurrent: usize,
+    /// Rotations per token owner per hour; more are answered `429`.
+    pub per_owner_per_hour: NonZeroU32,
+}
+
+impl Default for OracleLimits {
+    fn default() -> Self {
+        Self {
+            concurrent: 2,
+            per_owner_per_hour: NonZeroU32::new(30).unwrap_or(NonZeroU32::MIN),
+        }
+    }
+}
 
 /// Who the oracle is: its signing address and the X25519 key requests are sealed to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +151,8 @@ pub struct RotateRequest {
     pub memory_key: Option<Bytes>,
     /// Last valid block timestamp for the attestation.
     pub deadline: U256,
+    /// The token owner's signature over [`rotate_request_digest`] (65 bytes).
+    pub owner_signature: Bytes,
 }
 
 /// The oracle's answer: the rotation and its attestation.
@@ -96,6 +171,8 @@ pub struct OracleService {
     nft: AgentNft,
     store: Arc<dyn BlobStore>,
     opts: SealOptions,
+    running: Arc<tokio::sync::Semaphore>,
+    per_owner: governor::DefaultKeyedRateLimiter<Address>,
 }
 
 impl std::fmt::Debug for OracleService {
@@ -117,12 +194,28 @@ impl OracleService {
         store: Arc<dyn BlobStore>,
         opts: SealOptions,
     ) -> Self {
+        Self::with_limits(signer, secret, nft, store, opts, OracleLimits::default())
+    }
+
+    /// [`new`](Self::new) with other limits on how much work it accepts.
+    pub fn with_limits(
+        signer: PrivateKeySigner,
+        secret: SealingSecret,
+        nft: AgentNft,
+        store: Arc<dyn BlobStore>,
+        opts: SealOptions,
+        limits: OracleLimits,
+    ) -> Self {
         Self {
             signer,
             secret,
             nft,
             store,
             opts,
+            running: Arc::new(tokio::sync::Semaphore::new(limits.concurrent.max(1))),
+            per_owner: governor::RateLimiter::keyed(governor::Quota::per_hour(
+                limits.per_owner_per_hour,
+            )),
         }
     }
 
@@ -137,15 +230,44 @@ impl OracleService {
     }
 
     /// Re-encrypts the token for the receiver and attests the rotation. Refuses a request for
-    /// another chain or contract, for a receiver without a published key, or whose keys do not
-    /// open the token's current blobs.
+    /// another chain or contract, not signed by the token's owner, with a deadline passed or
+    /// too far ahead, over the owner's quota, for a receiver without a published key, or whose
+    /// keys do not open the token's current blobs.
     pub async fn rotate(&self, request: &RotateRequest) -> Result<RotateAnswer, TransferError> {
         if request.chain_id != self.nft.chain_id() || request.nft != self.nft.address() {
             return Err(TransferError::Mismatch(
                 "the request is for another chain or contract",
             ));
         }
+        let now = self.nft.chain_time().await?;
+        if request.deadline <= U256::from(now)
+            || request.deadline > U256::from(now + MAX_VALIDITY_SECS)
+        {
+            return Err(TransferError::Mismatch(
+                "the request's deadline has passed or is more than a day ahead",
+            ));
+        }
         let state = self.nft.state(request.token_id).await?;
+        let signer = Signature::try_from(request.owner_signature.as_ref())
+            .map_err(|_| TransferError::Mismatch("the owner's signature is malformed"))?
+            .recover_address_from_prehash(&rotate_request_digest(request))
+            .map_err(|_| TransferError::Mismatch("the owner's signature does not recover"))?;
+        if signer != state.owner {
+            return Err(TransferError::WrongSigner {
+                expected: state.owner,
+                actual: signer,
+            });
+        }
+        if self.per_owner.check_key(&state.owner).is_err() {
+            return Err(TransferError::Busy(
+                "this owner's rotation quota for the hour is used up",
+            ));
+        }
+        let _running = self
+            .running
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| TransferError::Busy("the oracle is busy; try again shortly"))?;
         if request.to == state.owner || request.to == Address::ZERO {
             return Err(TransferError::Mismatch(
                 "the receiver must be another account",
@@ -230,6 +352,7 @@ impl OracleService {
         axum::Router::new()
             .route("/v1/info", get(info))
             .route("/v1/rotate", post(rotate))
+            .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
             .with_state(self)
     }
 
@@ -258,6 +381,11 @@ async fn rotate(
                 | TransferError::Pipeline(PipelineError::Key { .. })
                 | TransferError::Pipeline(PipelineError::MissingKey { .. })
                 | TransferError::Token(TokenError::NotFound(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+                TransferError::WrongSigner { .. } => StatusCode::FORBIDDEN,
+                TransferError::Busy(reason) if reason.contains("quota") => {
+                    StatusCode::TOO_MANY_REQUESTS
+                }
+                TransferError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
             tracing::warn!(error = %e, "rotation refused");
@@ -266,14 +394,15 @@ async fn rotate(
     }
 }
 
-/// The sender's side: asks the oracle at `base_url` to rotate `token_id` (owned by the holder of
-/// `secret`) to `to`, and checks the answer before anything is submitted: the oracle is
-/// registered, its key is the one it published, the rotation is exactly the one asked for, and
-/// the attestation is its signature.
+/// The sender's side: asks the oracle at `base_url` to rotate `token_id` (owned by `owner`, whose
+/// sealing secret is `secret`) to `to`, signing the request as the owner, and checks the answer
+/// before anything is submitted: the oracle is registered, its key is the one it published, the
+/// rotation is exactly the one asked for, and the attestation is its signature.
 pub async fn request_rotation(
     nft: &AgentNft,
     base_url: &str,
     token_id: U256,
+    owner: &PrivateKeySigner,
     secret: &SealingSecret,
     to: Address,
     deadline: u64,
@@ -316,7 +445,7 @@ pub async fn request_rotation(
     let reseal = |kind: EntryKind| -> Result<Bytes, TransferError> {
         reseal_for(&keys, &entries, kind, &published, &token)
     };
-    let request = RotateRequest {
+    let mut request = RotateRequest {
         chain_id: nft.chain_id(),
         nft: nft.address(),
         token_id,
@@ -329,7 +458,15 @@ pub async fn request_rotation(
             None
         },
         deadline: U256::from(deadline),
+        owner_signature: Bytes::new(),
     };
+    request.owner_signature = Bytes::from(
+        owner
+            .sign_hash_sync(&rotate_request_digest(&request))
+            .map_err(|e| TransferError::Sign(e.to_string()))?
+            .as_bytes()
+            .to_vec(),
+    );
     let response = client
         .post(format!("{base}/v1/rotate"))
         .json(&request)

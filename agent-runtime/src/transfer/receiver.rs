@@ -161,7 +161,8 @@ pub async fn make_offer(
 
 /// Receiver, step 2: checks the offer against the chain, checks that each new sealed key opens
 /// its blob, that every chunk decrypts and matches the commitment, that the model is the one
-/// the config names and that the memory (if any) is a memory document; then makes and seals a
+/// the config names and the one the token committed to at mint (its plaintext SHA-256 on
+/// chain), and that the memory (if any) is a memory document; then makes and seals a
 /// new agent key (the sender never learns it), and signs the acceptance. `signer` is the
 /// receiver's wallet, `secret` its sealing secret; `now` is the chain's time.
 pub async fn accept_offer(
@@ -212,6 +213,15 @@ pub async fn accept_offer(
     config
         .check_model(&model_sha256)
         .map_err(PipelineError::from)?;
+    // Self-consistent is not enough: a seller could re-encrypt a cheaper model with a config
+    // naming it. The model must be the one this token committed to at mint.
+    let committed = nft.model_hash_of(offer.token_id).await?;
+    if hex::encode(committed) != model_sha256 {
+        return Err(TransferError::ModelNotCommitted {
+            committed,
+            offered: model_sha256.parse().unwrap_or_default(),
+        });
+    }
     if let Some(memory) = &offer.memory {
         let bytes = Zeroizing::new(
             open_entry(

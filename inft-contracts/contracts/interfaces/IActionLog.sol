@@ -21,12 +21,16 @@ interface IActionLog {
 
     /// @notice The caller is neither the token's agent nor authorized with SCOPE_LOG (or its owner).
     error NotAgentOrExecutor(uint256 tokenId, address caller);
+    /// @notice The owner paused the token: only the owner may log until it is unpaused.
+    error TokenPaused(uint256 tokenId, address caller);
     /// @notice `firstSeq` is not `seq + 1`.
     error SequenceMismatch(uint64 expected, uint64 got);
     /// @notice An empty batch.
     error EmptyBatch();
 
     /// @notice Append `actionHashes` to `tokenId`'s chain, the first one with sequence `firstSeq`.
+    /// Caller: the token's agent or a LOG grantee (the owner counts); only the owner while the
+    /// token is paused ({TokenPaused}).
     function logActions(uint256 tokenId, uint64 firstSeq, bytes32[] calldata actionHashes) external;
 
     /// @notice The chain head and the sequence number of the last logged action (0 if none).

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.28;
 
+import {IAgentAccountFactory} from "./IAgentAccount.sol";
 import {ITransferVerifier} from "./ITransferVerifier.sol";
 
 /// @title IAgentNFT
@@ -66,17 +67,25 @@ interface IAgentNFT {
 
     // ----------------------------------------------------------------- events
 
-    /// @notice The data contributors fixed at mint (emitted only when there are any: the NFT stores
-    /// just their hash, and EarningsSplitter deposits need the list). Royalty and creator bps are in
-    /// storage ({tokenInfo}); the creator is in the token id ({creatorOf}).
+    /// @notice The data contributors fixed at mint, or copied by a clone (emitted only when there
+    /// are any: the NFT stores just their hash, and EarningsSplitter deposits need the list).
+    /// Royalty and creator bps are in storage ({tokenInfo}); the creator is in the token id
+    /// ({creatorOf}) or, for a clone, the original's.
     event ContributorsSet(uint256 indexed tokenId, address[] contributors, uint16[] contributorBps);
+    /// @notice The token holds the model whose plaintext (GGUF) SHA-256 is `modelSha256`: fixed
+    /// at mint, inherited by clones. Buyers check the model they receive against it.
+    event ModelCommitted(uint256 indexed tokenId, bytes32 modelSha256);
     /// @notice The token's private data as of `epoch` (mint, transfer, clone or update).
     event DataSet(
         uint256 indexed tokenId, uint64 indexed epoch, bytes32[] dataHashes, bytes[] sealedKeys, string[] uris
     );
     /// @notice The token's agent wallet changed (mint, transfer, clone, {setAgent}).
     event AgentSet(uint256 indexed tokenId, address indexed agent, uint64 indexed epoch);
-    /// @notice The token moved with a verified proof; `epoch` is the new epoch.
+    /// @notice The token moved with a verified proof; `epoch` is the new epoch. Every usage grant
+    /// of an earlier epoch ended with it (grants are tied to the epoch they were given in, see
+    /// {UsageAuthorized}: no per-grant event is emitted). If the token was paused, a
+    /// `PauseSet(tokenId, false)` precedes it; the owner's open approvals on the agent account
+    /// were closed (the account emits `OpenApprovalsClosed`).
     event TransferredWithProof(
         uint256 indexed tokenId,
         address indexed from,
@@ -108,12 +117,18 @@ interface IAgentNFT {
     /// @notice The owner revoked `user`'s authorization.
     event UsageRevoked(uint256 indexed tokenId, address indexed user, uint64 indexed epoch);
     /// @notice The owner paused or unpaused the agent (read by the runtime's policy firewall and
-    /// enforced by the agent account).
+    /// enforced by the agent account and the action log). Also emitted with `false` when a paused
+    /// token is transferred (a transfer resets the flag).
     event PauseSet(uint256 indexed tokenId, bool paused);
     /// @notice `account` published its X25519 sealing public key.
     event SealingKeySet(address indexed account, bytes32 key);
     /// @notice The admin installed a new transfer verifier.
     event VerifierSet(address indexed verifier);
+    /// @notice The admin installed the agent-account factory (once).
+    event AccountFactorySet(address indexed factory);
+    /// @notice The token's agent account recorded an open approval of the owner; the next proof
+    /// transfer closes the account's open approvals.
+    event ApprovalsOpen(uint256 indexed tokenId, address indexed account);
 
     // ----------------------------------------------------------------- errors
 
@@ -125,6 +140,8 @@ interface IAgentNFT {
     error NotTokenOwner(uint256 tokenId, address caller);
     /// @notice Entry arrays empty, too long (> 255) or of different lengths.
     error BadEntries();
+    /// @notice A token must commit to its model's plaintext hash.
+    error NoModelHash();
     /// @notice A data hash is zero or a sealed key is empty.
     error EmptyEntry(uint256 index);
     /// @notice A rotation must replace every data hash: entry `index` kept its old hash.
@@ -149,6 +166,16 @@ interface IAgentNFT {
     error BadScopes(uint8 scopes);
     /// @notice Authorization expiry must be in the future.
     error BadExpiry(uint64 expiry);
+    /// @notice The shares given to {cloneWithProof} are not the original token's.
+    error SharesMismatch(uint256 tokenId);
+    /// @notice The account factory is installed already (it is set once).
+    error AccountFactoryAlreadySet(address factory);
+    /// @notice The account factory serves another NFT.
+    error WrongAccountFactory(address factory);
+    /// @notice No account factory installed.
+    error NoAccountFactory();
+    /// @notice The caller is not the agent account of `tokenId`.
+    error NotTokenAccount(uint256 tokenId, address caller);
 
     // ------------------------------------------------------------- constants
 
@@ -161,10 +188,17 @@ interface IAgentNFT {
     // ------------------------------------------------------------- minting
 
     /// @notice Mint a private token with id `tokenIdFor(msg.sender, salt)` to `to`.
-    /// The caller becomes the token's creator (ERC-2981 receiver, creator share).
-    function mint(address to, uint96 salt, DataEntries calldata data, address agent, Shares calldata shares)
-        external
-        returns (uint256 tokenId);
+    /// The caller becomes the token's creator (ERC-2981 receiver, creator share). `modelSha256`
+    /// commits to the plaintext model (see {ModelCommitted}): the sealed data is private, so this
+    /// public hash is what lets a buyer check that a transfer hands over the agent's own model.
+    function mint(
+        address to,
+        uint96 salt,
+        DataEntries calldata data,
+        address agent,
+        Shares calldata shares,
+        bytes32 modelSha256
+    ) external returns (uint256 tokenId);
 
     /// @notice The token id `minter` gets for `salt`.
     function tokenIdFor(address minter, uint96 salt) external pure returns (uint256);
@@ -173,7 +207,9 @@ interface IAgentNFT {
 
     /// @notice Move `tokenId` to `to`, replacing every data entry (new hash, new sealed key for
     /// `to`) and the agent wallet, with a proof checked by the installed verifier. Clears every
-    /// usage authorization and the pause flag (the epoch increments). Caller: owner or approved.
+    /// usage authorization and the pause flag (the epoch increments), and closes the owner's open
+    /// approvals on the token's agent account (reverts if one cannot be closed). Caller: owner or
+    /// approved.
     function transferWithProof(
         address to,
         uint256 tokenId,
@@ -184,13 +220,16 @@ interface IAgentNFT {
 
     /// @notice Mint a copy of `tokenId`'s agent for `to` as `tokenIdFor(msg.sender, salt)` with
     /// re-encrypted data and a new agent wallet, with a proof. The clone keeps the original creator
-    /// and revenue shares. Caller: owner of `tokenId`.
+    /// and revenue shares: `shares` must restate them (royalty and creator bps as stored, the
+    /// contributor list whose hash is stored, see the original's {ContributorsSet}), else
+    /// {SharesMismatch}; the clone emits its own {ContributorsSet}. Caller: owner of `tokenId`.
     function cloneWithProof(
         address to,
         uint256 tokenId,
         uint96 salt,
         DataEntries calldata data,
         address newAgent,
+        Shares calldata shares,
         Proof calldata proof
     ) external returns (uint256 newTokenId);
 
@@ -217,10 +256,18 @@ interface IAgentNFT {
     /// @notice Publish the caller's X25519 sealing public key (zero to withdraw it).
     function setSealingKey(bytes32 key) external;
 
+    /// @notice Called by `tokenId`'s agent account when the owner leaves an approval open: the
+    /// next proof transfer will close the account's open approvals. Caller: the account at
+    /// `accountFactory().accountOf(tokenId)`.
+    function markApprovalsOpen(uint256 tokenId) external;
+
     // ----------------------------------------------------------------- views
 
     /// @notice The agent wallet of `tokenId` (zero if none or if the token does not exist).
     function agentOf(uint256 tokenId) external view returns (address);
+
+    /// @notice (agent, paused) from one storage slot, for the action log (zero, false if unminted).
+    function agentStateOf(uint256 tokenId) external view returns (address agent, bool paused);
 
     /// @notice (owner, agent, paused) in one call, for agent accounts. Reverts for unminted tokens.
     function controlOf(uint256 tokenId) external view returns (address owner, address agent, bool paused);
@@ -252,8 +299,18 @@ interface IAgentNFT {
     /// @notice The installed transfer verifier.
     function verifier() external view returns (ITransferVerifier);
 
+    /// @notice The installed agent-account factory (zero until the admin sets it).
+    function accountFactory() external view returns (IAgentAccountFactory);
+
+    /// @notice Whether the token's agent account may hold open approvals of the owner (closed,
+    /// and the flag cleared, by the next proof transfer).
+    function approvalsOpenOf(uint256 tokenId) external view returns (bool);
+
     /// @notice keccak256(abi.encode(contributors, contributorBps)) fixed at mint (zero if none).
     function contributorsHashOf(uint256 tokenId) external view returns (bytes32);
+
+    /// @notice SHA-256 of the token's plaintext model, committed at mint (see {ModelCommitted}).
+    function modelHashOf(uint256 tokenId) external view returns (bytes32);
 
     /// @notice (creator, creatorBps, contributorsHash, holder) for the EarningsSplitter, in one call.
     function splitOf(uint256 tokenId)

@@ -41,6 +41,9 @@ abstract contract Signing is Test {
     address internal agent3;
 
     bytes32 internal constant BOB_SEALING_KEY = keccak256("bob x25519 public key");
+    // keccak256, not sha256: a sha256 constant is a precompile call at each use, which would eat
+    // a pending vm.prank.
+    bytes32 internal constant MODEL_SHA256 = keccak256("the agent's GGUF weights");
     bytes32 internal constant ALICE_SEALING_KEY = keccak256("alice x25519 public key");
     bytes32 internal constant CAROL_SEALING_KEY = keccak256("carol x25519 public key");
 
@@ -129,7 +132,7 @@ abstract contract Signing is Test {
         returns (uint256 tokenId)
     {
         vm.prank(minter);
-        tokenId = nft.mint(to, salt, entries(nEntries, salt), agent, noShares());
+        tokenId = nft.mint(to, salt, entries(nEntries, salt), agent, noShares(), MODEL_SHA256);
     }
 
     // ------------------------------------------------------------ proof helpers
@@ -260,6 +263,8 @@ abstract contract Fixture is Signing {
         actionLog = new ActionLog(nft);
         splitter = new EarningsSplitter(nft);
         accounts = new AgentAccountFactory(address(nft));
+        vm.prank(admin);
+        nft.setAccountFactory(accounts);
 
         vm.prank(alice);
         nft.setSealingKey(ALICE_SEALING_KEY);

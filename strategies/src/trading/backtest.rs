@@ -31,7 +31,8 @@ use serde::Serialize;
 use super::firewall::{Firewall, Policy, Refusal};
 use super::intent::TradeAction;
 use super::market::{
-    BPS, MarketSnapshot, SeededRng, equity_quote, get_amount_out, shorten, signed_diff, to_units,
+    BPS, MarketSnapshot, SeededRng, Twap, equity_quote, get_amount_out, price_x112, shorten,
+    signed_diff, to_units,
 };
 use super::policies::{Momentum, RuleParams, TradingPolicy};
 
@@ -329,6 +330,36 @@ impl Backtest {
             balance_base,
             balance_quote,
             paused: false,
+            twap: Some(self.twap(step)),
+        }
+    }
+
+    /// The TWAP a Uniswap V2 pair's accumulators would give at `step` over the policy's
+    /// window: each step's price holds from its step's time until the next step's, as if the
+    /// path's moves were swaps at those times; before step 0 there is no history.
+    pub fn twap(&self, step: usize) -> Twap {
+        let s = self.step_secs.max(1);
+        let now = step as u64 * s;
+        let from = now.saturating_sub(self.firewall.twap_window_secs);
+        let price = |j: usize| {
+            let p = &self.path.points[j];
+            price_x112(p.reserve_base, p.reserve_quote)
+        };
+        let mut sum = U256::ZERO;
+        for j in (from / s) as usize..step {
+            let (start, end) = (j as u64 * s, (j as u64 + 1) * s);
+            let overlap = end.min(now).saturating_sub(start.max(from));
+            sum = sum.saturating_add(price(j).saturating_mul(U256::from(overlap)));
+        }
+        let secs = now - from;
+        Twap {
+            price_x112: if secs == 0 {
+                price(step)
+            } else {
+                sum / U256::from(secs)
+            },
+            from_timestamp: START_TIMESTAMP + from,
+            secs,
         }
     }
 
@@ -636,9 +667,11 @@ impl Runner {
                                     self.quote = self.quote.saturating_add(out);
                                 }
                                 self.volume = self.volume.saturating_add(trade.value_quote);
-                                self.firewall
-                                    .state_mut()
-                                    .record_trade(snap.timestamp, trade.value_quote);
+                                self.firewall.state_mut().record_trade(
+                                    snap.timestamp,
+                                    trade.value_quote,
+                                    trade.amount_base,
+                                );
                                 (Outcome::Trade, None, intent.reason)
                             }
                             None => (
@@ -761,6 +794,7 @@ pub fn classical_session() -> Result<AgentSession, BacktestError> {
             n_batch: 256,
             n_threads: Some(1),
         },
+        private_prompts: false,
     };
     offline_session(model, config, &ModelOptions::default())
 }
@@ -961,6 +995,26 @@ mod tests {
                 generation: None,
             })
         }
+    }
+
+    #[test]
+    fn the_simulated_pool_has_a_twap_as_the_pair_would() {
+        let mut bt = Backtest::new(PricePath::from_prices(
+            &[1_000.0, 1_100.0, 1_210.0],
+            1_000.0,
+        ));
+        let spot = |i: usize| {
+            let p = &bt.path.points[i];
+            price_x112(p.reserve_base, p.reserve_quote)
+        };
+        // No history at step 0; then the last step's price over a window shorter than a step.
+        assert_eq!((bt.twap(0).price_x112, bt.twap(0).secs), (spot(0), 0));
+        assert_eq!(bt.twap(2).price_x112, spot(1));
+        assert_eq!(bt.twap(2).secs, bt.firewall.twap_window_secs);
+        // Over two steps: their average.
+        bt.firewall.twap_window_secs = 2 * bt.step_secs;
+        let avg = (spot(0) + spot(1)) / U256::from(2u64);
+        assert_eq!(bt.twap(2).price_x112, avg);
     }
 
     #[test]

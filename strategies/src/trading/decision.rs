@@ -320,6 +320,11 @@ mod tests {
             balance_base: e18(10),
             balance_quote: e18(10_000),
             paused: false,
+            twap: Some(crate::trading::market::Twap {
+                price_x112: crate::trading::market::price_x112(e18(1_000), e18(1_000_000)),
+                from_timestamp: 0,
+                secs: 1_000,
+            }),
         }
     }
 
@@ -329,9 +334,7 @@ mod tests {
             routers: vec![Address::repeat_byte(0x77)],
             max_trade_quote: e18(max_trade),
             max_daily_quote: e18(max_trade * 10),
-            max_slippage_bps: 100,
-            max_drawdown_bps: 2_000,
-            deadline_secs: 300,
+            ..Policy::for_market(&crate::trading::backtest::sim_market(), e18(max_trade))
         })
     }
 

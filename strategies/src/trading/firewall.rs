@@ -6,11 +6,14 @@
 
 use std::path::Path;
 
-use alloy::primitives::{Address, U256};
+use alloy::primitives::{Address, I256, U256};
 use serde::{Deserialize, Serialize};
 
 use super::intent::{TradeAction, TradeIntent};
-use super::market::{BPS, MarketSnapshot, apply_slippage, get_amount_out};
+use super::market::{
+    BPS, DEFAULT_TWAP_WINDOW_SECS, MarketSnapshot, apply_slippage, deviation_bps, get_amount_out,
+    mul_div,
+};
 
 /// Seconds in the rolling window of the daily cap.
 pub const DAY_SECS: u64 = 86_400;
@@ -30,6 +33,39 @@ mod decimal_u256 {
     }
 }
 
+mod decimal_u256_opt {
+    use alloy::primitives::U256;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &Option<U256>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.collect_str(v),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<U256>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| {
+                U256::from_str_radix(&s, 10).map_err(|e| {
+                    serde::de::Error::custom(format!("{s:?} is not a decimal amount: {e}"))
+                })
+            })
+            .transpose()
+    }
+}
+
+/// Default bound on the spot price's distance from the TWAP (5%).
+pub const DEFAULT_MAX_TWAP_DEVIATION_BPS: u32 = 500;
+
+fn default_twap_window_secs() -> u64 {
+    DEFAULT_TWAP_WINDOW_SECS
+}
+
+fn default_max_twap_deviation_bps() -> u32 {
+    DEFAULT_MAX_TWAP_DEVIATION_BPS
+}
+
 /// The owner's trading rules. Amounts are in base units, written as decimal strings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,12 +74,37 @@ pub struct Policy {
     pub tokens: Vec<Address>,
     /// Routers the agent may trade through; the first is the default.
     pub routers: Vec<Address>,
-    /// Largest single trade, valued in quote at the mid price.
+    /// Largest single trade, valued in quote at the higher of the mid price and the TWAP.
     #[serde(with = "decimal_u256")]
     pub max_trade_quote: U256,
-    /// Most traded volume (in quote) in any rolling 24 hours of chain time.
+    /// Most traded volume (in quote, valued as for `max_trade_quote`) in any rolling 24 hours
+    /// of chain time.
     #[serde(with = "decimal_u256")]
     pub max_daily_quote: U256,
+    /// Largest single trade in base units: what a sell pays, or what a buy gets by pool maths
+    /// (no price can make it look smaller). Absent: no base cap.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "decimal_u256_opt"
+    )]
+    pub max_trade_base: Option<U256>,
+    /// Most base traded (bought and sold) in any rolling 24 hours of chain time. Absent: no
+    /// base cap.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "decimal_u256_opt"
+    )]
+    pub max_daily_base: Option<U256>,
+    /// Seconds the pool's time-weighted average price (from its own price accumulators) is
+    /// taken over [default: 1800].
+    #[serde(default = "default_twap_window_secs")]
+    pub twap_window_secs: u64,
+    /// No trade while the spot price is further than this (bps) from the TWAP: the price may
+    /// have been pushed just before the step [default: 500].
+    #[serde(default = "default_max_twap_deviation_bps")]
+    pub max_twap_deviation_bps: u32,
     /// Hard bound on slippage and on the trade's own price impact, in bps.
     pub max_slippage_bps: u32,
     /// Kill switch: no more trades once equity falls this far (bps) below its peak.
@@ -81,13 +142,18 @@ pub enum PolicyError {
 
 impl Policy {
     /// A conservative policy for a market: its two tokens and router, a per-trade cap of
-    /// `max_trade_quote`, ten of those per day, 1% slippage, 20% drawdown, 5-minute deadlines.
+    /// `max_trade_quote`, ten of those per day, no base caps, spot within 5% of the 30-minute
+    /// TWAP, 1% slippage, 20% drawdown, 5-minute deadlines.
     pub fn for_market(market: &inft_contracts::deploy::Market, max_trade_quote: U256) -> Self {
         Self {
             tokens: vec![market.base_token, market.quote_token],
             routers: vec![market.router],
             max_trade_quote,
             max_daily_quote: max_trade_quote.saturating_mul(U256::from(10u64)),
+            max_trade_base: None,
+            max_daily_base: None,
+            twap_window_secs: DEFAULT_TWAP_WINDOW_SECS,
+            max_twap_deviation_bps: DEFAULT_MAX_TWAP_DEVIATION_BPS,
             max_slippage_bps: 100,
             max_drawdown_bps: 2_000,
             deadline_secs: 300,
@@ -102,6 +168,10 @@ impl Policy {
             routers: Vec::new(),
             max_trade_quote: U256::ZERO,
             max_daily_quote: U256::ZERO,
+            max_trade_base: Some(U256::ZERO),
+            max_daily_base: Some(U256::ZERO),
+            twap_window_secs: DEFAULT_TWAP_WINDOW_SECS,
+            max_twap_deviation_bps: 0,
             max_slippage_bps: 0,
             max_drawdown_bps: BPS,
             deadline_secs: 1,
@@ -124,6 +194,11 @@ impl Policy {
         if self.deadline_secs == 0 {
             return Err(PolicyError::Invalid(
                 "deadline_secs must be positive".into(),
+            ));
+        }
+        if self.twap_window_secs == 0 || self.max_twap_deviation_bps > BPS {
+            return Err(PolicyError::Invalid(
+                "twap_window_secs must be positive and max_twap_deviation_bps ≤ 10000".into(),
             ));
         }
         Ok(())
@@ -237,6 +312,51 @@ pub enum Refusal {
         #[serde(with = "decimal_u256")]
         cap: U256,
     },
+    /// No time-weighted price to check the spot price against (the pool has no liquidity).
+    #[error("no time-weighted average price for the pool")]
+    NoTwap,
+    /// The spot price is too far from the time-weighted average: it may have been pushed just
+    /// before this step, and a trade would fill at the pushed price.
+    #[error(
+        "spot price is {deviation_bps} bps from the {secs}s time-weighted average (bound {max} bps)"
+    )]
+    TwapDeviation {
+        /// Spot quote per base (UQ112x112).
+        #[serde(with = "decimal_u256")]
+        spot_x112: U256,
+        /// Average quote per base (UQ112x112).
+        #[serde(with = "decimal_u256")]
+        twap_x112: U256,
+        /// Seconds averaged.
+        secs: u64,
+        /// The distance, in bps of the TWAP.
+        deviation_bps: u32,
+        /// The policy's bound.
+        max: u32,
+    },
+    /// Above the per-trade cap in base units.
+    #[error("trade of {amount} base exceeds the per-trade base cap {cap}")]
+    BaseCap {
+        /// Base sold, or bought by pool maths.
+        #[serde(with = "decimal_u256")]
+        amount: U256,
+        /// The cap.
+        #[serde(with = "decimal_u256")]
+        cap: U256,
+    },
+    /// Above what is left of the daily cap in base units.
+    #[error("trade of {amount} base exceeds the daily base cap {cap} ({used} used)")]
+    DailyBaseCap {
+        /// Base sold, or bought by pool maths.
+        #[serde(with = "decimal_u256")]
+        amount: U256,
+        /// Already traded in the window.
+        #[serde(with = "decimal_u256")]
+        used: U256,
+        /// The cap.
+        #[serde(with = "decimal_u256")]
+        cap: U256,
+    },
     /// Above what is left of the daily cap.
     #[error("trade worth {value} quote exceeds the daily cap {cap} ({used} used)")]
     DailyCap {
@@ -277,30 +397,72 @@ pub enum Refusal {
     },
 }
 
+/// One trade sent, as the daily caps count it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traded {
+    /// Chain time of the snapshot it was approved on.
+    pub timestamp: u64,
+    /// Its value in quote (as the quote caps count it).
+    pub value_quote: U256,
+    /// Base sold or bought.
+    pub amount_base: U256,
+}
+
 /// The firewall's memory between steps: volume in the rolling day and peak equity.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FirewallState {
-    /// `(chain timestamp, quote value)` of each trade sent.
-    pub trades: Vec<(u64, U256)>,
-    /// Highest equity seen (quote).
+    /// Each trade sent.
+    pub trades: Vec<Traded>,
+    /// Highest equity seen (quote), rescaled by money moved in or out since
+    /// ([`Self::note_flow`]).
     pub peak_equity: U256,
     /// Set once the drawdown kill switch trips; only a new run (an owner decision) resets it.
     pub halted: bool,
 }
 
 impl FirewallState {
-    /// Volume traded in the 24 hours up to `now`.
-    pub fn volume_since(&self, now: u64) -> U256 {
+    fn since(&self, now: u64) -> impl Iterator<Item = &Traded> {
         let from = now.saturating_sub(DAY_SECS);
-        self.trades
-            .iter()
-            .filter(|(t, _)| *t > from)
-            .fold(U256::ZERO, |acc, (_, v)| acc.saturating_add(*v))
+        self.trades.iter().filter(move |t| t.timestamp > from)
+    }
+
+    /// Volume (quote) traded in the 24 hours up to `now`.
+    pub fn volume_since(&self, now: u64) -> U256 {
+        self.since(now)
+            .fold(U256::ZERO, |acc, t| acc.saturating_add(t.value_quote))
+    }
+
+    /// Base traded in the 24 hours up to `now`.
+    pub fn base_volume_since(&self, now: u64) -> U256 {
+        self.since(now)
+            .fold(U256::ZERO, |acc, t| acc.saturating_add(t.amount_base))
     }
 
     /// Notes a sent trade.
-    pub fn record_trade(&mut self, timestamp: u64, value: U256) {
-        self.trades.push((timestamp, value));
+    pub fn record_trade(&mut self, timestamp: u64, value_quote: U256, amount_base: U256) {
+        self.trades.push(Traded {
+            timestamp,
+            value_quote,
+            amount_base,
+        });
+    }
+
+    /// Notes money moved into (`net_flow > 0`) or out of the account other than by trading,
+    /// leaving `equity_after`. The peak is scaled by the same factor as the capital (as a
+    /// fund's unit value is), so a deposit is no gain and a withdrawal no loss: the drawdown
+    /// measures trading alone.
+    pub fn note_flow(&mut self, net_flow: I256, equity_after: U256) {
+        if net_flow.is_zero() || self.peak_equity.is_zero() {
+            return;
+        }
+        let after = I256::try_from(equity_after).unwrap_or(I256::MAX);
+        let before = after.saturating_sub(net_flow);
+        if before <= I256::ZERO {
+            // Nothing was left before the deposit: a fresh start.
+            self.peak_equity = equity_after;
+            return;
+        }
+        self.peak_equity = mul_div(self.peak_equity, equity_after, before.unsigned_abs());
     }
 }
 
@@ -322,9 +484,13 @@ pub struct ApprovedTrade {
     /// The swap reverts below this: `expected_out` less the slippage bound.
     #[serde(with = "decimal_u256")]
     pub amount_out_min: U256,
-    /// The trade's value in quote at the mid price (what the caps count).
+    /// The trade's value in quote at the higher of the mid price and the TWAP (what the quote
+    /// caps count).
     #[serde(with = "decimal_u256")]
     pub value_quote: U256,
+    /// Base sold, or bought by pool maths (what the base caps count).
+    #[serde(with = "decimal_u256")]
+    pub amount_base: U256,
     /// The slippage bound applied (the smaller of the intent's and the policy's).
     pub slippage_bps: u32,
     /// Router deadline (chain seconds).
@@ -449,7 +615,21 @@ impl Firewall {
                 balance,
             });
         }
-        let value_quote = snapshot.quote_value(intent.token_in, intent.amount_in);
+        // The price the trade would fill at must not have been pushed away from its recent
+        // average: a sell after a push down fills at the pushed price.
+        let twap = snapshot.twap.ok_or(Refusal::NoTwap)?;
+        let spot_x112 = snapshot.spot_x112();
+        let deviation = deviation_bps(spot_x112, twap.price_x112);
+        if deviation > p.max_twap_deviation_bps {
+            return Err(Refusal::TwapDeviation {
+                spot_x112,
+                twap_x112: twap.price_x112,
+                secs: twap.secs,
+                deviation_bps: deviation,
+                max: p.max_twap_deviation_bps,
+            });
+        }
+        let value_quote = snapshot.cap_value(intent.token_in, intent.amount_in);
         if value_quote > p.max_trade_quote {
             return Err(Refusal::TradeCap {
                 value: value_quote,
@@ -475,6 +655,29 @@ impl Firewall {
         if expected_out.is_zero() {
             return Err(Refusal::NoLiquidity);
         }
+        let amount_base = if intent.token_in == snapshot.base {
+            intent.amount_in
+        } else {
+            expected_out
+        };
+        if let Some(cap) = p.max_trade_base
+            && amount_base > cap
+        {
+            return Err(Refusal::BaseCap {
+                amount: amount_base,
+                cap,
+            });
+        }
+        if let Some(cap) = p.max_daily_base {
+            let used = self.state.base_volume_since(snapshot.timestamp);
+            if used.saturating_add(amount_base) > cap {
+                return Err(Refusal::DailyBaseCap {
+                    amount: amount_base,
+                    used,
+                    cap,
+                });
+            }
+        }
         // The trade's own impact (fee included) against the mid price.
         let mid_out = super::market::mid_value(intent.amount_in, reserve_in, reserve_out);
         let impact_bps = bps_of(mid_out.saturating_sub(expected_out), mid_out);
@@ -493,6 +696,7 @@ impl Firewall {
             expected_out,
             amount_out_min: apply_slippage(expected_out, slippage_bps),
             value_quote,
+            amount_base,
             slippage_bps,
             deadline: snapshot.timestamp.saturating_add(p.deadline_secs),
         }))
@@ -502,6 +706,7 @@ impl Firewall {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trading::market::{Twap, price_x112};
 
     fn e18(n: u64) -> U256 {
         U256::from(n) * U256::from(10u64).pow(U256::from(18u64))
@@ -525,6 +730,11 @@ mod tests {
             balance_base: e18(10),
             balance_quote: e18(50_000),
             paused: false,
+            twap: Some(Twap {
+                price_x112: price_x112(e18(1_000), e18(1_000_000)),
+                from_timestamp: 1_000_000 - 1_800,
+                secs: 1_800,
+            }),
         }
     }
 
@@ -534,6 +744,10 @@ mod tests {
             routers: vec![ROUTER],
             max_trade_quote: e18(5_000),
             max_daily_quote: e18(12_000),
+            max_trade_base: None,
+            max_daily_base: None,
+            twap_window_secs: 1_800,
+            max_twap_deviation_bps: 500,
             max_slippage_bps: 100,
             max_drawdown_bps: 1_000,
             deadline_secs: 300,
@@ -656,7 +870,8 @@ mod tests {
         let snap = snapshot();
         for _ in 0..2 {
             let t = fw.check(&buy(e18(5_000)), &snap).unwrap().unwrap();
-            fw.state_mut().record_trade(snap.timestamp, t.value_quote);
+            fw.state_mut()
+                .record_trade(snap.timestamp, t.value_quote, t.amount_base);
         }
         let r = fw.check(&buy(e18(5_000)), &snap).unwrap_err();
         assert!(matches!(r, Refusal::DailyCap { .. }), "{r:?}");
@@ -689,6 +904,129 @@ mod tests {
         assert_eq!(fw.check(&TradeIntent::hold("wait"), &snap), Ok(None));
     }
 
+    fn sell(amount: U256) -> TradeIntent {
+        TradeIntent {
+            action: TradeAction::Sell,
+            token_in: BASE,
+            token_out: QUOTE,
+            amount_in: amount,
+            max_slippage_bps: 50,
+            router: None,
+            reason: String::new(),
+        }
+    }
+
+    /// Someone sells 300 base into the pool just before the agent's step: the mid price falls
+    /// from 1,000 to ~770 while the TWAP (the accumulators) still says 1,000. A sell of 6 base
+    /// (6,000 quote at the fair price, over the 5,000 cap) looks like ~4,600 at the pushed price.
+    #[test]
+    fn a_price_pushed_down_before_the_step_does_not_let_a_large_sell_through() {
+        let mut pushed = snapshot();
+        pushed.reserve_base = e18(1_300);
+        pushed.reserve_quote = e18(1_000_000) * U256::from(1_000u64) / U256::from(1_300u64);
+        assert!(
+            pushed.quote_value(BASE, e18(6)) < e18(5_000),
+            "looks small at spot"
+        );
+        let mut fw = Firewall::new(policy());
+        let r = fw.check(&sell(e18(6)), &pushed).unwrap_err();
+        assert!(
+            matches!(r, Refusal::TwapDeviation { deviation_bps, max: 500, secs: 1_800, .. } if deviation_bps > 2_000),
+            "{r:?}"
+        );
+        // Even with the deviation bound opened wide, the caps count it at the TWAP.
+        let mut loose = policy();
+        loose.max_twap_deviation_bps = BPS;
+        let r = Firewall::new(loose.clone())
+            .check(&sell(e18(6)), &pushed)
+            .unwrap_err();
+        assert!(
+            matches!(r, Refusal::TradeCap { value, .. } if value == e18(6_000)),
+            "{r:?}"
+        );
+        // The model is offered nothing that sells or buys at the pushed price.
+        let symbols = crate::trading::PairSymbols::default();
+        let choices = crate::trading::Choices::allowed(&pushed, &fw, &symbols);
+        assert!(
+            choices.buy.is_empty() && choices.sell.is_empty(),
+            "{choices:?}"
+        );
+        // Without any TWAP there is no trade at all.
+        let mut blind = snapshot();
+        blind.twap = None;
+        assert_eq!(fw.check(&sell(e18(1)), &blind), Err(Refusal::NoTwap));
+        // A normal price passes.
+        assert!(fw.check(&sell(e18(4)), &snapshot()).unwrap().is_some());
+    }
+
+    /// In a pool of a cheap base token a huge amount of base is worth little quote: the quote
+    /// caps let it through, the base caps do not.
+    #[test]
+    fn base_cap_refuses_an_oversize_order_even_when_its_quote_value_is_small() {
+        let mut p = policy();
+        p.max_trade_base = Some(e18(2));
+        p.max_daily_base = Some(e18(3));
+        let mut fw = Firewall::new(p);
+        let snap = snapshot();
+        // 3 base = 3,000 quote: inside the quote caps, over the base cap.
+        let r = fw.check(&sell(e18(3)), &snap).unwrap_err();
+        assert_eq!(
+            r,
+            Refusal::BaseCap {
+                amount: e18(3),
+                cap: e18(2)
+            }
+        );
+        // A buy counts the base it gets.
+        let r = fw.check(&buy(e18(2_500)), &snap).unwrap_err();
+        assert!(matches!(r, Refusal::BaseCap { .. }), "{r:?}");
+        // The daily base cap counts both sides over a rolling day.
+        let t = fw.check(&sell(e18(2)), &snap).unwrap().unwrap();
+        assert_eq!(t.amount_base, e18(2));
+        fw.state_mut()
+            .record_trade(snap.timestamp, t.value_quote, t.amount_base);
+        let t = fw.check(&buy(e18(900)), &snap).unwrap().unwrap();
+        fw.state_mut()
+            .record_trade(snap.timestamp, t.value_quote, t.amount_base);
+        let r = fw.check(&sell(e18(1)), &snap).unwrap_err();
+        assert!(matches!(r, Refusal::DailyBaseCap { .. }), "{r:?}");
+    }
+
+    /// The owner takes 60% of the account out: equity falls 60%, but nothing was lost trading.
+    #[test]
+    fn a_withdrawal_does_not_trip_the_kill_switch() {
+        let mut fw = Firewall::new(policy());
+        let snap = snapshot(); // equity 60,000
+        assert_eq!(fw.observe(&snap), None);
+        let mut after = snap.clone();
+        after.balance_quote = e18(14_000); // 36,000 withdrawn
+        fw.state_mut().note_flow(
+            I256::try_from(e18(36_000)).unwrap().wrapping_neg(),
+            e18(24_000),
+        );
+        assert_eq!(fw.observe(&after), None);
+        assert_eq!(fw.state().peak_equity, e18(24_000));
+        // A real 10% loss after it still trips the switch.
+        let mut loss = after.clone();
+        loss.balance_quote = e18(11_600);
+        assert!(matches!(fw.observe(&loss), Some(Refusal::Drawdown { .. })));
+        // A deposit does not hide a drawdown either: the peak grows with the capital.
+        let mut fw = Firewall::new(policy());
+        fw.observe(&snap);
+        let mut down = snap.clone();
+        down.balance_quote = e18(45_000); // -8.3%
+        fw.observe(&down);
+        let mut topped = down.clone();
+        topped.balance_quote = e18(95_000); // +50,000 deposited
+        fw.state_mut()
+            .note_flow(I256::try_from(e18(50_000)).unwrap(), topped.equity_quote());
+        assert!(fw.state().peak_equity > topped.equity_quote());
+        // Everything out and back in starts afresh.
+        fw.state_mut()
+            .note_flow(I256::try_from(e18(105_000)).unwrap(), e18(105_000));
+        assert_eq!(fw.state().peak_equity, e18(105_000));
+    }
+
     #[test]
     fn policy_files_round_trip_and_bad_ones_are_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -701,6 +1039,23 @@ mod tests {
         bad.routers.clear();
         bad.save(&path).unwrap();
         assert!(matches!(Policy::load(&path), Err(PolicyError::Invalid(_))));
+        // A file written before the TWAP and base caps existed still loads, with the defaults.
+        let mut old: serde_json::Value = serde_json::to_value(policy()).unwrap();
+        for key in ["twap_window_secs", "max_twap_deviation_bps"] {
+            old.as_object_mut().unwrap().remove(key);
+        }
+        assert!(old.get("max_trade_base").is_none(), "{old}");
+        std::fs::write(&path, old.to_string()).unwrap();
+        let loaded = Policy::load(&path).unwrap();
+        assert_eq!(loaded.twap_window_secs, DEFAULT_TWAP_WINDOW_SECS);
+        assert_eq!(
+            loaded.max_twap_deviation_bps,
+            DEFAULT_MAX_TWAP_DEVIATION_BPS
+        );
+        let mut capped = policy();
+        capped.max_daily_base = Some(e18(7));
+        capped.save(&path).unwrap();
+        assert_eq!(Policy::load(&path).unwrap(), capped);
         std::fs::write(&path, r#"{"tokens":[]}"#).unwrap();
         assert!(matches!(Policy::load(&path), Err(PolicyError::Json { .. })));
         assert!(matches!(

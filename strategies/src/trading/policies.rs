@@ -424,6 +424,7 @@ mod tests {
             balance_base: U256::from(10u64) * e18,
             balance_quote: U256::from(10_000u64) * e18,
             paused: false,
+            twap: None,
         }
     }
 

@@ -14,7 +14,9 @@ use super::TradingError;
 use super::exec::{NonceManager, SendOptions, fill_of, simulate_swap, swap_request};
 use super::firewall::{ApprovedTrade, Firewall, Refusal};
 use super::intent::TradeIntent;
-use super::market::{MarketReader, MarketSnapshot, PriceProcess, shorten, signed_diff, to_units};
+use super::market::{
+    Flow, MarketReader, MarketSnapshot, PriceProcess, shorten, signed_diff, to_units,
+};
 use super::policies::{Decision, TradingPolicy};
 
 /// The nonce manager's purpose for swap transactions.
@@ -43,14 +45,28 @@ pub struct TradingStatus {
     pub equity_quote: U256,
     /// Equity when trading started (quote).
     pub start_equity_quote: U256,
+    /// Money moved into the account less money moved out of it since trading started, other
+    /// than by trading (top-ups, withdrawals, royalty settlements), each valued in quote when
+    /// it moved.
+    pub net_flows_quote: I256,
     /// The last action's kind and short reason.
     pub last: String,
 }
 
+/// Equity less what was put in: the starting equity and the net flows since.
+pub fn pnl_of(equity: U256, start_equity: U256, net_flows: I256) -> I256 {
+    signed_diff(equity, start_equity).saturating_sub(net_flows)
+}
+
 impl TradingStatus {
-    /// Equity minus starting equity, in quote base units.
+    /// Trading profit in quote base units: equity less the starting equity and the net flows
+    /// ([`pnl_of`]), so a top-up is no profit and a withdrawal no loss.
     pub fn pnl_quote(&self) -> I256 {
-        signed_diff(self.equity_quote, self.start_equity_quote)
+        pnl_of(
+            self.equity_quote,
+            self.start_equity_quote,
+            self.net_flows_quote,
+        )
     }
 
     /// What a run did, for the agent's memory: steps, trades, holds and refusals, the price's
@@ -108,6 +124,12 @@ pub struct TradingStrategy<P> {
     mover: Option<PriceProcess>,
     status: Arc<Mutex<TradingStatus>>,
     restored: bool,
+    /// Equity at the first step of this log (`None` before it).
+    start_equity: Option<U256>,
+    /// Net flows since the start ([`TradingStatus::net_flows_quote`]).
+    net_flows: I256,
+    /// The last block scanned for flows (the previous step's snapshot).
+    flows_scanned_to: Option<u64>,
 }
 
 impl<P> std::fmt::Debug for TradingStrategy<P> {
@@ -134,8 +156,10 @@ impl<P: TradingPolicy> TradingStrategy<P> {
     /// A strategy proposing with `policy` under `firewall`, reading the market with `reader`
     /// (whose holder must be the agent's token-bound account).
     ///
-    /// Without [`Self::with_sender`] it runs in dry-run mode.
+    /// Without [`Self::with_sender`] it runs in dry-run mode. The reader's TWAP window is set
+    /// from the firewall's policy.
     pub fn new(policy: P, firewall: Firewall, reader: MarketReader) -> Self {
+        let reader = reader.with_twap_window(firewall.policy().twap_window_secs);
         Self {
             policy,
             firewall,
@@ -144,6 +168,9 @@ impl<P: TradingPolicy> TradingStrategy<P> {
             mover: None,
             status: Arc::default(),
             restored: false,
+            start_equity: None,
+            net_flows: I256::ZERO,
+            flows_scanned_to: None,
         }
     }
 
@@ -187,8 +214,9 @@ impl<P: TradingPolicy> TradingStrategy<P> {
         }
     }
 
-    /// Restores the caps' volume, the peak and the starting equity from this log's earlier
-    /// records, so a restart does not reset the owner's limits.
+    /// Restores the caps' volume, the peak, the starting equity, the net flows and the last
+    /// block scanned for flows from this log's earlier records, so a restart does not reset the
+    /// owner's limits and counts no flow twice or never.
     async fn restore(&mut self, db: &Db, log: &LogId) -> Result<(), TradingError> {
         let mut from = FIRST_SEQ;
         let mut start = None;
@@ -207,7 +235,17 @@ impl<P: TradingPolicy> TradingStrategy<P> {
                 }
                 if let Some(eq) = read_u256(d, "equity_quote") {
                     let state = self.firewall.state_mut();
+                    // As live: the step's flows rescale the peak before its equity is seen.
+                    if let Some(net) = d.get("flows").and_then(|f| read_i256(f, "net_quote")) {
+                        state.note_flow(net, eq);
+                    }
                     state.peak_equity = state.peak_equity.max(eq);
+                    if let Some(net) = read_i256(d, "net_flows_quote") {
+                        self.net_flows = net;
+                    }
+                    if let Some(block) = d.get("block").and_then(Value::as_u64) {
+                        self.flows_scanned_to = Some(block);
+                    }
                 }
                 if r.kind == ActionKind::Trade
                     && let (Some(v), Some(t)) = (
@@ -215,26 +253,78 @@ impl<P: TradingPolicy> TradingStrategy<P> {
                         d.get("timestamp").and_then(Value::as_u64),
                     )
                 {
-                    self.firewall.state_mut().record_trade(t, v);
+                    // Records from before the base caps lack the base amount: the fill has it.
+                    let base = d
+                        .get("trade")
+                        .and_then(|t| read_u256(t, "amount_base"))
+                        .or_else(|| base_of_fill(d, self.reader.market().base_token))
+                        .unwrap_or_default();
+                    self.firewall.state_mut().record_trade(t, v, base);
                 }
             }
         }
         if let Some(start) = start {
-            self.update_status(|s| s.start_equity_quote = start);
+            self.start_equity = Some(start);
+            let net = self.net_flows;
+            self.update_status(|s| {
+                s.start_equity_quote = start;
+                s.net_flows_quote = net;
+            });
         }
         Ok(())
     }
 
-    fn market_details(&self, snap: &MarketSnapshot) -> Value {
-        let status = self.status.lock().map(|s| s.clone()).unwrap_or_default();
-        let equity = snap.equity_quote();
-        let start = if status.start_equity_quote.is_zero() {
-            equity
-        } else {
-            status.start_equity_quote
+    /// Scans the account's flows since the last step ([`MarketReader::flows`]) and counts them:
+    /// into the net flows (so they are no PnL) and into the drawdown peak (so they are no
+    /// drawdown). The first step of a log only marks where scanning starts: what the account
+    /// holds then is the starting equity. Returns the step's flows for its record (`Null` when
+    /// none).
+    async fn account_flows(&mut self, snap: &MarketSnapshot) -> Result<Value, TradingError> {
+        let Some(after) = self
+            .flows_scanned_to
+            .filter(|_| self.start_equity.is_some())
+        else {
+            self.start_equity = Some(snap.equity_quote());
+            self.flows_scanned_to = Some(snap.block);
+            let (start, net) = (snap.equity_quote(), self.net_flows);
+            self.update_status(|s| {
+                s.start_equity_quote = start;
+                s.net_flows_quote = net;
+            });
+            return Ok(Value::Null);
         };
-        let pnl = signed_diff(equity, start);
-        json!({
+        if snap.block <= after {
+            return Ok(Value::Null);
+        }
+        let flows = self.reader.flows(after, snap).await?;
+        self.flows_scanned_to = Some(snap.block);
+        if flows.is_empty() {
+            return Ok(Value::Null);
+        }
+        let sum = |incoming: bool| {
+            flows
+                .iter()
+                .filter(|f| f.incoming == incoming)
+                .fold(U256::ZERO, |acc, f| acc.saturating_add(f.value_quote))
+        };
+        let (inflow, outflow) = (sum(true), sum(false));
+        let net = signed_diff(inflow, outflow);
+        self.net_flows = self.net_flows.saturating_add(net);
+        self.firewall
+            .state_mut()
+            .note_flow(net, snap.equity_quote());
+        let total = self.net_flows;
+        self.update_status(|s| s.net_flows_quote = total);
+        tracing::info!(count = flows.len(), %net, "money moved in or out of the account");
+        Ok(flows_json(&flows, inflow, outflow, net))
+    }
+
+    /// The step's market, holdings and accounts, and the flows counted at this step.
+    fn market_details(&self, snap: &MarketSnapshot, flows: Value) -> Value {
+        let equity = snap.equity_quote();
+        let start = self.start_equity.unwrap_or(equity);
+        let pnl = pnl_of(equity, start, self.net_flows);
+        let mut details = json!({
             "block": snap.block,
             "timestamp": snap.timestamp,
             "reserve_base": dec(snap.reserve_base),
@@ -243,8 +333,20 @@ impl<P: TradingPolicy> TradingStrategy<P> {
             "balance_quote": dec(snap.balance_quote),
             "equity_quote": dec(equity),
             "start_equity_quote": dec(start),
+            "net_flows_quote": self.net_flows.to_string(),
             "pnl_quote": pnl.to_string(),
-        })
+        });
+        if let Some(twap) = snap.twap {
+            details["twap"] = json!({
+                "price_x112": dec(twap.price_x112),
+                "secs": twap.secs,
+                "from_timestamp": twap.from_timestamp,
+            });
+        }
+        if !flows.is_null() {
+            details["flows"] = flows;
+        }
+        details
     }
 
     fn draft(
@@ -281,6 +383,7 @@ impl<P: TradingPolicy> TradingStrategy<P> {
         &self,
         holder: Address,
         snap: &MarketSnapshot,
+        flows: Value,
         receipt: &alloy::rpc::types::TransactionReceipt,
     ) -> ActionDraft {
         let (fill, token_in, token_out) = {
@@ -295,7 +398,7 @@ impl<P: TradingPolicy> TradingStrategy<P> {
                 (buy, snap.quote, snap.base)
             }
         };
-        let mut details = self.market_details(snap);
+        let mut details = self.market_details(snap, flows);
         details["policy"] = json!(self.policy.name());
         details["resumed"] = json!(true);
         details["fill"] = json!({
@@ -304,8 +407,15 @@ impl<P: TradingPolicy> TradingStrategy<P> {
             "amount_in": dec(fill.amount_in),
             "amount_out": dec(fill.amount_out),
         });
-        details["trade"] =
-            json!({ "value_quote": dec(snap.quote_value(token_in, fill.amount_in)) });
+        let base = if token_in == snap.base {
+            fill.amount_in
+        } else {
+            fill.amount_out
+        };
+        details["trade"] = json!({
+            "value_quote": dec(snap.cap_value(token_in, fill.amount_in)),
+            "amount_base": dec(base),
+        });
         let kind = if receipt.status() {
             ActionKind::Trade
         } else {
@@ -325,6 +435,8 @@ impl<P: TradingPolicy> TradingStrategy<P> {
         }
     }
 
+    /// One step. A step that fails records nothing, so it counts no flow either: the next
+    /// step scans the same blocks again.
     async fn run_step(
         &mut self,
         session: &mut AgentSession,
@@ -338,6 +450,31 @@ impl<P: TradingPolicy> TradingStrategy<P> {
             }
             self.restored = true;
         }
+        let saved = (
+            self.start_equity,
+            self.net_flows,
+            self.flows_scanned_to,
+            self.firewall.state().peak_equity,
+        );
+        let result = self.try_step(session, step).await;
+        if result.is_err() {
+            let (start, net, scanned, peak) = saved;
+            (self.start_equity, self.net_flows, self.flows_scanned_to) = (start, net, scanned);
+            self.firewall.state_mut().peak_equity = peak;
+            self.update_status(|s| {
+                s.start_equity_quote = start.unwrap_or_default();
+                s.net_flows_quote = net;
+            });
+        }
+        result
+    }
+
+    async fn try_step(
+        &mut self,
+        session: &mut AgentSession,
+        step: u64,
+    ) -> Result<ActionDraft, StrategyError> {
+        let log = *session.log();
         if let Some(mover) = &mut self.mover {
             mover.step().await?;
         }
@@ -351,7 +488,7 @@ impl<P: TradingPolicy> TradingStrategy<P> {
                     .await
                     .map_err(|e| TradingError::Db(Box::new(e)))?;
                 let seq = last.map_or(FIRST_SEQ, |r| r.record.record().seq + 1);
-                Some(format!("{log}@{seq}"))
+                Some(log.position_reference(seq))
             }
             None => None,
         };
@@ -360,31 +497,25 @@ impl<P: TradingPolicy> TradingStrategy<P> {
             && let Some(receipt) = sender.resolved(TRADE_PURPOSE, reference).await?
         {
             let snap = self.reader.snapshot().await?;
-            let draft = self.resumed_draft(holder, &snap, &receipt);
+            let flows = self.account_flows(&snap).await?;
+            let draft = self.resumed_draft(holder, &snap, flows, &receipt);
             let value = read_u256(&draft.details["trade"], "value_quote").unwrap_or_default();
+            let base = read_u256(&draft.details["trade"], "amount_base").unwrap_or_default();
             if draft.kind == ActionKind::Trade {
                 self.firewall
                     .state_mut()
-                    .record_trade(snap.timestamp, value);
+                    .record_trade(snap.timestamp, value, base);
             }
             self.finish_status(&snap, "trade (resumed)", |s| s.trades += 1);
             return Ok(draft);
         }
 
         let snap = self.reader.snapshot().await?;
-        if self
-            .status
-            .lock()
-            .map(|s| s.start_equity_quote.is_zero())
-            .unwrap_or(false)
-        {
-            let eq = snap.equity_quote();
-            self.update_status(|s| s.start_equity_quote = eq);
-        }
+        let flows = self.account_flows(&snap).await?;
         let kill = self.firewall.observe(&snap);
         self.policy.observe_firewall(&self.firewall);
         let decision = self.policy.decide(session, &snap, step)?;
-        let mut details = self.market_details(&snap);
+        let mut details = self.market_details(&snap, flows);
         details["policy"] = json!(self.policy.name());
         details["dry_run"] = json!(self.sender.is_none());
 
@@ -433,9 +564,11 @@ impl<P: TradingPolicy> TradingStrategy<P> {
 
         let (Some(sender), Some(reference)) = (&self.sender, &reference) else {
             // Dry run: the same checks and maths, nothing sent.
-            self.firewall
-                .state_mut()
-                .record_trade(snap.timestamp, trade.value_quote);
+            self.firewall.state_mut().record_trade(
+                snap.timestamp,
+                trade.value_quote,
+                trade.amount_base,
+            );
             let kind = ActionKind::Other("dry-run-trade".into());
             let draft = self.draft(session, kind, &decision, details);
             self.finish_status(&snap, &describe(&trade, "would trade"), |s| s.trades += 1);
@@ -451,9 +584,11 @@ impl<P: TradingPolicy> TradingStrategy<P> {
         });
         details["block_mined"] = json!(receipt.block_number);
         let kind = if receipt.status() {
-            self.firewall
-                .state_mut()
-                .record_trade(snap.timestamp, trade.value_quote);
+            self.firewall.state_mut().record_trade(
+                snap.timestamp,
+                trade.value_quote,
+                trade.amount_base,
+            );
             ActionKind::Trade
         } else {
             ActionKind::Other("trade-reverted".into())
@@ -500,6 +635,50 @@ impl<P: TradingPolicy> TradingStrategy<P> {
 
 fn short(s: &str) -> String {
     shorten(s, 60)
+}
+
+fn read_i256(v: &Value, key: &str) -> Option<I256> {
+    v.get(key)?.as_str()?.parse().ok()
+}
+
+/// The base amount of a trade record's fill (sold, or bought).
+fn base_of_fill(d: &Value, base: Address) -> Option<U256> {
+    let fill = d.get("fill")?;
+    let token_in: Address = fill.get("token_in")?.as_str()?.parse().ok()?;
+    let key = if token_in == base {
+        "amount_in"
+    } else {
+        "amount_out"
+    };
+    read_u256(fill, key)
+}
+
+/// Most flows listed by transaction in a step's record (anyone can send the account dust; the
+/// totals always count them all).
+const LISTED_FLOWS: usize = 8;
+
+fn flows_json(flows: &[Flow], inflow: U256, outflow: U256, net: I256) -> Value {
+    let listed: Vec<Value> = flows
+        .iter()
+        .take(LISTED_FLOWS)
+        .map(|f| {
+            json!({
+                "block": f.block,
+                "tx": f.tx_hash,
+                "token": f.token,
+                "direction": if f.incoming { "in" } else { "out" },
+                "amount": dec(f.amount),
+                "value_quote": dec(f.value_quote),
+            })
+        })
+        .collect();
+    json!({
+        "count": flows.len(),
+        "in_quote": dec(inflow),
+        "out_quote": dec(outflow),
+        "net_quote": net.to_string(),
+        "listed": listed,
+    })
 }
 
 fn describe(trade: &ApprovedTrade, what: &str) -> String {

@@ -3,13 +3,13 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use agent_runtime::agent::EntryKind;
 use agent_runtime::pipeline::open_keys;
+use agent_runtime::transfer::rekey::{AgentKeyRotation, grant_keys, rekey_token};
 use alloy::primitives::{Address, U256};
 use anyhow::{Context as _, bail};
 use clap::Args;
 use inft_contracts::scopes;
-use sealing::SealedKey;
+use sealing::SealOptions;
 use serde_json::json;
 
 use super::Run;
@@ -86,21 +86,12 @@ impl Run for AuthorizeArgs {
                 self.user
             );
         };
-        // Re-wrap the model and config keys for the user; the agent key is never shared, and
-        // neither is the memory (the owner's alone: its key changes with every update).
+        // Only what the scopes need: the model and config keys for a grant that runs the
+        // agent, nothing for one that only logs or trades (see `rekey::grant_keys`).
         let entries = nft.entries_for(self.token, wallet.address()).await?;
         let token = nft.token_ref(self.token);
-        let keys = open_keys(&entries, &node.sealing_secret(&wallet)?, &token)?;
-        let sealed = EntryKind::REQUIRED
-            .iter()
-            .zip(entries.iter().zip(keys))
-            .map(|(&kind, (entry, key))| match (kind, key) {
-                (EntryKind::AgentKey, _) | (_, None) => Ok(None),
-                (_, Some(key)) => {
-                    SealedKey::seal(&key, &user_key, &token.key_context(entry.data_hash)).map(Some)
-                }
-            })
-            .collect::<Result<Vec<Option<SealedKey>>, _>>()
+        let keys = open_keys(&entries, &node.sealing_secret(&wallet).await?, &token)?;
+        let sealed = grant_keys(&entries, &keys, &user_key, &token, self.scopes)
             .context("sealing the data keys to the user's key")?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -127,6 +118,11 @@ pub(crate) struct RevokeArgs {
     /// The account whose grant ends.
     #[arg(long)]
     user: Address,
+    /// Also re-key the agent's data: the user was given the model and config keys, and the
+    /// blobs are public, so without this they can still decrypt today's model and config.
+    /// Re-encrypts them (and the memory) under fresh keys and re-issues the other live grants.
+    #[arg(long)]
+    rotate: bool,
     #[command(flatten)]
     node: NodeOpts,
     #[command(flatten)]
@@ -136,14 +132,49 @@ pub(crate) struct RevokeArgs {
 impl Run for RevokeArgs {
     async fn run(self, ctx: &Context) -> anyhow::Result<()> {
         let node = self.node.load()?;
+        node.check_chain().await?;
         let wallet = self.wallet.signer(&node.home)?;
-        let tx = node.nft(&wallet)?.revoke(self.token, self.user).await?;
-        ctx.emit(
-            format!("revoked {} on token {}\n  tx {tx}", self.user, self.token),
-            json!({ "token_id": self.token.to_string(), "user": self.user, "tx_hash": tx }),
-        );
+        let nft = node.nft(&wallet)?;
+        let tx = nft.revoke(self.token, self.user).await?;
+        let mut text = format!("revoked {} on token {}\n  tx {tx}", self.user, self.token);
+        let mut value =
+            json!({ "token_id": self.token.to_string(), "user": self.user, "tx_hash": tx });
+        if self.rotate {
+            let spinner = ctx.spinner("re-encrypting the agent under fresh keys");
+            let secret = node.sealing_secret(&wallet).await?;
+            let store = node.store()?;
+            let rekeyed = rekey_token(
+                &nft,
+                store.as_ref(),
+                self.token,
+                &secret,
+                &secret,
+                AgentKeyRotation::Keep,
+                &SealOptions::default(),
+            )
+            .await
+            .context("re-keying the agent (the revoke itself is done)")?;
+            spinner.finish_and_clear();
+            text.push_str(&format!(
+                "\nre-keyed the model, config and memory: the revoked keys open none of them\n  tx {}{}",
+                rekeyed.update_tx,
+                reissued_line(&rekeyed.reissued_grants)
+            ));
+            value["rekey_tx"] = json!(rekeyed.update_tx);
+            value["reissued_grants"] = json!(rekeyed.reissued_grants);
+        }
+        ctx.emit(text, value);
         Ok(())
     }
+}
+
+/// "re-issued the grants of …" for a re-keying that re-issued some.
+pub(crate) fn reissued_line(users: &[Address]) -> String {
+    if users.is_empty() {
+        return String::new();
+    }
+    let users: Vec<String> = users.iter().map(ToString::to_string).collect();
+    format!("\nre-issued the live grants of {}", users.join(", "))
 }
 
 #[cfg(test)]

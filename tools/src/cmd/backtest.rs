@@ -73,6 +73,7 @@ fn trading_agent_config(
             n_threads: threads,
             ..ContextOptions::default()
         },
+        private_prompts: false,
     }
 }
 

@@ -1,5 +1,6 @@
 //! `inft gateway`: serve the home directory's blob store over HTTP (sealed blobs and public
-//! action records), so other parties can fetch an agent's data and audit its actions.
+//! action records), so other parties can fetch an agent's data and audit its actions. Records
+//! are write-once: a `PUT` cannot replace a stored record's signature (`409`).
 
 use std::net::SocketAddr;
 
@@ -21,12 +22,22 @@ pub(crate) struct GatewayArgs {
     /// something that has.
     #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
     listen: SocketAddr,
+    /// Largest blob accepted for upload (`8GiB`, `512MiB`, …; `0`: no limit).
+    #[arg(
+        long,
+        env = "INFT_MAX_BLOB_SIZE",
+        value_name = "SIZE",
+        default_value = "8GiB",
+        value_parser = super::dev::parse_size
+    )]
+    max_blob_size: u64,
 }
 
 impl Run for GatewayArgs {
     async fn run(self, ctx: &Context) -> anyhow::Result<()> {
         let store = LocalDirStore::open(self.home.join("blobs"))
-            .with_context(|| format!("opening {}", self.home.join("blobs").display()))?;
+            .with_context(|| format!("opening {}", self.home.join("blobs").display()))?
+            .max_blob_len((self.max_blob_size > 0).then_some(self.max_blob_size));
         let handle = gateway::serve(store, self.listen).await?;
         ctx.emit(
             format!(

@@ -91,6 +91,12 @@ pub(crate) struct MintArgs {
     /// your runs appends to.
     #[arg(long)]
     no_memory: bool,
+    /// Publish only the hash of each prompt in the agent's public action records, not its text
+    /// (the text carries your instruction and the agent's memory notes). Auditors can still
+    /// check every record, signature and output; replaying an action then needs its prompt,
+    /// which your runtime keeps in its database (`inft audit --replay` finds it there).
+    #[arg(long)]
+    private_prompts: bool,
     /// ETH sent to the agent's wallet for gas (it signs and sends its own action logs).
     #[arg(long, default_value = "0.5", value_name = "ETH")]
     fund_agent: String,
@@ -135,7 +141,7 @@ impl Run for MintArgs {
 
         // The owner's sealing key comes from the wallet; publishing it lets others (transfer
         // senders, oracles) seal to it.
-        let secret = node.sealing_secret(&signer)?;
+        let secret = node.sealing_secret(&signer).await?;
         let public = secret.public_key();
         nft.publish_sealing_key(owner, &public)
             .await
@@ -183,6 +189,7 @@ impl Run for MintArgs {
             model_sha256,
             sampler,
             context: ContextOptions::default(),
+            private_prompts: self.private_prompts,
         };
 
         let sealing = ctx.progress(len, "sealing");

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use agent_runtime::blobstore::{BlobStore, HttpGatewayStore, LocalDirStore};
 use agent_runtime::db::Db;
 use agent_runtime::token::AgentNft;
-use agent_runtime::wallet::{Passphrase, derive_sealing_secret, load_keystore};
+use agent_runtime::wallet::{
+    Passphrase, derive_sealing_secret, find_sealing_secret, load_keystore,
+};
 use alloy::network::EthereumWallet;
 use alloy::primitives::Address;
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
@@ -17,9 +19,6 @@ use clap::Args;
 use inft_contracts::Deployment;
 use sealing::SealingSecret;
 use serde::{Deserialize, Serialize};
-
-/// Index of the wallet-derived sealing key every command uses (see `wallet::derive_sealing_secret`).
-pub(crate) const SEALING_KEY_INDEX: u32 = 0;
 
 /// Local state and chain selection, shared by every chain command.
 #[derive(Debug, Clone, Args)]
@@ -42,6 +41,17 @@ pub(crate) struct NodeOpts {
     /// Blob gateway base URL (IPFS-style, `GET/PUT BASE/blob/HEX`) instead of the local store.
     #[arg(long, env = "INFT_GATEWAY", value_name = "URL", global = true)]
     pub(crate) gateway: Option<String>,
+    /// Largest blob taken from or sent to the gateway (`8GiB`, `512MiB`, …; `0`: no limit). A
+    /// token's sender chooses its blobs: without a cap, `transfer accept` could fill the disk.
+    #[arg(
+        long,
+        env = "INFT_MAX_BLOB_SIZE",
+        value_name = "SIZE",
+        default_value = "8GiB",
+        value_parser = super::dev::parse_size,
+        global = true
+    )]
+    pub(crate) max_blob_size: u64,
 }
 
 /// The account to act as. Private keys are never taken as arguments: only encrypted keystores,
@@ -82,6 +92,7 @@ pub(crate) struct Node {
     pub(crate) rpc_url: String,
     pub(crate) deployment: Deployment,
     gateway: Option<String>,
+    max_blob_size: u64,
 }
 
 impl NodeOpts {
@@ -114,6 +125,7 @@ impl NodeOpts {
             rpc_url,
             deployment,
             gateway: self.gateway.clone(),
+            max_blob_size: self.max_blob_size,
         })
     }
 }
@@ -167,22 +179,39 @@ impl Node {
         Ok(AgentNft::new(self.provider(signer)?, &self.deployment))
     }
 
-    /// The account's sealing secret, derived from its wallet for this chain.
-    pub(crate) fn sealing_secret(
+    /// The account's current sealing secret, derived from its wallet for this chain: the key
+    /// index whose public key the AgentNFT holds for it (index 0 before anything is published;
+    /// `inft keys rotate` moves on to the next).
+    pub(crate) async fn sealing_secret(
         &self,
         signer: &PrivateKeySigner,
     ) -> anyhow::Result<SealingSecret> {
-        Ok(derive_sealing_secret(
-            signer,
-            self.deployment.chain_id,
-            SEALING_KEY_INDEX,
-        )?)
+        Ok(self.sealing_key_index(signer).await?.1)
+    }
+
+    /// [`sealing_secret`](Self::sealing_secret) with its key index.
+    pub(crate) async fn sealing_key_index(
+        &self,
+        signer: &PrivateKeySigner,
+    ) -> anyhow::Result<(u32, SealingSecret)> {
+        let chain_id = self.deployment.chain_id;
+        let published = AgentNft::new(self.reader()?, &self.deployment)
+            .sealing_key_of(signer.address())
+            .await
+            .context("reading your published sealing key")?;
+        Ok(match published {
+            None => (0, derive_sealing_secret(signer, chain_id, 0)?),
+            Some(key) => find_sealing_secret(signer, chain_id, &key)?,
+        })
     }
 
     /// The blob store: the gateway if one is configured, else HOME/blobs.
     pub(crate) fn store(&self) -> anyhow::Result<Arc<dyn BlobStore>> {
         Ok(match &self.gateway {
-            Some(url) => Arc::new(HttpGatewayStore::new(url, self.home.join("cache"))?),
+            Some(url) => Arc::new(
+                HttpGatewayStore::new(url, self.home.join("cache"))?
+                    .max_blob_len((self.max_blob_size > 0).then_some(self.max_blob_size)),
+            ),
             None => Arc::new(LocalDirStore::open(self.home.join("blobs"))?),
         })
     }

@@ -6,9 +6,10 @@
 //! (`inft dev up` registers its `oracle` account).
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use agent_runtime::transfer::oracle::OracleService;
+use agent_runtime::transfer::oracle::{OracleLimits, OracleService};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use sealing::SealOptions;
@@ -43,10 +44,17 @@ impl Run for OracleArgs {
 /// `inft oracle serve`
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Address to listen on. The API has no authentication of its own: keep it on loopback or
-    /// behind a proxy that has.
+    /// Address to listen on. Requests must be signed by the token's owner, and bodies, running
+    /// rotations and each owner's rotations per hour are capped (below); still, keep it on
+    /// loopback or behind a TLS proxy.
     #[arg(long, default_value = "127.0.0.1:8547")]
     listen: SocketAddr,
+    /// Rotations that may run at once (each re-encrypts a whole model); more are answered 503.
+    #[arg(long, default_value_t = OracleLimits::default().concurrent)]
+    max_running: usize,
+    /// Rotations each token owner may ask for per hour; more are answered 429.
+    #[arg(long, default_value_t = OracleLimits::default().per_owner_per_hour)]
+    per_owner_per_hour: NonZeroU32,
     #[command(flatten)]
     node: NodeOpts,
     #[command(flatten)]
@@ -59,12 +67,17 @@ impl Run for ServeArgs {
         node.check_chain().await?;
         let wallet = self.wallet.signer(&node.home)?;
         publish_key(&node, &wallet).await?;
-        let service = Arc::new(OracleService::new(
+        let limits = OracleLimits {
+            concurrent: self.max_running,
+            per_owner_per_hour: self.per_owner_per_hour,
+        };
+        let service = Arc::new(OracleService::with_limits(
             wallet.clone(),
-            node.sealing_secret(&wallet)?,
+            node.sealing_secret(&wallet).await?,
             node.nft(&wallet)?,
             node.store()?,
             SealOptions::default(),
+            limits,
         ));
         let handle = service
             .serve(self.listen)

@@ -58,7 +58,9 @@ struct SettleArgs {
     #[arg(long, value_name = "WEI", required_unless_present = "realized")]
     amount: Option<U256>,
     /// Deposit the agent's realized earnings not settled yet: its latest audited PnL (in the
-    /// dev market's quote token unless --erc20 says otherwise) minus earlier deposits.
+    /// dev market's quote token unless --erc20 says otherwise) minus earlier deposits. The PnL
+    /// is net of money moved in or out of the agent's account (top-ups, withdrawals, earlier
+    /// settlements paid from it), so each settlement pays on the profit made since the last.
     #[arg(long, conflicts_with = "amount")]
     realized: bool,
     /// ERC-20 earnings token [default: ETH].

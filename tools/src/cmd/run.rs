@@ -228,7 +228,7 @@ impl Run for RunArgs {
         let wallet = self.wallet.signer(&node.home)?;
         let nft = node.nft(&wallet)?;
         let store = node.store()?;
-        let secret = node.sealing_secret(&wallet)?;
+        let secret = node.sealing_secret(&wallet).await?;
 
         let model_opts = ModelOptions {
             gpu_layers: self.gpu_layers,
@@ -416,6 +416,38 @@ impl Run for RunArgs {
             .map(|s| json!({ "step": s.step, "seq": s.seq, "kind": s.kind.to_string(), "record_hash": s.record_hash }))
             .collect();
 
+        // Records another account's log entries displaced were re-signed further on (the agent
+        // key is at hand here): say so, the seqs shown above are the final ones.
+        let rebase_line: String = report
+            .flush
+            .rebases
+            .iter()
+            .map(|r| {
+                let (first, last) = (r.moved.first(), r.moved.last());
+                format!(
+                    "\nseq {} was taken by {} (not this {role}): {} records re-signed at seq {}..={}",
+                    r.seq,
+                    r.taken_by,
+                    r.moved.len(),
+                    first.map_or(0, |m| m.new_seq),
+                    last.map_or(0, |m| m.new_seq),
+                )
+            })
+            .collect();
+        let rebase_json: Vec<_> = report
+            .flush
+            .rebases
+            .iter()
+            .map(|r| {
+                let moved: Vec<_> = r
+                    .moved
+                    .iter()
+                    .map(|m| json!({ "old_seq": m.old_seq, "new_seq": m.new_seq, "record_hash": m.new_hash }))
+                    .collect();
+                json!({ "seq": r.seq, "taken_by": r.taken_by, "moved": moved })
+            })
+            .collect();
+
         let (trading_line, trading_json) = match &trading_status {
             Some(t) => (
                 format!("\n{}", t.line()),
@@ -434,7 +466,7 @@ impl Run for RunArgs {
         };
         ctx.emit(
             format!(
-                "token {} ran {} steps as {role} {} (model {}{}){trading_line}\nevery action logged and confirmed on chain{}{memory_line}",
+                "token {} ran {} steps as {role} {} (model {}{}){trading_line}\nevery action logged and confirmed on chain{}{rebase_line}{memory_line}",
                 self.token,
                 report.steps.len(),
                 record_signer.address(),
@@ -452,6 +484,7 @@ impl Run for RunArgs {
                 "model_sha256": agent.model.sha256_hex(),
                 "steps": steps,
                 "transactions": report.flush.transactions,
+                "rebased": rebase_json,
                 "trading": trading_json,
                 "memory": memory_json,
             }),

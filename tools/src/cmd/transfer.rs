@@ -98,7 +98,7 @@ impl Run for SendArgs {
         let wallet = self.wallet.signer(&node.home)?;
         let nft = node.nft(&wallet)?;
         let store = node.store()?;
-        let secret = node.sealing_secret(&wallet)?;
+        let secret = node.sealing_secret(&wallet).await?;
         let opts = SealOptions::default();
         let deadline = node.chain_time().await? + self.valid_for;
         let to = node.resolve_account(&self.to)?;
@@ -106,7 +106,8 @@ impl Run for SendArgs {
         let (offer, signed) = match (&self.oracle, &self.offer, &self.acceptance) {
             (Some(url), _, _) => {
                 let spinner = ctx.spinner("the oracle is re-encrypting the agent");
-                let answer = request_rotation(&nft, url, self.token, &secret, to, deadline).await?;
+                let answer =
+                    request_rotation(&nft, url, self.token, &wallet, &secret, to, deadline).await?;
                 spinner.finish_and_clear();
                 (answer.offer, answer.signed)
             }
@@ -260,7 +261,7 @@ impl Run for AcceptArgs {
         let nft = node.nft(&wallet)?;
         let store = node.store()?;
         let offer: Offer = read_json(&self.offer)?;
-        let secret = node.sealing_secret(&wallet)?;
+        let secret = node.sealing_secret(&wallet).await?;
         let spinner = ctx.spinner("verifying the offered model and config");
         let signed = accept_offer(
             &nft,
@@ -319,7 +320,7 @@ pub(crate) async fn publish_key(
     node: &Node,
     wallet: &alloy::signers::local::PrivateKeySigner,
 ) -> anyhow::Result<String> {
-    let public = node.sealing_secret(wallet)?.public_key();
+    let public = node.sealing_secret(wallet).await?.public_key();
     node.nft(wallet)?
         .publish_sealing_key(wallet.address(), &public)
         .await
