@@ -109,6 +109,19 @@ log "inft audit: each agent's history rebuilt from chain events and checked; HTM
   "${threads[@]}"
 "$inft" audit "$trader" --html "$INFT_HOME/audit-trader.html"
 
+log "inft creations + provenance: the poet's pieces exported with proof bundles; a stranger with only an RPC URL checks one; a poem alone is found by its text"
+"$inft" creations "$token" --out "$INFT_HOME/pieces"
+rpc=$(sed -n 's/.*"rpc_url": *"\([^"]*\)".*/\1/p' "$INFT_HOME/node.json")
+stranger=$(mktemp -d)
+(cd "$stranger" && INFT_HOME="$stranger" "$inft" provenance verify \
+  "$INFT_HOME/pieces/piece-1.proof.json" "$INFT_HOME/pieces/piece-1.txt" --rpc-url "$rpc")
+poem=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["text"], end="")' \
+  "$INFT_HOME/pieces/piece-1.txt")
+"$inft" provenance --text "$poem"
+if "$inft" provenance --text "Zebra ${poem#* }" >/dev/null 2>&1; then   # first word changed
+  echo "an edited poem should be unknown" >&2; exit 1
+fi
+
 log "inft royalties: bob settles 1 ETH the poet earned; alice (creator, 10%) and carol (5%) are paid by the splitter"
 "$inft" royalties settle "$token" --amount 1000000000000000000 --account bob
 "$inft" royalties show "$token"

@@ -204,8 +204,9 @@ impl TokenEvent {
 }
 
 /// Decodes a raw log of the indexed contracts into (token id, event); `None` for events the
-/// indexer does not keep.
-fn decode(log: &Log) -> Option<(U256, TokenEvent)> {
+/// indexer does not keep. Does not look at the emitter: check `log.address()` where it matters
+/// (the indexer asks each contract for its own logs; [`crate::provenance`] checks receipts).
+pub fn decode_log(log: &Log) -> Option<(U256, TokenEvent)> {
     let topic0 = *log.topic0()?;
     let inner = &log.inner;
     macro_rules! dec {
@@ -438,7 +439,7 @@ impl<P: Provider> Indexer<P> {
                     .map_err(rpc("eth_getLogs"))?;
                 let mut events = Vec::new();
                 for log in &logs {
-                    let Some((token_id, event)) = decode(log) else {
+                    let Some((token_id, event)) = decode_log(log) else {
                         continue;
                     };
                     let (Some(block_number), Some(log_index), Some(block_hash), Some(tx_hash)) = (

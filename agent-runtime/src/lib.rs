@@ -16,6 +16,7 @@ pub mod error;
 pub mod indexer;
 pub mod outbox;
 pub mod pipeline;
+pub mod provenance;
 pub mod record;
 pub mod royalties;
 pub mod transfer;

@@ -164,19 +164,19 @@ impl<'de> Deserialize<'de> for ActionKind {
 }
 
 /// Serde helpers for numbers that may exceed 2^53 and are written as decimal strings.
-mod decimal {
+pub(crate) mod decimal {
     use std::fmt::Display;
     use std::str::FromStr;
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(super) fn serialize<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(v)
     }
 
     /// Canonical decimal only: no sign, no leading zeros, no prefix, so every number has exactly
     /// one encoding (the record hash depends on it).
-    pub(super) fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    pub(crate) fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
     where
         T: FromStr,
         T::Err: Display,
@@ -576,6 +576,28 @@ fn write_string(s: &str, out: &mut String) {
     match serde_json::to_string(s) {
         Ok(quoted) => out.push_str(&quoted),
         Err(_) => out.push_str("\"\""),
+    }
+}
+
+/// Fixtures for the crate's unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A creative draft of `output` with `details` and fixed model, prompt, sampler and build.
+    pub(crate) fn draft(output: &str, details: Value) -> ActionDraft {
+        ActionDraft {
+            kind: ActionKind::Creative,
+            model_hash: B256::repeat_byte(1),
+            prompt: "p".into(),
+            keep_prompt: true,
+            output: output.into(),
+            sampler: Value::Null,
+            seed: 1,
+            llama_build: "b".into(),
+            tx_hash: None,
+            details,
+        }
     }
 }
 

@@ -4,50 +4,12 @@ use agent_runtime::agent::{AgentSession, Strategy, StrategyError};
 use agent_runtime::engine::ChatMessage;
 use agent_runtime::engine::grammar::creative_grammar;
 use agent_runtime::record::{ActionDraft, ActionKind, content_hash};
-use alloy::primitives::{Address, B256, Signature, U256};
 use alloy::signers::SignerSync;
-use alloy::sol_types::{Eip712Domain, SolStruct, eip712_domain};
 use serde::Deserialize;
 use serde_json::json;
 
-alloy::sol! {
-    /// The proof of creatorship an agent signs for each piece it writes.
-    struct Creation {
-        uint256 tokenId;
-        bytes32 contentHash;
-    }
-}
-
-/// The EIP-712 domain of creation signatures: bound to the chain and the AgentNFT contract, so a
-/// signature for one token never proves anything about another deployment's.
-pub fn creation_domain(chain_id: u64, nft: Address) -> Eip712Domain {
-    eip712_domain! {
-        name: "inft Creation",
-        version: "1",
-        chain_id: chain_id,
-        verifying_contract: nft,
-    }
-}
-
-/// The digest an agent signs to claim `content_hash` as token `token_id`'s work.
-pub fn creation_digest(chain_id: u64, nft: Address, token_id: U256, content_hash: B256) -> B256 {
-    Creation {
-        tokenId: token_id,
-        contentHash: content_hash,
-    }
-    .eip712_signing_hash(&creation_domain(chain_id, nft))
-}
-
-/// The address that signed a creation proof (compare it with the token's agent at the time).
-pub fn creation_signer(
-    chain_id: u64,
-    nft: Address,
-    token_id: U256,
-    content_hash: B256,
-    signature: &Signature,
-) -> Result<Address, alloy::primitives::SignatureError> {
-    signature.recover_address_from_prehash(&creation_digest(chain_id, nft, token_id, content_hash))
-}
+// The proof of creatorship lives with its verifier, in the runtime.
+pub use agent_runtime::provenance::{creation_digest, creation_domain, creation_signer};
 
 /// The JSON shape the creative grammar produces.
 #[derive(Debug, Deserialize)]
@@ -179,34 +141,6 @@ impl Strategy for CreativeStrategy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloy::signers::local::PrivateKeySigner;
-
-    #[test]
-    fn creation_signature_binds_chain_contract_token_and_content() {
-        let agent = PrivateKeySigner::random();
-        let nft = Address::repeat_byte(0x11);
-        let token = U256::from(7);
-        let hash = content_hash(b"a poem");
-        let sig = agent
-            .sign_hash_sync(&creation_digest(31337, nft, token, hash))
-            .unwrap();
-        assert_eq!(
-            creation_signer(31337, nft, token, hash, &sig).unwrap(),
-            agent.address()
-        );
-        // Any other context recovers some other address.
-        for (chain, contract, tok, h) in [
-            (1, nft, token, hash),
-            (31337, Address::repeat_byte(0x22), token, hash),
-            (31337, nft, U256::from(8), hash),
-            (31337, nft, token, content_hash(b"another poem")),
-        ] {
-            assert_ne!(
-                creation_signer(chain, contract, tok, h, &sig).unwrap(),
-                agent.address()
-            );
-        }
-    }
 
     #[test]
     fn messages_carry_role_memory_instruction_and_earlier_titles() {

@@ -4,6 +4,7 @@ mod audit;
 mod creative;
 mod foreign_log;
 mod memory;
+mod provenance;
 mod rekey;
 mod trading;
 mod transfer;

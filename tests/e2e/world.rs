@@ -256,6 +256,34 @@ impl World {
         Ok(minted)
     }
 
+    /// Moves `token` from `from` to `to` with a receiver-verified transfer (offer, acceptance,
+    /// `transferWithProof`, agent wallet swept), as `inft transfer send` / `accept` do.
+    pub(crate) async fn transfer(
+        &self,
+        from: &Actor,
+        to: &Actor,
+        token: U256,
+    ) -> anyhow::Result<agent_runtime::transfer::Completed> {
+        use agent_runtime::transfer::{accept_offer, complete_transfer, make_offer};
+        let opts = SealOptions::default();
+        let store = self.store.as_ref();
+        let deadline = self.chain_time().await? + 3600;
+        let offer = make_offer(
+            &from.nft,
+            store,
+            token,
+            &from.secret,
+            to.address(),
+            deadline,
+            &opts,
+        )
+        .await?;
+        let now = self.chain_time().await?;
+        let signed =
+            accept_offer(&to.nft, store, &offer, &to.wallet, &to.secret, now, &opts).await?;
+        Ok(complete_transfer(&from.nft, store, &from.secret, &offer, &signed, &opts).await?)
+    }
+
     pub(crate) async fn open(
         &self,
         actor: &Actor,
@@ -306,6 +334,23 @@ impl World {
             session,
             Outbox::new(db, Arc::new(chain), OutboxConfig::default()),
         ))
+    }
+
+    /// Indexes this world's deployment's events into `db` with a read-only provider, as
+    /// anyone can.
+    pub(crate) async fn index(&self, db: &Db) -> anyhow::Result<()> {
+        let d = &self.deployment;
+        let reader = ProviderBuilder::new().connect_http(self.chain.endpoint_url());
+        agent_runtime::indexer::Indexer::new(
+            reader,
+            d.chain_id,
+            d.agent_nft,
+            d.action_log,
+            d.start_block,
+        )
+        .sync(db)
+        .await?;
+        Ok(())
     }
 
     /// Moves the chain's clock forward and mines a block.

@@ -61,6 +61,11 @@ commands! {
     Run(cmd::run::RunArgs),
     /// Audit an agent's action history from chain events and public records (no wallet needed).
     Audit(cmd::audit::AuditArgs),
+    /// List what an agent created, and export each piece with a proof bundle anyone can check.
+    Creations(cmd::creations::CreationsArgs),
+    /// Who made this piece, and is it unchanged? Look it up by content, or verify a proof
+    /// bundle with nothing but an RPC endpoint (`provenance verify`).
+    Provenance(cmd::provenance::ProvenanceArgs),
     /// Compare trading policies on the same simulated market under the owner's firewall;
     /// nothing is sent.
     Backtest(cmd::backtest::BacktestArgs),

@@ -7,6 +7,7 @@
 //! record is HTML-escaped, and every shortened text is cut by characters, never by bytes (a
 //! multi-byte character at the cut point must not panic the report).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::{AuditReport, ReplayOutcome, ReplayedAction};
@@ -167,6 +168,18 @@ pub fn action_note(record: &ActionRecord) -> String {
 /// The self-contained HTML report: verdict, findings, owner and agent history, PnL chart and
 /// the action timeline (with replay outcomes, if any).
 pub fn html_report(report: &AuditReport, replayed: Option<&[ReplayedAction]>) -> String {
+    html_report_linked(report, replayed, &BTreeMap::new())
+}
+
+/// [`html_report`], with each creative action whose seq is in `pieces` linking to its
+/// exported piece there (a URL relative to the report, e.g. `pieces/piece-3.txt`, as
+/// [`provenance::exported_pieces`](crate::provenance::exported_pieces) finds them) and to the
+/// proof bundle beside it.
+pub fn html_report_linked(
+    report: &AuditReport,
+    replayed: Option<&[ReplayedAction]>,
+    pieces: &BTreeMap<u64, String>,
+) -> String {
     let mut rows = String::new();
     for a in &report.actions {
         let (kind, output, note, ts) = match &a.record {
@@ -186,6 +199,19 @@ pub fn html_report(report: &AuditReport, replayed: Option<&[ReplayedAction]>) ->
             .and_then(|rs| rs.iter().find(|r| r.seq == a.seq))
             .map(|r| esc(&replay_text(&r.outcome)))
             .unwrap_or_default();
+        let mut note = esc(&note);
+        if let Some(href) = pieces.get(&a.seq) {
+            let bundle = href
+                .strip_suffix(".txt")
+                .map(|stem| format!("{stem}.proof.json"))
+                .unwrap_or_default();
+            let _ = write!(
+                note,
+                " <a class=\"piece\" href=\"{}\">exported piece</a> · <a href=\"{}\">proof bundle</a>",
+                esc(href),
+                esc(&bundle)
+            );
+        }
         let _ = writeln!(
             rows,
             "<tr class=\"{cls}\"><td>{seq}</td><td>{kind}</td><td>{block}</td><td>{ts}</td><td><code title=\"{hash}\">{hash_short}</code></td><td><code title=\"{signer}\">{signer_short}</code></td><td>{note}</td><td class=\"out\">{output}</td><td>{status}</td><td>{replay}</td></tr>",
@@ -197,7 +223,6 @@ pub fn html_report(report: &AuditReport, replayed: Option<&[ReplayedAction]>) ->
             hash_short = short(&a.record_hash),
             signer = a.signer.map(|s| s.to_string()).unwrap_or_default(),
             signer_short = a.signer.map(|s| short(&s)).unwrap_or_default(),
-            note = esc(&note),
             output = esc(&output),
             status = if problems.is_empty() {
                 "verified".to_owned()
@@ -461,6 +486,22 @@ mod tests {
             html.contains("1000 of 0xaaaaaa…aaaa for 997 of 0xbbbbbb…bbbb (tx 0xcccccc…cccc)"),
             "trade fill and transaction"
         );
+    }
+
+    #[test]
+    fn exported_pieces_are_linked_from_their_action_and_hrefs_are_escaped() {
+        let r = report("{}", "0", vec![]);
+        let seq = r.actions[0].seq;
+        let pieces = BTreeMap::from([(seq, "my \"pieces\"/piece-1.txt".to_owned())]);
+        let html = html_report_linked(&r, None, &pieces);
+        assert!(
+            html.contains(
+                "href=\"my &quot;pieces&quot;/piece-1.txt\">exported piece</a> · <a href=\"my &quot;pieces&quot;/piece-1.proof.json\">proof bundle</a>"
+            ),
+            "{html}"
+        );
+        assert_eq!(html.matches("exported piece").count(), 1);
+        assert!(!html_report(&r, None).contains("exported piece"));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! | `POST /blob` (body: the bytes) | `201 {"commitment": "<hex>", "len": n}` |
 //! | `PUT /blob/<hex>` (body: the bytes) | `201` as above if the bytes commit to `<hex>`, else `422` and nothing is kept |
 //! | `GET /record/<hex>` | `200` a public action record envelope (JSON); `404` if absent |
+//! | `GET /by-content/<hex>` | `200 {"records": ["0x…", …]}`: the stored records whose output hashes to `<hex>` (see [`records`](super::records#lookup-by-content)); an empty list if none |
 //! | `PUT /record/<hex>` (body: the envelope) | `201` if it is a signed record whose hash is `<hex>` (stored in canonical form; again `201` if that exact record and signature are already stored), else `422`; `409` if the record is stored with another signature (write-once, see [`records`](super::records)); `413` over [`MAX_RECORD_LEN`] |
 //!
 //! Uploads stream into the store (temp file, commitment computed on the way, atomic rename);
@@ -30,7 +31,7 @@ use tokio::task::JoinHandle;
 use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
 
 use super::http::PutAnswer;
-use super::records::{MAX_RECORD_LEN, record_hash_from_hex, verify_record_bytes};
+use super::records::{ContentLookup, MAX_RECORD_LEN, record_hash_from_hex, verify_record_bytes};
 use super::{BlobError, IngestError, LocalDirStore, commitment_from_hex};
 
 /// The gateway routes over `store`, to serve alone ([`serve`]) or merged into a larger router.
@@ -39,6 +40,7 @@ pub fn router(store: LocalDirStore) -> Router {
         .route("/blob", post(upload))
         .route("/blob/{hex}", get(download).put(upload_expected))
         .route("/record/{hex}", get(download_record).put(upload_record))
+        .route("/by-content/{hex}", get(records_by_content))
         // Uploads are streamed to disk, never buffered; the store enforces its own limit.
         .layer(DefaultBodyLimit::disable())
         .with_state(store)
@@ -251,6 +253,25 @@ async fn upload_record(
         tokio::task::spawn_blocking(move || store.put_record_blocking(&record, false)).await;
     match result {
         Ok(Ok(())) => StatusCode::CREATED.into_response(),
+        Ok(Err(e)) => error_response(&e),
+        Err(e) => error_response(&BlobError::Io(io::Error::other(e))),
+    }
+}
+
+async fn records_by_content(
+    State(store): State<LocalDirStore>,
+    Path(hex): Path<String>,
+) -> Response {
+    let Some(content_hash) = record_hash_from_hex(&hex) else {
+        return error_response(&BlobError::BadUri {
+            uri: hex,
+            reason: "expected /by-content/<64 hex digits>",
+        });
+    };
+    let found =
+        tokio::task::spawn_blocking(move || store.records_by_content_blocking(&content_hash)).await;
+    match found {
+        Ok(Ok(records)) => axum::Json(ContentLookup { records }).into_response(),
         Ok(Err(e)) => error_response(&e),
         Err(e) => error_response(&BlobError::Io(io::Error::other(e))),
     }

@@ -11,7 +11,9 @@ use futures_util::StreamExt;
 use sealing::Commitment;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use super::records::{MAX_RECORD_LEN, record_bytes, record_hex, verify_record_bytes};
+use super::records::{
+    ContentLookup, MAX_RECORD_LEN, record_bytes, record_hex, verify_record_bytes,
+};
 use crate::record::SignedRecord;
 
 use super::{
@@ -316,19 +318,7 @@ impl BlobStore for HttpGatewayStore {
 
     async fn fetch_record(&self, record_hash: B256) -> Result<SignedRecord, BlobError> {
         let url = self.record_uri(&record_hash);
-        let mut resp =
-            self.client
-                .get(&url)
-                .send()
-                .await
-                .map_err(|source| BlobError::Unreachable {
-                    url: url.clone(),
-                    source,
-                })?;
-        check_not_redirected(&url, &resp)?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return Err(BlobError::NotFound { uri: url });
-        }
+        let mut resp = self.get(&url).await?;
         if !resp.status().is_success() {
             return Err(error_status(&url, resp).await);
         }
@@ -349,9 +339,52 @@ impl BlobStore for HttpGatewayStore {
         }
         verify_record_bytes(&bytes, record_hash)
     }
+
+    async fn records_by_content(&self, content_hash: B256) -> Result<Vec<B256>, BlobError> {
+        let url = format!("{}/by-content/{}", self.base, record_hex(&content_hash));
+        let resp = self.get(&url).await?;
+        if !resp.status().is_success() {
+            return Err(error_status(&url, resp).await);
+        }
+        // A few hashes per content; a gateway answering more than a record's worth is refused.
+        if resp
+            .content_length()
+            .is_some_and(|len| len > MAX_RECORD_LEN as u64)
+        {
+            return Err(BlobError::TooLarge {
+                limit: MAX_RECORD_LEN as u64,
+            });
+        }
+        let answer: ContentLookup = resp.json().await.map_err(|e| BlobError::Transfer {
+            url: url.clone(),
+            source: io::Error::other(e),
+        })?;
+        Ok(answer.records)
+    }
 }
 
 impl HttpGatewayStore {
+    /// `GET url` from the gateway: unreachable, redirected and `404` answers are errors
+    /// (other statuses are the caller's to judge).
+    async fn get(&self, url: &str) -> Result<reqwest::Response, BlobError> {
+        let resp = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|source| BlobError::Unreachable {
+                url: url.to_owned(),
+                source,
+            })?;
+        check_not_redirected(url, &resp)?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Err(BlobError::NotFound {
+                uri: url.to_owned(),
+            });
+        }
+        Ok(resp)
+    }
+
     fn cache_limit(&self) -> Option<u64> {
         self.cache.limit()
     }
@@ -384,19 +417,7 @@ impl HttpGatewayStore {
             }
         }
         let url = self.blob_url(expected);
-        let resp = self
-            .client
-            .get(&url)
-            .send()
-            .await
-            .map_err(|source| BlobError::Unreachable {
-                url: url.clone(),
-                source,
-            })?;
-        check_not_redirected(&url, &resp)?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return Err(BlobError::NotFound { uri: url });
-        }
+        let resp = self.get(&url).await?;
         if !resp.status().is_success() {
             return Err(error_status(&url, resp).await);
         }

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use sealing::Commitment;
 
 use super::records::{
-    MAX_RECORD_LEN, RECORD_DIR, check_record_signature, conflict, record_bytes, record_hex,
-    verify_record_bytes,
+    CONTENT_INDEX_COMPLETE, CONTENT_INDEX_DIR, MAX_RECORD_LEN, RECORD_DIR, check_record_signature,
+    conflict, content_keys, record_bytes, record_hash_from_hex, record_hex, verify_record_bytes,
 };
 use crate::record::SignedRecord;
 
@@ -135,6 +135,9 @@ impl LocalDirStore {
             .record_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        // Indexed before it is stored: a crash in between leaves an entry naming a record that
+        // is not there (lookups skip it), never a stored record missing from the index.
+        self.index_content(record)?;
         let path = self.record_path(&hash);
         let absent = match self.read_record_bytes(&hash)? {
             None => true,
@@ -196,6 +199,78 @@ impl LocalDirStore {
                 uri: self.record_uri(&hash),
             }),
         }
+    }
+
+    /// The directory listing the records whose output hashes to `content_hash`.
+    fn content_dir(&self, content_hash: &B256) -> PathBuf {
+        self.root
+            .join(CONTENT_INDEX_DIR)
+            .join(record_hex(content_hash))
+    }
+
+    /// Notes `record` under its output hash and its piece text's hash ([`content_keys`], see
+    /// [`records`](super::records#lookup-by-content)). Idempotent; a record hash always names
+    /// the same output, so a record replaced under its hash (a repair) keeps its entries.
+    /// Blocking.
+    fn index_content(&self, record: &SignedRecord) -> Result<(), BlobError> {
+        for key in content_keys(record.record()) {
+            let dir = self.content_dir(&key);
+            fs::create_dir_all(&dir)?;
+            let entry = dir.join(record_hex(&record.record_hash()));
+            if !entry.exists() {
+                File::create(&entry)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Indexes the records stored before the store kept a content index, once. Blocking.
+    fn complete_content_index(&self) -> Result<(), BlobError> {
+        let complete = self
+            .root
+            .join(CONTENT_INDEX_DIR)
+            .join(CONTENT_INDEX_COMPLETE);
+        if complete.exists() {
+            return Ok(());
+        }
+        match fs::read_dir(self.root.join(RECORD_DIR)) {
+            Ok(entries) => {
+                for entry in entries.flatten() {
+                    let name = entry.file_name();
+                    let Some(hash) = name.to_str().and_then(record_hash_from_hex) else {
+                        continue;
+                    };
+                    // A malformed stored copy is not indexed: it serves nothing anyway.
+                    if let Ok(record) = self.read_record_blocking(hash) {
+                        self.index_content(&record)?;
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        fs::create_dir_all(self.root.join(CONTENT_INDEX_DIR))?;
+        File::create(complete)?;
+        Ok(())
+    }
+
+    /// The hashes of the stored records whose output hashes to `content_hash`, as the index
+    /// lists them (not verified: fetch each with [`BlobStore::fetch_record`]). Blocking.
+    pub(crate) fn records_by_content_blocking(
+        &self,
+        content_hash: &B256,
+    ) -> Result<Vec<B256>, BlobError> {
+        self.complete_content_index()?;
+        let mut hashes = match fs::read_dir(self.content_dir(content_hash)) {
+            Ok(entries) => entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(record_hash_from_hex))
+                .collect::<Vec<_>>(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        hashes.sort();
+        Ok(hashes)
     }
 
     /// Removes a blob; returns whether it was there.
@@ -404,6 +479,13 @@ impl BlobStore for LocalDirStore {
     async fn fetch_record(&self, record_hash: B256) -> Result<SignedRecord, BlobError> {
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.read_record_blocking(record_hash))
+            .await
+            .map_err(|e| BlobError::Io(io::Error::other(e)))?
+    }
+
+    async fn records_by_content(&self, content_hash: B256) -> Result<Vec<B256>, BlobError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.records_by_content_blocking(&content_hash))
             .await
             .map_err(|e| BlobError::Io(io::Error::other(e)))?
     }

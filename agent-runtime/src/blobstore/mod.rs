@@ -141,6 +141,14 @@ pub trait BlobStore: Send + Sync {
         let _ = record_hash;
         Err(BlobError::RecordsUnsupported)
     }
+
+    /// The hashes of the stored records whose output hashes to `content_hash` (see
+    /// [`records`](records#lookup-by-content)). A hint to check, not a proof: fetch each with
+    /// [`fetch_record`](Self::fetch_record), which verifies it.
+    async fn records_by_content(&self, content_hash: B256) -> Result<Vec<B256>, BlobError> {
+        let _ = content_hash;
+        Err(BlobError::RecordsUnsupported)
+    }
 }
 
 /// A parsed blob URI.

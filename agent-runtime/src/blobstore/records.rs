@@ -31,6 +31,20 @@
 //! ([`BlobStore::restore_record`](super::BlobStore::restore_record) overwrites in a local
 //! directory, the runtime's own).
 //!
+//! # Lookup by content
+//!
+//! Stores also answer which records carry a given content:
+//! [`BlobStore::records_by_content`](super::BlobStore::records_by_content) lists the hashes of
+//! the stored records whose `output_hash` (the `keccak256` of the output, what a creative agent
+//! signs as its piece's content hash) is the one asked for. A local
+//! directory keeps an index beside the records, `<root>/by-content/<hex output hash>/<hex record
+//! hash>` (empty files), written before the record itself, so every stored record is listed;
+//! records stored before the index existed are indexed on the first lookup. The index is
+//! derived from write-once data (a record hash always names the same output), so it never
+//! needs updating; a gateway serves it as `GET /by-content/<hex>`. The list is a hint, not a
+//! proof: a lookup fetches each record (which checks its hash) and verifies it on chain
+//! ([`crate::provenance`]).
+//!
 //! | store | where | URI |
 //! | --- | --- | --- |
 //! | [`LocalDirStore`](super::LocalDirStore) | `<root>/records/<hex record hash>` | `inft-local://record/<hex>` |
@@ -47,6 +61,40 @@ pub const MAX_RECORD_LEN: usize = 1 << 20;
 
 /// Subdirectory of a [`LocalDirStore`](super::LocalDirStore) holding record envelopes.
 pub const RECORD_DIR: &str = "records";
+
+/// Subdirectory of a [`LocalDirStore`](super::LocalDirStore) indexing records by output hash.
+pub const CONTENT_INDEX_DIR: &str = "by-content";
+
+/// File in [`CONTENT_INDEX_DIR`] whose presence says every stored record was indexed.
+pub(crate) const CONTENT_INDEX_COMPLETE: &str = ".complete";
+
+/// The answer of a gateway's `GET /by-content/<hex>`: the record hashes it lists.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ContentLookup {
+    /// Hashes of stored records whose output, or piece text, hashes to the content hash asked
+    /// for.
+    pub records: Vec<B256>,
+}
+
+/// The text of a creative piece: the `text` field of a record output that is a JSON object
+/// with one (`{"title": …, "text": …}`). A piece found on its own is usually just this text.
+pub fn piece_text(output: &str) -> Option<String> {
+    match serde_json::from_str::<serde_json::Value>(output)
+        .ok()?
+        .get("text")?
+    {
+        serde_json::Value::String(text) => Some(text.clone()),
+        _ => None,
+    }
+}
+
+/// The content hashes a record is found by: its output's, and its piece text's if it has one
+/// ([`piece_text`]), so a piece is found by its whole signed output or by its text alone.
+pub fn content_keys(record: &crate::record::ActionRecord) -> Vec<B256> {
+    let mut keys = vec![record.output_hash];
+    keys.extend(piece_text(&record.output).map(|t| crate::record::content_hash(t.as_bytes())));
+    keys
+}
 
 /// The record hash as it appears in file names and URLs: 64 lowercase hex digits, no prefix.
 pub fn record_hex(hash: &B256) -> String {
@@ -127,7 +175,7 @@ pub(crate) fn record_bytes(record: &SignedRecord) -> Result<Vec<u8>, BlobError> 
 mod tests {
     use super::*;
     use crate::blobstore::{BlobStore, HttpGatewayStore, LocalDirStore, gateway};
-    use crate::record::{ActionDraft, ActionKind, ActionRecord, LogId};
+    use crate::record::{ActionRecord, LogId};
     use alloy::primitives::{Address, U256};
     use alloy::signers::local::PrivateKeySigner;
 
@@ -137,18 +185,7 @@ mod tests {
             action_log: Address::repeat_byte(0xaa),
             token_id: U256::from(7u64),
         };
-        let draft = ActionDraft {
-            kind: ActionKind::Creative,
-            model_hash: B256::repeat_byte(1),
-            prompt: "p".into(),
-            keep_prompt: true,
-            output: output.into(),
-            sampler: serde_json::Value::Null,
-            seed: 1,
-            llama_build: "b".into(),
-            tx_hash: None,
-            details: serde_json::Value::Null,
-        };
+        let draft = crate::record::testing::draft(output, serde_json::Value::Null);
         ActionRecord::new(&log, 1, B256::ZERO, draft, 1)
             .sign(&PrivateKeySigner::random())
             .unwrap()
@@ -294,6 +331,65 @@ mod tests {
             honest.to_envelope_json().unwrap(),
             "stored in canonical form"
         );
+    }
+
+    /// Issue 15: a store (and a gateway) answers which records carry a content hash; the index
+    /// follows write-once records and covers records stored before it existed.
+    #[tokio::test]
+    async fn records_are_found_by_content_locally_and_through_the_gateway() {
+        let dir = tempfile::tempdir().unwrap();
+        let server_store = LocalDirStore::open(dir.path().join("server")).unwrap();
+        let poem = signed("a poem");
+        server_store.put_record(&poem).await.unwrap();
+        // A record stored before the index existed (no index entries, no completion marker).
+        let older = signed("an older poem");
+        std::fs::write(
+            server_store.record_path(&older.record_hash()),
+            older.to_envelope_json().unwrap(),
+        )
+        .unwrap();
+        std::fs::remove_dir_all(dir.path().join("server").join(CONTENT_INDEX_DIR)).unwrap();
+
+        let gw = gateway::serve(server_store.clone(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let client = HttpGatewayStore::new(&gw.base_url(), dir.path().join("cache")).unwrap();
+        let again = signed("a poem, again");
+        client.put_record(&again).await.unwrap();
+        for store in [&server_store as &dyn BlobStore, &client] {
+            for rec in [&poem, &older, &again] {
+                assert_eq!(
+                    store
+                        .records_by_content(rec.record().output_hash)
+                        .await
+                        .unwrap(),
+                    vec![rec.record_hash()]
+                );
+            }
+            assert!(
+                store
+                    .records_by_content(crate::record::content_hash(b"a poem!"))
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "an edited text is another hash"
+            );
+        }
+        // A refused swap of the signature leaves one entry; a re-publish adds none.
+        assert!(client.put_record(&resigned(&poem)).await.is_err());
+        client.put_record(&poem).await.unwrap();
+        assert_eq!(
+            client
+                .records_by_content(poem.record().output_hash)
+                .await
+                .unwrap(),
+            vec![poem.record_hash()]
+        );
+        let status = reqwest::get(format!("{}/by-content/xyz", gw.base_url()))
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status.as_u16(), 400);
     }
 
     #[tokio::test]

@@ -1,17 +1,20 @@
 //! `inft audit`: rebuild an agent's history from chain events and public records, verify it,
 //! optionally replay its inferences, and write a self-contained HTML report.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use agent_runtime::audit::html;
 use agent_runtime::audit::{
-    AuditTarget, audit_token, private_prompts_of, replay_with_prompts, restore_records,
+    AuditReport, AuditTarget, audit_token, private_prompts_of, replay_with_prompts, restore_records,
 };
+use agent_runtime::blobstore::BlobStore;
 use agent_runtime::engine::{ContextOptions, Engine};
-use agent_runtime::indexer::Indexer;
 use agent_runtime::lifecycle::open_agent;
 use agent_runtime::pipeline::UnsealOptions;
+use agent_runtime::provenance::exported_pieces;
 use alloy::primitives::U256;
 use anyhow::{Context as _, bail};
 use clap::Args;
@@ -19,7 +22,7 @@ use inft_contracts::scopes;
 use serde_json::json;
 
 use super::Run;
-use super::node::{NodeOpts, WalletOpts};
+use super::node::{Indexed, Node, NodeOpts, WalletOpts};
 use super::run::parse_token_id;
 use crate::cli::Context;
 
@@ -34,6 +37,10 @@ pub(crate) struct AuditArgs {
     /// Also write a self-contained HTML report (timeline, findings, PnL chart) to FILE.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
+    /// With --html: link each creative action to its piece exported into DIR by
+    /// `inft creations --out DIR` (only files whose bytes are the logged piece are linked).
+    #[arg(long, value_name = "DIR", requires = "html")]
+    pieces: Option<PathBuf>,
     /// Re-run every logged inference with its recorded prompt, sampler settings and seed, and
     /// compare output hashes. Needs a wallet that owns or is authorized to run the token.
     #[arg(long)]
@@ -54,29 +61,10 @@ impl Run for AuditArgs {
     async fn run(self, ctx: &Context) -> anyhow::Result<()> {
         let node = self.node.load()?;
         node.check_chain().await?;
-        let d = &node.deployment;
-        let reader = node.reader()?;
-        let db = node.db().await?;
-        let spinner = ctx.spinner("indexing chain events");
-        let synced = Indexer::new(
-            reader.clone(),
-            d.chain_id,
-            d.agent_nft,
-            d.action_log,
-            d.start_block,
-        )
-        .sync(&db)
-        .await
-        .context("indexing chain events")?;
-        spinner.set_message("verifying records");
-        let store = node.store()?;
-        let target = AuditTarget {
-            chain_id: d.chain_id,
-            agent_nft: d.agent_nft,
-            action_log: d.action_log,
-            token_id: self.token,
-        };
-        let mut report = audit_token(&reader, &db, store.as_ref(), &target).await?;
+        let spinner = ctx.spinner("indexing chain events and verifying records");
+        let (Indexed { reader, db, synced }, store, mut report) =
+            index_and_audit(&node, self.token).await?;
+        let target = audit_target(&node, self.token);
         let mut restored = Vec::new();
         if self.repair && !report.is_clean() {
             spinner.set_message("restoring records from this node's database");
@@ -127,8 +115,12 @@ impl Run for AuditArgs {
         spinner.finish_and_clear();
 
         if let Some(path) = &self.html {
-            std::fs::write(path, html::html_report(&report, replayed.as_deref()))
-                .with_context(|| format!("writing {}", path.display()))?;
+            let pieces = match &self.pieces {
+                Some(dir) => piece_links(path, dir, &report),
+                None => BTreeMap::new(),
+            };
+            let page = html::html_report_linked(&report, replayed.as_deref(), &pieces);
+            std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))?;
         }
         let mut value = serde_json::to_value(&report)?;
         value["clean"] = json!(report.is_clean());
@@ -169,4 +161,56 @@ impl Run for AuditArgs {
         }
         Ok(())
     }
+}
+
+/// Indexes the node's chain events and audits `token` from them and the node's record store
+/// (what `audit`, `creations` and `royalties` start from).
+pub(crate) async fn index_and_audit(
+    node: &Node,
+    token: U256,
+) -> anyhow::Result<(Indexed, Arc<dyn BlobStore>, AuditReport)> {
+    let indexed = node.indexed().await?;
+    let store = node.store()?;
+    let report = audit_token(
+        &indexed.reader,
+        &indexed.db,
+        store.as_ref(),
+        &audit_target(node, token),
+    )
+    .await?;
+    Ok((indexed, store, report))
+}
+
+/// The audit target of `token` in the node's deployment.
+pub(crate) fn audit_target(node: &Node, token: U256) -> AuditTarget {
+    let d = &node.deployment;
+    AuditTarget {
+        chain_id: d.chain_id,
+        agent_nft: d.agent_nft,
+        action_log: d.action_log,
+        token_id: token,
+    }
+}
+
+/// Links from the report at `html` to the pieces exported into `dir` (by seq): relative to the
+/// report's directory when `dir` is below it, else absolute.
+fn piece_links(html: &Path, dir: &Path, report: &AuditReport) -> BTreeMap<u64, String> {
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let base = absolute(html.parent().unwrap_or(Path::new(".")));
+    exported_pieces(dir, report)
+        .into_iter()
+        .map(|(seq, path)| {
+            let path = absolute(&path);
+            let shown = path.strip_prefix(&base).unwrap_or(&path);
+            let href: Vec<String> = shown
+                .components()
+                .filter_map(|c| match c {
+                    Component::Normal(part) => Some(part.to_string_lossy().into_owned()),
+                    _ => None,
+                })
+                .collect();
+            let prefix = if shown.is_absolute() { "file:///" } else { "" };
+            (seq, format!("{prefix}{}", href.join("/")))
+        })
+        .collect()
 }

@@ -1,6 +1,7 @@
 //! `inft gateway`: serve the home directory's blob store over HTTP (sealed blobs and public
-//! action records), so other parties can fetch an agent's data and audit its actions. Records
-//! are write-once: a `PUT` cannot replace a stored record's signature (`409`).
+//! action records), so other parties can fetch an agent's data, audit its actions and look
+//! pieces up by content (`GET /by-content/<hex>`). Records are write-once: a `PUT` cannot
+//! replace a stored record's signature (`409`).
 
 use std::net::SocketAddr;
 
@@ -41,7 +42,7 @@ impl Run for GatewayArgs {
         let handle = gateway::serve(store, self.listen).await?;
         ctx.emit(
             format!(
-                "serving {} at {} (GET /blob/<hex>, GET /record/<hex>); Ctrl-C stops",
+                "serving {} at {} (GET /blob/<hex>, GET /record/<hex>, GET /by-content/<hex>); Ctrl-C stops",
                 self.home.join("blobs").display(),
                 handle.base_url()
             ),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use agent_runtime::blobstore::{BlobStore, HttpGatewayStore, LocalDirStore};
 use agent_runtime::db::Db;
+use agent_runtime::indexer::{Indexer, SyncReport};
 use agent_runtime::token::AgentNft;
 use agent_runtime::wallet::{
     Passphrase, derive_sealing_secret, find_sealing_secret, load_keystore,
@@ -108,26 +109,64 @@ impl NodeOpts {
                 deployment_path.display()
             )
         })?;
-        let rpc_url = match &self.rpc_url {
-            Some(url) => url.clone(),
-            None => {
-                let path = NodeFile::path(&self.home);
-                let text = std::fs::read_to_string(&path).with_context(|| {
-                    format!("no --rpc-url and no {} (run `inft dev up`)", path.display())
-                })?;
-                serde_json::from_str::<NodeFile>(&text)
-                    .with_context(|| format!("parsing {}", path.display()))?
-                    .rpc_url
-            }
-        };
         Ok(Node {
             home: self.home.clone(),
-            rpc_url,
+            rpc_url: self.rpc_url()?,
             deployment,
             gateway: self.gateway.clone(),
             max_blob_size: self.max_blob_size,
         })
     }
+
+    /// The RPC URL: `--rpc-url`, else the one `inft dev up` recorded in the home directory.
+    pub(crate) fn rpc_url(&self) -> anyhow::Result<String> {
+        if let Some(url) = &self.rpc_url {
+            return Ok(url.clone());
+        }
+        let path = NodeFile::path(&self.home);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("no --rpc-url and no {} (run `inft dev up`)", path.display())
+        })?;
+        Ok(serde_json::from_str::<NodeFile>(&text)
+            .with_context(|| format!("parsing {}", path.display()))?
+            .rpc_url)
+    }
+
+    /// The deployment named by `--deployment`, else HOME/deployment.json if there is one, else
+    /// `None` (a home with nothing but an RPC URL).
+    pub(crate) fn deployment_if_any(&self) -> anyhow::Result<Option<Deployment>> {
+        let path = match &self.deployment {
+            Some(path) => path.clone(),
+            None => {
+                let path = self.home.join("deployment.json");
+                if !path.exists() {
+                    return Ok(None);
+                }
+                path
+            }
+        };
+        Deployment::read_from(&path)
+            .map(Some)
+            .with_context(|| format!("reading deployment {}", path.display()))
+    }
+}
+
+/// A read-only provider for `rpc_url`.
+pub(crate) fn reader_for(rpc_url: &str) -> anyhow::Result<DynProvider> {
+    let url = rpc_url
+        .parse()
+        .with_context(|| format!("invalid RPC URL {rpc_url}"))?;
+    Ok(ProviderBuilder::new().connect_http(url).erased())
+}
+
+/// A node's database, brought up to date with the deployment's chain events.
+pub(crate) struct Indexed {
+    /// A read-only provider.
+    pub(crate) reader: DynProvider,
+    /// The database (HOME/inft.db).
+    pub(crate) db: Db,
+    /// What the sync did.
+    pub(crate) synced: SyncReport,
 }
 
 impl WalletOpts {
@@ -167,11 +206,26 @@ impl Node {
 
     /// A read-only provider.
     pub(crate) fn reader(&self) -> anyhow::Result<DynProvider> {
-        let url = self
-            .rpc_url
-            .parse()
-            .with_context(|| format!("invalid RPC URL {}", self.rpc_url))?;
-        Ok(ProviderBuilder::new().connect_http(url).erased())
+        reader_for(&self.rpc_url)
+    }
+
+    /// The database with the deployment's `ActionLog` and `AgentNFT` events indexed up to the
+    /// chain's latest block (what audits and lookups read).
+    pub(crate) async fn indexed(&self) -> anyhow::Result<Indexed> {
+        let d = &self.deployment;
+        let reader = self.reader()?;
+        let db = self.db().await?;
+        let synced = Indexer::new(
+            reader.clone(),
+            d.chain_id,
+            d.agent_nft,
+            d.action_log,
+            d.start_block,
+        )
+        .sync(&db)
+        .await
+        .context("indexing chain events")?;
+        Ok(Indexed { reader, db, synced })
     }
 
     /// The AgentNFT, acting as `signer`.

@@ -267,26 +267,7 @@ async fn audited(
     node: &super::node::Node,
     token: U256,
 ) -> anyhow::Result<agent_runtime::audit::AuditReport> {
-    let d = &node.deployment;
-    let reader = node.reader()?;
-    let db = node.db().await?;
-    agent_runtime::indexer::Indexer::new(
-        reader.clone(),
-        d.chain_id,
-        d.agent_nft,
-        d.action_log,
-        d.start_block,
-    )
-    .sync(&db)
-    .await?;
-    let target = agent_runtime::audit::AuditTarget {
-        chain_id: d.chain_id,
-        agent_nft: d.agent_nft,
-        action_log: d.action_log,
-        token_id: token,
-    };
-    let store = node.store()?;
-    let report = agent_runtime::audit::audit_token(&reader, &db, store.as_ref(), &target).await?;
+    let (_, _, report) = super::audit::index_and_audit(node, token).await?;
     if !report.is_clean() {
         anyhow::bail!(
             "token {token}'s history has {} finding(s) (see `inft audit {token}`): not settling from it",
