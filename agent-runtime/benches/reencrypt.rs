@@ -115,7 +115,7 @@ fn main() -> Result<()> {
                 .context("sealed key")?
                 .open(&sender, &token.key_context(entry.data_hash))?;
             let started = Instant::now();
-            let rotated = reencrypt_entry(
+            let (rotated, _) = reencrypt_entry(
                 &store,
                 EntryKind::Model,
                 &entry,

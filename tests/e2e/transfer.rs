@@ -791,3 +791,91 @@ async fn a_token_whose_model_is_not_its_commitment_does_not_run() -> anyhow::Res
     );
     Ok(())
 }
+
+/// Security M2, oracle mode and the sender's side: an owner who swaps a cheaper model (and a
+/// config naming it) into the token with `updateData` cannot sell it as the agent: `make_offer`
+/// says so before any receiver downloads it, and the oracle refuses to attest it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_swapped_in_after_mint_is_neither_offered_nor_attested() -> anyhow::Result<()> {
+    use agent_runtime::agent::EntryKind;
+    use agent_runtime::pipeline::seal_entry;
+    use agent_runtime::testmodel::{TestModelParams, llama_gguf_bytes};
+
+    let world = World::start().await?;
+    let alice = world.actor(1).await?;
+    let bob = world.actor(2).await?;
+    let oracle = world.actor(ORACLE_ACCOUNT).await?;
+    let opts = SealOptions::default();
+    let store = world.store.as_ref();
+    let token = world.mint_creative(&alice, 1).await?.token_id;
+    let committed = alice.nft.model_hash_of(token).await?;
+
+    let cheap = llama_gguf_bytes(&TestModelParams::for_size(1 << 19), 98)?;
+    let mut config = world.creative_config("Write a short poem about the sea.");
+    config.model_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&cheap));
+    let token_ref = alice.nft.token_ref(token);
+    let alice_key = alice.secret.public_key();
+    let mut entries = alice.nft.entries_for(token, alice.address()).await?;
+    entries[EntryKind::Model.index()] = seal_entry(
+        store,
+        EntryKind::Model,
+        Box::new(std::io::Cursor::new(cheap)),
+        &alice_key,
+        &token_ref,
+        &opts,
+    )
+    .await?;
+    entries[EntryKind::Config.index()] = seal_entry(
+        store,
+        EntryKind::Config,
+        Box::new(std::io::Cursor::new(config.to_json())),
+        &alice_key,
+        &token_ref,
+        &opts,
+    )
+    .await?;
+    alice.nft.update_data(token, &entries).await?;
+
+    let deadline = world.chain_time().await? + 3600;
+    let err = make_offer(
+        &alice.nft,
+        store,
+        token,
+        &alice.secret,
+        bob.address(),
+        deadline,
+        &opts,
+    )
+    .await
+    .expect_err("not the committed model");
+    assert!(
+        matches!(&err, TransferError::ModelNotCommitted { committed: c, .. } if *c == committed),
+        "{err}"
+    );
+
+    let service = Arc::new(OracleService::new(
+        oracle.wallet,
+        oracle.secret,
+        oracle.nft,
+        world.store.clone(),
+        opts,
+    ));
+    let server = service.serve("127.0.0.1:0".parse()?).await?;
+    let err = request_rotation(
+        &alice.nft,
+        &server.base_url(),
+        token,
+        &alice.wallet,
+        &alice.secret,
+        bob.address(),
+        deadline,
+    )
+    .await
+    .expect_err("the oracle does not attest another model");
+    assert!(
+        matches!(&err, TransferError::Oracle(m) if m.starts_with("422") && m.contains("committed")),
+        "{err}"
+    );
+    server.shutdown().await?;
+    Ok(())
+}

@@ -25,7 +25,7 @@ pub mod oracle;
 pub mod receiver;
 pub mod rekey;
 
-use std::io::Read;
+use std::io::{Read, Write};
 
 use alloy::network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
 use alloy::primitives::{Address, B256, Bytes, U256};
@@ -36,6 +36,7 @@ use inft_contracts::bindings::{AgentNFT, TransferVerifier};
 use inft_contracts::{ProofMode, Rotation};
 use sealing::{Commitment, DataKey, SealOptions, SealedKey, SealingPublicKey};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::agent::EntryKind;
@@ -149,7 +150,8 @@ pub struct SignedRotation {
 
 /// Re-encrypts one entry under a fresh data key for `recipient`: the old blob is fetched and
 /// verified, decrypted on a blocking thread into an OS pipe, and sealed from the pipe's other
-/// end. A decryption failure fails the whole step (the new blob is then unused).
+/// end. A decryption failure fails the whole step (the new blob is then unused). Returns the
+/// new entry and the SHA-256 of the plaintext that passed through.
 pub async fn reencrypt_entry(
     store: &dyn BlobStore,
     kind: EntryKind,
@@ -158,15 +160,16 @@ pub async fn reencrypt_entry(
     recipient: &SealingPublicKey,
     token: &TokenRef,
     opts: &SealOptions,
-) -> Result<EntryRef, TransferError> {
+) -> Result<(EntryRef, B256), TransferError> {
     let (reader, writer) = std::io::pipe().map_err(PipelineError::Io)?;
     let reader: Box<dyn Read + Send> = Box::new(reader);
     // Both ends run at once. The sealer reads until end of file, so the writer must be dropped
     // (closing the pipe) as soon as decryption ends, not when both futures are done.
+    // The plaintext is hashed on its way through, so a caller can check what it re-encrypted.
     let opener = async {
-        decrypt_entry(store, kind, old, old_key, opts, writer)
+        decrypt_entry(store, kind, old, old_key, opts, HashingWriter::new(writer))
             .await
-            .map(drop)
+            .map(|tee| tee.finish().0)
     };
     let (opened, sealed) = tokio::join!(
         opener,
@@ -176,7 +179,7 @@ pub async fn reencrypt_entry(
     // sealer failure (e.g. the store is down) breaks the pipe under the opener: then the
     // sealer's error is the cause.
     match (opened, sealed) {
-        (Ok(()), sealed) => Ok(sealed?),
+        (Ok(sha256), sealed) => Ok((sealed?, sha256)),
         (Err(opened), Err(sealed)) if opened.is_broken_pipe() => Err(sealed.into()),
         (Err(opened), _) => Err(opened.into()),
     }
@@ -186,6 +189,8 @@ pub async fn reencrypt_entry(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct RotatedData {
     pub(crate) model: WireEntry,
+    /// SHA-256 of the model's plaintext, as it passed through.
+    pub(crate) model_sha256: B256,
     pub(crate) config: WireEntry,
     /// `None` for a token without memory.
     pub(crate) memory: Option<WireEntry>,
@@ -232,19 +237,73 @@ pub(crate) async fn reencrypt_data(
             opts,
         )
     };
-    let model = rotate(EntryKind::Model, model_key).await?;
-    let config = rotate(EntryKind::Config, config_key).await?;
+    let (model, model_sha256) = rotate(EntryKind::Model, model_key).await?;
+    let (config, _) = rotate(EntryKind::Config, config_key).await?;
     let memory = match memory_key {
         Some(key) => Some(WireEntry::from_entry(
-            &rotate(EntryKind::Memory, key).await?,
+            &rotate(EntryKind::Memory, key).await?.0,
         )),
         None => None,
     };
     Ok(RotatedData {
         model: WireEntry::from_entry(&model),
+        model_sha256,
         config: WireEntry::from_entry(&config),
         memory,
     })
+}
+
+/// A writer that hashes (SHA-256) what it passes on to `inner`: a model is checked on its way
+/// through, without being kept.
+pub(crate) struct HashingWriter<W> {
+    inner: W,
+    hash: Sha256,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub(crate) fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hash: Sha256::new(),
+        }
+    }
+
+    /// The digest of everything written, and the inner writer.
+    pub(crate) fn finish(self) -> (B256, W) {
+        (
+            B256::from(<[u8; 32]>::from(self.hash.finalize())),
+            self.inner,
+        )
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Checks that a model whose plaintext hashes to `model_sha256` is the one `token_id`
+/// committed to at mint (`modelHashOf`).
+pub(crate) async fn check_committed_model(
+    nft: &AgentNft,
+    token_id: U256,
+    model_sha256: B256,
+) -> Result<(), TransferError> {
+    let committed = nft.model_hash_of(token_id).await?;
+    if committed != model_sha256 {
+        return Err(TransferError::ModelNotCommitted {
+            committed,
+            offered: model_sha256,
+        });
+    }
+    Ok(())
 }
 
 /// Makes a new agent key and seals it, as the token's agent-key entry, to `recipient`.

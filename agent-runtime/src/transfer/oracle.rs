@@ -45,8 +45,8 @@ use sealing::{Commitment, SealOptions, SealedKey, SealingPublicKey, SealingSecre
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Offer, SignedRotation, TransferError, check_signer, fresh_nonce, is_oracle, new_agent_entry,
-    reencrypt_data, verifier_of,
+    Offer, SignedRotation, TransferError, check_committed_model, check_signer, fresh_nonce,
+    is_oracle, new_agent_entry, reencrypt_data, verifier_of,
 };
 use crate::agent::EntryKind;
 use crate::blobstore::BlobStore;
@@ -311,6 +311,9 @@ impl OracleService {
             &self.opts,
         )
         .await?;
+        // The attestation says this is the token's agent: its model must be the one the token
+        // committed to at mint, not one its owner swapped in with `updateData`.
+        check_committed_model(&self.nft, request.token_id, data.model_sha256).await?;
         let (agent_key, new_agent) =
             new_agent_entry(self.store.as_ref(), &recipient, &token, &self.opts).await?;
         let offer = Offer {
@@ -377,6 +380,7 @@ async fn rotate(
         Err(e) => {
             let status = match &e {
                 TransferError::Mismatch(_)
+                | TransferError::ModelNotCommitted { .. }
                 | TransferError::NoSealingKey(_)
                 | TransferError::Pipeline(PipelineError::Key { .. })
                 | TransferError::Pipeline(PipelineError::MissingKey { .. })

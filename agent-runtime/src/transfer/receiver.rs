@@ -13,12 +13,11 @@ use alloy::signers::local::PrivateKeySigner;
 use inft_contracts::{ProofMode, Rotation, proof_domain};
 use sealing::{SealOptions, SealingSecret};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::{
-    SignedRotation, TransferError, WireEntry, fresh_nonce, new_agent_entry, reencrypt_data,
-    verifier_of,
+    HashingWriter, SignedRotation, TransferError, WireEntry, check_committed_model, fresh_nonce,
+    new_agent_entry, reencrypt_data, verifier_of,
 };
 use crate::agent::{AgentConfig, EntryKind};
 use crate::blobstore::BlobStore;
@@ -143,6 +142,9 @@ pub async fn make_offer(
     let token = nft.token_ref(token_id);
     let keys = open_keys(&entries, secret, &token)?;
     let data = reencrypt_data(store, &entries, keys, &recipient, &token, opts).await?;
+    // Said here, before the receiver spends a download on it: the token's model is not the one
+    // it committed to (its owner replaced it with `updateData`), so no receiver will accept.
+    check_committed_model(nft, token_id, data.model_sha256).await?;
     Ok(Offer {
         chain_id: nft.chain_id(),
         nft: nft.address(),
@@ -206,22 +208,17 @@ pub async fn accept_offer(
         secret,
         &token,
         opts,
-        Sha256Writer::default(),
+        HashingWriter::new(std::io::sink()),
     )
     .await?
-    .finish();
+    .finish()
+    .0;
     config
-        .check_model(&model_sha256)
+        .check_model(&hex::encode(model_sha256))
         .map_err(PipelineError::from)?;
     // Self-consistent is not enough: a seller could re-encrypt a cheaper model with a config
     // naming it. The model must be the one this token committed to at mint.
-    let committed = nft.model_hash_of(offer.token_id).await?;
-    if hex::encode(committed) != model_sha256 {
-        return Err(TransferError::ModelNotCommitted {
-            committed,
-            offered: model_sha256.parse().unwrap_or_default(),
-        });
-    }
+    check_committed_model(nft, offer.token_id, model_sha256).await?;
     if let Some(memory) = &offer.memory {
         let bytes = Zeroizing::new(
             open_entry(
@@ -272,25 +269,4 @@ async fn open_entry<W: Write + Send + 'static>(
             source,
         })?;
     Ok(decrypt_entry(store, kind, entry, key, opts, sink).await?)
-}
-
-/// A writer that only hashes: the model is checked without being kept.
-#[derive(Default)]
-struct Sha256Writer(Sha256);
-
-impl Sha256Writer {
-    fn finish(self) -> String {
-        hex::encode(self.0.finalize())
-    }
-}
-
-impl Write for Sha256Writer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
