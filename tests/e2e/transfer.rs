@@ -650,14 +650,55 @@ async fn oracle_refuses_strangers_oversized_bodies_and_owners_over_quota() -> an
     Ok(())
 }
 
+/// A cheaper model (a generated one from `seed`) and a config naming it, each sealed to
+/// `recipient` for `token`, with the model's SHA-256: what a dishonest seller passes off as the
+/// agent.
+async fn seal_cheaper_model(
+    world: &World,
+    recipient: &sealing::SealingPublicKey,
+    token: &agent_runtime::pipeline::TokenRef,
+    seed: u64,
+) -> anyhow::Result<(
+    agent_runtime::pipeline::EntryRef,
+    agent_runtime::pipeline::EntryRef,
+    alloy::primitives::B256,
+)> {
+    use agent_runtime::agent::EntryKind;
+    use agent_runtime::pipeline::seal_entry;
+    use agent_runtime::testmodel::{TestModelParams, llama_gguf_bytes};
+
+    let cheap = llama_gguf_bytes(&TestModelParams::for_size(1 << 19), seed)?;
+    let sha256 = <sha2::Sha256 as sha2::Digest>::digest(&cheap);
+    let mut config = world.creative_config("Write a short poem about the sea.");
+    config.model_sha256 = hex::encode(sha256);
+    let opts = SealOptions::default();
+    let store = world.store.as_ref();
+    let model = seal_entry(
+        store,
+        EntryKind::Model,
+        Box::new(std::io::Cursor::new(cheap)),
+        recipient,
+        token,
+        &opts,
+    )
+    .await?;
+    let config = seal_entry(
+        store,
+        EntryKind::Config,
+        Box::new(std::io::Cursor::new(config.to_json())),
+        recipient,
+        token,
+        &opts,
+    )
+    .await?;
+    Ok((model, config, alloy::primitives::B256::from_slice(&sha256)))
+}
+
 /// Security M2: a seller re-encrypts a cheaper model with a config that names it. The offer is
 /// self-consistent, but not the agent the token is: the receiver refuses it against the model
 /// hash the token committed to at mint, and accepts the honest offer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receiver_refuses_a_cheaper_model_passed_off_as_the_agent() -> anyhow::Result<()> {
-    use agent_runtime::agent::EntryKind;
-    use agent_runtime::pipeline::seal_entry;
-    use agent_runtime::testmodel::{TestModelParams, llama_gguf_bytes};
     use agent_runtime::transfer::WireEntry;
 
     let world = World::start().await?;
@@ -681,30 +722,9 @@ async fn receiver_refuses_a_cheaper_model_passed_off_as_the_agent() -> anyhow::R
     .await?;
 
     // The cheaper model, and a config that names it, sealed to bob like the honest entries.
-    let cheap = llama_gguf_bytes(&TestModelParams::for_size(1 << 19), 99)?;
-    let cheap_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&cheap));
-    let mut config = world.creative_config("Write a short poem about the sea.");
-    config.model_sha256 = cheap_sha256.clone();
-    let token_ref = alice.nft.token_ref(token);
     let bob_key = bob.secret.public_key();
-    let model = seal_entry(
-        store,
-        EntryKind::Model,
-        Box::new(std::io::Cursor::new(cheap)),
-        &bob_key,
-        &token_ref,
-        &opts,
-    )
-    .await?;
-    let config = seal_entry(
-        store,
-        EntryKind::Config,
-        Box::new(std::io::Cursor::new(config.to_json())),
-        &bob_key,
-        &token_ref,
-        &opts,
-    )
-    .await?;
+    let (model, config, cheap_sha256) =
+        seal_cheaper_model(&world, &bob_key, &alice.nft.token_ref(token), 99).await?;
     let forged = Offer {
         model: WireEntry::from_entry(&model),
         config: WireEntry::from_entry(&config),
@@ -724,7 +744,7 @@ async fn receiver_refuses_a_cheaper_model_passed_off_as_the_agent() -> anyhow::R
     .expect_err("not the committed model");
     assert!(
         matches!(&err, TransferError::ModelNotCommitted { committed: c, offered }
-            if *c == committed && hex::encode(offered) == cheap_sha256),
+            if *c == committed && *offered == cheap_sha256),
         "{err}"
     );
     accept_offer(
@@ -798,8 +818,6 @@ async fn a_token_whose_model_is_not_its_commitment_does_not_run() -> anyhow::Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_swapped_in_after_mint_is_neither_offered_nor_attested() -> anyhow::Result<()> {
     use agent_runtime::agent::EntryKind;
-    use agent_runtime::pipeline::seal_entry;
-    use agent_runtime::testmodel::{TestModelParams, llama_gguf_bytes};
 
     let world = World::start().await?;
     let alice = world.actor(1).await?;
@@ -810,30 +828,16 @@ async fn a_model_swapped_in_after_mint_is_neither_offered_nor_attested() -> anyh
     let token = world.mint_creative(&alice, 1).await?.token_id;
     let committed = alice.nft.model_hash_of(token).await?;
 
-    let cheap = llama_gguf_bytes(&TestModelParams::for_size(1 << 19), 98)?;
-    let mut config = world.creative_config("Write a short poem about the sea.");
-    config.model_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&cheap));
-    let token_ref = alice.nft.token_ref(token);
-    let alice_key = alice.secret.public_key();
     let mut entries = alice.nft.entries_for(token, alice.address()).await?;
-    entries[EntryKind::Model.index()] = seal_entry(
-        store,
-        EntryKind::Model,
-        Box::new(std::io::Cursor::new(cheap)),
-        &alice_key,
-        &token_ref,
-        &opts,
+    let (model, config, _) = seal_cheaper_model(
+        &world,
+        &alice.secret.public_key(),
+        &alice.nft.token_ref(token),
+        98,
     )
     .await?;
-    entries[EntryKind::Config.index()] = seal_entry(
-        store,
-        EntryKind::Config,
-        Box::new(std::io::Cursor::new(config.to_json())),
-        &alice_key,
-        &token_ref,
-        &opts,
-    )
-    .await?;
+    entries[EntryKind::Model.index()] = model;
+    entries[EntryKind::Config.index()] = config;
     alice.nft.update_data(token, &entries).await?;
 
     let deadline = world.chain_time().await? + 3600;
