@@ -7,8 +7,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 # System packages: a C/C++ toolchain with libclang (llama.cpp via llama-cpp-2, bindgen), cmake,
-# openssl (the sealing benchmark's reference), Node.js + npm (Foundry and solc ship through npm).
-apt_packages=(cmake clang libclang-dev pkg-config openssl nodejs npm)
+# openssl (the sealing benchmark's reference), Node.js + npm (Foundry and solc ship through npm),
+# PostgreSQL (the fleet database; scripts/postgres.sh starts a throw-away server for the tests).
+apt_packages=(cmake clang libclang-dev pkg-config openssl nodejs npm postgresql)
 missing=()
 for p in "${apt_packages[@]}"; do
   # node/npm may come from elsewhere (nvm, a tarball): a working binary is enough.

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: formatting, lints, the Rust test suite (real anvil chain, real
-# contracts, real llama.cpp), the Foundry suite with gas snapshot and artifact checks, and a
-# short fuzzing pass over the sealing parsers, then the main job (scripts/demo.sh) once, so a change
-# that breaks it cannot land. Installs what it needs first (scripts/setup.sh).
+# contracts, real llama.cpp; the database tests once more on PostgreSQL), the Foundry suite with
+# gas snapshot and artifact checks, and a short fuzzing pass over the sealing parsers, then the
+# main job (scripts/demo.sh) once, so a change that breaks it cannot land. Installs what it needs
+# first (scripts/setup.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -24,6 +25,16 @@ inft-contracts/scripts/test.sh
 
 step "cargo test"
 cargo test --workspace --locked
+
+step "database tests again, on PostgreSQL (scripts/postgres.sh)"
+trap 'scripts/postgres.sh stop || true' EXIT
+INFT_TEST_DATABASE_URL=$(scripts/postgres.sh start)
+export INFT_TEST_DATABASE_URL
+cargo test --locked -p agent-runtime --test db --test outbox
+cargo test --locked -p agent-runtime --lib db::
+scripts/postgres.sh stop
+trap - EXIT
+unset INFT_TEST_DATABASE_URL
 
 step "fuzz the sealing parsers"
 sealing/fuzz/run.sh "${INFT_FUZZ_SECONDS:-20}"

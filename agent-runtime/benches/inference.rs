@@ -63,7 +63,31 @@ fn main() -> Result<()> {
         time_to_first_token(engine, threads, ttft_bytes)?;
     }
     if run("c") {
-        shared_memory(engine, threads, if quick { 32 * MIB } else { 256 * MIB })?;
+        let bytes = if quick { 32 * MIB } else { 256 * MIB };
+        let cache = ModelCache::new();
+        let small = ContextOptions {
+            n_ctx: 512,
+            n_batch: 128,
+            n_threads: Some(threads),
+        };
+        shared_memory(&cache, small, || load_generated(engine, &cache, bytes, 3))?;
+        // What `inft serve` pays per extra agent on the demo model: an agent's default context.
+        match real_model_path() {
+            Ok(path) => {
+                let cache = ModelCache::new();
+                let load = || -> Result<Arc<LoadedModel>> {
+                    let file = std::fs::File::open(&path)?;
+                    let model = MemModel::from_reader("smollm2", file)?;
+                    Ok(cache.load(engine, model, &ModelOptions::default())?)
+                };
+                let agent = ContextOptions {
+                    n_threads: Some(threads),
+                    ..ContextOptions::default()
+                };
+                shared_memory(&cache, agent, load)?;
+            }
+            Err(e) => println!("(c) real model: skipped ({e})"),
+        }
     }
     Ok(())
 }
@@ -549,15 +573,13 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn shared_memory(engine: &'static Engine, threads: u32, bytes: u64) -> Result<()> {
-    let cache = ModelCache::new();
+fn shared_memory(
+    cache: &ModelCache,
+    opts: ContextOptions,
+    load: impl Fn() -> Result<Arc<LoadedModel>>,
+) -> Result<()> {
     let before = status_kib("VmRSS:");
-    let model = load_generated(engine, &cache, bytes, 3)?;
-    let opts = ContextOptions {
-        n_ctx: 512,
-        n_batch: 128,
-        n_threads: Some(threads),
-    };
+    let model = load()?;
     let settings = SamplerSettings {
         max_tokens: 8,
         ..SamplerSettings::default()
@@ -567,7 +589,7 @@ fn shared_memory(engine: &'static Engine, threads: u32, bytes: u64) -> Result<()
     let one = status_kib("VmRSS:");
     for _ in 0..3 {
         // Each agent unseals the model itself; the cache hands back the loaded one.
-        let again = load_generated(engine, &cache, bytes, 3)?;
+        let again = load()?;
         anyhow::ensure!(Arc::ptr_eq(&again, &model), "cache miss for the same model");
         let mut a = again.new_context(&opts)?;
         a.generate(PROMPT, &settings)?;

@@ -152,6 +152,21 @@ pub enum DbError {
         /// The transaction already recorded for it.
         existing: B256,
     },
+    /// A write through a fenced handle ([`Db::fenced`](crate::db::Db::fenced)) found its lease
+    /// lost (expired, released, or taken over by another holder). Nothing was written.
+    #[error("lease {key:?} was lost (expired or taken over); nothing was written")]
+    LeaseLost {
+        /// The lease key.
+        key: String,
+    },
+}
+
+impl DbError {
+    /// Whether this is [`LeaseLost`](Self::LeaseLost): the writer no longer holds its lease and
+    /// must stop (another node owns the work now).
+    pub fn is_lease_lost(&self) -> bool {
+        matches!(self, Self::LeaseLost { .. })
+    }
 }
 
 /// Why an action record could not be encoded, signed or verified.
@@ -347,6 +362,16 @@ pub enum OutboxError {
 }
 
 impl OutboxError {
+    /// Whether a fenced write found its lease lost ([`DbError::LeaseLost`], also behind
+    /// [`GaveUp`](Self::GaveUp)): the caller must stop, another node owns the log now.
+    pub fn is_lease_lost(&self) -> bool {
+        match self {
+            Self::Db(e) => e.is_lease_lost(),
+            Self::GaveUp { last, .. } => last.is_lease_lost(),
+            _ => false,
+        }
+    }
+
     /// Whether retrying later can help (the entries stay pending either way).
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -357,6 +382,11 @@ impl OutboxError {
             // A locked or busy database is transient; anything else in the DB is not expected
             // to heal by itself.
             Self::Db(DbError::Sqlx(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))) => true,
+            // PostgreSQL: a serialization failure or a deadlock victim; the transaction was
+            // rolled back and may simply be run again.
+            Self::Db(DbError::Sqlx(sqlx::Error::Database(e))) => {
+                matches!(e.code().as_deref(), Some("40001" | "40P01"))
+            }
             _ => false,
         }
     }

@@ -104,6 +104,13 @@ impl Passphrase {
         )
     }
 
+    /// The passphrase in `path` (one trailing newline dropped), e.g. a service's per-keystore
+    /// secret file.
+    pub fn from_file(path: &Path) -> Result<Self, WalletError> {
+        Self::from_sources(None, Some(path.as_os_str().to_owned()))
+            .map(|p| p.unwrap_or_else(|| Self::new(String::new())))
+    }
+
     fn from_sources(
         value: Option<std::ffi::OsString>,
         file: Option<std::ffi::OsString>,

@@ -1,8 +1,12 @@
-//! The database on a real SQLite file: migrations, persistence across reopen, event index,
-//! nonce manager storage, corruption detection.
+//! The database on a real SQLite file, or on PostgreSQL with `INFT_TEST_DATABASE_URL` set (see
+//! `agent_runtime::db::testing`): migrations, persistence across reopen, event index, nonce
+//! manager storage, corruption detection, leases and fenced writes.
 
+use std::time::Duration;
+
+use agent_runtime::db::testing::{self, TestDb};
 use agent_runtime::db::{
-    Agent, AgentStatus, ChainCursor, ChainEvent, Db, DbError, NewSignedTx, TxState,
+    Agent, AgentStatus, Backend, ChainCursor, ChainEvent, Db, DbError, Lease, NewSignedTx, TxState,
 };
 use alloy::primitives::{Address, B256, U256};
 use anyhow::Result;
@@ -23,17 +27,16 @@ fn agent(token: u64) -> Agent {
 
 #[tokio::test]
 async fn agents_persist_across_reopen_and_upsert_updates() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("inft.db");
+    let test_db = TestDb::new().await?;
     {
-        let db = Db::open(&path).await?;
+        let db = test_db.open().await?;
         db.upsert_agent(&agent(2)).await?;
         db.upsert_agent(&agent(1)).await?;
         // Token ids sort numerically, not as decimal text.
         db.upsert_agent(&agent(10)).await?;
         db.close().await;
     }
-    let db = Db::open(&path).await?; // migrations already applied: a no-op
+    let db = test_db.open().await?; // migrations already applied: a no-op
     let all = db.agents().await?;
     let ids: Vec<U256> = all.iter().map(|a| a.agent.token_id).collect();
     assert_eq!(ids, vec![U256::from(1), U256::from(2), U256::from(10)]);
@@ -84,12 +87,10 @@ async fn agents_persist_across_reopen_and_upsert_updates() -> Result<()> {
 
 #[tokio::test]
 async fn hand_edited_rows_are_reported_as_corrupt() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let db = Db::open(dir.path().join("inft.db")).await?;
+    let test_db = TestDb::new().await?;
+    let db = test_db.open().await?;
     db.upsert_agent(&agent(1)).await?;
-    sqlx::query("UPDATE agents SET agent_address = 'not an address'")
-        .execute(db.pool())
-        .await?;
+    testing::execute(&db, "UPDATE agents SET agent_address = 'not an address'").await?;
     let err = db.agents().await.unwrap_err();
     assert!(
         matches!(
@@ -107,21 +108,19 @@ async fn hand_edited_rows_are_reported_as_corrupt() -> Result<()> {
 
 #[tokio::test]
 async fn schema_constraints_hold() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let db = Db::open(dir.path().join("inft.db")).await?;
+    let test_db = TestDb::new().await?;
+    let db = test_db.open().await?;
     // An outbox row without its action record violates the foreign key.
-    let orphan = sqlx::query(
+    let orphan = testing::execute(
+        &db,
         "INSERT INTO outbox (chain_id, action_log, token_id, seq, record_hash, created_at, updated_at)
          VALUES (1, '0x00', '0x00', 1, '0x00', 0, 0)",
     )
-    .execute(db.pool())
     .await;
     assert!(orphan.is_err());
     // Unknown states are refused by CHECK constraints.
     db.upsert_agent(&agent(1)).await?;
-    let status = sqlx::query("UPDATE agents SET status = 'flying'")
-        .execute(db.pool())
-        .await;
+    let status = testing::execute(&db, "UPDATE agents SET status = 'flying'").await;
     assert!(status.is_err());
     Ok(())
 }
@@ -142,8 +141,8 @@ fn event(block: u64, index: u64, block_hash: u8, token: Option<u64>) -> ChainEve
 
 #[tokio::test]
 async fn chain_events_index_is_idempotent_and_handles_reorgs() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let db = Db::open(dir.path().join("inft.db")).await?;
+    let test_db = TestDb::new().await?;
+    let db = test_db.open().await?;
     let contract = Address::repeat_byte(0x22);
     let evs = vec![
         event(5, 0, 1, Some(7)),
@@ -199,11 +198,10 @@ fn signed_tx(nonce: u64, hash: u8, replacement: bool) -> NewSignedTx {
 
 #[tokio::test]
 async fn nonce_manager_storage_survives_restart_and_never_reuses_a_nonce() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("inft.db");
+    let test_db = TestDb::new().await?;
     let sender = Address::repeat_byte(0x33);
     {
-        let db = Db::open(&path).await?;
+        let db = test_db.open().await?;
         assert_eq!(db.next_nonce(31337, sender, 4).await?, 4);
         db.record_signed_tx(&signed_tx(4, 0xa4, false)).await?;
         db.record_signed_tx(&signed_tx(4, 0xa4, false)).await?; // same tx again: no-op
@@ -220,7 +218,7 @@ async fn nonce_manager_storage_survives_restart_and_never_reuses_a_nonce() -> Re
         db.record_signed_tx(&signed_tx(5, 0xa5, false)).await?;
         db.close().await; // "crash" before anything was broadcast
     }
-    let db = Db::open(&path).await?;
+    let db = test_db.open().await?;
     assert_eq!(
         db.next_nonce(31337, sender, 0).await?,
         6,
@@ -270,5 +268,199 @@ async fn in_memory_database_works_for_tools() -> Result<()> {
     let db = Db::open_in_memory().await?;
     db.upsert_agent(&agent(1)).await?;
     assert_eq!(db.agents().await?.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn connect_takes_sqlite_urls_and_refuses_unknown_schemes() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}", dir.path().join("by-url.db").display());
+    {
+        let db = Db::connect(&url).await?;
+        assert_eq!(db.backend(), Backend::Sqlite);
+        db.upsert_agent(&agent(1)).await?;
+        db.close().await;
+    }
+    // The same file as Db::open sees it.
+    let db = Db::open(dir.path().join("by-url.db")).await?;
+    assert_eq!(db.agents().await?.len(), 1);
+    let memory = Db::connect("sqlite::memory:").await?;
+    assert!(memory.agents().await?.is_empty());
+    let err = Db::connect("mysql://u:secret@h/db").await.unwrap_err();
+    assert!(!err.to_string().contains("secret"), "{err}");
+    Ok(())
+}
+
+const LONG: Duration = Duration::from_secs(60);
+
+async fn acquire(db: &Db, key: &str, holder: &str, ttl: Duration) -> Result<Option<Lease>> {
+    Ok(db.try_acquire_lease(key, holder, ttl).await?)
+}
+
+#[tokio::test]
+async fn leases_renew_expire_and_change_hands_with_a_growing_fence() -> Result<()> {
+    let test_db = TestDb::new().await?;
+    let db = test_db.open().await?;
+    let a = acquire(&db, "agent:1", "node-a", LONG)
+        .await?
+        .expect("free");
+    assert_eq!(
+        (a.key.as_str(), a.holder.as_str(), a.fence),
+        ("agent:1", "node-a", 1)
+    );
+    // Held: another node cannot take it; its holder takes it again as a renewal, same fence.
+    assert_eq!(acquire(&db, "agent:1", "node-b", LONG).await?, None);
+    let again = acquire(&db, "agent:1", "node-a", LONG)
+        .await?
+        .expect("held by a");
+    assert_eq!(again.fence, 1);
+    assert!(again.expires_at_ms >= a.expires_at_ms);
+    let renewed = db.renew_lease(&a, LONG).await?.expect("held");
+    assert_eq!((renewed.fence, renewed.holder.as_str()), (1, "node-a"));
+    // Keys are independent.
+    let other = acquire(&db, "agent:2", "node-b", LONG)
+        .await?
+        .expect("free");
+    assert_eq!(other.fence, 1);
+
+    // node-a stops renewing: its lease expires, renewing fails, node-b takes it (fence 2).
+    let short = db
+        .renew_lease(&a, Duration::from_millis(100))
+        .await?
+        .expect("held");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(db.renew_lease(&short, LONG).await?, None, "expired");
+    let b = acquire(&db, "agent:1", "node-b", LONG)
+        .await?
+        .expect("expired");
+    assert_eq!((b.holder.as_str(), b.fence), ("node-b", 2));
+    assert_eq!(acquire(&db, "agent:1", "node-a", LONG).await?, None);
+    assert_eq!(db.renew_lease(&a, LONG).await?, None, "a's fence is gone");
+    // Releasing a lost lease changes nothing.
+    db.release_lease(&a).await?;
+    assert!(db.renew_lease(&b, LONG).await?.is_some());
+
+    // A release lets another holder take it at once.
+    db.release_lease(&b).await?;
+    assert_eq!(db.renew_lease(&b, LONG).await?, None, "released");
+    let a3 = acquire(&db, "agent:1", "node-a", LONG)
+        .await?
+        .expect("released");
+    assert_eq!(a3.fence, 3);
+    // Even its own holder gets a new fence once a lease expired: the old tenure is over.
+    let a3 = db
+        .renew_lease(&a3, Duration::from_millis(100))
+        .await?
+        .expect("held");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let a4 = acquire(&db, "agent:1", "node-a", LONG)
+        .await?
+        .expect("expired");
+    assert_eq!(a4.fence, 4);
+    assert_eq!(db.renew_lease(&a3, LONG).await?, None);
+
+    let all = db.leases().await?;
+    assert_eq!(
+        all.iter()
+            .map(|l| (l.key.as_str(), l.holder.as_str(), l.fence))
+            .collect::<Vec<_>>(),
+        [("agent:1", "node-a", 4), ("agent:2", "node-b", 1)]
+    );
+    assert_eq!(all[0], a4);
+    Ok(())
+}
+
+#[tokio::test]
+async fn one_of_many_racing_nodes_gets_a_free_lease() -> Result<()> {
+    let test_db = TestDb::new().await?;
+    let db = test_db.open().await?;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            db.try_acquire_lease("agent:race", &format!("node-{i}"), LONG)
+                .await
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        winners.extend(t.await??);
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    assert_eq!(winners[0].fence, 1);
+    assert_eq!(db.leases().await?, winners);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_fenced_handle_persists_no_signed_tx_once_its_lease_is_lost() -> Result<()> {
+    let test_db = TestDb::new().await?;
+    let db = test_db.open().await?;
+    let sender = Address::repeat_byte(0x33);
+    let lease = acquire(&db, "agent:7", "node-a", Duration::from_millis(300))
+        .await?
+        .expect("free");
+    let fenced = db.fenced(&lease);
+    assert_eq!(fenced.fence(), Some(&lease));
+    assert_eq!(db.fence(), None);
+    fenced.record_signed_tx(&signed_tx(1, 0xa1, false)).await?;
+    // A renewal keeps the same fence: the handle stays good.
+    db.renew_lease(&lease, Duration::from_millis(300))
+        .await?
+        .expect("held");
+    fenced.record_signed_tx(&signed_tx(2, 0xa2, false)).await?;
+
+    // Expired (nobody took it yet): refused already.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let err = fenced
+        .record_signed_tx(&signed_tx(3, 0xa3, false))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, DbError::LeaseLost { key } if key == "agent:7"),
+        "{err}"
+    );
+    // Taken over: still refused, and nothing was written.
+    let b = acquire(&db, "agent:7", "node-b", LONG)
+        .await?
+        .expect("expired");
+    assert_eq!(b.fence, 2);
+    let err = fenced
+        .record_signed_tx(&signed_tx(3, 0xa3, false))
+        .await
+        .unwrap_err();
+    assert!(err.is_lease_lost(), "{err}");
+    assert!(
+        db.signed_tx(31337, B256::repeat_byte(0xa3))
+            .await?
+            .is_none()
+    );
+    assert_eq!(db.next_nonce(31337, sender, 0).await?, 3);
+    // The new holder's handle writes.
+    db.fenced(&b)
+        .record_signed_tx(&signed_tx(3, 0xb3, false))
+        .await?;
+    assert_eq!(db.next_nonce(31337, sender, 0).await?, 4);
+    Ok(())
+}
+
+#[tokio::test]
+async fn fleet_nodes_count_live_heartbeats() -> Result<()> {
+    let test_db = TestDb::new().await?;
+    let db = test_db.open().await?;
+    assert_eq!(db.heartbeat_node("node-a", LONG).await?, 1);
+    assert_eq!(db.heartbeat_node("node-b", LONG).await?, 2);
+    assert_eq!(db.heartbeat_node("node-a", LONG).await?, 2, "a beat again");
+    db.remove_node("node-b").await?;
+    assert_eq!(db.heartbeat_node("node-a", LONG).await?, 1);
+    // node-c beats once and dies: after the ttl it no longer counts.
+    db.heartbeat_node("node-c", LONG).await?;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(
+        db.heartbeat_node("node-a", Duration::from_millis(150))
+            .await?,
+        1
+    );
+    assert_eq!(db.heartbeat_node("node-a", LONG).await?, 2);
     Ok(())
 }

@@ -1,15 +1,16 @@
-//! The outbox on a real SQLite file. The chain side is a small in-process `ChainLog` that
+//! The outbox on a real SQLite file (or on PostgreSQL with `INFT_TEST_DATABASE_URL` set, see
+//! `agent_runtime::db::testing`). The chain side is a small in-process `ChainLog` that
 //! follows the `ActionLog` contract's rules (1-based seq, `firstSeq == seq + 1`, head =
 //! keccak(head ‖ hash)) and lets a test inject faults: failed sends, a send that lands on chain
 //! but whose answer is lost (a crash right after broadcasting), a send still in flight, an
 //! unreachable RPC, and other accounts logging on the same sequence.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agent_runtime::db::{Db, OutboxState};
+use agent_runtime::db::testing::{self, TestDb};
+use agent_runtime::db::{Backend, DbError, OutboxState};
 use agent_runtime::outbox::{
     ChainHead, ChainLog, ChainLogError, LoggedAction, Outbox, OutboxConfig, OutboxError,
     TxConfirmation,
@@ -256,8 +257,9 @@ fn config() -> OutboxConfig {
     }
 }
 
-async fn open(path: &Path, chain: &FakeChain) -> Result<Outbox> {
-    let db = Db::open(path).await?;
+/// An outbox on (a new handle to) `db`: opening again is a restart.
+async fn open(db: &TestDb, chain: &FakeChain) -> Result<Outbox> {
+    let db = db.open().await?;
     Ok(Outbox::new(db, Arc::new(chain.clone()), config()))
 }
 
@@ -274,19 +276,18 @@ async fn local_hashes(outbox: &Outbox, log: &LogId) -> Result<Vec<B256>> {
 
 #[tokio::test]
 async fn appended_records_persist_hash_chained_and_signed() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("inft.db");
+    let test_db = TestDb::new().await?;
     let chain = FakeChain::default();
     let agent = PrivateKeySigner::random();
     let log = log_id(1);
     {
-        let outbox = open(&path, &chain).await?;
+        let outbox = open(&test_db, &chain).await?;
         for i in 0..3 {
             outbox.append(&log, draft(i), &agent).await?;
         }
         outbox.db().close().await;
     }
-    let outbox = open(&path, &chain).await?;
+    let outbox = open(&test_db, &chain).await?;
     let records = outbox.db().records(&log, 0, 100).await?;
     assert_eq!(records.len(), 3);
     let mut prev = B256::ZERO;
@@ -321,9 +322,9 @@ async fn appended_records_persist_hash_chained_and_signed() -> Result<()> {
 
 #[tokio::test]
 async fn flush_logs_in_sequence_in_batches_of_at_most_32() -> Result<()> {
-    let dir = tempfile::tempdir()?;
+    let test_db = TestDb::new().await?;
     let chain = FakeChain::default();
-    let outbox = open(&dir.path().join("inft.db"), &chain).await?;
+    let outbox = open(&test_db, &chain).await?;
     let agent = PrivateKeySigner::random();
     let (a, b) = (log_id(1), log_id(2));
     for i in 0..70 {
@@ -364,13 +365,12 @@ async fn flush_logs_in_sequence_in_batches_of_at_most_32() -> Result<()> {
 
 #[tokio::test]
 async fn restart_after_a_send_that_landed_reconciles_without_resending() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("inft.db");
+    let test_db = TestDb::new().await?;
     let chain = FakeChain::default();
     let agent = PrivateKeySigner::random();
     let log = log_id(3);
     {
-        let outbox = open(&path, &chain).await?;
+        let outbox = open(&test_db, &chain).await?;
         for i in 0..5 {
             outbox.append(&log, draft(i), &agent).await?;
         }
@@ -388,7 +388,7 @@ async fn restart_after_a_send_that_landed_reconciles_without_resending() -> Resu
     }
     assert_eq!(chain.logged(&log).len(), 5);
 
-    let outbox = open(&path, &chain).await?;
+    let outbox = open(&test_db, &chain).await?;
     let report = outbox.flush(&log).await?;
     assert_eq!(report.reconciled, 5);
     assert_eq!(report.logged, 0);
@@ -411,13 +411,12 @@ async fn restart_after_a_send_that_landed_reconciles_without_resending() -> Resu
 
 #[tokio::test]
 async fn restart_with_entries_marked_sent_waits_for_their_transaction() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("inft.db");
+    let test_db = TestDb::new().await?;
     let chain = FakeChain::default();
     let agent = PrivateKeySigner::random();
     let log = log_id(4);
     {
-        let outbox = open(&path, &chain).await?;
+        let outbox = open(&test_db, &chain).await?;
         for i in 0..3 {
             outbox.append(&log, draft(i), &agent).await?;
         }
@@ -432,7 +431,7 @@ async fn restart_with_entries_marked_sent_waits_for_their_transaction() -> Resul
         );
         outbox.db().close().await;
     }
-    let outbox = open(&path, &chain).await?;
+    let outbox = open(&test_db, &chain).await?;
     let report = outbox.flush(&log).await?;
     assert_eq!((report.reconciled, report.logged), (3, 0));
     assert_eq!(
@@ -451,9 +450,9 @@ async fn restart_with_entries_marked_sent_waits_for_their_transaction() -> Resul
 
 #[tokio::test]
 async fn chain_failures_keep_entries_pending_with_attempts_and_error() -> Result<()> {
-    let dir = tempfile::tempdir()?;
+    let test_db = TestDb::new().await?;
     let chain = FakeChain::default();
-    let outbox = open(&dir.path().join("inft.db"), &chain).await?;
+    let outbox = open(&test_db, &chain).await?;
     let agent = PrivateKeySigner::random();
     let log = log_id(5);
     for i in 0..4 {
@@ -488,9 +487,9 @@ async fn chain_failures_keep_entries_pending_with_attempts_and_error() -> Result
 
 #[tokio::test]
 async fn transient_failures_are_retried_within_one_flush() -> Result<()> {
-    let dir = tempfile::tempdir()?;
+    let test_db = TestDb::new().await?;
     let chain = FakeChain::default();
-    let outbox = open(&dir.path().join("inft.db"), &chain).await?;
+    let outbox = open(&test_db, &chain).await?;
     let agent = PrivateKeySigner::random();
     let log = log_id(6);
     for i in 0..2 {
@@ -512,9 +511,9 @@ async fn transient_failures_are_retried_within_one_flush() -> Result<()> {
 
 #[tokio::test]
 async fn a_different_hash_logged_by_the_records_own_signer_is_an_integrity_error() -> Result<()> {
-    let dir = tempfile::tempdir()?;
+    let test_db = TestDb::new().await?;
     let chain = FakeChain::default();
-    let outbox = open(&dir.path().join("inft.db"), &chain).await?;
+    let outbox = open(&test_db, &chain).await?;
     let agent = PrivateKeySigner::random();
     chain.state().sender = agent.address();
     let log = log_id(7);
@@ -578,9 +577,9 @@ fn trade_draft(i: usize) -> ActionDraft {
 /// private.
 #[tokio::test]
 async fn a_log_grantee_taking_the_next_seq_does_not_halt_the_outbox() -> Result<()> {
-    let dir = tempfile::tempdir()?;
+    let test_db = TestDb::new().await?;
     let chain = FakeChain::default();
-    let outbox = open(&dir.path().join("inft.db"), &chain).await?;
+    let outbox = open(&test_db, &chain).await?;
     let agent = PrivateKeySigner::random();
     chain.state().sender = agent.address();
     let grantee = Address::repeat_byte(0x6e);
@@ -749,9 +748,9 @@ async fn a_log_grantee_taking_the_next_seq_does_not_halt_the_outbox() -> Result<
 #[tokio::test]
 async fn a_batch_in_flight_when_a_grantee_takes_its_seq_is_rebased_and_its_receipt_ignored()
 -> Result<()> {
-    let dir = tempfile::tempdir()?;
+    let test_db = TestDb::new().await?;
     let chain = FakeChain::default();
-    let outbox = open(&dir.path().join("inft.db"), &chain).await?;
+    let outbox = open(&test_db, &chain).await?;
     let agent = PrivateKeySigner::random();
     chain.state().sender = agent.address();
     let log = log_id(14);
@@ -802,9 +801,9 @@ async fn a_batch_in_flight_when_a_grantee_takes_its_seq_is_rebased_and_its_recei
 /// crash, a full disk) leaves the old rows, all of them, and a later rebase finishes the job.
 #[tokio::test]
 async fn a_rebase_that_fails_half_way_leaves_the_old_records_intact() -> Result<()> {
-    let dir = tempfile::tempdir()?;
+    let test_db = TestDb::new().await?;
     let chain = FakeChain::default();
-    let outbox = open(&dir.path().join("inft.db"), &chain).await?;
+    let outbox = open(&test_db, &chain).await?;
     let agent = PrivateKeySigner::random();
     chain.state().sender = agent.address();
     let log = log_id(15);
@@ -814,12 +813,22 @@ async fn a_rebase_that_fails_half_way_leaves_the_old_records_intact() -> Result<
     let before = local_hashes(&outbox, &log).await?;
     chain.append_foreign(&log, &[B256::repeat_byte(0x42)]);
     // The second re-signed record cannot be written.
-    sqlx::query(
-        "CREATE TRIGGER fail_second BEFORE INSERT ON action_records WHEN NEW.seq = 3
-         BEGIN SELECT RAISE(ABORT, 'disk full'); END",
-    )
-    .execute(outbox.db().pool())
-    .await?;
+    let db = outbox.db();
+    let (create, drop) = match db.backend() {
+        Backend::Postgres => (
+            "CREATE FUNCTION fail_second() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.seq = 3 THEN RAISE EXCEPTION 'disk full'; END IF; RETURN NEW; END $$;
+             CREATE TRIGGER fail_second BEFORE INSERT ON action_records
+             FOR EACH ROW EXECUTE FUNCTION fail_second();",
+            "DROP TRIGGER fail_second ON action_records; DROP FUNCTION fail_second();",
+        ),
+        _ => (
+            "CREATE TRIGGER fail_second BEFORE INSERT ON action_records WHEN NEW.seq = 3
+             BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+            "DROP TRIGGER fail_second",
+        ),
+    };
+    testing::execute(db, create).await?;
     let err = outbox.rebase(&log, &agent).await.unwrap_err();
     assert!(matches!(err, OutboxError::Db(_)), "{err}");
     assert_eq!(local_hashes(&outbox, &log).await?, before);
@@ -827,9 +836,7 @@ async fn a_rebase_that_fails_half_way_leaves_the_old_records_intact() -> Result<
     assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
     assert!(entries.iter().all(|e| e.state == OutboxState::Pending));
 
-    sqlx::query("DROP TRIGGER fail_second")
-        .execute(outbox.db().pool())
-        .await?;
+    testing::execute(outbox.db(), drop).await?;
     outbox.flush_rebasing(&log, &agent).await?;
     assert_eq!(
         chain.logged(&log)[1..],
@@ -840,7 +847,7 @@ async fn a_rebase_that_fails_half_way_leaves_the_old_records_intact() -> Result<
 
 #[tokio::test]
 async fn a_fresh_runtime_continues_the_tokens_log_from_the_chain() -> Result<()> {
-    let dir = tempfile::tempdir()?;
+    let test_db = TestDb::new().await?;
     let chain = FakeChain::default();
     let log = log_id(8);
     // A previous owner's runtime logged three actions.
@@ -851,7 +858,7 @@ async fn a_fresh_runtime_continues_the_tokens_log_from_the_chain() -> Result<()>
     ];
     chain.append_foreign(&log, &earlier);
 
-    let outbox = open(&dir.path().join("inft.db"), &chain).await?;
+    let outbox = open(&test_db, &chain).await?;
     let agent = PrivateKeySigner::random();
     let signed = outbox.append(&log, draft(0), &agent).await?;
     assert_eq!(signed.record().seq, 4);
@@ -864,13 +871,12 @@ async fn a_fresh_runtime_continues_the_tokens_log_from_the_chain() -> Result<()>
 
 #[tokio::test]
 async fn append_needs_the_chain_only_when_there_is_no_local_record() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("inft.db");
+    let test_db = TestDb::new().await?;
     let chain = FakeChain::default();
     let agent = PrivateKeySigner::random();
     let log = log_id(9);
     chain.state().fail_heads = 1;
-    let outbox = open(&path, &chain).await?;
+    let outbox = open(&test_db, &chain).await?;
     let err = outbox.append(&log, draft(0), &agent).await.unwrap_err();
     assert!(matches!(err, OutboxError::Unsynced(_)), "{err}");
     assert!(outbox.db().records(&log, 0, 10).await?.is_empty());
@@ -879,7 +885,7 @@ async fn append_needs_the_chain_only_when_there_is_no_local_record() -> Result<(
     outbox.db().close().await;
     // After a restart with the RPC down, the agent can still record actions (logged later).
     chain.state().fail_heads = 1;
-    let outbox = open(&path, &chain).await?;
+    let outbox = open(&test_db, &chain).await?;
     let second = outbox.append(&log, draft(1), &agent).await?;
     assert_eq!(second.record().seq, 2);
     outbox.flush(&log).await?;
@@ -889,9 +895,9 @@ async fn append_needs_the_chain_only_when_there_is_no_local_record() -> Result<(
 
 #[tokio::test]
 async fn records_that_do_not_continue_the_log_are_refused_atomically() -> Result<()> {
-    let dir = tempfile::tempdir()?;
+    let test_db = TestDb::new().await?;
     let chain = FakeChain::default();
-    let outbox = open(&dir.path().join("inft.db"), &chain).await?;
+    let outbox = open(&test_db, &chain).await?;
     let agent = PrivateKeySigner::random();
     let log = log_id(10);
     let first = outbox.append(&log, draft(0), &agent).await?;
@@ -934,9 +940,9 @@ async fn records_that_do_not_continue_the_log_are_refused_atomically() -> Result
 
 #[tokio::test]
 async fn concurrent_appends_get_distinct_consecutive_positions() -> Result<()> {
-    let dir = tempfile::tempdir()?;
+    let test_db = TestDb::new().await?;
     let chain = FakeChain::default();
-    let outbox = open(&dir.path().join("inft.db"), &chain).await?;
+    let outbox = open(&test_db, &chain).await?;
     let agent = Arc::new(PrivateKeySigner::random());
     let log = log_id(11);
     let mut tasks = Vec::new();
@@ -965,9 +971,9 @@ async fn concurrent_appends_get_distinct_consecutive_positions() -> Result<()> {
 
 #[tokio::test]
 async fn background_logger_logs_what_is_appended() -> Result<()> {
-    let dir = tempfile::tempdir()?;
+    let test_db = TestDb::new().await?;
     let chain = FakeChain::default();
-    let outbox = open(&dir.path().join("inft.db"), &chain).await?;
+    let outbox = open(&test_db, &chain).await?;
     let agent = PrivateKeySigner::random();
     let log = log_id(12);
     chain.state().fail_sends = 2; // it retries by itself
@@ -987,6 +993,43 @@ async fn background_logger_logs_what_is_appended() -> Result<()> {
     logger.shutdown().await;
     assert!(drained, "the background logger confirmed every entry");
     assert_eq!(chain.logged(&log), local_hashes(&outbox, &log).await?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_logger_for_one_log_leaves_the_other_logs_alone() -> Result<()> {
+    // Two agents share one database (a service): each agent's logger sends with that agent's
+    // key, so it must log its own token only, however many others have records pending.
+    let test_db = TestDb::new().await?;
+    let chain = FakeChain::default();
+    let outbox = open(&test_db, &chain).await?;
+    let (mine, theirs) = (log_id(21), log_id(22));
+    let (me, them) = (PrivateKeySigner::random(), PrivateKeySigner::random());
+    for i in 0..3 {
+        outbox.append(&theirs, draft(i), &them).await?;
+    }
+    let logger = outbox.spawn_for(mine);
+    for i in 0..3 {
+        outbox.append(&mine, draft(i), &me).await?;
+    }
+    let mut drained = false;
+    for _ in 0..500 {
+        if outbox.db().unconfirmed(&mine, 100).await?.is_empty() {
+            drained = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A few more polls: a logger of every log would have sent `theirs` by now.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    logger.shutdown().await;
+    assert!(drained, "the logger confirmed its own log");
+    assert_eq!(chain.logged(&mine), local_hashes(&outbox, &mine).await?);
+    assert!(
+        chain.logged(&theirs).is_empty(),
+        "another token's records were sent"
+    );
+    assert_eq!(outbox.db().unconfirmed(&theirs, 100).await?.len(), 3);
     Ok(())
 }
 
@@ -1042,8 +1085,9 @@ async fn records_are_published_before_their_hashes_reach_the_chain() -> Result<(
         inner: agent_runtime::blobstore::LocalDirStore::open(dir.path().join("public"))?,
         down: std::sync::atomic::AtomicBool::new(true),
     });
+    let test_db = TestDb::new().await?;
     let outbox = Outbox::publishing(
-        Db::open(dir.path().join("db.sqlite")).await?,
+        test_db.open().await?,
         Arc::new(chain.clone()),
         store.clone(),
         config(),
@@ -1091,5 +1135,146 @@ async fn records_are_published_before_their_hashes_reach_the_chain() -> Result<(
         let stored = outbox.db().record(&log, signed.record().seq).await?;
         assert!(stored.and_then(|r| r.blob_uri).is_some());
     }
+    Ok(())
+}
+
+/// A node whose lease on the agent was taken over can no longer write the agent's records: the
+/// append, the append of a signed record and the rebase all fail with `LeaseLost` inside their
+/// transaction and write nothing, while the new holder's handle writes on.
+#[tokio::test]
+async fn a_fenced_outbox_writes_nothing_once_its_lease_is_taken_over() -> Result<()> {
+    let test_db = TestDb::new().await?;
+    let db = test_db.open().await?;
+    let chain = FakeChain::default();
+    let agent = PrivateKeySigner::random();
+    chain.state().sender = agent.address();
+    let log = log_id(20);
+    let ttl = Duration::from_secs(60);
+    let old = db
+        .try_acquire_lease("agent:20", "node-a", ttl)
+        .await?
+        .expect("free");
+    let outbox = Outbox::new(db.fenced(&old), Arc::new(chain.clone()), config());
+    assert_eq!(outbox.db().fence(), Some(&old));
+    for i in 0..3 {
+        outbox.append(&log, draft(i), &agent).await?;
+    }
+    // Another account takes seq 1 on chain (so a rebase has work), then node-a stalls past its
+    // lease: it is released here (a takeover after expiry is tested in tests/db.rs).
+    chain.append_foreign(&log, &[B256::repeat_byte(0x42)]);
+    db.release_lease(&old).await?;
+    let new = db
+        .try_acquire_lease("agent:20", "node-b", ttl)
+        .await?
+        .expect("released");
+    assert_eq!(new.fence, old.fence + 1);
+    let before = local_hashes(&outbox, &log).await?;
+
+    let err = outbox.append(&log, draft(3), &agent).await.unwrap_err();
+    assert!(err.is_lease_lost(), "{err}");
+    assert!(
+        matches!(&err, OutboxError::Db(DbError::LeaseLost { key }) if key == "agent:20"),
+        "{err}"
+    );
+    assert!(!err.is_retryable());
+    let next = agent_runtime::record::ActionRecord::new(
+        &log,
+        4,
+        *before.last().expect("records"),
+        draft(3),
+        0,
+    )
+    .sign(&agent)?;
+    let err = outbox.append_signed(&next).await.unwrap_err();
+    assert!(err.is_lease_lost(), "{err}");
+    let err = outbox.rebase(&log, &agent).await.unwrap_err();
+    assert!(err.is_lease_lost(), "{err}");
+    assert_eq!(
+        local_hashes(&outbox, &log).await?,
+        before,
+        "nothing written"
+    );
+    assert_eq!(outbox.db().outbox_entries(&log).await?.len(), 3);
+
+    // The new holder goes on where the old one stopped.
+    let outbox_b = Outbox::new(db.fenced(&new), Arc::new(chain.clone()), config());
+    let report = outbox_b.flush_rebasing(&log, &agent).await?;
+    assert_eq!(report.rebases.len(), 1);
+    outbox_b.append(&log, draft(3), &agent).await?;
+    outbox_b.flush(&log).await?;
+    assert_eq!(chain.logged(&log).len(), 5);
+    assert_eq!(
+        chain.logged(&log)[1..],
+        local_hashes(&outbox_b, &log).await?[..]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn records_are_counted_since_a_time_for_daily_budgets() -> Result<()> {
+    let test_db = TestDb::new().await?;
+    let chain = FakeChain::default();
+    let outbox = open(&test_db, &chain).await?;
+    let agent = PrivateKeySigner::random();
+    let (log, other) = (log_id(21), log_id(22));
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
+    for i in 0..3 {
+        outbox.append(&log, draft(i), &agent).await?;
+    }
+    outbox.append(&other, draft(0), &agent).await?;
+    let db = outbox.db();
+    assert_eq!(db.count_records_since(&log, 0).await?, 3);
+    assert_eq!(db.count_records_since(&log, start).await?, 3);
+    assert_eq!(db.count_records_since(&other, start).await?, 1);
+    assert_eq!(db.count_records_since(&log, start + 3_600_000).await?, 0);
+    assert_eq!(db.count_records_since(&log_id(23), 0).await?, 0);
+    Ok(())
+}
+
+/// The fence check serializes with a change of hands: once `release_lease` (or a takeover)
+/// returns, no append of the old holder lands, even one that was in flight meanwhile.
+#[tokio::test]
+async fn no_fenced_append_lands_after_the_lease_changed_hands() -> Result<()> {
+    let test_db = TestDb::new().await?;
+    let db = test_db.open().await?;
+    let chain = FakeChain::default();
+    let agent = Arc::new(PrivateKeySigner::random());
+    let log = log_id(24);
+    let lease = db
+        .try_acquire_lease("agent:24", "node-a", Duration::from_secs(60))
+        .await?
+        .expect("free");
+    let outbox = Outbox::new(db.fenced(&lease), Arc::new(chain.clone()), config());
+    let writer = {
+        let (outbox, agent) = (outbox.clone(), agent.clone());
+        tokio::spawn(async move {
+            let mut written = 0usize;
+            loop {
+                match outbox.append(&log, draft(written), &agent).await {
+                    Ok(_) => written += 1,
+                    Err(e) if e.is_lease_lost() => return Ok(written),
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+    };
+    while db.records(&log, 0, 1000).await?.len() < 5 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    db.release_lease(&lease).await?;
+    let at_release = db.records(&log, 0, 10_000).await?.len();
+    let taken = db
+        .try_acquire_lease("agent:24", "node-b", Duration::from_secs(60))
+        .await?
+        .expect("released");
+    assert_eq!(taken.fence, 2);
+    let written = writer.await??;
+    assert_eq!(
+        written, at_release,
+        "every append that succeeded landed before the release"
+    );
+    assert_eq!(db.records(&log, 0, 10_000).await?.len(), at_release);
     Ok(())
 }

@@ -59,6 +59,9 @@ commands! {
     Revoke(cmd::authorize::RevokeArgs),
     /// Run an agent you own or are authorized for, logging every action on chain.
     Run(cmd::run::RunArgs),
+    /// Host many agents on schedules until stopped (one node, or a fleet on PostgreSQL), with
+    /// /health, /agents and Prometheus /metrics.
+    Serve(cmd::serve::ServeArgs),
     /// Audit an agent's action history from chain events and public records (no wallet needed).
     Audit(cmd::audit::AuditArgs),
     /// List what an agent created, and export each piece with a proof bundle anyone can check.
@@ -135,9 +138,11 @@ impl Context {
 pub(crate) fn run() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr so stdout stays clean for results; RUST_LOG overrides the default.
+    // `inft serve` has no other output: its actions, leases and shutdown are info lines.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("warn,inft_service=info")),
         )
         .with_writer(std::io::stderr)
         .try_init();

@@ -13,5 +13,5 @@ mod runner;
 mod strategy;
 
 pub use config::{AgentConfig, AgentKind, CONFIG_VERSION, ConfigError, EntryKind};
-pub use runner::{RunError, RunReport, StepReport, record_action, run_steps};
-pub use strategy::{AgentSession, Strategy, StrategyError};
+pub use runner::{RunError, RunReport, StepReport, record_action, run_step, run_steps};
+pub use strategy::{AgentSession, GenerationTotals, Strategy, StrategyError};

@@ -72,36 +72,21 @@ pub async fn run_steps<S: Strategy>(
     // Records left from an interrupted run go first, and the local position catches up with the
     // chain (e.g. actions a previous owner logged).
     outbox.sync_position(&log).await?;
-    let logger = outbox.spawn();
+    // This run's key logs this token only.
+    let logger = outbox.spawn_for(log);
     let mut report = RunReport::default();
     let mut failure = None;
     for step in 0..steps {
-        let draft = match strategy.step(session, step).await {
-            Ok(draft) => draft,
-            Err(source) => {
-                failure = Some(RunError::Step { step, source });
-                break;
+        match run_step(session, strategy, outbox, step).await {
+            Ok(step_report) => {
+                on_step(&step_report);
+                report.steps.push(step_report);
             }
-        };
-        let kind = draft.kind.clone();
-        let signed = match outbox.append(&log, draft, session.signer()).await {
-            Ok(signed) => signed,
             Err(e) => {
-                failure = Some(e.into());
+                failure = Some(e);
                 break;
             }
-        };
-        let step_report = StepReport {
-            step,
-            seq: signed.record().seq,
-            record_hash: signed.record_hash(),
-            kind,
-            output: signed.record().output.clone(),
-            details: signed.record().details.clone(),
-        };
-        tracing::info!(step, seq = step_report.seq, kind = %step_report.kind, "action recorded");
-        on_step(&step_report);
-        report.steps.push(step_report);
+        }
     }
     logger.shutdown().await;
     // Whatever happened, log what was recorded.
@@ -113,6 +98,36 @@ pub async fn run_steps<S: Strategy>(
         Some(e) => Err(e),
         None => Ok(report),
     }
+}
+
+/// Runs one step of `strategy` and commits the signed record with its outbox entry (the
+/// logger sends it). The loop of [`run_steps`], for callers that schedule steps themselves (a
+/// service): they start a logger with [`Outbox::spawn`] and flush with
+/// [`Outbox::flush_rebasing`] as `run_steps` does.
+pub async fn run_step<S: Strategy>(
+    session: &mut AgentSession,
+    strategy: &mut S,
+    outbox: &Outbox,
+    step: u64,
+) -> Result<StepReport, RunError> {
+    let log = *session.log();
+    let draft = strategy
+        .step(session, step)
+        .await
+        .map_err(|source| RunError::Step { step, source })?;
+    let kind = draft.kind.clone();
+    let signed = outbox.append(&log, draft, session.signer()).await?;
+    let record = signed.record();
+    let report = StepReport {
+        step,
+        seq: record.seq,
+        record_hash: signed.record_hash(),
+        kind,
+        output: record.output.clone(),
+        details: record.details.clone(),
+    };
+    tracing::info!(step, seq = report.seq, kind = %report.kind, "action recorded");
+    Ok(report)
 }
 
 /// Records one action outside the step loop (e.g. the memory update after a run): signs `draft`

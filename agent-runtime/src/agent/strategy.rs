@@ -36,6 +36,16 @@ pub struct AgentSession {
     signer: PrivateKeySigner,
     context: AgentContext,
     memory: Option<String>,
+    generated: GenerationTotals,
+}
+
+/// What a session's model generated so far (for throughput figures; not recorded).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GenerationTotals {
+    /// Tokens generated.
+    pub tokens: u64,
+    /// Milliseconds spent generating them (prompt processing excluded).
+    pub generate_ms: f64,
 }
 
 impl std::fmt::Debug for AgentSession {
@@ -66,6 +76,7 @@ impl AgentSession {
             signer,
             context,
             memory: None,
+            generated: GenerationTotals::default(),
         }
     }
 
@@ -135,11 +146,19 @@ impl AgentSession {
     ) -> Result<Generation, EngineError> {
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if multi_thread {
+        let generation = if multi_thread {
             tokio::task::block_in_place(|| self.context.generate(prompt, settings))
         } else {
             self.context.generate(prompt, settings)
-        }
+        }?;
+        self.generated.tokens += generation.tokens.len() as u64;
+        self.generated.generate_ms += generation.timings.generate_ms;
+        Ok(generation)
+    }
+
+    /// What this session's model generated so far.
+    pub fn generation_totals(&self) -> GenerationTotals {
+        self.generated
     }
 
     /// An action draft for a model output: model, prompt, output, sampler settings, seed and

@@ -124,28 +124,31 @@ impl Db {
     /// (e.g. after a transfer rotated its agent key).
     pub async fn upsert_agent(&self, agent: &Agent) -> Result<(), DbError> {
         let now = to_i64("now", now_ms())?;
-        sqlx::query(
-            "INSERT INTO agents (chain_id, inft_contract, token_id, action_log, agent_address, model_hash, config, status, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
-             ON CONFLICT (chain_id, inft_contract, token_id) DO UPDATE SET
-                action_log = excluded.action_log,
-                agent_address = excluded.agent_address,
-                model_hash = excluded.model_hash,
-                config = excluded.config,
-                status = excluded.status,
-                updated_at = excluded.updated_at",
-        )
-        .bind(to_i64("chain_id", agent.chain_id)?)
-        .bind(addr_text(&agent.inft_contract))
-        .bind(u256_text(&agent.token_id))
-        .bind(addr_text(&agent.action_log))
-        .bind(addr_text(&agent.agent_address))
-        .bind(b256_text(&agent.model_hash))
-        .bind(agent.config.to_string())
-        .bind(agent.status.as_str())
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO agents (chain_id, inft_contract, token_id, action_log, agent_address, model_hash, config, status, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+                 ON CONFLICT (chain_id, inft_contract, token_id) DO UPDATE SET
+                    action_log = excluded.action_log,
+                    agent_address = excluded.agent_address,
+                    model_hash = excluded.model_hash,
+                    config = excluded.config,
+                    status = excluded.status,
+                    updated_at = excluded.updated_at",
+            )
+            .bind(to_i64("chain_id", agent.chain_id)?)
+            .bind(addr_text(&agent.inft_contract))
+            .bind(u256_text(&agent.token_id))
+            .bind(addr_text(&agent.action_log))
+            .bind(addr_text(&agent.agent_address))
+            .bind(b256_text(&agent.model_hash))
+            .bind(agent.config.to_string())
+            .bind(agent.status.as_str())
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
         Ok(())
     }
 
@@ -156,24 +159,28 @@ impl Db {
         inft_contract: Address,
         token_id: U256,
     ) -> Result<Option<AgentRow>, DbError> {
-        let row: Option<Raw> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM agents WHERE chain_id = $1 AND inft_contract = $2 AND token_id = $3"
-        )))
-        .bind(to_i64("chain_id", chain_id)?)
-        .bind(addr_text(&inft_contract))
-        .bind(u256_text(&token_id))
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<Raw> = on_pool!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM agents WHERE chain_id = $1 AND inft_contract = $2 AND token_id = $3"
+            )))
+            .bind(to_i64("chain_id", chain_id)?)
+            .bind(addr_text(&inft_contract))
+            .bind(u256_text(&token_id))
+            .fetch_optional(pool)
+            .await
+        })?;
         row.map(Raw::decode).transpose()
     }
 
     /// Every known agent, ordered by chain, contract and token id.
     pub async fn agents(&self) -> Result<Vec<AgentRow>, DbError> {
-        let rows: Vec<Raw> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM agents ORDER BY chain_id, inft_contract, token_id"
-        )))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<Raw> = on_pool!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM agents ORDER BY chain_id, inft_contract, token_id"
+            )))
+            .fetch_all(pool)
+            .await
+        })?;
         rows.into_iter().map(Raw::decode).collect()
     }
 
@@ -185,17 +192,20 @@ impl Db {
         token_id: U256,
         status: AgentStatus,
     ) -> Result<bool, DbError> {
-        let done = sqlx::query(
-            "UPDATE agents SET status = $1, updated_at = $2
-             WHERE chain_id = $3 AND inft_contract = $4 AND token_id = $5",
-        )
-        .bind(status.as_str())
-        .bind(to_i64("now", now_ms())?)
-        .bind(to_i64("chain_id", chain_id)?)
-        .bind(addr_text(&inft_contract))
-        .bind(u256_text(&token_id))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        let done = on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE agents SET status = $1, updated_at = $2
+                 WHERE chain_id = $3 AND inft_contract = $4 AND token_id = $5",
+            )
+            .bind(status.as_str())
+            .bind(to_i64("now", now_ms())?)
+            .bind(to_i64("chain_id", chain_id)?)
+            .bind(addr_text(&inft_contract))
+            .bind(u256_text(&token_id))
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(done > 0)
     }
 }

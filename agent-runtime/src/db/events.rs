@@ -82,28 +82,31 @@ impl Db {
     /// Stores events; an event at an already indexed position replaces the old row (the block
     /// there was reorganised). Returns how many rows were written. All or nothing.
     pub async fn insert_chain_events(&self, events: &[ChainEvent]) -> Result<u64, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let mut n = 0;
         for e in events {
-            let done = sqlx::query(
-                "INSERT INTO chain_events (chain_id, block_number, log_index, block_hash, tx_hash, contract, token_id, kind, payload)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                 ON CONFLICT (chain_id, block_number, log_index) DO UPDATE SET
-                    block_hash = excluded.block_hash, tx_hash = excluded.tx_hash, contract = excluded.contract,
-                    token_id = excluded.token_id, kind = excluded.kind, payload = excluded.payload",
-            )
-            .bind(to_i64("chain_id", e.chain_id)?)
-            .bind(to_i64("block_number", e.block_number)?)
-            .bind(to_i64("log_index", e.log_index)?)
-            .bind(b256_text(&e.block_hash))
-            .bind(b256_text(&e.tx_hash))
-            .bind(addr_text(&e.contract))
-            .bind(e.token_id.as_ref().map(u256_text))
-            .bind(&e.kind)
-            .bind(e.payload.to_string())
-            .execute(&mut *tx)
-            .await?;
-            n += done.rows_affected();
+            let done = on_tx!(&mut tx, |conn| {
+                sqlx::query(
+                    "INSERT INTO chain_events (chain_id, block_number, log_index, block_hash, tx_hash, contract, token_id, kind, payload)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     ON CONFLICT (chain_id, block_number, log_index) DO UPDATE SET
+                        block_hash = excluded.block_hash, tx_hash = excluded.tx_hash, contract = excluded.contract,
+                        token_id = excluded.token_id, kind = excluded.kind, payload = excluded.payload",
+                )
+                .bind(to_i64("chain_id", e.chain_id)?)
+                .bind(to_i64("block_number", e.block_number)?)
+                .bind(to_i64("log_index", e.log_index)?)
+                .bind(b256_text(&e.block_hash))
+                .bind(b256_text(&e.tx_hash))
+                .bind(addr_text(&e.contract))
+                .bind(e.token_id.as_ref().map(u256_text))
+                .bind(&e.kind)
+                .bind(e.payload.to_string())
+                .execute(&mut *conn)
+                .await
+                .map(|r| r.rows_affected())
+            })?;
+            n += done;
         }
         tx.commit().await?;
         Ok(n)
@@ -116,16 +119,18 @@ impl Db {
         contract: Address,
         token_id: U256,
     ) -> Result<Vec<ChainEvent>, DbError> {
-        let rows: Vec<Raw> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM chain_events
-             WHERE chain_id = $1 AND contract = $2 AND token_id = $3
-             ORDER BY block_number, log_index"
-        )))
-        .bind(to_i64("chain_id", chain_id)?)
-        .bind(addr_text(&contract))
-        .bind(u256_text(&token_id))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<Raw> = on_pool!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM chain_events
+                 WHERE chain_id = $1 AND contract = $2 AND token_id = $3
+                 ORDER BY block_number, log_index"
+            )))
+            .bind(to_i64("chain_id", chain_id)?)
+            .bind(addr_text(&contract))
+            .bind(u256_text(&token_id))
+            .fetch_all(pool)
+            .await
+        })?;
         rows.into_iter().map(Raw::decode).collect()
     }
 
@@ -136,16 +141,18 @@ impl Db {
         from_block: u64,
         to_block: u64,
     ) -> Result<Vec<ChainEvent>, DbError> {
-        let rows: Vec<Raw> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM chain_events
-             WHERE chain_id = $1 AND block_number >= $2 AND block_number <= $3
-             ORDER BY block_number, log_index"
-        )))
-        .bind(to_i64("chain_id", chain_id)?)
-        .bind(to_i64("block_number", from_block)?)
-        .bind(to_i64("block_number", to_block)?)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<Raw> = on_pool!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM chain_events
+                 WHERE chain_id = $1 AND block_number >= $2 AND block_number <= $3
+                 ORDER BY block_number, log_index"
+            )))
+            .bind(to_i64("chain_id", chain_id)?)
+            .bind(to_i64("block_number", from_block)?)
+            .bind(to_i64("block_number", to_block)?)
+            .fetch_all(pool)
+            .await
+        })?;
         rows.into_iter().map(Raw::decode).collect()
     }
 
@@ -156,13 +163,15 @@ impl Db {
         chain_id: u64,
         from_block: u64,
     ) -> Result<u64, DbError> {
-        let done =
+        let done = on_pool!(self, |pool| {
             sqlx::query("DELETE FROM chain_events WHERE chain_id = $1 AND block_number >= $2")
                 .bind(to_i64("chain_id", chain_id)?)
                 .bind(to_i64("block_number", from_block)?)
-                .execute(&self.pool)
-                .await?;
-        Ok(done.rows_affected())
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(done)
     }
 
     /// Deletes the indexed events of one contract from `from_block` on (a reorganisation under
@@ -173,15 +182,18 @@ impl Db {
         contract: Address,
         from_block: u64,
     ) -> Result<u64, DbError> {
-        let done = sqlx::query(
-            "DELETE FROM chain_events WHERE chain_id = $1 AND contract = $2 AND block_number >= $3",
-        )
-        .bind(to_i64("chain_id", chain_id)?)
-        .bind(addr_text(&contract))
-        .bind(to_i64("block_number", from_block)?)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        let done = on_pool!(self, |pool| {
+            sqlx::query(
+                "DELETE FROM chain_events WHERE chain_id = $1 AND contract = $2 AND block_number >= $3",
+            )
+            .bind(to_i64("chain_id", chain_id)?)
+            .bind(addr_text(&contract))
+            .bind(to_i64("block_number", from_block)?)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(done)
     }
 
     /// The indexer cursor of a contract.
@@ -190,12 +202,13 @@ impl Db {
         chain_id: u64,
         contract: Address,
     ) -> Result<Option<ChainCursor>, DbError> {
-        let row: Option<(i64, Option<String>)> =
+        let row: Option<(i64, Option<String>)> = on_pool!(self, |pool| {
             sqlx::query_as("SELECT next_block, last_block_hash FROM chain_cursors WHERE chain_id = $1 AND contract = $2")
                 .bind(to_i64("chain_id", chain_id)?)
                 .bind(addr_text(&contract))
-                .fetch_optional(&self.pool)
-                .await?;
+                .fetch_optional(pool)
+                .await
+        })?;
         row.map(|(next, hash)| {
             Ok(ChainCursor {
                 next_block: from_i64("chain_cursors", "next_block", next)?,
@@ -215,20 +228,23 @@ impl Db {
         contract: Address,
         cursor: &ChainCursor,
     ) -> Result<(), DbError> {
-        sqlx::query(
-            "INSERT INTO chain_cursors (chain_id, contract, next_block, last_block_hash, updated_at)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (chain_id, contract) DO UPDATE SET
-                next_block = excluded.next_block, last_block_hash = excluded.last_block_hash,
-                updated_at = excluded.updated_at",
-        )
-        .bind(to_i64("chain_id", chain_id)?)
-        .bind(addr_text(&contract))
-        .bind(to_i64("next_block", cursor.next_block)?)
-        .bind(cursor.last_block_hash.as_ref().map(b256_text))
-        .bind(to_i64("now", now_ms())?)
-        .execute(&self.pool)
-        .await?;
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO chain_cursors (chain_id, contract, next_block, last_block_hash, updated_at)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (chain_id, contract) DO UPDATE SET
+                    next_block = excluded.next_block, last_block_hash = excluded.last_block_hash,
+                    updated_at = excluded.updated_at",
+            )
+            .bind(to_i64("chain_id", chain_id)?)
+            .bind(addr_text(&contract))
+            .bind(to_i64("next_block", cursor.next_block)?)
+            .bind(cursor.last_block_hash.as_ref().map(b256_text))
+            .bind(to_i64("now", now_ms())?)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
         Ok(())
     }
 }

@@ -6,7 +6,9 @@
 
 use alloy::primitives::{Address, B256, Bytes};
 
-use super::{Db, DbError, addr_text, b256_text, from_i64, now_ms, parse_addr, parse_b256, to_i64};
+use super::{
+    Db, DbError, WriteScope, addr_text, b256_text, from_i64, now_ms, parse_addr, parse_b256, to_i64,
+};
 
 const TABLE: &str = "signed_txs";
 
@@ -194,13 +196,15 @@ impl Db {
         sender: Address,
         chain_pending_nonce: u64,
     ) -> Result<u64, DbError> {
-        let stored: Option<i64> = sqlx::query_scalar(
-            "SELECT next_nonce FROM account_nonces WHERE chain_id = $1 AND address = $2",
-        )
-        .bind(to_i64("chain_id", chain_id)?)
-        .bind(addr_text(&sender))
-        .fetch_optional(&self.pool)
-        .await?;
+        let stored: Option<i64> = on_pool!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT next_nonce FROM account_nonces WHERE chain_id = $1 AND address = $2",
+            )
+            .bind(to_i64("chain_id", chain_id)?)
+            .bind(addr_text(&sender))
+            .fetch_optional(pool)
+            .await
+        })?;
         let stored = stored
             .map(|n| from_i64("account_nonces", "next_nonce", n))
             .transpose()?
@@ -219,18 +223,25 @@ impl Db {
         let next = to_i64("nonce", tx.nonce.saturating_add(1))?;
         let hash = b256_text(&tx.tx_hash);
         let now = to_i64("now", now_ms())?;
-        // IMMEDIATE: take the write lock before reading, so two writers cannot both see the
-        // nonce free.
-        let mut db_tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let holders: Vec<String> = sqlx::query_scalar(
-            "SELECT tx_hash FROM signed_txs
-             WHERE chain_id = $1 AND sender = $2 AND nonce = $3 AND state IN ('signed', 'broadcast')",
-        )
-        .bind(chain_id)
-        .bind(&sender)
-        .bind(nonce)
-        .fetch_all(&mut *db_tx)
-        .await?;
+        // Take the account's write lock before reading, so two writers cannot both see the
+        // nonce free; a fenced handle checks its lease here.
+        let mut db_tx = self
+            .begin_write(WriteScope::Account {
+                chain_id: tx.chain_id,
+                address: tx.sender,
+            })
+            .await?;
+        let holders: Vec<String> = on_tx!(&mut db_tx, |conn| {
+            sqlx::query_scalar(
+                "SELECT tx_hash FROM signed_txs
+                 WHERE chain_id = $1 AND sender = $2 AND nonce = $3 AND state IN ('signed', 'broadcast')",
+            )
+            .bind(chain_id)
+            .bind(&sender)
+            .bind(nonce)
+            .fetch_all(&mut *conn)
+            .await
+        })?;
         if holders.contains(&hash) {
             return Ok(());
         }
@@ -243,35 +254,41 @@ impl Db {
                 existing: parse_b256(TABLE, "tx_hash", existing)?,
             });
         }
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO signed_txs ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'signed', NULL, $10, $10)
-             ON CONFLICT (chain_id, tx_hash) DO NOTHING"
-        )))
-        .bind(chain_id)
-        .bind(&hash)
-        .bind(&sender)
-        .bind(nonce)
-        .bind(format!("0x{}", hex::encode(&tx.raw_tx)))
-        .bind(&tx.purpose)
-        .bind(tx.reference.as_deref())
-        .bind(tx.max_fee_per_gas.map(|f| f.to_string()))
-        .bind(tx.max_priority_fee_per_gas.map(|f| f.to_string()))
-        .bind(now)
-        .execute(&mut *db_tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO account_nonces (chain_id, address, next_nonce, updated_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (chain_id, address) DO UPDATE SET
-                next_nonce = CASE WHEN excluded.next_nonce > account_nonces.next_nonce
-                                  THEN excluded.next_nonce ELSE account_nonces.next_nonce END,
-                updated_at = excluded.updated_at",
-        )
-        .bind(chain_id)
-        .bind(&sender)
-        .bind(next)
-        .bind(now)
-        .execute(&mut *db_tx)
-        .await?;
+        on_tx!(&mut db_tx, |conn| {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO signed_txs ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'signed', NULL, $10, $10)
+                 ON CONFLICT (chain_id, tx_hash) DO NOTHING"
+            )))
+            .bind(chain_id)
+            .bind(&hash)
+            .bind(&sender)
+            .bind(nonce)
+            .bind(format!("0x{}", hex::encode(&tx.raw_tx)))
+            .bind(&tx.purpose)
+            .bind(tx.reference.as_deref())
+            .bind(tx.max_fee_per_gas.map(|f| f.to_string()))
+            .bind(tx.max_priority_fee_per_gas.map(|f| f.to_string()))
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        on_tx!(&mut db_tx, |conn| {
+            sqlx::query(
+                "INSERT INTO account_nonces (chain_id, address, next_nonce, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (chain_id, address) DO UPDATE SET
+                    next_nonce = CASE WHEN excluded.next_nonce > account_nonces.next_nonce
+                                      THEN excluded.next_nonce ELSE account_nonces.next_nonce END,
+                    updated_at = excluded.updated_at",
+            )
+            .bind(chain_id)
+            .bind(&sender)
+            .bind(next)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
         db_tx.commit().await?;
         Ok(())
     }
@@ -288,32 +305,38 @@ impl Db {
         let chain = to_i64("chain_id", chain_id)?;
         let hash = b256_text(&tx_hash);
         let now = to_i64("now", now_ms())?;
-        let mut db_tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE signed_txs SET state = $1, block_number = COALESCE($2, block_number), updated_at = $3
-             WHERE chain_id = $4 AND tx_hash = $5",
-        )
-        .bind(state.as_str())
-        .bind(block_number.map(|b| to_i64("block_number", b)).transpose()?)
-        .bind(now)
-        .bind(chain)
-        .bind(&hash)
-        .execute(&mut *db_tx)
-        .await?;
-        if matches!(state, TxState::Mined | TxState::Failed) && block_number.is_some() {
+        let mut db_tx = self.begin().await?;
+        let done = on_tx!(&mut db_tx, |conn| {
             sqlx::query(
-                "UPDATE signed_txs SET state = 'replaced', updated_at = $1
-                 WHERE chain_id = $2 AND tx_hash <> $3 AND state IN ('signed', 'broadcast')
-                   AND (sender, nonce) IN (SELECT sender, nonce FROM signed_txs WHERE chain_id = $2 AND tx_hash = $3)",
+                "UPDATE signed_txs SET state = $1, block_number = COALESCE($2, block_number), updated_at = $3
+                 WHERE chain_id = $4 AND tx_hash = $5",
             )
+            .bind(state.as_str())
+            .bind(block_number.map(|b| to_i64("block_number", b)).transpose()?)
             .bind(now)
             .bind(chain)
             .bind(&hash)
-            .execute(&mut *db_tx)
-            .await?;
+            .execute(&mut *conn)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        if matches!(state, TxState::Mined | TxState::Failed) && block_number.is_some() {
+            on_tx!(&mut db_tx, |conn| {
+                sqlx::query(
+                    "UPDATE signed_txs SET state = 'replaced', updated_at = $1
+                     WHERE chain_id = $2 AND tx_hash <> $3 AND state IN ('signed', 'broadcast')
+                       AND (sender, nonce) IN (SELECT sender, nonce FROM signed_txs WHERE chain_id = $2 AND tx_hash = $3)",
+                )
+                .bind(now)
+                .bind(chain)
+                .bind(&hash)
+                .execute(&mut *conn)
+                .await
+                .map(|r| r.rows_affected())
+            })?;
         }
         db_tx.commit().await?;
-        Ok(done.rows_affected() > 0)
+        Ok(done > 0)
     }
 
     /// A persisted transaction by hash.
@@ -322,13 +345,15 @@ impl Db {
         chain_id: u64,
         tx_hash: B256,
     ) -> Result<Option<SignedTx>, DbError> {
-        let row: Option<Raw> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM signed_txs WHERE chain_id = $1 AND tx_hash = $2"
-        )))
-        .bind(to_i64("chain_id", chain_id)?)
-        .bind(b256_text(&tx_hash))
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<Raw> = on_pool!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM signed_txs WHERE chain_id = $1 AND tx_hash = $2"
+            )))
+            .bind(to_i64("chain_id", chain_id)?)
+            .bind(b256_text(&tx_hash))
+            .fetch_optional(pool)
+            .await
+        })?;
         row.map(Raw::decode).transpose()
     }
 
@@ -339,15 +364,17 @@ impl Db {
         chain_id: u64,
         sender: Address,
     ) -> Result<Vec<SignedTx>, DbError> {
-        let rows: Vec<Raw> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM signed_txs
-             WHERE chain_id = $1 AND sender = $2 AND state IN ('signed', 'broadcast')
-             ORDER BY nonce, created_at"
-        )))
-        .bind(to_i64("chain_id", chain_id)?)
-        .bind(addr_text(&sender))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<Raw> = on_pool!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM signed_txs
+                 WHERE chain_id = $1 AND sender = $2 AND state IN ('signed', 'broadcast')
+                 ORDER BY nonce, created_at"
+            )))
+            .bind(to_i64("chain_id", chain_id)?)
+            .bind(addr_text(&sender))
+            .fetch_all(pool)
+            .await
+        })?;
         rows.into_iter().map(Raw::decode).collect()
     }
 
@@ -359,15 +386,17 @@ impl Db {
         purpose: &str,
         reference: &str,
     ) -> Result<Vec<SignedTx>, DbError> {
-        let rows: Vec<Raw> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM signed_txs
-             WHERE chain_id = $1 AND purpose = $2 AND reference = $3 ORDER BY created_at, nonce"
-        )))
-        .bind(to_i64("chain_id", chain_id)?)
-        .bind(purpose)
-        .bind(reference)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<Raw> = on_pool!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM signed_txs
+                 WHERE chain_id = $1 AND purpose = $2 AND reference = $3 ORDER BY created_at, nonce"
+            )))
+            .bind(to_i64("chain_id", chain_id)?)
+            .bind(purpose)
+            .bind(reference)
+            .fetch_all(pool)
+            .await
+        })?;
         rows.into_iter().map(Raw::decode).collect()
     }
 }

@@ -1,13 +1,11 @@
 //! The `action_records` and `outbox` tables.
 
-use alloy::primitives::{Address, B256};
-use sqlx::SqliteConnection;
-
 use super::{
-    Db, DbError, addr_text, b256_text, from_i64, now_ms, parse_addr, parse_b256, parse_u256,
-    to_i64, u256_text,
+    Db, DbError, WriteTx, addr_text, b256_text, from_i64, now_ms, parse_addr, parse_b256,
+    parse_u256, to_i64, u256_text,
 };
 use crate::record::{ActionRecord, LogId, SignedRecord};
+use alloy::primitives::{Address, B256};
 
 const RECORDS: &str = "action_records";
 const OUTBOX: &str = "outbox";
@@ -194,13 +192,13 @@ const RECORD_COLUMNS: &str =
 const ENTRY_COLUMNS: &str = "seq, record_hash, state, tx_hash, block_number, attempts, last_error, created_at, updated_at, sent_at, confirmed_at";
 
 /// The log key as bind values.
-struct Key {
-    chain_id: i64,
-    action_log: String,
-    token_id: String,
+pub(super) struct Key {
+    pub(super) chain_id: i64,
+    pub(super) action_log: String,
+    pub(super) token_id: String,
 }
 
-fn key(log: &LogId) -> Result<Key, DbError> {
+pub(super) fn key(log: &LogId) -> Result<Key, DbError> {
     Ok(Key {
         chain_id: to_i64("chain_id", log.chain_id)?,
         action_log: addr_text(&log.action_log),
@@ -210,20 +208,22 @@ fn key(log: &LogId) -> Result<Key, DbError> {
 
 /// The last record of a log on this connection: `(seq, record_hash)`.
 pub(crate) async fn last_position(
-    conn: &mut SqliteConnection,
+    tx: &mut WriteTx,
     log: &LogId,
 ) -> Result<Option<(u64, B256)>, DbError> {
     let k = key(log)?;
-    let row: Option<(i64, String)> = sqlx::query_as(
-        "SELECT seq, record_hash FROM action_records
-         WHERE chain_id = $1 AND action_log = $2 AND token_id = $3
-         ORDER BY seq DESC LIMIT 1",
-    )
-    .bind(k.chain_id)
-    .bind(k.action_log)
-    .bind(k.token_id)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let row: Option<(i64, String)> = on_tx!(tx, |conn| {
+        sqlx::query_as(
+            "SELECT seq, record_hash FROM action_records
+             WHERE chain_id = $1 AND action_log = $2 AND token_id = $3
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(k.chain_id)
+        .bind(k.action_log)
+        .bind(k.token_id)
+        .fetch_optional(&mut *conn)
+        .await
+    })?;
     row.map(|(seq, h)| {
         Ok((
             from_i64(RECORDS, "seq", seq)?,
@@ -236,7 +236,7 @@ pub(crate) async fn last_position(
 /// Inserts a record and its pending outbox entry on this connection (the caller owns the
 /// transaction that makes the two one unit).
 pub(crate) async fn insert_record_with_outbox(
-    conn: &mut SqliteConnection,
+    tx: &mut WriteTx,
     signed: &SignedRecord,
     signer: Address,
 ) -> Result<(), DbError> {
@@ -255,56 +255,64 @@ pub(crate) async fn insert_record_with_outbox(
         detail: e.to_string(),
     })?;
     let hash = b256_text(&signed.record_hash());
-    sqlx::query(
-        "INSERT INTO action_records
-            (chain_id, action_log, token_id, seq, record_hash, prev_hash, kind, record_json, signature, signer, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(k.chain_id)
-    .bind(&k.action_log)
-    .bind(&k.token_id)
-    .bind(seq)
-    .bind(&hash)
-    .bind(b256_text(&record.prev_record_hash))
-    .bind(record.kind.as_str())
-    .bind(json)
-    .bind(format!("0x{}", hex::encode(signed.signature_bytes())))
-    .bind(addr_text(&signer))
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO outbox (chain_id, action_log, token_id, seq, record_hash, state, attempts, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)",
-    )
-    .bind(k.chain_id)
-    .bind(&k.action_log)
-    .bind(&k.token_id)
-    .bind(seq)
-    .bind(&hash)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
+    on_tx!(tx, |conn| {
+        sqlx::query(
+            "INSERT INTO action_records
+                (chain_id, action_log, token_id, seq, record_hash, prev_hash, kind, record_json, signature, signer, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(k.chain_id)
+        .bind(&k.action_log)
+        .bind(&k.token_id)
+        .bind(seq)
+        .bind(&hash)
+        .bind(b256_text(&record.prev_record_hash))
+        .bind(record.kind.as_str())
+        .bind(json)
+        .bind(format!("0x{}", hex::encode(signed.signature_bytes())))
+        .bind(addr_text(&signer))
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    on_tx!(tx, |conn| {
+        sqlx::query(
+            "INSERT INTO outbox (chain_id, action_log, token_id, seq, record_hash, state, attempts, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)",
+        )
+        .bind(k.chain_id)
+        .bind(&k.action_log)
+        .bind(&k.token_id)
+        .bind(seq)
+        .bind(&hash)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
     Ok(())
 }
 
 /// Every record of a log from `from_seq` on, in sequence order, on this connection.
 pub(crate) async fn records_from(
-    conn: &mut SqliteConnection,
+    tx: &mut WriteTx,
     log: &LogId,
     from_seq: u64,
 ) -> Result<Vec<StoredRecord>, DbError> {
     let k = key(log)?;
-    let rows: Vec<RawRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {RECORD_COLUMNS} FROM action_records
-         WHERE chain_id = $1 AND action_log = $2 AND token_id = $3 AND seq >= $4 ORDER BY seq"
-    )))
-    .bind(k.chain_id)
-    .bind(k.action_log)
-    .bind(k.token_id)
-    .bind(to_i64("seq", from_seq)?)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows: Vec<RawRecord> = on_tx!(tx, |conn| {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {RECORD_COLUMNS} FROM action_records
+             WHERE chain_id = $1 AND action_log = $2 AND token_id = $3 AND seq >= $4 ORDER BY seq"
+        )))
+        .bind(k.chain_id)
+        .bind(k.action_log)
+        .bind(k.token_id)
+        .bind(to_i64("seq", from_seq)?)
+        .fetch_all(&mut *conn)
+        .await
+    })?;
     rows.into_iter().map(|r| r.decode(log)).collect()
 }
 
@@ -312,40 +320,44 @@ pub(crate) async fn records_from(
 /// connection (the caller's transaction replaces them), provided none of those entries is
 /// confirmed: `None` (nothing deleted) if one is, else how many records went.
 pub(crate) async fn delete_unconfirmed_from(
-    conn: &mut SqliteConnection,
+    tx: &mut WriteTx,
     log: &LogId,
     from_seq: u64,
 ) -> Result<Option<u64>, DbError> {
     let k = key(log)?;
     let from = to_i64("seq", from_seq)?;
-    let confirmed: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM outbox
-         WHERE chain_id = $1 AND action_log = $2 AND token_id = $3 AND seq >= $4
-           AND state = 'confirmed'",
-    )
-    .bind(k.chain_id)
-    .bind(&k.action_log)
-    .bind(&k.token_id)
-    .bind(from)
-    .fetch_one(&mut *conn)
-    .await?;
+    let confirmed: i64 = on_tx!(tx, |conn| {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox
+             WHERE chain_id = $1 AND action_log = $2 AND token_id = $3 AND seq >= $4
+               AND state = 'confirmed'",
+        )
+        .bind(k.chain_id)
+        .bind(&k.action_log)
+        .bind(&k.token_id)
+        .bind(from)
+        .fetch_one(&mut *conn)
+        .await
+    })?;
     if confirmed > 0 {
         return Ok(None);
     }
     let mut gone = 0;
     // Outbox entries first: they reference their records.
     for table in [OUTBOX, RECORDS] {
-        gone = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM {table}
-             WHERE chain_id = $1 AND action_log = $2 AND token_id = $3 AND seq >= $4"
-        )))
-        .bind(k.chain_id)
-        .bind(&k.action_log)
-        .bind(&k.token_id)
-        .bind(from)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
+        gone = on_tx!(tx, |conn| {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table}
+                 WHERE chain_id = $1 AND action_log = $2 AND token_id = $3 AND seq >= $4"
+            )))
+            .bind(k.chain_id)
+            .bind(&k.action_log)
+            .bind(&k.token_id)
+            .bind(from)
+            .execute(&mut *conn)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
     }
     Ok(Some(gone))
 }
@@ -354,38 +366,41 @@ pub(crate) async fn delete_unconfirmed_from(
 /// recorded ([`LogId::position_reference`], e.g. a trade) from position `old_seq` to
 /// `new_seq`, on this connection (a rebase moved the log's next position).
 pub(crate) async fn move_position_reference(
-    conn: &mut SqliteConnection,
+    tx: &mut WriteTx,
     log: &LogId,
     old_seq: u64,
     new_seq: u64,
 ) -> Result<u64, DbError> {
-    let done = sqlx::query(
-        "UPDATE signed_txs SET reference = $1, updated_at = $2
-         WHERE chain_id = $3 AND reference = $4",
-    )
-    .bind(log.position_reference(new_seq))
-    .bind(to_i64("now", now_ms())?)
-    .bind(to_i64("chain_id", log.chain_id)?)
-    .bind(log.position_reference(old_seq))
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected())
+    let done = on_tx!(tx, |conn| {
+        sqlx::query(
+            "UPDATE signed_txs SET reference = $1, updated_at = $2
+             WHERE chain_id = $3 AND reference = $4",
+        )
+        .bind(log.position_reference(new_seq))
+        .bind(to_i64("now", now_ms())?)
+        .bind(to_i64("chain_id", log.chain_id)?)
+        .bind(log.position_reference(old_seq))
+        .execute(&mut *conn)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    Ok(done)
 }
 
 /// Keeps a prompt that its record publishes only by hash (see the `private_prompts` table).
-pub(crate) async fn insert_private_prompt(
-    conn: &mut SqliteConnection,
-    prompt: &str,
-) -> Result<(), DbError> {
-    sqlx::query(
-        "INSERT INTO private_prompts (prompt_hash, prompt, created_at) VALUES ($1, $2, $3)
-         ON CONFLICT (prompt_hash) DO NOTHING",
-    )
-    .bind(b256_text(&crate::record::content_hash(prompt.as_bytes())))
-    .bind(prompt)
-    .bind(to_i64("now", now_ms())?)
-    .execute(&mut *conn)
-    .await?;
+pub(crate) async fn insert_private_prompt(tx: &mut WriteTx, prompt: &str) -> Result<(), DbError> {
+    on_tx!(tx, |conn| {
+        sqlx::query(
+            "INSERT INTO private_prompts (prompt_hash, prompt, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (prompt_hash) DO NOTHING",
+        )
+        .bind(b256_text(&crate::record::content_hash(prompt.as_bytes())))
+        .bind(prompt)
+        .bind(to_i64("now", now_ms())?)
+        .execute(&mut *conn)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
     Ok(())
 }
 
@@ -393,11 +408,12 @@ impl Db {
     /// The prompt whose keccak256 is `prompt_hash`, if this runtime ran an action with it and
     /// kept it private (the record published only the hash).
     pub async fn private_prompt(&self, prompt_hash: B256) -> Result<Option<String>, DbError> {
-        let prompt: Option<String> =
+        let prompt: Option<String> = on_pool!(self, |pool| {
             sqlx::query_scalar("SELECT prompt FROM private_prompts WHERE prompt_hash = $1")
                 .bind(b256_text(&prompt_hash))
-                .fetch_optional(&self.pool)
-                .await?;
+                .fetch_optional(pool)
+                .await
+        })?;
         // The table is written only by this runtime, but a prompt is used only if it matches.
         Ok(prompt.filter(|p| crate::record::content_hash(p.as_bytes()) == prompt_hash))
     }
@@ -405,16 +421,18 @@ impl Db {
     /// The record at `seq` of a log.
     pub async fn record(&self, log: &LogId, seq: u64) -> Result<Option<StoredRecord>, DbError> {
         let k = key(log)?;
-        let row: Option<RawRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {RECORD_COLUMNS} FROM action_records
-             WHERE chain_id = $1 AND action_log = $2 AND token_id = $3 AND seq = $4"
-        )))
-        .bind(k.chain_id)
-        .bind(k.action_log)
-        .bind(k.token_id)
-        .bind(to_i64("seq", seq)?)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<RawRecord> = on_pool!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {RECORD_COLUMNS} FROM action_records
+                 WHERE chain_id = $1 AND action_log = $2 AND token_id = $3 AND seq = $4"
+            )))
+            .bind(k.chain_id)
+            .bind(k.action_log)
+            .bind(k.token_id)
+            .bind(to_i64("seq", seq)?)
+            .fetch_optional(pool)
+            .await
+        })?;
         row.map(|r| r.decode(log)).transpose()
     }
 
@@ -426,41 +444,51 @@ impl Db {
         limit: u32,
     ) -> Result<Vec<StoredRecord>, DbError> {
         let k = key(log)?;
-        let rows: Vec<RawRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {RECORD_COLUMNS} FROM action_records
-             WHERE chain_id = $1 AND action_log = $2 AND token_id = $3 AND seq >= $4
-             ORDER BY seq LIMIT $5"
-        )))
-        .bind(k.chain_id)
-        .bind(k.action_log)
-        .bind(k.token_id)
-        .bind(to_i64("seq", from_seq)?)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<RawRecord> = on_pool!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {RECORD_COLUMNS} FROM action_records
+                 WHERE chain_id = $1 AND action_log = $2 AND token_id = $3 AND seq >= $4
+                 ORDER BY seq LIMIT $5"
+            )))
+            .bind(k.chain_id)
+            .bind(k.action_log)
+            .bind(k.token_id)
+            .bind(to_i64("seq", from_seq)?)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+        })?;
         rows.into_iter().map(|r| r.decode(log)).collect()
     }
 
     /// The last record of a log.
     pub async fn last_record(&self, log: &LogId) -> Result<Option<StoredRecord>, DbError> {
-        let mut conn = self.pool.acquire().await?;
-        match last_position(&mut conn, log).await? {
-            Some((seq, _)) => {
-                drop(conn);
-                self.record(log, seq).await
-            }
-            None => Ok(None),
-        }
+        let k = key(log)?;
+        let row: Option<RawRecord> = on_pool!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {RECORD_COLUMNS} FROM action_records
+                 WHERE chain_id = $1 AND action_log = $2 AND token_id = $3
+                 ORDER BY seq DESC LIMIT 1"
+            )))
+            .bind(k.chain_id)
+            .bind(k.action_log)
+            .bind(k.token_id)
+            .fetch_optional(pool)
+            .await
+        })?;
+        row.map(|r| r.decode(log)).transpose()
     }
 
     /// The record with this hash, in any log.
     pub async fn record_by_hash(&self, record_hash: B256) -> Result<Option<StoredRecord>, DbError> {
-        let found: Option<(i64, String, String, i64)> = sqlx::query_as(
-            "SELECT chain_id, action_log, token_id, seq FROM action_records WHERE record_hash = $1",
-        )
-        .bind(b256_text(&record_hash))
-        .fetch_optional(&self.pool)
-        .await?;
+        let found: Option<(i64, String, String, i64)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT chain_id, action_log, token_id, seq FROM action_records WHERE record_hash = $1",
+            )
+            .bind(b256_text(&record_hash))
+            .fetch_optional(pool)
+            .await
+        })?;
         let Some((chain_id, action_log, token_id, seq)) = found else {
             return Ok(None);
         };
@@ -480,18 +508,21 @@ impl Db {
         uri: &str,
     ) -> Result<bool, DbError> {
         let k = key(log)?;
-        let done = sqlx::query(
-            "UPDATE action_records SET blob_uri = $1
-             WHERE chain_id = $2 AND action_log = $3 AND token_id = $4 AND seq = $5",
-        )
-        .bind(uri)
-        .bind(k.chain_id)
-        .bind(k.action_log)
-        .bind(k.token_id)
-        .bind(to_i64("seq", seq)?)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        let done = on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE action_records SET blob_uri = $1
+                 WHERE chain_id = $2 AND action_log = $3 AND token_id = $4 AND seq = $5",
+            )
+            .bind(uri)
+            .bind(k.chain_id)
+            .bind(k.action_log)
+            .bind(k.token_id)
+            .bind(to_i64("seq", seq)?)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(done > 0)
     }
 
     /// The outbox entry at `seq` of a log.
@@ -501,59 +532,67 @@ impl Db {
         seq: u64,
     ) -> Result<Option<OutboxEntry>, DbError> {
         let k = key(log)?;
-        let row: Option<RawEntry> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {ENTRY_COLUMNS} FROM outbox
-             WHERE chain_id = $1 AND action_log = $2 AND token_id = $3 AND seq = $4"
-        )))
-        .bind(k.chain_id)
-        .bind(k.action_log)
-        .bind(k.token_id)
-        .bind(to_i64("seq", seq)?)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<RawEntry> = on_pool!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {ENTRY_COLUMNS} FROM outbox
+                 WHERE chain_id = $1 AND action_log = $2 AND token_id = $3 AND seq = $4"
+            )))
+            .bind(k.chain_id)
+            .bind(k.action_log)
+            .bind(k.token_id)
+            .bind(to_i64("seq", seq)?)
+            .fetch_optional(pool)
+            .await
+        })?;
         row.map(|r| r.decode(log)).transpose()
     }
 
     /// Every outbox entry of a log, in sequence order.
     pub async fn outbox_entries(&self, log: &LogId) -> Result<Vec<OutboxEntry>, DbError> {
         let k = key(log)?;
-        let rows: Vec<RawEntry> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {ENTRY_COLUMNS} FROM outbox
-             WHERE chain_id = $1 AND action_log = $2 AND token_id = $3 ORDER BY seq"
-        )))
-        .bind(k.chain_id)
-        .bind(k.action_log)
-        .bind(k.token_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<RawEntry> = on_pool!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {ENTRY_COLUMNS} FROM outbox
+                 WHERE chain_id = $1 AND action_log = $2 AND token_id = $3 ORDER BY seq"
+            )))
+            .bind(k.chain_id)
+            .bind(k.action_log)
+            .bind(k.token_id)
+            .fetch_all(pool)
+            .await
+        })?;
         rows.into_iter().map(|r| r.decode(log)).collect()
     }
 
     /// Up to `limit` unconfirmed (pending or sent) entries of a log, in sequence order.
     pub async fn unconfirmed(&self, log: &LogId, limit: u32) -> Result<Vec<OutboxEntry>, DbError> {
         let k = key(log)?;
-        let rows: Vec<RawEntry> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {ENTRY_COLUMNS} FROM outbox
-             WHERE chain_id = $1 AND action_log = $2 AND token_id = $3 AND state <> 'confirmed'
-             ORDER BY seq LIMIT $4"
-        )))
-        .bind(k.chain_id)
-        .bind(k.action_log)
-        .bind(k.token_id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<RawEntry> = on_pool!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {ENTRY_COLUMNS} FROM outbox
+                 WHERE chain_id = $1 AND action_log = $2 AND token_id = $3 AND state <> 'confirmed'
+                 ORDER BY seq LIMIT $4"
+            )))
+            .bind(k.chain_id)
+            .bind(k.action_log)
+            .bind(k.token_id)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+        })?;
         rows.into_iter().map(|r| r.decode(log)).collect()
     }
 
     /// Every log that has unconfirmed outbox entries.
     pub async fn logs_with_unconfirmed(&self) -> Result<Vec<LogId>, DbError> {
-        let rows: Vec<(i64, String, String)> = sqlx::query_as(
-            "SELECT DISTINCT chain_id, action_log, token_id FROM outbox
-             WHERE state <> 'confirmed' ORDER BY chain_id, action_log, token_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<(i64, String, String)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT DISTINCT chain_id, action_log, token_id FROM outbox
+                 WHERE state <> 'confirmed' ORDER BY chain_id, action_log, token_id",
+            )
+            .fetch_all(pool)
+            .await
+        })?;
         rows.into_iter()
             .map(|(c, a, t)| {
                 Ok(LogId {
@@ -575,22 +614,25 @@ impl Db {
     ) -> Result<u64, DbError> {
         let k = key(log)?;
         let now = to_i64("now", now_ms())?;
-        let done = sqlx::query(
-            "UPDATE outbox SET state = 'sent', tx_hash = $1, attempts = attempts + 1, last_error = NULL,
-                    sent_at = $2, updated_at = $2
-             WHERE chain_id = $3 AND action_log = $4 AND token_id = $5 AND seq >= $6 AND seq <= $7
-               AND state <> 'confirmed'",
-        )
-        .bind(b256_text(&tx_hash))
-        .bind(now)
-        .bind(k.chain_id)
-        .bind(k.action_log)
-        .bind(k.token_id)
-        .bind(to_i64("seq", first)?)
-        .bind(to_i64("seq", last)?)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        let done = on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE outbox SET state = 'sent', tx_hash = $1, attempts = attempts + 1, last_error = NULL,
+                        sent_at = $2, updated_at = $2
+                 WHERE chain_id = $3 AND action_log = $4 AND token_id = $5 AND seq >= $6 AND seq <= $7
+                   AND state <> 'confirmed'",
+            )
+            .bind(b256_text(&tx_hash))
+            .bind(now)
+            .bind(k.chain_id)
+            .bind(k.action_log)
+            .bind(k.token_id)
+            .bind(to_i64("seq", first)?)
+            .bind(to_i64("seq", last)?)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(done)
     }
 
     /// Marks the unconfirmed entries `first..=last` as confirmed. With `tx_hash` (a receipt),
@@ -607,28 +649,31 @@ impl Db {
     ) -> Result<u64, DbError> {
         let k = key(log)?;
         let now = to_i64("now", now_ms())?;
-        let done = sqlx::query(
-            "UPDATE outbox SET state = 'confirmed', tx_hash = COALESCE($1, tx_hash),
-                    block_number = COALESCE($2, block_number), last_error = NULL,
-                    confirmed_at = $3, updated_at = $3
-             WHERE chain_id = $4 AND action_log = $5 AND token_id = $6 AND seq >= $7 AND seq <= $8
-               AND state <> 'confirmed' AND ($1 IS NULL OR tx_hash = $1)",
-        )
-        .bind(tx_hash.as_ref().map(b256_text))
-        .bind(
-            block_number
-                .map(|b| to_i64("block_number", b))
-                .transpose()?,
-        )
-        .bind(now)
-        .bind(k.chain_id)
-        .bind(k.action_log)
-        .bind(k.token_id)
-        .bind(to_i64("seq", first)?)
-        .bind(to_i64("seq", last)?)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        let done = on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE outbox SET state = 'confirmed', tx_hash = COALESCE($1, tx_hash),
+                        block_number = COALESCE($2, block_number), last_error = NULL,
+                        confirmed_at = $3, updated_at = $3
+                 WHERE chain_id = $4 AND action_log = $5 AND token_id = $6 AND seq >= $7 AND seq <= $8
+                   AND state <> 'confirmed' AND ($1 IS NULL OR tx_hash = $1)",
+            )
+            .bind(tx_hash.as_ref().map(b256_text))
+            .bind(
+                block_number
+                    .map(|b| to_i64("block_number", b))
+                    .transpose()?,
+            )
+            .bind(now)
+            .bind(k.chain_id)
+            .bind(k.action_log)
+            .bind(k.token_id)
+            .bind(to_i64("seq", first)?)
+            .bind(to_i64("seq", last)?)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(done)
     }
 
     /// Records a failure for the unconfirmed entries `first..=last`; they keep their state.
@@ -646,22 +691,25 @@ impl Db {
         let now = to_i64("now", now_ms())?;
         // Keep the message bounded: it is diagnostic, not a log.
         let error: String = error.chars().take(2000).collect();
-        let done = sqlx::query(
-            "UPDATE outbox SET attempts = attempts + $1, last_error = $2, updated_at = $3
-             WHERE chain_id = $4 AND action_log = $5 AND token_id = $6 AND seq >= $7 AND seq <= $8
-               AND state <> 'confirmed'",
-        )
-        .bind(i64::from(count_attempt))
-        .bind(error)
-        .bind(now)
-        .bind(k.chain_id)
-        .bind(k.action_log)
-        .bind(k.token_id)
-        .bind(to_i64("seq", first)?)
-        .bind(to_i64("seq", last)?)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        let done = on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE outbox SET attempts = attempts + $1, last_error = $2, updated_at = $3
+                 WHERE chain_id = $4 AND action_log = $5 AND token_id = $6 AND seq >= $7 AND seq <= $8
+                   AND state <> 'confirmed'",
+            )
+            .bind(i64::from(count_attempt))
+            .bind(error)
+            .bind(now)
+            .bind(k.chain_id)
+            .bind(k.action_log)
+            .bind(k.token_id)
+            .bind(to_i64("seq", first)?)
+            .bind(to_i64("seq", last)?)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(done)
     }
 
     /// Notes an error on the entry at `seq` without counting an attempt (e.g. an integrity error
@@ -674,18 +722,21 @@ impl Db {
     ) -> Result<(), DbError> {
         let k = key(log)?;
         let error: String = error.chars().take(2000).collect();
-        sqlx::query(
-            "UPDATE outbox SET last_error = $1, updated_at = $2
-             WHERE chain_id = $3 AND action_log = $4 AND token_id = $5 AND seq = $6",
-        )
-        .bind(error)
-        .bind(to_i64("now", now_ms())?)
-        .bind(k.chain_id)
-        .bind(k.action_log)
-        .bind(k.token_id)
-        .bind(to_i64("seq", seq)?)
-        .execute(&self.pool)
-        .await?;
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE outbox SET last_error = $1, updated_at = $2
+                 WHERE chain_id = $3 AND action_log = $4 AND token_id = $5 AND seq = $6",
+            )
+            .bind(error)
+            .bind(to_i64("now", now_ms())?)
+            .bind(k.chain_id)
+            .bind(k.action_log)
+            .bind(k.token_id)
+            .bind(to_i64("seq", seq)?)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
         Ok(())
     }
 }

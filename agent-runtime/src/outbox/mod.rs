@@ -4,10 +4,13 @@
 //!
 //! 1. **Outbox first.** [`Outbox::append`] signs the record and inserts it into `action_records`
 //!    and a `pending` row into `outbox` in **one** database transaction (SQLite
-//!    `BEGIN IMMEDIATE`, `synchronous = FULL`), before anything is sent. The sequence number and
-//!    previous hash are taken inside that transaction, so two appends can never claim the same
-//!    position. A crash before the commit loses an action that was never logged anywhere; a
-//!    crash after it leaves a pending entry that will be logged.
+//!    `BEGIN IMMEDIATE`, `synchronous = FULL`; PostgreSQL: an advisory lock per log), before
+//!    anything is sent. The sequence number and previous hash are taken inside that transaction,
+//!    so two appends can never claim the same position. Through a fenced handle
+//!    ([`Db::fenced`]), the transaction first checks the node's lease on the agent and writes
+//!    nothing once it is lost ([`DbError::LeaseLost`](crate::db::DbError::LeaseLost)). A crash
+//!    before the commit loses an action that was never logged anywhere; a crash after it leaves
+//!    a pending entry that will be logged.
 //! 2. **Reconcile before every send.** [`Outbox::step`] reads the chain's next sequence number
 //!    for the token. Unconfirmed entries below it are already on chain (a transaction from before
 //!    a crash landed): their hashes are compared with the chain's, equal hashes are marked
@@ -63,7 +66,7 @@ use crate::db::records::{
     delete_unconfirmed_from, insert_private_prompt, insert_record_with_outbox, last_position,
     move_position_reference, records_from,
 };
-use crate::db::{Db, OutboxEntry, OutboxState};
+use crate::db::{Db, OutboxEntry, OutboxState, WriteScope};
 use crate::record::{ActionDraft, ActionRecord, FIRST_SEQ, LogId, SignedRecord};
 
 pub use crate::error::{ChainLogError, OutboxError};
@@ -427,13 +430,7 @@ impl Outbox {
             Err(OutboxError::Chain(e)) if e.is_retryable() => Err(e),
             Err(e) => return Err(e),
         };
-        let mut tx = self
-            .inner
-            .db
-            .pool()
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(crate::db::DbError::from)?;
+        let mut tx = self.inner.db.begin_write(WriteScope::Log(log)).await?;
         let local = last_position(&mut tx, log).await?;
         let next_local = local.map(|(seq, h)| (seq + 1, h));
         let (seq, prev) = match (next_local, floor) {
@@ -459,7 +456,7 @@ impl Outbox {
         if let Some(prompt) = &private_prompt {
             insert_private_prompt(&mut tx, prompt).await?;
         }
-        tx.commit().await.map_err(crate::db::DbError::from)?;
+        tx.commit().await?;
         tracing::debug!(%log, seq, hash = %signed.record_hash(), "action record appended to the outbox");
         self.publish_after_commit(&signed).await;
         self.inner.wake.notify_one();
@@ -473,13 +470,7 @@ impl Outbox {
         let r = signed.record();
         let log = r.log_id();
         let signer = signed.signer()?;
-        let mut tx = self
-            .inner
-            .db
-            .pool()
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(crate::db::DbError::from)?;
+        let mut tx = self.inner.db.begin_write(WriteScope::Log(&log)).await?;
         let local = last_position(&mut tx, &log).await?.map(|(s, h)| (s + 1, h));
         let (next_seq, head) = match (local, self.floor(&log)) {
             (Some(l), Some(c)) if c.0 > l.0 => c,
@@ -495,7 +486,7 @@ impl Outbox {
             });
         }
         insert_record_with_outbox(&mut tx, signed, signer).await?;
-        tx.commit().await.map_err(crate::db::DbError::from)?;
+        tx.commit().await?;
         self.publish_after_commit(signed).await;
         self.inner.wake.notify_one();
         Ok(())
@@ -783,11 +774,7 @@ impl Outbox {
             return Ok(None);
         };
 
-        let mut tx = db
-            .pool()
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(crate::db::DbError::from)?;
+        let mut tx = db.begin_write(WriteScope::Log(log)).await?;
         let old = records_from(&mut tx, log, first.seq).await?;
         // Another rebase (or anything else) changed the rows since they were read: step again.
         if old.first().map(|r| r.record.record_hash()) != Some(first.record_hash) {
@@ -837,7 +824,7 @@ impl Outbox {
             insert_record_with_outbox(&mut tx, signed, signer.address()).await?;
         }
         move_position_reference(&mut tx, log, old_last + 1, new_last + 1).await?;
-        tx.commit().await.map_err(crate::db::DbError::from)?;
+        tx.commit().await?;
         tracing::warn!(
             %log,
             seq = first.seq,
@@ -940,16 +927,27 @@ impl Outbox {
     /// backoff forever, and stops logging a token after a non-retryable error (integrity, gap,
     /// rejection) until restarted.
     pub fn spawn(&self) -> LoggerHandle {
+        self.spawn_logger(None)
+    }
+
+    /// [`spawn`](Self::spawn) for one log only: the logger of an agent whose key may log its
+    /// own token and no other. Several agents sharing one database (a service) each run one;
+    /// a logger for every log would send other tokens' records with the wrong key.
+    pub fn spawn_for(&self, log: LogId) -> LoggerHandle {
+        self.spawn_logger(Some(log))
+    }
+
+    fn spawn_logger(&self, only: Option<LogId>) -> LoggerHandle {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let this = self.clone();
-        let join = tokio::spawn(async move { this.run(stop_rx).await });
+        let join = tokio::spawn(async move { this.run(stop_rx, only).await });
         LoggerHandle {
             stop: stop_tx,
             join,
         }
     }
 
-    async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+    async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>, only: Option<LogId>) {
         let config = self.inner.config.clone();
         // Per log: consecutive failures and when to try again; halted logs are skipped.
         let mut retry: HashMap<LogId, (u32, tokio::time::Instant)> = HashMap::new();
@@ -959,7 +957,12 @@ impl Outbox {
                 return;
             }
             let mut next_wake = tokio::time::Instant::now() + config.poll_interval;
-            match self.inner.db.logs_with_unconfirmed().await {
+            let logs = match only {
+                // A log with nothing pending is a cheap idle step.
+                Some(log) => Ok(vec![log]),
+                None => self.inner.db.logs_with_unconfirmed().await,
+            };
+            match logs {
                 Ok(logs) => {
                     for log in logs {
                         if halted.contains_key(&log) || *stop.borrow() {

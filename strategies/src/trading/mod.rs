@@ -73,6 +73,17 @@ pub enum TradingError {
 }
 
 impl TradingError {
+    /// Whether the nonce manager's fenced database refused to persist a signed transaction
+    /// because this node's lease on the agent was lost ([`DbError::LeaseLost`]): nothing was
+    /// signed into the database or broadcast, and the agent must stop here (another node owns
+    /// it now). The [`DbError`] is also this error's [`source`](std::error::Error::source).
+    ///
+    /// [`DbError`]: agent_runtime::db::DbError
+    /// [`DbError::LeaseLost`]: agent_runtime::db::DbError::LeaseLost
+    pub fn is_lease_lost(&self) -> bool {
+        matches!(self, Self::Db(e) if e.is_lease_lost())
+    }
+
     pub(crate) fn rpc<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> Self {
         move |e| Self::Rpc {
             what,

@@ -93,6 +93,21 @@ impl TradingStatus {
         )
     }
 
+    /// The counts, balances, equity and PnL (wei amounts as decimal strings) and the price,
+    /// for JSON reports (`inft run --json`, `inft serve`'s `/agents`).
+    pub fn to_json(&self) -> Value {
+        json!({
+            "trades": self.trades,
+            "refusals": self.refusals,
+            "holds": self.holds,
+            "balance_base": self.balance_base.to_string(),
+            "balance_quote": self.balance_quote.to_string(),
+            "equity_quote": self.equity_quote.to_string(),
+            "pnl_quote": self.pnl_quote().to_string(),
+            "price": self.price,
+        })
+    }
+
     /// One readable line: position, price, equity and PnL in whole tokens.
     pub fn line(&self) -> String {
         let pnl = self.pnl_quote();

@@ -8,6 +8,7 @@ pub(crate) mod creations;
 pub(crate) mod dev;
 pub(crate) mod gateway;
 pub(crate) mod keys;
+pub(crate) mod launch;
 pub(crate) mod mint;
 pub(crate) mod node;
 pub(crate) mod oracle;
@@ -15,6 +16,7 @@ pub(crate) mod provenance;
 pub(crate) mod royalties;
 pub(crate) mod run;
 pub(crate) mod seal;
+pub(crate) mod serve;
 pub(crate) mod transfer;
 pub(crate) mod unseal;
 

@@ -21,6 +21,9 @@ use inft_contracts::Deployment;
 use sealing::SealingSecret;
 use serde::{Deserialize, Serialize};
 
+/// The environment variable naming the database (`sqlite://FILE` or `postgres://…`).
+pub(crate) const DATABASE_URL_ENV: &str = "INFT_DATABASE_URL";
+
 /// Local state and chain selection, shared by every chain command.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct NodeOpts {
@@ -270,8 +273,17 @@ impl Node {
         })
     }
 
-    /// The database (HOME/inft.db), created and migrated on first use.
+    /// The database: `INFT_DATABASE_URL` (`sqlite://FILE` or `postgres://…`) if set, else
+    /// HOME/inft.db; created and migrated on first use.
     pub(crate) async fn db(&self) -> anyhow::Result<Db> {
+        if let Some(url) = std::env::var_os(DATABASE_URL_ENV) {
+            let url = url
+                .into_string()
+                .map_err(|_| anyhow::anyhow!("{DATABASE_URL_ENV} is not UTF-8"))?;
+            return Db::connect(&url)
+                .await
+                .with_context(|| format!("opening the database {DATABASE_URL_ENV}"));
+        }
         std::fs::create_dir_all(&self.home)?;
         Ok(Db::open(self.home.join("inft.db")).await?)
     }

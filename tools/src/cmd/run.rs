@@ -1,37 +1,19 @@
 //! `inft run`: load an agent from the chain, unseal it into memory and run it, logging every
 //! action on chain.
 
-use std::sync::Arc;
-
-use agent_runtime::agent::{
-    AgentKind, AgentSession, StepReport, Strategy as _, record_action, run_steps,
-};
-use agent_runtime::engine::{ContextOptions, ModelOptions};
-use agent_runtime::lifecycle::open_agent;
-use agent_runtime::memory::{AgentMemory, MemoryNote, memory_update_draft, update_memory};
-use agent_runtime::outbox::{AlloyChainLog, Outbox, OutboxConfig};
-use agent_runtime::pipeline::UnsealOptions;
-use agent_runtime::record::LogId;
-use agent_runtime::token::Access;
+use agent_runtime::agent::{StepReport, Strategy as _, record_action, run_steps};
+use agent_runtime::memory::{MemoryNote, memory_update_draft, update_memory};
 use alloy::primitives::U256;
-use alloy::providers::Provider;
-use alloy::signers::local::PrivateKeySigner;
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::Args;
-use inft_contracts::bindings::{AgentAccountFactory, TestToken};
-use inft_contracts::scopes;
 use sealing::SealOptions;
 use serde_json::json;
-use strategies::creative::CreativeStrategy;
+use strategies::trading::PairSymbols;
 use strategies::trading::market::to_units;
-use strategies::trading::policies::FOLLOW_THE_TREND;
-use strategies::trading::{
-    Firewall, LlmPolicy, MarketReader, PairSymbols, Policy, PriceProcess, SendOptions,
-    TradingPolicy, TradingStrategy, policy_by_name, shared_key_provider,
-};
 
 use super::Run;
-use super::node::{Node, NodeOpts, WalletOpts};
+use super::launch::{LaunchOptions, Launched, TradingSetup, launch};
+use super::node::{NodeOpts, WalletOpts};
 use crate::cli::Context;
 
 /// `inft run`
@@ -90,125 +72,19 @@ struct TradingOpts {
     market_maker: String,
 }
 
-/// Which policy proposes a trading agent's intents, as its sealed config names it.
-#[derive(Clone, Copy)]
-struct PolicyChoice<'a> {
-    /// `llm`, `momentum` or `mean-reversion`.
-    name: &'a str,
-    /// The owner's standing instruction to a model policy.
-    instruction: Option<&'a str>,
-    /// The pair's token symbols, as a model sees them.
-    symbols: &'a PairSymbols,
-}
-
 impl TradingOpts {
-    /// The trading strategy for token `token`: the owner's policy, the token-bound account
-    /// (created if missing, funded if asked), the market mover if asked, and the nonce manager
-    /// unless this is a dry run.
-    async fn strategy(
-        &self,
-        node: &Node,
-        wallet: &PrivateKeySigner,
-        choice: &PolicyChoice<'_>,
-        token: U256,
-        signer: &PrivateKeySigner,
-        db: agent_runtime::db::Db,
-    ) -> anyhow::Result<TradingStrategy<Box<dyn TradingPolicy>>> {
-        let market = &node.deployment.market;
-        let path = self
-            .policy
-            .clone()
-            .unwrap_or_else(|| node.home.join("trading-policy.json"));
-        let policy = if path.is_file() {
-            Policy::load(&path)?
-        } else {
-            let e18 = U256::from(10u64).pow(U256::from(18u64));
-            let policy = Policy::for_market(market, U256::from(1_000u64) * e18);
-            policy.save(&path)?;
-            tracing::info!(path = %path.display(), "wrote a default trading policy");
-            policy
-        };
-        let PolicyChoice {
-            name,
-            instruction,
-            symbols,
-        } = *choice;
-        let instruction = instruction.unwrap_or(FOLLOW_THE_TREND);
-        let policy_impl: Box<dyn TradingPolicy> = if name == "llm" {
-            Box::new(LlmPolicy::new(instruction).with_symbols(symbols.clone())?)
-        } else {
-            policy_by_name(name, instruction).with_context(|| {
-                format!("unknown trading strategy {name:?} (llm, momentum, mean-reversion)")
-            })?
-        };
-
-        let owner_provider = node.provider(wallet)?;
-        let factory =
-            AgentAccountFactory::new(node.deployment.agent_account_factory, &owner_provider);
-        let account = factory.accountOf(token).call().await?;
-        if owner_provider.get_code_at(account).await?.is_empty() {
-            factory
-                .createAccount(token)
-                .send()
-                .await?
-                .get_receipt()
-                .await?;
+    fn setup(&self) -> TradingSetup {
+        TradingSetup {
+            policy: self.policy.clone(),
+            dry_run: self.dry_run,
+            fund: self
+                .fund_from
+                .clone()
+                .map(|from| (from, self.fund_base, self.fund_quote)),
+            move_market: self
+                .move_market
+                .map(|seed| (seed, self.market_maker.clone())),
         }
-        let e18 = U256::from(10u64).pow(U256::from(18u64));
-        if let Some(from) = &self.fund_from {
-            let funder = WalletOpts {
-                keystore: None,
-                account: Some(from.clone()),
-            }
-            .signer(&node.home)?;
-            let p = node.provider(&funder)?;
-            for (t, n) in [
-                (market.base_token, self.fund_base),
-                (market.quote_token, self.fund_quote),
-            ] {
-                if n > 0 {
-                    TestToken::new(t, &p)
-                        .transfer(account, U256::from(n) * e18)
-                        .send()
-                        .await?
-                        .get_receipt()
-                        .await?;
-                }
-            }
-        }
-        let reader = MarketReader::new(
-            node.reader()?,
-            market.clone(),
-            node.deployment.agent_nft,
-            token,
-            account,
-        );
-        let mut strategy = TradingStrategy::new(policy_impl, Firewall::new(policy), reader);
-        if !self.dry_run {
-            strategy = strategy.with_sender(
-                db,
-                node.reader()?,
-                signer.clone(),
-                node.deployment.chain_id,
-                SendOptions::default(),
-            );
-        }
-        if let Some(seed) = self.move_market {
-            let maker = WalletOpts {
-                keystore: None,
-                account: Some(self.market_maker.clone()),
-            }
-            .signer(&node.home)?;
-            let process = PriceProcess::new(
-                node.provider(&maker)?,
-                maker.address(),
-                market.clone(),
-                seed,
-            );
-            process.prepare().await?;
-            strategy = strategy.with_market_mover(process);
-        }
-        Ok(strategy)
     }
 }
 
@@ -226,139 +102,56 @@ impl Run for RunArgs {
         let node = self.node.load()?;
         node.check_chain().await?;
         let wallet = self.wallet.signer(&node.home)?;
-        let nft = node.nft(&wallet)?;
-        let store = node.store()?;
-        let secret = node.sealing_secret(&wallet).await?;
-
-        let model_opts = ModelOptions {
-            gpu_layers: self.gpu_layers,
-            ..ModelOptions::default()
-        };
-        let opened = open_agent(
-            &nft,
-            store.as_ref(),
-            wallet.address(),
-            &secret,
-            self.token,
-            scopes::RUN,
-            &UnsealOptions {
-                model: model_opts,
-                seal: SealOptions::default(),
+        let db = node.db().await?;
+        let trading_setup = self.trading.setup();
+        let Launched {
+            opened,
+            nft,
+            mut session,
+            outbox,
+            role,
+            record_signer,
+            mut strategy,
+            trading,
+        } = launch(
+            &node,
+            &wallet,
+            LaunchOptions {
+                token: self.token,
+                threads: self.threads,
+                gpu_layers: self.gpu_layers,
+                trading: &trading_setup,
+                db,
             },
         )
         .await?;
         let agent = opened.agent;
-        // The owner runs as the agent (its unsealed key signs and logs); an authorized user is
-        // never given the agent key and acts as an executor with its own wallet.
-        let (record_signer, role) = match (&agent.agent_key, opened.access) {
-            (Some(key), _) => (key.clone(), "agent"),
-            (None, Access::Authorized { scopes: s, .. }) if s & scopes::LOG != 0 => {
-                (wallet.clone(), "executor")
-            }
-            (None, _) => bail!(
-                "this authorization does not include the log scope, so its actions cannot be logged"
-            ),
-        };
-
-        let context_opts = ContextOptions {
-            n_threads: self.threads.or(agent.config.context.n_threads),
-            ..agent.config.context
-        };
-        let context = agent.model.new_context(&context_opts)?;
-        let log = LogId {
-            chain_id: node.deployment.chain_id,
-            action_log: node.deployment.action_log,
-            token_id: self.token,
-        };
-        let mut session = AgentSession::new(
-            log,
-            nft.address(),
-            agent.config.clone(),
-            record_signer.clone(),
-            context,
-        );
-        session.set_memory(agent.memory.as_ref().and_then(AgentMemory::prompt_text));
-
-        let trading = matches!(agent.config.kind, AgentKind::Trading { .. });
-        // A trading agent's key also sends trades (through the nonce manager): the logger must
-        // not cache nonces.
-        let log_provider = if trading {
-            shared_key_provider(node.rpc_url.parse()?, record_signer.clone())
-        } else {
-            node.provider(&record_signer)?
-        };
-        let chain = AlloyChainLog::new(log_provider, node.deployment.start_block);
-        let db = node.db().await?;
-        // Every record is published to the blob store before its hash goes on chain, so
-        // anyone can `inft audit` the agent.
-        let outbox = Outbox::publishing(
-            db.clone(),
-            Arc::new(chain),
-            store.clone(),
-            OutboxConfig::default(),
-        );
+        let store = node.store()?;
+        let secret = node.sealing_secret(&wallet).await?;
 
         let progress = ctx.spinner(&format!(
             "running token {} as {role} {}",
             self.token,
             record_signer.address()
         ));
-        let mut trading_status = None;
-        let memory_note;
-        let report = match &agent.config.kind {
-            AgentKind::Creative { prompt } => {
-                let on_step = |s: &StepReport| {
-                    progress.set_message(format!(
-                        "step {}/{}",
-                        (s.step + 2).min(self.steps),
-                        self.steps
-                    ));
-                    show_action(ctx, &progress, s, None);
-                };
-                let mut strategy = CreativeStrategy::new(prompt.clone());
-                let report =
-                    run_steps(&mut session, &mut strategy, &outbox, self.steps, on_step).await?;
-                memory_note = strategy.memory_note();
-                report
-            }
-            AgentKind::Trading {
-                strategy,
-                instruction,
-            } => {
-                let symbols = pair_symbols(&node).await?;
-                let mut strategy = self
-                    .trading
-                    .strategy(
-                        &node,
-                        &wallet,
-                        &PolicyChoice {
-                            name: strategy,
-                            instruction: instruction.as_deref(),
-                            symbols: &symbols,
-                        },
-                        self.token,
-                        &record_signer,
-                        db,
-                    )
-                    .await?;
-                let status = strategy.status();
-                let on_step = |s: &StepReport| {
-                    let line = status.lock().map(|t| t.line()).unwrap_or_default();
-                    progress.set_message(format!(
-                        "step {}/{} · {line}",
-                        (s.step + 2).min(self.steps),
-                        self.steps
-                    ));
-                    show_action(ctx, &progress, s, Some(&symbols));
-                };
-                let report =
-                    run_steps(&mut session, &mut strategy, &outbox, self.steps, on_step).await?;
-                trading_status = status.lock().ok().map(|t| t.clone());
-                memory_note = strategy.memory_note();
-                report
-            }
-            other => bail!("unsupported agent kind {other:?}"),
+        let symbols = trading.as_ref().map(|(_, symbols)| symbols);
+        let on_step = |s: &StepReport| {
+            let line = trading
+                .as_ref()
+                .and_then(|(status, _)| status.lock().ok().map(|t| format!(" · {}", t.line())))
+                .unwrap_or_default();
+            progress.set_message(format!(
+                "step {}/{}{line}",
+                (s.step + 2).min(self.steps),
+                self.steps
+            ));
+            show_action(ctx, &progress, s, symbols);
         };
+        let report = run_steps(&mut session, &mut strategy, &outbox, self.steps, on_step).await?;
+        let trading_status = trading
+            .as_ref()
+            .and_then(|(status, _)| status.lock().ok().map(|t| t.clone()));
+        let memory_note = strategy.memory_note();
         progress.finish_and_clear();
 
         // The owner's run leaves the strategy's note in the token's memory (only the owner may:
@@ -449,19 +242,11 @@ impl Run for RunArgs {
             .collect();
 
         let (trading_line, trading_json) = match &trading_status {
-            Some(t) => (
-                format!("\n{}", t.line()),
-                json!({
-                    "trades": t.trades,
-                    "refusals": t.refusals,
-                    "holds": t.holds,
-                    "balance_base": t.balance_base.to_string(),
-                    "balance_quote": t.balance_quote.to_string(),
-                    "equity_quote": t.equity_quote.to_string(),
-                    "pnl_quote": t.pnl_quote().to_string(),
-                    "dry_run": self.trading.dry_run,
-                }),
-            ),
+            Some(t) => (format!("\n{}", t.line()), {
+                let mut json = t.to_json();
+                json["dry_run"] = json!(self.trading.dry_run);
+                json
+            }),
             None => (String::new(), serde_json::Value::Null),
         };
         ctx.emit(
@@ -493,26 +278,6 @@ impl Run for RunArgs {
     }
 }
 
-/// The traded pair's token symbols, read from the tokens (ERC-20 `symbol()`).
-async fn pair_symbols(node: &Node) -> anyhow::Result<PairSymbols> {
-    let market = &node.deployment.market;
-    let provider = node.reader()?;
-    let symbol = |token| {
-        let provider = provider.clone();
-        async move {
-            TestToken::new(token, &provider)
-                .symbol()
-                .call()
-                .await
-                .with_context(|| format!("reading the symbol of token {token}"))
-        }
-    };
-    Ok(PairSymbols {
-        base: symbol(market.base_token).await?,
-        quote: symbol(market.quote_token).await?,
-    })
-}
-
 /// Prints one recorded action as it happens (stderr, above the spinner; not with `--json`).
 fn show_action(
     ctx: &Context,
@@ -529,7 +294,7 @@ fn show_action(
 
 /// One action in words: a piece's title and text, a trade's fill, a hold's or a refusal's
 /// reason.
-fn action_line(step: &StepReport, symbols: Option<&PairSymbols>) -> String {
+pub(crate) fn action_line(step: &StepReport, symbols: Option<&PairSymbols>) -> String {
     let d = &step.details;
     let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
     let what = match step.kind.as_str() {
