@@ -100,6 +100,43 @@ trader=$(mint_trader momentum)
 "$inft" run "$trader" --account alice --steps 12 --fund-from deployer --move-market 8 \
   "${threads[@]}"
 
+log "inft serve: one process hosts bob's poet and alice's momentum trader on schedules for 20 s; /agents and /metrics report them; SIGTERM finishes the steps and flushes the outbox"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat > "$INFT_HOME/serve.toml" <<TOML
+[node]
+home = "$INFT_HOME"
+
+[http]
+listen = "127.0.0.1:$port"
+
+[[agent]]
+token = "$token"
+account = "bob"
+every_secs = 5
+threads = $(nproc)
+
+[[agent]]
+token = "$trader"
+account = "alice"
+every_secs = 2
+move_market = 9
+market_maker = "deployer"
+TOML
+"$inft" serve --config "$INFT_HOME/serve.toml" &
+serve_pid=$!
+sleep 20
+python3 - "$port" <<'PY'
+import json, sys, urllib.request
+base = f"http://127.0.0.1:{sys.argv[1]}"
+for a in json.load(urllib.request.urlopen(base + "/agents")):
+    last = a.get("last_action") or {}
+    print(f"  token {a['token'][:12]}…  {a['state']:<9} {a['steps']} steps, last seq {last.get('seq')}: {' '.join(last.get('summary', '').split())[:90]}")
+metrics = urllib.request.urlopen(base + "/metrics").read().decode()
+print("  /metrics:", sum(1 for l in metrics.splitlines() if l.startswith("inft_")), "inft_* samples")
+PY
+kill -TERM "$serve_pid"
+wait "$serve_pid"   # exit 0: every step finished, every outbox flushed
+
 log "inft audit: each agent's history rebuilt from chain events and checked; HTML reports"
 # Needs no wallet: the RPC, the deployment file and the public records are enough. With
 # --replay an owner also re-runs the logged inferences (same model, prompt, sampler settings
