@@ -2,9 +2,10 @@
 //! contracts and Uniswap V2, the real instruct model (SmolLM2, fetched by scripts/setup.sh) shared
 //! by every agent, real SQLite and a real PostgreSQL (scripts/postgres.sh).
 //!
-//! - one node hosts two creative and two trading agents for over a minute, a third trading agent
-//!   run by an authorized executor whose grant is revoked, and a fourth whose token is sold
-//!   away; SIGTERM ends it cleanly with every action on chain;
+//! - one node hosts two creative and two trading agents for over a minute, beside three more
+//!   trading agents that stop for good: one run by an executor whose grant is revoked, one run
+//!   by an executor whose grant expires, one whose token is sold away; SIGTERM ends it cleanly
+//!   with every action on chain;
 //! - three nodes share nine agents on PostgreSQL; one is killed with SIGKILL mid-run and its
 //!   agents move to the others within the lease time, with no gap, duplicate or double trade.
 
@@ -396,13 +397,29 @@ async fn serve_hosts_agents_on_schedules_and_stops_cleanly() -> anyhow::Result<(
     // Alice sells this one to carol while it runs.
     let sold = dev.mint_trader("sold")?;
     dev.inft(&["transfer", "publish-key", "--account", "carol"])?;
+    // Carol runs this one under a grant that ends 40 s after it is given.
+    let expiring = dev.mint_trader("expiring")?;
 
     let mut agents: Vec<String> = poets.iter().map(|t| agent_toml(t, "alice", 6.0)).collect();
     agents.extend(traders.iter().map(|t| agent_toml(t, "alice", 3.0)));
     agents.push(agent_toml(&lent, "bob", 3.0));
     agents.push(agent_toml(&sold, "alice", 3.0));
+    agents.push(agent_toml(&expiring, "carol", 3.0));
     let config = dev.serve_config("serve.toml", "", &agents)?;
     let mover = dev.move_market(Duration::from_secs(2)).await?;
+    let carol = dev.account("carol");
+    dev.inft(&[
+        "authorize",
+        &expiring,
+        "--user",
+        &carol,
+        "--scopes",
+        "run,trade,log",
+        "--expires-in",
+        "40s",
+        "--account",
+        "alice",
+    ])?;
 
     let mut node = Served::spawn(&dev, &config, "solo")?;
     node.ready().await?;
@@ -425,7 +442,7 @@ async fn serve_hosts_agents_on_schedules_and_stops_cleanly() -> anyhow::Result<(
     let mid = loop {
         let now = node.agents().await?;
         let stopped = |t: &str| now[t]["state"] == "stopped";
-        if stopped(&lent) && stopped(&sold) {
+        if stopped(&lent) && stopped(&sold) && stopped(&expiring) {
             break now;
         }
         ensure!(
@@ -444,6 +461,16 @@ async fn serve_hosts_agents_on_schedules_and_stops_cleanly() -> anyhow::Result<(
         mid[&sold]["stop_reason"]["reason"], "transferred",
         "{:?}",
         mid[&sold]
+    );
+    assert_eq!(
+        mid[&expiring]["stop_reason"]["reason"], "expired",
+        "{:?}",
+        mid[&expiring]
+    );
+    ensure!(
+        steps_of(&mid[&expiring]) >= 1,
+        "carol's agent never ran: {}",
+        mid[&expiring]
     );
     ensure!(
         mid[&sold]["stop_reason"]["owner"]
@@ -520,7 +547,11 @@ async fn serve_hosts_agents_on_schedules_and_stops_cleanly() -> anyhow::Result<(
     let status = node.terminate().await?;
     ensure!(status.success(), "exit {status}:\n{}", node.tail());
     let db = Db::open(dev.home.path().join("inft.db")).await?;
-    for token in poets.iter().chain(&traders).chain([&lent, &sold]) {
+    for token in poets
+        .iter()
+        .chain(&traders)
+        .chain([&lent, &sold, &expiring])
+    {
         assert_logged(&dev, &db, token).await?;
     }
     Ok(())
