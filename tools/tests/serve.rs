@@ -145,6 +145,20 @@ impl Dev {
             "deployer",
             "--no-memory-update",
         ])?;
+        // The owner's policy (written by that first run) bounds spot against the pool's TWAP
+        // at 500 bps; the test's noise trader moves the price faster than a real pool, so the
+        // owner widens it, as scripts/demo.sh does, or the momentum agents would never trade.
+        let policy = self.home.path().join("trading-policy.json");
+        let text = std::fs::read_to_string(&policy)?;
+        let widened = text.replace(
+            "\"max_twap_deviation_bps\": 500",
+            "\"max_twap_deviation_bps\": 1500",
+        );
+        ensure!(
+            widened.contains("\"max_twap_deviation_bps\": 1500"),
+            "{text}"
+        );
+        std::fs::write(&policy, widened)?;
         Ok(token)
     }
 

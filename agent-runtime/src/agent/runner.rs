@@ -102,7 +102,7 @@ pub async fn run_steps<S: Strategy>(
 
 /// Runs one step of `strategy` and commits the signed record with its outbox entry (the
 /// logger sends it). The loop of [`run_steps`], for callers that schedule steps themselves (a
-/// service): they start a logger with [`Outbox::spawn`] and flush with
+/// service): they start a logger with [`Outbox::spawn_for`] and flush with
 /// [`Outbox::flush_rebasing`] as `run_steps` does.
 pub async fn run_step<S: Strategy>(
     session: &mut AgentSession,
