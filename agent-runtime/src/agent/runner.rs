@@ -15,6 +15,8 @@ pub struct StepReport {
     pub seq: u64,
     /// The record hash that goes on chain.
     pub record_hash: B256,
+    /// The transaction the action sent (a trade), if any.
+    pub tx_hash: Option<B256>,
     /// What kind of action it was.
     pub kind: ActionKind,
     /// The model's output (or a classical rule's proposal), as recorded.
@@ -122,6 +124,7 @@ pub async fn run_step<S: Strategy>(
         step,
         seq: record.seq,
         record_hash: signed.record_hash(),
+        tx_hash: record.tx_hash,
         kind,
         output: record.output.clone(),
         details: record.details.clone(),

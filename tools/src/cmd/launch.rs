@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use agent_runtime::agent::{AgentKind, AgentSession, Strategy, StrategyError};
+use agent_runtime::blobstore::BlobStore;
 use agent_runtime::db::Db;
 use agent_runtime::engine::{ContextOptions, ModelOptions};
 use agent_runtime::lifecycle::{OpenedAgent, open_agent};
@@ -19,7 +20,7 @@ use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context as _, bail};
 use inft_contracts::bindings::{AgentAccountFactory, TestToken};
 use inft_contracts::scopes;
-use sealing::SealOptions;
+use sealing::{SealOptions, SealingSecret};
 use strategies::creative::CreativeStrategy;
 use strategies::trading::policies::FOLLOW_THE_TREND;
 use strategies::trading::{
@@ -97,6 +98,10 @@ pub(crate) struct Launched {
     pub(crate) opened: OpenedAgent,
     /// The AgentNFT as the wallet.
     pub(crate) nft: AgentNft,
+    /// The blob store the agent was fetched from (and its records are published to).
+    pub(crate) store: Arc<dyn BlobStore>,
+    /// The wallet's current sealing secret.
+    pub(crate) secret: SealingSecret,
     /// The session (model context, signer, log).
     pub(crate) session: AgentSession,
     /// The outbox the records go through.
@@ -223,6 +228,8 @@ pub(crate) async fn launch(
     Ok(Launched {
         opened,
         nft,
+        store,
+        secret,
         session,
         outbox,
         role,

@@ -107,6 +107,8 @@ impl Run for RunArgs {
         let Launched {
             opened,
             nft,
+            store,
+            secret,
             mut session,
             outbox,
             role,
@@ -126,8 +128,6 @@ impl Run for RunArgs {
         )
         .await?;
         let agent = opened.agent;
-        let store = node.store()?;
-        let secret = node.sealing_secret(&wallet).await?;
 
         let progress = ctx.spinner(&format!(
             "running token {} as {role} {}",

@@ -112,6 +112,8 @@ impl AgentHost for ServeHost {
         let Launched {
             opened,
             nft: _,
+            store: _,
+            secret: _,
             session,
             outbox,
             role: _,
@@ -270,9 +272,7 @@ impl HostedAgent for HostedInft {
         );
         self.generated = totals;
         let (mut gas_used, mut gas_cost_wei) = (0, 0);
-        let record = self.outbox.db().record(&self.log(), report.seq).await;
-        if let Ok(Some(stored)) = record
-            && let Some(tx) = stored.record.record().tx_hash
+        if let Some(tx) = report.tx_hash
             && let Ok(Some(receipt)) = self.reader.get_transaction_receipt(tx).await
         {
             gas_used = receipt.gas_used;
