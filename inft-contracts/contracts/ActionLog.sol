@@ -18,27 +18,32 @@ contract ActionLog is IActionLog {
         uint64 seq;
     }
 
-    /// @notice The NFT whose agents log here.
-    IAgentNFT public immutable nft;
+    IAgentNFT private immutable _nft;
 
     mapping(uint256 tokenId => Chain) private _chains;
 
-    /// @param nft_ the AgentNFT
+    /// @param nft_ the AgentNFT (which deploys its ActionLog in its constructor)
     constructor(IAgentNFT nft_) {
-        nft = nft_;
+        _nft = nft_;
+    }
+
+    /// @inheritdoc IActionLog
+    function nft() external view returns (address) {
+        return address(_nft);
     }
 
     /// @inheritdoc IActionLog
     function logActions(uint256 tokenId, uint64 firstSeq, bytes32[] calldata actionHashes) external {
         uint256 n = actionHashes.length;
         if (n == 0) revert EmptyBatch();
-        (address agent, bool paused) = nft.agentStateOf(tokenId);
-        if (msg.sender != agent && !nft.isAuthorized(tokenId, msg.sender, Scopes.LOG)) {
+        // Also tells the NFT that the token's metadata (head, count) changes (ERC-4906).
+        (address agent, bool paused) = _nft.noteActionsLogged(tokenId);
+        if (msg.sender != agent && !_nft.isAuthorized(tokenId, msg.sender, Scopes.LOG)) {
             revert NotAgentOrExecutor(tokenId, msg.sender);
         }
         // While the owner has paused the agent, only the owner logs.
         if (paused) {
-            (address owner,,) = nft.controlOf(tokenId);
+            (address owner,,) = _nft.controlOf(tokenId);
             if (msg.sender != owner) revert TokenPaused(tokenId, msg.sender);
         }
         Chain storage c = _chains[tokenId];

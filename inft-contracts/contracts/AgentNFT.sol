@@ -5,19 +5,34 @@ import {ERC721} from "@openzeppelin/contracts/token/ERC721/ERC721.sol";
 import {ERC721Utils} from "@openzeppelin/contracts/token/ERC721/utils/ERC721Utils.sol";
 import {IERC2981} from "@openzeppelin/contracts/interfaces/IERC2981.sol";
 import {IERC165} from "@openzeppelin/contracts/utils/introspection/IERC165.sol";
+import {IERC4906} from "@openzeppelin/contracts/interfaces/IERC4906.sol";
+import {EnumerableSet} from "@openzeppelin/contracts/utils/structs/EnumerableSet.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
 import {IAgentAccount, IAgentAccountFactory} from "./interfaces/IAgentAccount.sol";
+import {ActionLog} from "./ActionLog.sol";
+import {IActionLog} from "./interfaces/IActionLog.sol";
 import {IAgentNFT} from "./interfaces/IAgentNFT.sol";
+import {
+    IERC7857, IERC7857Metadata, IntelligentData, TransferValidityProof, OwnershipProof
+} from "./interfaces/IERC7857.sol";
+import {IMetadataRenderer} from "./interfaces/IMetadataRenderer.sol";
 import {ITransferVerifier} from "./interfaces/ITransferVerifier.sol";
 import {Scopes} from "./interfaces/Scopes.sol";
 
 /// @title AgentNFT
 /// @notice ERC-721 agent tokens with private data that only move with a proof that rotates the data.
 /// See IAgentNFT for the API and README.md for the design decisions and their reasons.
-contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardTransient {
+///
+/// ERC-7857: every function of the standard's IERC7857 (and IERC7857Metadata) is here with the
+/// standard's signature, on top of the same rotation rules (README.md, "ERC-7857"). The contract
+/// does not inherit IERC7857 because the standard types `verifier()` as an IERC7857DataVerifier;
+/// ours returns the address of the installed ITransferVerifier, which checks our EIP-712 proofs.
+contract AgentNFT is ERC721, IERC2981, IERC4906, IAgentNFT, Ownable2Step, ReentrancyGuardTransient {
+    using EnumerableSet for EnumerableSet.AddressSet;
+
     /// @dev Everything per token except data hashes, in one storage slot (160+40+8+8+8+16+16 = 256
     /// bits): a mint writes one slot here, a transfer rewrites it. `approvalsOpen`: the token's
     /// agent account may hold open approvals of the owner (set by the account, see
@@ -52,11 +67,22 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
     mapping(uint256 tokenId => address) private _cloneCreator;
     mapping(uint256 tokenId => mapping(address user => Grant)) private _grants;
     mapping(address account => bytes32) private _sealingKeys;
+    /// @dev Users granted in an epoch (ERC-7857 `authorizedUsersOf`); a grant's liveness is in _grants.
+    mapping(uint256 tokenId => mapping(uint256 epoch => EnumerableSet.AddressSet)) private _grantees;
+    /// @dev ERC-7857 access assistants.
+    mapping(address user => address assistant) private _assistants;
     ITransferVerifier private _verifier;
     IAgentAccountFactory private _accountFactory;
+    /// @dev Created with the NFT: an immutable address lets every append notify the NFT (for
+    /// ERC-4906) without a storage read.
+    IActionLog private immutable _actionLog;
+    IMetadataRenderer private _renderer;
 
     /// @param admin may install the transfer verifier (two-step ownership)
-    constructor(address admin) ERC721("inft Agent", "INFT") Ownable(admin) {}
+    /// Deploys the token's ActionLog (see {actionLog}).
+    constructor(address admin) ERC721("inft Agent", "INFT") Ownable(admin) {
+        _actionLog = new ActionLog(this);
+    }
 
     // ---------------------------------------------------------------- admin
 
@@ -77,6 +103,14 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
         if (factory.nft() != address(this)) revert WrongAccountFactory(address(factory));
         _accountFactory = factory;
         emit AccountFactorySet(address(factory));
+    }
+
+    /// @notice Install the metadata renderer (display only: it reads the public state and cannot
+    /// change it). Every token's metadata changes with it (ERC-4906 batch event).
+    function setMetadataRenderer(IMetadataRenderer renderer) external onlyOwner {
+        _renderer = renderer;
+        emit MetadataRendererSet(address(renderer));
+        emit BatchMetadataUpdate(0, type(uint256).max);
     }
 
     // -------------------------------------------------------------- minting
@@ -134,7 +168,36 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
         address newAgent,
         Proof calldata proof
     ) external nonReentrant {
-        address from = _requireOwned(tokenId);
+        _transfer(_requireOwned(tokenId), to, tokenId, data, newAgent, proof);
+    }
+
+    /// @notice ERC-7857: {transferWithProof} with the proof in the standard's encoding (see
+    /// {RotationEnvelope}).
+    function iTransfer(address to, uint256 tokenId, TransferValidityProof[] calldata proofs) external nonReentrant {
+        (DataEntries memory data, RotationEnvelope memory env) = _fromStandard(to, tokenId, proofs, false);
+        _transfer(_requireOwned(tokenId), to, tokenId, data, env.newAgent, env.proof);
+    }
+
+    /// @inheritdoc IAgentNFT
+    function iTransferFrom(address from, address to, uint256 tokenId, TransferValidityProof[] calldata proofs)
+        external
+        nonReentrant
+    {
+        address owner = _requireOwned(tokenId);
+        if (from != owner) revert NotTokenOwner(tokenId, from);
+        (DataEntries memory data, RotationEnvelope memory env) = _fromStandard(to, tokenId, proofs, false);
+        _transfer(owner, to, tokenId, data, env.newAgent, env.proof);
+    }
+
+    /// @dev The one transfer path: `from` is the owner; the caller must be it or approved.
+    function _transfer(
+        address from,
+        address to,
+        uint256 tokenId,
+        DataEntries memory data,
+        address newAgent,
+        Proof memory proof
+    ) private {
         if (!_isAuthorized(from, msg.sender, tokenId)) revert NotTokenOwner(tokenId, msg.sender);
         if (to == address(0) || to == from) revert BadReceiver(to);
         Packed memory t = _tokens[tokenId];
@@ -167,6 +230,9 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
         emit AgentSet(tokenId, newAgent, epoch);
         if (t.paused) emit PauseSet(tokenId, false);
         emit TransferredWithProof(tokenId, from, to, epoch, proof.mode, signer, proof.nonce);
+        emit Transferred(tokenId, from, to);
+        emit PublishedSealedKey(to, tokenId, data.sealedKeys);
+        emit MetadataUpdate(tokenId);
 
         // ERC-721 receiver check for contract receivers (an EOA is a no-op), after all effects.
         ERC721Utils.checkOnERC721Received(msg.sender, from, to, tokenId, "");
@@ -181,7 +247,42 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
         address newAgent,
         Shares calldata shares,
         Proof calldata proof
-    ) external nonReentrant returns (uint256 newTokenId) {
+    ) external nonReentrant returns (uint256) {
+        return _clone(to, tokenId, salt, data, newAgent, shares, proof);
+    }
+
+    /// @notice ERC-7857: {cloneWithProof} with the proof in the standard's encoding (see
+    /// {RotationEnvelope}: its `salt` and `shares` are the clone's).
+    function iClone(address to, uint256 tokenId, TransferValidityProof[] calldata proofs)
+        external
+        nonReentrant
+        returns (uint256)
+    {
+        (DataEntries memory data, RotationEnvelope memory env) = _fromStandard(to, tokenId, proofs, true);
+        return _clone(to, tokenId, env.salt, data, env.newAgent, env.shares, env.proof);
+    }
+
+    /// @inheritdoc IAgentNFT
+    function iCloneFrom(address from, address to, uint256 tokenId, TransferValidityProof[] calldata proofs)
+        external
+        nonReentrant
+        returns (uint256)
+    {
+        if (from != msg.sender) revert NotTokenOwner(tokenId, from);
+        (DataEntries memory data, RotationEnvelope memory env) = _fromStandard(to, tokenId, proofs, true);
+        return _clone(to, tokenId, env.salt, data, env.newAgent, env.shares, env.proof);
+    }
+
+    /// @dev The one clone path.
+    function _clone(
+        address to,
+        uint256 tokenId,
+        uint96 salt,
+        DataEntries memory data,
+        address newAgent,
+        Shares memory shares,
+        Proof memory proof
+    ) private returns (uint256 newTokenId) {
         // Owner only: an ERC-721 approval is a right to move the token, not to copy the agent.
         address from = _requireOwned(tokenId);
         if (from != msg.sender) revert NotTokenOwner(tokenId, msg.sender);
@@ -220,7 +321,9 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
         emit ModelCommitted(newTokenId, _modelHashes[tokenId]);
         emit DataSet(newTokenId, 0, data.dataHashes, data.sealedKeys, data.uris);
         emit AgentSet(newTokenId, newAgent, 0);
-        emit Cloned(tokenId, newTokenId, to, proof.mode, signer, proof.nonce);
+        emit ClonedWithProof(tokenId, newTokenId, to, proof.mode, signer, proof.nonce);
+        emit Cloned(tokenId, newTokenId, from, to);
+        emit PublishedSealedKey(to, newTokenId, data.sealedKeys);
 
         ERC721Utils.checkOnERC721Received(msg.sender, address(0), to, newTokenId, "");
     }
@@ -234,6 +337,7 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
         uint40 epoch = t.epoch;
         _storeHashes(tokenId, data.dataHashes);
         emit DataSet(tokenId, epoch, data.dataHashes, data.sealedKeys, data.uris);
+        emit MetadataUpdate(tokenId);
     }
 
     // -------------------------------------------------------- agent and usage
@@ -244,6 +348,7 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
         Packed storage t = _tokens[tokenId];
         t.agent = agent;
         emit AgentSet(tokenId, agent, t.epoch);
+        emit MetadataUpdate(tokenId);
     }
 
     /// @inheritdoc IAgentNFT
@@ -251,26 +356,39 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
         _requireOwner(tokenId);
         _tokens[tokenId].paused = paused;
         emit PauseSet(tokenId, paused);
+        emit MetadataUpdate(tokenId);
     }
 
     /// @inheritdoc IAgentNFT
     function authorize(uint256 tokenId, address user, uint8 scopes, uint64 expiry, bytes[] calldata sealedKeys)
         external
     {
-        _requireOwner(tokenId);
-        if (user == address(0)) revert ZeroAddress();
-        if (scopes == 0 || scopes & ~Scopes.ALL != 0) revert BadScopes(scopes);
-        if (expiry <= block.timestamp) revert BadExpiry(expiry);
-        uint48 epoch = _tokens[tokenId].epoch;
-        _grants[tokenId][user] = Grant({epoch: epoch, expiry: expiry, scopes: scopes});
-        emit UsageAuthorized(tokenId, user, epoch, scopes, expiry, sealedKeys);
+        _grant(tokenId, user, scopes, expiry, sealedKeys);
+    }
+
+    /// @notice ERC-7857: the owner lets `user` run the agent (Scopes.RUN) until revoked or the
+    /// token moves. No data keys are sealed to the user: it runs through a sealed executor, or
+    /// the owner calls {authorize} with sealed keys.
+    function authorizeUsage(uint256 tokenId, address user) external {
+        _grant(tokenId, user, Scopes.RUN, type(uint64).max, new bytes[](0));
     }
 
     /// @inheritdoc IAgentNFT
     function revoke(uint256 tokenId, address user) external {
-        _requireOwner(tokenId);
-        delete _grants[tokenId][user];
-        emit UsageRevoked(tokenId, user, _tokens[tokenId].epoch);
+        _revoke(tokenId, user);
+    }
+
+    /// @notice ERC-7857: same as {revoke}.
+    function revokeAuthorization(uint256 tokenId, address user) external {
+        _revoke(tokenId, user);
+    }
+
+    /// @notice ERC-7857: `user` names `assistant` (zero: none) to sign access proofs for it.
+    /// Recorded for sealed executors and off-chain tools; our receiver proofs are still signed by
+    /// the receiver itself (or its ERC-1271 wallet), see README.md, "ERC-7857".
+    function delegateAccess(address assistant) external {
+        _assistants[msg.sender] = assistant;
+        emit DelegateAccess(msg.sender, assistant);
     }
 
     /// @inheritdoc IAgentNFT
@@ -289,7 +407,66 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
         emit ApprovalsOpen(tokenId, msg.sender);
     }
 
+    /// @inheritdoc IAgentNFT
+    function noteActionsLogged(uint256 tokenId) external returns (address agent, bool paused) {
+        if (msg.sender != address(_actionLog)) revert NotActionLog(msg.sender);
+        emit MetadataUpdate(tokenId);
+        Packed storage t = _tokens[tokenId];
+        (agent, paused) = (t.agent, t.paused);
+    }
+
     // ------------------------------------------------------------------ views
+
+    /// @notice ERC-721 metadata: a JSON document rendered by the installed renderer (empty if
+    /// none), read live from the chain.
+    function tokenURI(uint256 tokenId) public view override returns (string memory) {
+        _requireOwned(tokenId);
+        IMetadataRenderer r = _renderer;
+        return address(r) == address(0) ? "" : r.tokenURI(tokenId);
+    }
+
+    /// @notice ERC-7857: the token's data hashes, described by their place in inft's layout
+    /// (model, agent key, config, memory).
+    function intelligentDataOf(uint256 tokenId) external view returns (IntelligentData[] memory data) {
+        _requireOwned(tokenId);
+        uint256 n = _tokens[tokenId].entryCount;
+        data = new IntelligentData[](n);
+        string[4] memory names = ["model", "agent-key", "config", "memory"];
+        for (uint256 i = 0; i < n; ++i) {
+            data[i] = IntelligentData({dataDescription: i < 4 ? names[i] : "extra", dataHash: _dataHashes[tokenId][i]});
+        }
+    }
+
+    /// @notice ERC-7857: the users holding a live grant in the token's current epoch.
+    function authorizedUsersOf(uint256 tokenId) external view returns (address[] memory users) {
+        _requireOwned(tokenId);
+        uint48 epoch = _tokens[tokenId].epoch;
+        address[] memory all = _grantees[tokenId][epoch].values();
+        users = new address[](all.length);
+        uint256 live;
+        for (uint256 i = 0; i < all.length; ++i) {
+            Grant memory g = _grants[tokenId][all[i]];
+            if (g.epoch == epoch && g.expiry > block.timestamp) users[live++] = all[i];
+        }
+        assembly ("memory-safe") {
+            mstore(users, live)
+        }
+    }
+
+    /// @notice ERC-7857: `user`'s access assistant (zero if none).
+    function getDelegateAccess(address user) external view returns (address) {
+        return _assistants[user];
+    }
+
+    /// @inheritdoc IAgentNFT
+    function actionLog() external view returns (address) {
+        return address(_actionLog);
+    }
+
+    /// @inheritdoc IAgentNFT
+    function metadataRenderer() external view returns (address) {
+        return address(_renderer);
+    }
 
     /// @inheritdoc IAgentNFT
     function agentOf(uint256 tokenId) external view returns (address) {
@@ -425,7 +602,8 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
     /// @inheritdoc IERC165
     function supportsInterface(bytes4 interfaceId) public view override(ERC721, IERC165) returns (bool) {
         return interfaceId == type(IERC2981).interfaceId || interfaceId == type(IAgentNFT).interfaceId
-            || super.supportsInterface(interfaceId);
+            || interfaceId == type(IERC7857).interfaceId || interfaceId == type(IERC7857Metadata).interfaceId
+            || interfaceId == bytes4(0x49064906) || super.supportsInterface(interfaceId);
     }
 
     // --------------------------------------------------------------- internal
@@ -439,6 +617,57 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
         return super._update(to, tokenId, auth);
     }
 
+    /// @dev A grant, in our rules and in ERC-7857's user list.
+    function _grant(uint256 tokenId, address user, uint8 scopes, uint64 expiry, bytes[] memory sealedKeys) private {
+        _requireOwner(tokenId);
+        if (user == address(0)) revert ZeroAddress();
+        if (scopes == 0 || scopes & ~Scopes.ALL != 0) revert BadScopes(scopes);
+        if (expiry <= block.timestamp) revert BadExpiry(expiry);
+        uint48 epoch = _tokens[tokenId].epoch;
+        _grants[tokenId][user] = Grant({epoch: epoch, expiry: expiry, scopes: scopes});
+        _grantees[tokenId][epoch].add(user);
+        emit UsageAuthorized(tokenId, user, epoch, scopes, expiry, sealedKeys);
+        emit Authorization(msg.sender, user, tokenId);
+    }
+
+    function _revoke(uint256 tokenId, address user) private {
+        _requireOwner(tokenId);
+        uint48 epoch = _tokens[tokenId].epoch;
+        delete _grants[tokenId][user];
+        _grantees[tokenId][epoch].remove(user);
+        emit UsageRevoked(tokenId, user, epoch);
+        emit AuthorizationRevoked(msg.sender, user, tokenId);
+    }
+
+    /// @dev Decodes ERC-7857 proofs into our entries and envelope (encoding: {RotationEnvelope}),
+    /// checking that each element agrees with itself, the token's current hashes and `to`'s
+    /// sealing key. The signature inside the envelope is checked later, like any other proof.
+    function _fromStandard(address to, uint256 tokenId, TransferValidityProof[] calldata proofs, bool clone)
+        private
+        view
+        returns (DataEntries memory data, RotationEnvelope memory env)
+    {
+        uint256 n = proofs.length;
+        if (n == 0) revert BadEntries();
+        env = abi.decode(proofs[0].accessProof.proof, (RotationEnvelope));
+        if (!clone && (env.salt != 0 || env.shares.contributors.length != 0)) revert BadStandardProof(0);
+        data = DataEntries({dataHashes: new bytes32[](n), sealedKeys: new bytes[](n), uris: new string[](n)});
+        bytes32 sealingKey = _sealingKeys[to];
+        for (uint256 i = 0; i < n; ++i) {
+            OwnershipProof calldata o = proofs[i].ownershipProof;
+            bytes32 stored = _dataHashes[tokenId][i];
+            if (o.oldDataHash != stored) revert StaleDataHash(i, stored, o.oldDataHash);
+            if (
+                proofs[i].accessProof.oldDataHash != o.oldDataHash || proofs[i].accessProof.newDataHash != o.newDataHash
+                    || o.encryptedPubKey.length != 32 || bytes32(o.encryptedPubKey) != sealingKey
+                    || (i > 0 && proofs[i].accessProof.proof.length != 0)
+            ) revert BadStandardProof(i);
+            data.dataHashes[i] = o.newDataHash;
+            data.sealedKeys[i] = o.sealedKey;
+            data.uris[i] = string(o.proof);
+        }
+    }
+
     function _idFor(address minter, uint96 salt) private pure returns (uint256) {
         return (uint256(uint160(minter)) << 96) | uint256(salt);
     }
@@ -447,7 +676,7 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
         if (_requireOwned(tokenId) != msg.sender) revert NotTokenOwner(tokenId, msg.sender);
     }
 
-    function _checkEntries(DataEntries calldata data) private pure returns (uint8) {
+    function _checkEntries(DataEntries memory data) private pure returns (uint8) {
         uint256 n = data.dataHashes.length;
         if (n == 0 || n > MAX_ENTRIES || data.sealedKeys.length != n || data.uris.length != n) revert BadEntries();
         for (uint256 i = 0; i < n; ++i) {
@@ -471,12 +700,12 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
     }
 
     /// @dev keccak256(abi.encode(contributors, contributorBps)), or zero without contributors.
-    function _hashContributors(Shares calldata shares) private pure returns (bytes32) {
+    function _hashContributors(Shares memory shares) private pure returns (bytes32) {
         if (shares.contributors.length == 0 && shares.contributorBps.length == 0) return bytes32(0);
         return keccak256(abi.encode(shares.contributors, shares.contributorBps));
     }
 
-    function _storeHashes(uint256 tokenId, bytes32[] calldata hashes) private {
+    function _storeHashes(uint256 tokenId, bytes32[] memory hashes) private {
         mapping(uint256 => bytes32) storage slot = _dataHashes[tokenId];
         for (uint256 i = 0; i < hashes.length; ++i) {
             slot[i] = hashes[i];
@@ -486,7 +715,7 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
     /// @dev Fills the EIP-712 array members of `r` (bytes32[] -> keccak of the concatenation;
     /// bytes[] / string[] -> keccak of the concatenated element hashes) and checks that every entry
     /// was rotated.
-    function _hashEntries(ITransferVerifier.Rotation memory r, uint256 tokenId, uint256 n, DataEntries calldata data)
+    function _hashEntries(ITransferVerifier.Rotation memory r, uint256 tokenId, uint256 n, DataEntries memory data)
         private
         view
     {
@@ -514,9 +743,9 @@ contract AgentNFT is ERC721, IERC2981, IAgentNFT, Ownable2Step, ReentrancyGuardT
         address from,
         address to,
         Packed memory t,
-        DataEntries calldata data,
+        DataEntries memory data,
         address newAgent,
-        Proof calldata proof
+        Proof memory proof
     ) private returns (address) {
         if (block.timestamp > proof.deadline) revert ProofExpired(proof.deadline, block.timestamp);
         ITransferVerifier v = _verifier;

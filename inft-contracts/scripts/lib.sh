@@ -31,6 +31,7 @@ OUR_CONTRACTS=(
     "AgentNFT.sol:AgentNFT"
     "TransferVerifier.sol:TransferVerifier"
     "ActionLog.sol:ActionLog"
+    "AgentMetadata.sol:AgentMetadata"
     "EarningsSplitter.sol:EarningsSplitter"
     "AgentAccount.sol:AgentAccount"
     "AgentAccount.sol:AgentAccountFactory"

@@ -35,6 +35,13 @@ alloy::sol!(
 alloy::sol!(
     #[sol(rpc)]
     #[derive(Debug, PartialEq, Eq)]
+    AgentMetadata,
+    "artifacts/AgentMetadata.json"
+);
+
+alloy::sol!(
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
     EarningsSplitter,
     "artifacts/EarningsSplitter.json"
 );

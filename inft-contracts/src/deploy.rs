@@ -7,7 +7,7 @@ use alloy::providers::{Provider, WalletProvider};
 use serde::{Deserialize, Serialize};
 
 use crate::bindings::{
-    ActionLog, AgentAccountFactory, AgentNFT, EarningsSplitter, TestToken, TransferVerifier,
+    AgentAccountFactory, AgentMetadata, AgentNFT, EarningsSplitter, TestToken, TransferVerifier,
     UniswapV2Factory, UniswapV2Router02, WETH9,
 };
 
@@ -84,8 +84,11 @@ pub struct Deployment {
     pub agent_nft: Address,
     /// TransferVerifier (installed in the NFT).
     pub transfer_verifier: Address,
-    /// ActionLog.
+    /// ActionLog (deployed by the NFT's constructor).
     pub action_log: Address,
+    /// AgentMetadata: renders `tokenURI` (zero in deployment files written before it existed).
+    #[serde(default)]
+    pub agent_metadata: Address,
     /// EarningsSplitter.
     pub earnings_splitter: Address,
     /// AgentAccountFactory (token-bound agent accounts; installed in the NFT).
@@ -245,7 +248,17 @@ pub async fn deploy_with<P: Provider>(
         "deploy TransferVerifier",
         TransferVerifier::deploy(provider, nft, deployer)
     );
-    let action_log = deploy!("deploy ActionLog", ActionLog::deploy(provider, nft));
+    // The NFT deploys its ActionLog in its constructor (so every append can emit ERC-4906
+    // MetadataUpdate from the NFT without a storage read).
+    let action_log = AgentNFT::new(nft, provider)
+        .actionLog()
+        .call()
+        .await
+        .map_err(|source| DeployError::Contract {
+            step: "AgentNFT.actionLog",
+            source: Box::new(source),
+        })?;
+    let metadata = deploy!("deploy AgentMetadata", AgentMetadata::deploy(provider, nft));
     let splitter = deploy!(
         "deploy EarningsSplitter",
         EarningsSplitter::deploy(provider, nft)
@@ -262,6 +275,11 @@ pub async fn deploy_with<P: Provider>(
     send(
         "AgentNFT.setAccountFactory",
         nft_i.setAccountFactory(accounts),
+    )
+    .await?;
+    send(
+        "AgentNFT.setMetadataRenderer",
+        nft_i.setMetadataRenderer(metadata),
     )
     .await?;
     let verifier_i = TransferVerifier::new(verifier, provider);
@@ -338,6 +356,7 @@ pub async fn deploy_with<P: Provider>(
         agent_nft: nft,
         transfer_verifier: verifier,
         action_log,
+        agent_metadata: metadata,
         earnings_splitter: splitter,
         agent_account_factory: accounts,
         oracles: config.oracles.clone(),

@@ -630,7 +630,7 @@ contract AgentNFTCloneTest is Fixture {
         Offer memory o = offer(id, newId, alice, bob, d, agent2, 3, deadline);
         bytes memory sig = signOffer(BOB_PK, Scopes.MODE_RECEIVER, o);
         vm.expectEmit(true, true, true, true, address(nft));
-        emit IAgentNFT.Cloned(id, newId, bob, Scopes.MODE_RECEIVER, bob, 3);
+        emit IAgentNFT.ClonedWithProof(id, newId, bob, Scopes.MODE_RECEIVER, bob, 3);
         vm.prank(alice);
         uint256 got =
             nft.cloneWithProof(bob, id, 77, d, agent2, originalShares(), proof(Scopes.MODE_RECEIVER, 3, deadline, sig));

@@ -4,6 +4,7 @@ pragma solidity ^0.8.28;
 import {Fixture} from "./utils/Fixture.sol";
 import {IAgentNFT} from "../contracts/interfaces/IAgentNFT.sol";
 import {Scopes} from "../contracts/interfaces/Scopes.sol";
+import {TransferValidityProof} from "../contracts/interfaces/IERC7857.sol";
 import {AgentAccount} from "../contracts/AgentAccount.sol";
 import {TestToken} from "../contracts/TestToken.sol";
 
@@ -77,6 +78,21 @@ contract GasTest is Fixture {
         IAgentNFT.Proof memory p = proof(Scopes.MODE_RECEIVER, 1, deadline, signOffer(BOB_PK, Scopes.MODE_RECEIVER, o));
         vm.prank(alice);
         _metered(address(nft), abi.encodeCall(nft.transferWithProof, (bob, id, d, agent2, p)));
+        vm.assertEq(nft.ownerOf(id), bob, "moved");
+    }
+
+    /// The same receiver-signed transfer through ERC-7857's `iTransfer` (proof in the standard's
+    /// encoding, see IAgentNFT.RotationEnvelope).
+    function test_gas_iTransfer_1entry_receiver() public {
+        vm.pauseGasMetering();
+        IAgentNFT.DataEntries memory d = entries(1, 2000);
+        uint256 deadline = block.timestamp + 1 hours;
+        Offer memory o = offer(id, id, alice, bob, d, agent2, 1, deadline);
+        IAgentNFT.Proof memory p = proof(Scopes.MODE_RECEIVER, 1, deadline, signOffer(BOB_PK, Scopes.MODE_RECEIVER, o));
+        TransferValidityProof[] memory ps =
+            standardProofs(nft.dataHashesOf(id), d, nft.sealingKeyOf(bob), transferEnvelope(p, agent2));
+        vm.prank(alice);
+        _metered(address(nft), abi.encodeCall(nft.iTransfer, (bob, id, ps)));
         vm.assertEq(nft.ownerOf(id), bob, "moved");
     }
 

@@ -513,6 +513,143 @@ async fn transfers_with_a_rust_signed_proof_and_logs_actions() -> Result<()> {
     Ok(())
 }
 
+/// ERC-721 metadata and ERC-4906: `tokenURI` is a base64 JSON document whose every field agrees
+/// with the chain's views, before and after changes; each change (agent, pause, data update,
+/// logged actions) emits `MetadataUpdate` from the NFT, where indexers listen.
+#[tokio::test]
+async fn token_uri_json_agrees_with_the_chain_and_changes_emit_metadata_update() -> Result<()> {
+    use base64::Engine as _;
+    let env = setup().await?;
+    let d = &env.deployment;
+    let nft = AgentNFT::new(d.agent_nft, &env.provider);
+    let alice = env.alice.address();
+    let agent = env.deployer;
+    let id = token_id_for(alice, U96::from(5u8));
+    let shares = IAgentNFT::Shares {
+        royaltyBps: 750,
+        ..no_shares()
+    };
+    nft.mint(alice, U96::from(5u8), entries("v1"), agent, shares, MODEL)
+        .from(alice)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+
+    let document = |uri: String| -> Result<serde_json::Value> {
+        let b64 = uri
+            .strip_prefix("data:application/json;base64,")
+            .context("a base64 JSON data URI")?;
+        let json = base64::engine::general_purpose::STANDARD.decode(b64)?;
+        Ok(serde_json::from_slice(&json)?)
+    };
+    let hex32 = |b: B256| format!("{b:#x}");
+    let addr = |a: Address| format!("{a:#x}");
+    let check = |doc: &serde_json::Value, head: B256, count: u64, paused: bool| -> Result<()> {
+        ensure!(doc["name"] == format!("inft agent {id}"), "name: {doc}");
+        ensure!(doc["token_id"] == id.to_string());
+        ensure!(doc["model_sha256"] == hex32(MODEL), "model: {doc}");
+        ensure!(doc["owner"] == addr(alice) && doc["creator"] == addr(alice));
+        ensure!(doc["royalty_bps"] == 750 && doc["epoch"] == 0);
+        ensure!(doc["paused"] == paused, "paused: {doc}");
+        ensure!(doc["action_log"]["address"] == addr(d.action_log));
+        ensure!(doc["action_log"]["head"] == hex32(head), "head: {doc}");
+        ensure!(doc["action_log"]["count"] == count, "count: {doc}");
+        ensure!(doc["attributes"].as_array().is_some_and(|a| a.len() == 4));
+        Ok(())
+    };
+    let doc = document(nft.tokenURI(id).call().await?)?;
+    check(&doc, B256::ZERO, 0, false)?;
+    let hashes: Vec<String> = nft
+        .dataHashesOf(id)
+        .call()
+        .await?
+        .into_iter()
+        .map(hex32)
+        .collect();
+    ensure!(
+        doc["data_hashes"] == serde_json::json!(hashes),
+        "hashes: {doc}"
+    );
+    ensure!(doc["agent"] == addr(agent));
+
+    // Every change emits MetadataUpdate(id) from the NFT.
+    let updates = |receipt: &alloy::rpc::types::TransactionReceipt| {
+        receipt
+            .inner
+            .logs()
+            .iter()
+            .filter(|l| l.address() == d.agent_nft)
+            .filter_map(|l| AgentNFT::MetadataUpdate::decode_log_data(l.data()).ok())
+            .filter(|e| e._tokenId == id)
+            .count()
+    };
+    let receipt = nft
+        .setPaused(id, true)
+        .from(alice)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    ensure!(updates(&receipt) == 1, "pause: one MetadataUpdate");
+    check(
+        &document(nft.tokenURI(id).call().await?)?,
+        B256::ZERO,
+        0,
+        true,
+    )?;
+    let receipt = nft
+        .setPaused(id, false)
+        .from(alice)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    ensure!(updates(&receipt) == 1, "unpause");
+    let receipt = nft
+        .updateData(id, entries("v2"))
+        .from(alice)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    ensure!(updates(&receipt) == 1, "updateData");
+
+    let batch = vec![keccak256("a1"), keccak256("a2")];
+    let receipt = ActionLog::new(d.action_log, &env.provider)
+        .logActions(id, 1, batch.clone())
+        .from(agent)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    ensure!(
+        updates(&receipt) == 1,
+        "logActions: one MetadataUpdate per batch"
+    );
+    let head = batch.iter().fold(B256::ZERO, |head, h| {
+        keccak256([head.as_slice(), h.as_slice()].concat())
+    });
+    let doc = document(nft.tokenURI(id).call().await?)?;
+    check(&doc, head, 2, false)?;
+    let hashes: Vec<String> = entries("v2").dataHashes.into_iter().map(hex32).collect();
+    ensure!(
+        doc["data_hashes"] == serde_json::json!(hashes),
+        "new hashes: {doc}"
+    );
+
+    let receipt = nft
+        .setAgent(id, alice)
+        .from(alice)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    ensure!(updates(&receipt) == 1, "setAgent");
+    ensure!(document(nft.tokenURI(id).call().await?)?["agent"] == addr(alice));
+    Ok(())
+}
+
 /// The agent account on the real Uniswap V2 router: the runtime's trade (approve exactly
 /// `amountIn`, swap it, in one `executeBatch`) goes through and leaves no allowance; approving
 /// more than the swap uses reverts with a typed `AllowanceLeftOpen`; the owner's open approval

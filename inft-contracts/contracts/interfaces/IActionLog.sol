@@ -35,4 +35,7 @@ interface IActionLog {
 
     /// @notice The chain head and the sequence number of the last logged action (0 if none).
     function chainOf(uint256 tokenId) external view returns (bytes32 head, uint64 seq);
+
+    /// @notice The NFT whose agents log here.
+    function nft() external view returns (address);
 }

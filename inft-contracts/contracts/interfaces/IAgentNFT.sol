@@ -3,6 +3,7 @@ pragma solidity ^0.8.28;
 
 import {IAgentAccountFactory} from "./IAgentAccount.sol";
 import {ITransferVerifier} from "./ITransferVerifier.sol";
+import {TransferValidityProof} from "./IERC7857.sol";
 
 /// @title IAgentNFT
 /// @notice ERC-721 token whose metadata commits to an encrypted AI agent (ERC-7857 idea).
@@ -52,6 +53,24 @@ interface IAgentNFT {
         bytes signature;
     }
 
+    /// @notice What ERC-7857's `iTransfer`/`iClone` carry besides the entries: abi-encoded in
+    /// `_proofs[0].accessProof.proof`. Per entry `i`, `_proofs[i].ownershipProof` holds the old
+    /// and new data hash, the new sealed key and the receiver's X25519 sealing key
+    /// (`encryptedPubKey`, 32 bytes), `_proofs[i].ownershipProof.proof` the entry's new storage
+    /// URI (UTF-8), and `_proofs[i].accessProof` repeats the two hashes. The `nonce` and
+    /// `oracleType` fields are not read: the signer's nonce is in `proof` and the EIP-712
+    /// signature covers every entry (see inft-contracts/README.md, "ERC-7857").
+    /// @param proof our proof: receiver acceptance (mode 0) or oracle attestation (mode 1)
+    /// @param newAgent the rotated agent wallet
+    /// @param salt clone only: the new token id is `tokenIdFor(caller, salt)` (zero for transfers)
+    /// @param shares clone only: the original's shares, restated (empty for transfers)
+    struct RotationEnvelope {
+        Proof proof;
+        address newAgent;
+        uint96 salt;
+        Shares shares;
+    }
+
     /// @notice Everything stored about a token, in one view.
     struct TokenInfo {
         address owner;
@@ -95,8 +114,9 @@ interface IAgentNFT {
         address signer,
         uint256 nonce
     );
-    /// @notice A copy of `tokenId`'s agent was minted as `newTokenId` for `to`.
-    event Cloned(
+    /// @notice A copy of `tokenId`'s agent was minted as `newTokenId` for `to` (ours; ERC-7857's
+    /// {Cloned} is emitted next to it).
+    event ClonedWithProof(
         uint256 indexed tokenId,
         uint256 indexed newTokenId,
         address indexed to,
@@ -129,6 +149,25 @@ interface IAgentNFT {
     /// @notice The token's agent account recorded an open approval of the owner; the next proof
     /// transfer closes the account's open approvals.
     event ApprovalsOpen(uint256 indexed tokenId, address indexed account);
+
+    // ERC-7857 events (IERC7857.sol), emitted next to ours: {Transferred} and {PublishedSealedKey}
+    // with every proof transfer, {Cloned} and {PublishedSealedKey} with every clone,
+    // {Authorization} / {AuthorizationRevoked} with every grant / revocation.
+
+    /// @notice ERC-7857: `tokenId` moved from `_from` to `_to` with a proof.
+    event Transferred(uint256 _tokenId, address indexed _from, address indexed _to);
+    /// @notice ERC-7857: `_tokenId` was cloned as `_newTokenId` for `_to`.
+    event Cloned(uint256 indexed _tokenId, uint256 indexed _newTokenId, address _from, address _to);
+    /// @notice ERC-7857: the data keys of `_tokenId`, sealed to `_to`'s X25519 key.
+    event PublishedSealedKey(address indexed _to, uint256 indexed _tokenId, bytes[] _sealedKeys);
+    /// @notice ERC-7857: the owner `_from` authorized `_to` to use `_tokenId` (see {UsageAuthorized}).
+    event Authorization(address indexed _from, address indexed _to, uint256 indexed _tokenId);
+    /// @notice ERC-7857: the owner `_from` revoked `_to`'s authorization for `_tokenId`.
+    event AuthorizationRevoked(address indexed _from, address indexed _to, uint256 indexed _tokenId);
+    /// @notice ERC-7857: `_user` named `_assistant` as its access assistant (zero: none).
+    event DelegateAccess(address indexed _user, address indexed _assistant);
+    /// @notice The admin installed the contract that renders {tokenURI}'s JSON.
+    event MetadataRendererSet(address indexed renderer);
 
     // ----------------------------------------------------------------- errors
 
@@ -176,6 +215,14 @@ interface IAgentNFT {
     error NoAccountFactory();
     /// @notice The caller is not the agent account of `tokenId`.
     error NotTokenAccount(uint256 tokenId, address caller);
+    /// @notice An ERC-7857 proof element `index` disagrees with itself, the token or the receiver
+    /// (see {RotationEnvelope} for the encoding).
+    error BadStandardProof(uint256 index);
+    /// @notice An ERC-7857 proof element names `got` as entry `index`'s old data hash, but the
+    /// token holds `expected`: the proof was made for an earlier state.
+    error StaleDataHash(uint256 index, bytes32 expected, bytes32 got);
+    /// @notice The caller is not the NFT's action log.
+    error NotActionLog(address caller);
 
     // ------------------------------------------------------------- constants
 
@@ -233,6 +280,24 @@ interface IAgentNFT {
         Proof calldata proof
     ) external returns (uint256 newTokenId);
 
+    /// @notice ERC-7857 `iTransferFrom`: {transferWithProof} of `from`'s token with the proof in
+    /// the standard's encoding (see {RotationEnvelope}); `from` must be the owner.
+    function iTransferFrom(
+        address from,
+        address to,
+        uint256 tokenId,
+        TransferValidityProof[] calldata proofs
+    ) external;
+
+    /// @notice ERC-7857 `iCloneFrom`: {cloneWithProof} with the proof in the standard's encoding;
+    /// `from` must be the owner and the caller (a clone copies the agent: owner only).
+    function iCloneFrom(
+        address from,
+        address to,
+        uint256 tokenId,
+        TransferValidityProof[] calldata proofs
+    ) external returns (uint256 newTokenId);
+
     /// @notice The owner replaces the token's data (e.g. new memory, or a key rotation after a
     /// leak). Authorizations stay. The entry count may change.
     function updateData(uint256 tokenId, DataEntries calldata data) external;
@@ -255,6 +320,11 @@ interface IAgentNFT {
 
     /// @notice Publish the caller's X25519 sealing public key (zero to withdraw it).
     function setSealingKey(bytes32 key) external;
+
+    /// @notice Called by the NFT's action log as it appends to `tokenId`'s chain: the token's
+    /// metadata (action-log head and count) changes, so the NFT emits ERC-4906 `MetadataUpdate`,
+    /// where indexers listen. Returns what {agentStateOf} returns, which the log checks.
+    function noteActionsLogged(uint256 tokenId) external returns (address agent, bool paused);
 
     /// @notice Called by `tokenId`'s agent account when the owner leaves an approval open: the
     /// next proof transfer will close the account's open approvals. Caller: the account at
@@ -298,6 +368,12 @@ interface IAgentNFT {
 
     /// @notice The installed transfer verifier.
     function verifier() external view returns (ITransferVerifier);
+
+    /// @notice The ActionLog this NFT deployed in its constructor (one per NFT).
+    function actionLog() external view returns (address);
+
+    /// @notice The contract that renders {tokenURI} (zero: `tokenURI` is empty).
+    function metadataRenderer() external view returns (address);
 
     /// @notice The installed agent-account factory (zero until the admin sets it).
     function accountFactory() external view returns (IAgentAccountFactory);

@@ -5,9 +5,13 @@ import {Test} from "./Test.sol";
 import {AgentNFT} from "../../contracts/AgentNFT.sol";
 import {TransferVerifier} from "../../contracts/TransferVerifier.sol";
 import {ActionLog} from "../../contracts/ActionLog.sol";
+import {AgentMetadata} from "../../contracts/AgentMetadata.sol";
 import {EarningsSplitter} from "../../contracts/EarningsSplitter.sol";
 import {AgentAccountFactory} from "../../contracts/AgentAccount.sol";
 import {IAgentNFT} from "../../contracts/interfaces/IAgentNFT.sol";
+import {
+    AccessProof, OracleType, OwnershipProof, TransferValidityProof
+} from "../../contracts/interfaces/IERC7857.sol";
 import {Scopes} from "../../contracts/interfaces/Scopes.sol";
 
 /// @dev Proof-signing and data helpers over a deployed system. The EIP-712 hashing here is written
@@ -17,6 +21,7 @@ abstract contract Signing is Test {
     AgentNFT internal nft;
     TransferVerifier internal verifier;
     ActionLog internal actionLog;
+    AgentMetadata internal metadata;
     EarningsSplitter internal splitter;
     AgentAccountFactory internal accounts;
 
@@ -242,6 +247,46 @@ abstract contract Signing is Test {
         nft.transferWithProof(to, tokenId, d, newAgent, proof(Scopes.MODE_RECEIVER, nonce, deadline, sig));
     }
 
+    /// @dev Our rotation in ERC-7857's encoding (IAgentNFT.RotationEnvelope): per entry the hashes,
+    /// sealed key, receiver's sealing key and URI; the envelope in element 0's access proof.
+    function standardProofs(
+        bytes32[] memory oldHashes,
+        IAgentNFT.DataEntries memory d,
+        bytes32 sealingKey,
+        IAgentNFT.RotationEnvelope memory env
+    ) internal pure returns (TransferValidityProof[] memory ps) {
+        ps = new TransferValidityProof[](d.dataHashes.length);
+        for (uint256 i = 0; i < ps.length; ++i) {
+            ps[i].ownershipProof = OwnershipProof({
+                oracleType: OracleType.TEE,
+                oldDataHash: oldHashes[i],
+                newDataHash: d.dataHashes[i],
+                sealedKey: d.sealedKeys[i],
+                encryptedPubKey: abi.encodePacked(sealingKey),
+                nonce: "",
+                proof: bytes(d.uris[i])
+            });
+            ps[i].accessProof = AccessProof({
+                oldDataHash: oldHashes[i],
+                newDataHash: d.dataHashes[i],
+                nonce: "",
+                encryptedPubKey: "",
+                proof: i == 0 ? abi.encode(env) : bytes("")
+            });
+        }
+    }
+
+    /// @dev A transfer's envelope (no salt, no shares).
+    function transferEnvelope(IAgentNFT.Proof memory p, address newAgent)
+        internal
+        pure
+        returns (IAgentNFT.RotationEnvelope memory env)
+    {
+        env.proof = p;
+        env.newAgent = newAgent;
+        env.shares = noShares();
+    }
+
     function _hex(bytes32 v) internal pure returns (bytes memory out) {
         bytes16 digits = "0123456789abcdef";
         out = new bytes(64);
@@ -260,11 +305,14 @@ abstract contract Fixture is Signing {
         vm.warp(1_700_000_000);
 
         (nft, verifier) = deployNft(admin);
-        actionLog = new ActionLog(nft);
+        actionLog = ActionLog(nft.actionLog());
         splitter = new EarningsSplitter(nft);
         accounts = new AgentAccountFactory(address(nft));
-        vm.prank(admin);
+        metadata = new AgentMetadata(nft);
+        vm.startPrank(admin);
         nft.setAccountFactory(accounts);
+        nft.setMetadataRenderer(metadata);
+        vm.stopPrank();
 
         vm.prank(alice);
         nft.setSealingKey(ALICE_SEALING_KEY);

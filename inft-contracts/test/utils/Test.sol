@@ -25,6 +25,7 @@ interface Vm {
     function expectRevert(bytes4) external;
     function expectRevert(bytes calldata) external;
     function expectEmit() external;
+    function expectEmit(address) external;
     function expectEmit(bool, bool, bool, bool) external;
     function expectEmit(bool, bool, bool, bool, address) external;
     function recordLogs() external;
@@ -42,6 +43,10 @@ interface Vm {
     function assertEq(bytes32, bytes32, string calldata) external pure;
     function assertEq(bool, bool, string calldata) external pure;
     function assertEq(bytes calldata, bytes calldata, string calldata) external pure;
+    function assertEq(string calldata, string calldata, string calldata) external pure;
+    function assertEq(bytes32[] calldata, bytes32[] calldata, string calldata) external pure;
+    function assertGt(uint256, uint256, string calldata) external pure;
+    function expectPartialRevert(bytes4) external;
     function assertLe(uint256, uint256, string calldata) external pure;
     function assertGe(uint256, uint256, string calldata) external pure;
 }
