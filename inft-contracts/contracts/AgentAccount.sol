@@ -1,21 +1,33 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.28;
 
-import {Clones} from "@openzeppelin/contracts/proxy/Clones.sol";
-import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {IERC1271} from "@openzeppelin/contracts/interfaces/IERC1271.sol";
+import {IERC165} from "@openzeppelin/contracts/utils/introspection/IERC165.sol";
 import {IERC721Receiver} from "@openzeppelin/contracts/token/ERC721/IERC721Receiver.sol";
+import {IERC1155Receiver} from "@openzeppelin/contracts/token/ERC1155/IERC1155Receiver.sol";
 
 import {IAgentAccount, IAgentAccountFactory} from "./interfaces/IAgentAccount.sol";
+import {IERC6551Account, IERC6551Executable} from "./interfaces/IERC6551.sol";
 import {IAgentNFT} from "./interfaces/IAgentNFT.sol";
 import {Scopes} from "./interfaces/Scopes.sol";
 
 /// @title AgentAccount
-/// @notice Token-bound wallet of one agent token (see IAgentAccount). Deployed as a minimal proxy
-/// whose immutable arguments are abi.encode(nft, tokenId). Who controls it is always read from the
-/// NFT; its only storage is the ledger of the owner's open approvals (ERC-7201 namespace).
-contract AgentAccount is IAgentAccount, IERC1271, IERC721Receiver, EIP712 {
+/// @notice ERC-6551 token bound account of one agent token (see IAgentAccount). Deployed by
+/// {AgentAccountFactory} (or any ERC-6551 registry) as an ERC-1167 proxy whose code ends with
+/// abi.encode(salt, chainId, nft, tokenId). Who controls it is always read from the NFT; its only
+/// storage is the ERC-6551 state counter and the ledger of the owner's open approvals (ERC-7201
+/// namespace).
+contract AgentAccount is
+    IAgentAccount,
+    IERC6551Account,
+    IERC6551Executable,
+    IERC1271,
+    IERC721Receiver,
+    IERC1155Receiver,
+    EIP712
+{
     /// @dev The implementation itself is not an account.
     address private immutable _implementation = address(this);
 
@@ -48,10 +60,21 @@ contract AgentAccount is IAgentAccount, IERC1271, IERC721Receiver, EIP712 {
 
     bytes32 private constant MESSAGE_TYPEHASH = keccak256("AgentAccountMessage(bytes32 hash)");
 
+    /// @dev The only operation `execute` supports.
+    uint8 private constant OP_CALL = 0;
+
+    // Who a caller or signer is (see {_roleOf}).
+    uint8 private constant ROLE_NONE = 0;
+    uint8 private constant ROLE_OWNER = 1;
+    uint8 private constant ROLE_OPERATOR = 2; // the agent or a TRADE grantee, token not paused
+
     /// @custom:storage-location erc7201:inft.storage.AgentAccount
+    /// @dev `state` (ERC-6551) has a slot of its own: a transfer that empties the ledger then
+    /// clears `count`'s slot (and gets its refund).
     struct Ledger {
         uint256 count;
         OpenApproval[MAX_OPEN_APPROVALS] entries;
+        uint256 state;
     }
 
     // keccak256(abi.encode(uint256(keccak256("inft.storage.AgentAccount")) - 1)) & ~bytes32(uint256(0xff))
@@ -66,22 +89,25 @@ contract AgentAccount is IAgentAccount, IERC1271, IERC721Receiver, EIP712 {
 
     receive() external payable {}
 
-    /// @inheritdoc IAgentAccount
-    function execute(address target, uint256 value, bytes calldata data)
+    /// @notice ERC-6551 execution: a CALL (operation 0) of `to` with `value` and `data` by the
+    /// owner, or by the agent or a TRADE grantee while the token is not paused; bubbles the
+    /// target's revert data. DELEGATECALL, CREATE and CREATE2 revert with {UnsupportedOperation}.
+    function execute(address to, uint256 value, bytes calldata data, uint8 operation)
         external
         payable
         returns (bytes memory result)
     {
-        (bool byOwner, address nft, uint256 tokenId) = _checkCaller();
+        if (operation != OP_CALL) revert UnsupportedOperation(operation);
+        (bool byOwner, address nft, uint256 tokenId) = _enter();
         OpenApproval[] memory touched = new OpenApproval[](1);
         uint256 n;
-        (result, n) = _call(target, value, data, touched, 0);
+        (result, n) = _call(to, value, data, touched, 0);
         _settle(touched, n, byOwner, nft, tokenId);
     }
 
     /// @inheritdoc IAgentAccount
     function executeBatch(Call[] calldata calls) external payable returns (bytes[] memory results) {
-        (bool byOwner, address nft, uint256 tokenId) = _checkCaller();
+        (bool byOwner, address nft, uint256 tokenId) = _enter();
         OpenApproval[] memory touched = new OpenApproval[](calls.length);
         uint256 n;
         results = new bytes[](calls.length);
@@ -108,10 +134,10 @@ contract AgentAccount is IAgentAccount, IERC1271, IERC721Receiver, EIP712 {
 
     /// @inheritdoc IAgentAccount
     function closeApprovals() external returns (uint256 closed) {
-        (, address nft, uint256 tokenId) = token();
-        if (msg.sender != nft) {
-            (address o,,) = IAgentNFT(nft).controlOf(tokenId);
-            if (msg.sender != o) revert NotAllowed(msg.sender);
+        (uint256 chainId, address nft,) = token();
+        if (msg.sender != nft || chainId != block.chainid) {
+            (uint8 role,,) = _roleOf(msg.sender);
+            if (role != ROLE_OWNER) revert NotAllowed(msg.sender);
         }
         Ledger storage l = _ledger();
         uint256 n = l.count;
@@ -129,20 +155,54 @@ contract AgentAccount is IAgentAccount, IERC1271, IERC721Receiver, EIP712 {
             if (_isOpen(a)) revert ApprovalNotClosed(a.target, a.spender);
             ++closed;
         }
+        // A proof transfer's closing is part of the transfer (the NFT's events show it); the
+        // owner's own closing is a change of the account.
+        if (closed != 0 && msg.sender != nft) ++l.state;
         emit OpenApprovalsClosed(msg.sender, closed);
     }
 
-    /// @inheritdoc IAgentAccount
-    function token() public view returns (uint256 chainId, address nft, uint256 tokenId) {
+    /// @notice ERC-6551: (chain id, NFT, token id) this account belongs to, read from the
+    /// account's own code (the footer `abi.encode(salt, chainId, tokenContract, tokenId)` after
+    /// the 45-byte ERC-1167 proxy), so it never changes.
+    function token() public view returns (uint256 chainId, address tokenContract, uint256 tokenId) {
         if (address(this) == _implementation) revert NotAClone();
-        (nft, tokenId) = abi.decode(Clones.fetchCloneArgs(address(this)), (address, uint256));
-        chainId = block.chainid;
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            extcodecopy(address(), m, 0x4d, 0x60) // skip the proxy (0x2d) and the salt (0x20)
+            chainId := mload(m)
+            tokenContract := shr(96, shl(96, mload(add(m, 0x20))))
+            tokenId := mload(add(m, 0x40))
+        }
+    }
+
+    /// @notice ERC-6551: a counter bumped by every `execute` / `executeBatch` and by every
+    /// {closeApprovals} of the owner that closed something (a buyer or market can check that it
+    /// did not change between a listing and a sale). The NFT closing the seller's approvals
+    /// during a proof transfer does not bump it: the transfer itself is the change.
+    function state() external view returns (uint256) {
+        return _ledger().state;
+    }
+
+    /// @notice ERC-6551: `0x523e3260` for whoever may execute through the account now (the owner;
+    /// the agent or a TRADE grantee while the token is not paused), else 0. `context` is ignored.
+    function isValidSigner(address signer, bytes calldata) external view returns (bytes4) {
+        (uint8 role,,) = _roleOf(signer);
+        return role == ROLE_NONE ? bytes4(0) : IERC6551Account.isValidSigner.selector;
     }
 
     /// @inheritdoc IAgentAccount
     function owner() external view returns (address o) {
-        (, address nft, uint256 tokenId) = token();
-        (o,,) = IAgentNFT(nft).controlOf(tokenId);
+        (uint256 chainId, address nft, uint256 tokenId) = token();
+        if (chainId == block.chainid) (o,,) = IAgentNFT(nft).controlOf(tokenId);
+    }
+
+    /// @notice ERC-165: IERC165, IERC6551Account, IERC6551Executable, IERC1271, IERC721Receiver,
+    /// IERC1155Receiver, IAgentAccount.
+    function supportsInterface(bytes4 interfaceId) external pure returns (bool) {
+        return interfaceId == type(IERC165).interfaceId || interfaceId == type(IERC6551Account).interfaceId
+            || interfaceId == type(IERC6551Executable).interfaceId || interfaceId == type(IERC1271).interfaceId
+            || interfaceId == type(IERC721Receiver).interfaceId || interfaceId == type(IERC1155Receiver).interfaceId
+            || interfaceId == type(IAgentAccount).interfaceId;
     }
 
     /// @inheritdoc IAgentAccount
@@ -152,35 +212,66 @@ contract AgentAccount is IAgentAccount, IERC1271, IERC721Receiver, EIP712 {
 
     /// @notice ERC-1271: a signature by the token's owner, or by its agent while not paused, over
     /// {messageHash}`(hash)`, which binds this account and the chain (a signature for one account
-    /// is not valid for another account of the same owner).
+    /// is not valid for another account of the same owner). Checked with OpenZeppelin's
+    /// SignatureChecker: ECDSA for an EOA, ERC-1271 for a contract (e.g. a multisig owning the token).
     function isValidSignature(bytes32 hash, bytes calldata signature) external view returns (bytes4) {
-        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(messageHash(hash), signature);
-        if (err == ECDSA.RecoverError.NoError) {
-            (, address nft, uint256 tokenId) = token();
+        (uint256 chainId, address nft, uint256 tokenId) = token();
+        if (chainId == block.chainid) {
             (address o, address agent, bool paused) = IAgentNFT(nft).controlOf(tokenId);
-            if (signer == o || (signer == agent && !paused)) return IERC1271.isValidSignature.selector;
+            bytes32 digest = messageHash(hash);
+            if (
+                SignatureChecker.isValidSignatureNowCalldata(o, digest, signature)
+                    || (!paused && SignatureChecker.isValidSignatureNowCalldata(agent, digest, signature))
+            ) return IERC1271.isValidSignature.selector;
         }
         return 0xffffffff;
     }
 
     /// @notice Accept ERC-721 tokens, except the account's own token.
     function onERC721Received(address, address, uint256 receivedId, bytes calldata) external view returns (bytes4) {
-        (, address nft, uint256 tokenId) = token();
-        if (msg.sender == nft && receivedId == tokenId) revert OwnTokenRefused();
+        (uint256 chainId, address nft, uint256 tokenId) = token();
+        if (msg.sender == nft && receivedId == tokenId && chainId == block.chainid) revert OwnTokenRefused();
         return IERC721Receiver.onERC721Received.selector;
+    }
+
+    /// @notice Accept ERC-1155 tokens.
+    function onERC1155Received(address, address, uint256, uint256, bytes calldata) external pure returns (bytes4) {
+        return IERC1155Receiver.onERC1155Received.selector;
+    }
+
+    /// @notice Accept ERC-1155 batches.
+    function onERC1155BatchReceived(address, address, uint256[] calldata, uint256[] calldata, bytes calldata)
+        external
+        pure
+        returns (bytes4)
+    {
+        return IERC1155Receiver.onERC1155BatchReceived.selector;
     }
 
     // ---------------------------------------------------------------- internal
 
-    /// @dev Owner always; agent or TRADE-authorized user only while the token is not paused.
-    function _checkCaller() private view returns (bool byOwner, address nft, uint256 tokenId) {
-        (, nft, tokenId) = token();
+    /// @dev What `who` may do now: ROLE_OWNER for the token's owner; ROLE_OPERATOR for its agent
+    /// or a TRADE grantee while the token is not paused; else ROLE_NONE. An account of a token on
+    /// another chain has no one.
+    function _roleOf(address who) private view returns (uint8 role, address nft, uint256 tokenId) {
+        uint256 chainId;
+        (chainId, nft, tokenId) = token();
+        if (chainId != block.chainid || who == address(0)) return (ROLE_NONE, nft, tokenId);
         (address o, address agent, bool paused) = IAgentNFT(nft).controlOf(tokenId);
-        if (msg.sender == o) return (true, nft, tokenId);
-        if (!paused && (msg.sender == agent || IAgentNFT(nft).isAuthorized(tokenId, msg.sender, Scopes.TRADE))) {
-            return (false, nft, tokenId);
+        if (who == o) return (ROLE_OWNER, nft, tokenId);
+        if (!paused && (who == agent || IAgentNFT(nft).isAuthorized(tokenId, who, Scopes.TRADE))) {
+            return (ROLE_OPERATOR, nft, tokenId);
         }
-        revert NotAllowed(msg.sender);
+        return (ROLE_NONE, nft, tokenId);
+    }
+
+    /// @dev Start of every `execute` / `executeBatch`: checks the caller and bumps the ERC-6551 state.
+    function _enter() private returns (bool byOwner, address nft, uint256 tokenId) {
+        uint8 role;
+        (role, nft, tokenId) = _roleOf(msg.sender);
+        if (role == ROLE_NONE) revert NotAllowed(msg.sender);
+        ++_ledger().state;
+        return (role == ROLE_OWNER, nft, tokenId);
     }
 
     /// @dev The one path every call of `execute`/`executeBatch` takes: notes an approval-creating
@@ -402,9 +493,11 @@ contract AgentAccount is IAgentAccount, IERC1271, IERC721Receiver, EIP712 {
 }
 
 /// @title AgentAccountFactory
-/// @notice Deterministic, permissionless deployment of AgentAccount clones (see IAgentAccountFactory).
+/// @notice The ERC-6551 registry of one NFT's agent accounts (see IAgentAccountFactory). Accounts
+/// are built exactly as the canonical ERC-6551 registry builds them, with this contract as the
+/// CREATE2 deployer.
 contract AgentAccountFactory is IAgentAccountFactory {
-    /// @notice The AgentAccount implementation behind every clone.
+    /// @notice The AgentAccount implementation behind every account.
     address public immutable implementation;
     /// @notice The NFT whose tokens get accounts.
     address public immutable nft;
@@ -415,18 +508,64 @@ contract AgentAccountFactory is IAgentAccountFactory {
         implementation = address(new AgentAccount());
     }
 
-    /// @inheritdoc IAgentAccountFactory
-    function accountOf(uint256 tokenId) public view returns (address) {
-        return Clones.predictDeterministicAddressWithImmutableArgs(
-            implementation, abi.encode(nft, tokenId), bytes32(tokenId)
-        );
+    /// @notice ERC-6551: the address of the account (implementation, salt, chainId,
+    /// tokenContract, tokenId) made by this contract, deployed or not (any arguments).
+    function account(address implementation_, bytes32 salt, uint256 chainId, address tokenContract, uint256 tokenId)
+        public
+        view
+        returns (address)
+    {
+        return _addressOf(keccak256(_initCode(implementation_, salt, chainId, tokenContract, tokenId)), salt);
     }
 
     /// @inheritdoc IAgentAccountFactory
-    function createAccount(uint256 tokenId) external returns (address account) {
-        account = accountOf(tokenId);
-        if (account.code.length != 0) return account;
-        Clones.cloneDeterministicWithImmutableArgs(implementation, abi.encode(nft, tokenId), bytes32(tokenId));
-        emit AccountCreated(tokenId, account);
+    function accountOf(uint256 tokenId) external view returns (address) {
+        return account(implementation, bytes32(0), block.chainid, nft, tokenId);
+    }
+
+    /// @notice ERC-6551: deploy the account if needed and return its address. Only this NFT's
+    /// accounts on this chain, with this implementation and salt 0 (= {accountOf}); anything else
+    /// reverts with {UnsupportedAccount}.
+    function createAccount(address implementation_, bytes32 salt, uint256 chainId, address tokenContract, uint256 tokenId)
+        public
+        returns (address)
+    {
+        if (implementation_ != implementation || salt != 0 || chainId != block.chainid || tokenContract != nft) {
+            revert UnsupportedAccount(implementation_, salt, chainId, tokenContract);
+        }
+        bytes memory code = _initCode(implementation_, salt, chainId, tokenContract, tokenId);
+        address predicted = _addressOf(keccak256(code), salt);
+        if (predicted.code.length != 0) return predicted;
+        address deployed;
+        assembly ("memory-safe") {
+            deployed := create2(0, add(code, 0x20), mload(code), salt)
+        }
+        if (deployed == address(0)) revert AccountCreationFailed();
+        emit ERC6551AccountCreated(deployed, implementation_, salt, chainId, tokenContract, tokenId);
+        return deployed;
+    }
+
+    /// @inheritdoc IAgentAccountFactory
+    function createAccount(uint256 tokenId) external returns (address) {
+        return createAccount(implementation, bytes32(0), block.chainid, nft, tokenId);
+    }
+
+    /// @dev The canonical registry's init code: a 10-byte constructor returning the 173-byte
+    /// runtime, the ERC-1167 proxy of `implementation_`, and the footer.
+    function _initCode(address implementation_, bytes32 salt, uint256 chainId, address tokenContract, uint256 tokenId)
+        private
+        pure
+        returns (bytes memory)
+    {
+        return abi.encodePacked(
+            hex"3d60ad80600a3d3981f3363d3d373d3d3d363d73",
+            implementation_,
+            hex"5af43d82803e903d91602b57fd5bf3",
+            abi.encode(salt, chainId, tokenContract, tokenId)
+        );
+    }
+
+    function _addressOf(bytes32 codeHash, bytes32 salt) private view returns (address) {
+        return address(uint160(uint256(keccak256(abi.encodePacked(bytes1(0xff), address(this), salt, codeHash)))));
     }
 }

@@ -98,7 +98,7 @@ contract AgentAccountApprovalsTest is Fixture {
     /// that address drains the account, including what the buyer deposits later.
     function test_attack_ownerApprovesAttackerThenSells_attackerCannotDrain() public {
         vm.prank(alice);
-        account.execute(address(usd), 0, abi.encodeCall(usd.approve, (mallory, type(uint256).max)));
+        account.execute(address(usd), 0, abi.encodeCall(usd.approve, (mallory, type(uint256).max)), 0);
         vm.assertEq(usd.allowance(address(account), mallory), type(uint256).max, "approved");
         vm.assertTrue(nft.approvalsOpenOf(id), "the NFT knows the account has open approvals");
         IAgentAccount.OpenApproval[] memory open = account.openApprovals();
@@ -169,7 +169,7 @@ contract AgentAccountApprovalsTest is Fixture {
         // Permit2 cannot pull for the seller's spender, even after the buyer approves Permit2
         // again (a Permit2 allowance left open would revive then).
         vm.prank(bob);
-        account.execute(address(usd), 0, abi.encodeCall(usd.approve, (address(permit2), type(uint256).max)));
+        account.execute(address(usd), 0, abi.encodeCall(usd.approve, (address(permit2), type(uint256).max)), 0);
         vm.prank(mallory);
         vm.expectRevert(bytes("allowance"));
         permit2.transferFrom(address(account), mallory, 1, address(usd));
@@ -181,7 +181,7 @@ contract AgentAccountApprovalsTest is Fixture {
         NoZeroApproveToken nz = new NoZeroApproveToken();
         nz.mint(address(account), 100 ether);
         vm.prank(alice);
-        account.execute(address(nz), 0, abi.encodeCall(nz.approve, (mallory, 100 ether)));
+        account.execute(address(nz), 0, abi.encodeCall(nz.approve, (mallory, 100 ether)), 0);
 
         (IAgentNFT.DataEntries memory d, IAgentNFT.Proof memory p) = _sale();
         vm.prank(alice);
@@ -207,19 +207,19 @@ contract AgentAccountApprovalsTest is Fixture {
         vm.assertFalse(nft.approvalsOpenOf(id), "no flag");
 
         vm.prank(alice);
-        account.execute(address(usd), 0, abi.encodeCall(usd.approve, (mallory, 5)));
+        account.execute(address(usd), 0, abi.encodeCall(usd.approve, (mallory, 5)), 0);
         vm.assertEq(account.openApprovals().length, 1, "open");
         vm.expectEmit(true, true, true, true, address(account));
         emit IAgentAccount.OpenApprovalDropped(KIND_ERC20, address(usd), mallory, 0);
         vm.prank(alice);
-        account.execute(address(usd), 0, abi.encodeCall(usd.approve, (mallory, 0)));
+        account.execute(address(usd), 0, abi.encodeCall(usd.approve, (mallory, 0)), 0);
         vm.assertEq(account.openApprovals().length, 0, "dropped");
     }
 
     /// The owner may close the ledger itself; nobody else may (a stranger, the agent, a grantee).
     function test_closeApprovals_ownerOrNftOnly() public {
         vm.prank(alice);
-        account.execute(address(usd), 0, abi.encodeCall(usd.approve, (mallory, 5)));
+        account.execute(address(usd), 0, abi.encodeCall(usd.approve, (mallory, 5)), 0);
         _grant(carol, Scopes.TRADE, uint64(block.timestamp + 1 days));
         address[3] memory outsiders = [mallory, agent1, carol];
         for (uint256 i = 0; i < outsiders.length; ++i) {
@@ -245,13 +245,13 @@ contract AgentAccountApprovalsTest is Fixture {
 
         vm.prank(alice);
         vm.expectRevert(abi.encodeWithSelector(IAgentAccount.TooManyOpenApprovals.selector, 16));
-        account.execute(address(usd), 0, abi.encodeCall(usd.approve, (mallory, 1)));
+        account.execute(address(usd), 0, abi.encodeCall(usd.approve, (mallory, 1)), 0);
 
         // Spender 0x5003 uses its allowance up: its entry is closed and gives way.
         vm.prank(address(uint160(0x5003)));
         usd.transferFrom(address(account), address(0x5003), 1 ether);
         vm.prank(alice);
-        account.execute(address(usd), 0, abi.encodeCall(usd.approve, (mallory, 1)));
+        account.execute(address(usd), 0, abi.encodeCall(usd.approve, (mallory, 1)), 0);
         vm.assertEq(account.openApprovals().length, 16, "pruned and added");
 
         // Closing all 16 fits easily in a transfer.
@@ -271,7 +271,7 @@ contract AgentAccountApprovalsTest is Fixture {
         vm.prank(alice);
         account.executeBatch(calls);
         vm.prank(alice);
-        account.execute(address(usd), 0, abi.encodeCall(usd.approve, (mallory, 3)));
+        account.execute(address(usd), 0, abi.encodeCall(usd.approve, (mallory, 3)), 0);
         vm.assertEq(account.openApprovals().length, 1, "one entry");
     }
 
@@ -310,7 +310,7 @@ contract AgentAccountApprovalsTest is Fixture {
 
         vm.prank(carol);
         vm.expectRevert(abi.encodeWithSelector(IAgentAccount.AllowanceLeftOpen.selector, address(usd), carol));
-        account.execute(address(usd), 0, abi.encodeCall(usd.approve, (carol, 1)));
+        account.execute(address(usd), 0, abi.encodeCall(usd.approve, (carol, 1)), 0);
         vm.assertEq(usd.allowance(address(account), carol), 0, "no allowance");
     }
 
@@ -319,12 +319,12 @@ contract AgentAccountApprovalsTest is Fixture {
         _grant(carol, Scopes.TRADE, uint64(block.timestamp + 1 days));
         vm.prank(carol);
         vm.expectRevert(abi.encodeWithSelector(IAgentAccount.AllowanceLeftOpen.selector, address(collectible), carol));
-        account.execute(address(collectible), 0, abi.encodeCall(collectible.setApprovalForAll, (carol, true)));
+        account.execute(address(collectible), 0, abi.encodeCall(collectible.setApprovalForAll, (carol, true)), 0);
 
         // The same on the agent NFT itself (the account may hold other agent tokens).
         vm.prank(agent1);
         vm.expectRevert(abi.encodeWithSelector(IAgentAccount.AllowanceLeftOpen.selector, address(nft), agent1));
-        account.execute(address(nft), 0, abi.encodeCall(nft.setApprovalForAll, (agent1, true)));
+        account.execute(address(nft), 0, abi.encodeCall(nft.setApprovalForAll, (agent1, true)), 0);
     }
 
     /// The other approval kinds by a caller other than the owner: an ERC-721 approval, a
@@ -332,30 +332,30 @@ contract AgentAccountApprovalsTest is Fixture {
     function test_attack_agentOtherApprovalKinds_revert() public {
         vm.prank(agent1);
         vm.expectRevert(abi.encodeWithSelector(IAgentAccount.AllowanceLeftOpen.selector, address(collectible), mallory));
-        account.execute(address(collectible), 0, abi.encodeCall(collectible.approve, (mallory, 7)));
+        account.execute(address(collectible), 0, abi.encodeCall(collectible.approve, (mallory, 7)), 0);
 
         vm.prank(agent1);
         vm.expectRevert(abi.encodeWithSelector(IAgentAccount.AllowanceLeftOpen.selector, address(permit2), mallory));
         account.execute(
-            address(permit2), 0, abi.encodeCall(permit2.approve, (address(usd), mallory, 1, type(uint48).max))
+            address(permit2), 0, abi.encodeCall(permit2.approve, (address(usd), mallory, 1, type(uint48).max)), 0
         );
 
         // increaseAllowance and ERC-1363 approveAndCall: the allowance is read back.
         LegacyToken legacy = new LegacyToken();
         vm.prank(agent1);
         vm.expectRevert(abi.encodeWithSelector(IAgentAccount.AllowanceLeftOpen.selector, address(legacy), mallory));
-        account.execute(address(legacy), 0, abi.encodeCall(legacy.increaseAllowance, (mallory, 1)));
+        account.execute(address(legacy), 0, abi.encodeCall(legacy.increaseAllowance, (mallory, 1)), 0);
         vm.prank(agent1);
         vm.expectRevert(abi.encodeWithSelector(IAgentAccount.AllowanceLeftOpen.selector, address(legacy), mallory));
-        account.execute(address(legacy), 0, abi.encodeWithSignature("approveAndCall(address,uint256)", mallory, 1));
+        account.execute(address(legacy), 0, abi.encodeWithSignature("approveAndCall(address,uint256)", mallory, 1), 0);
         vm.prank(agent1);
         vm.expectRevert(abi.encodeWithSelector(IAgentAccount.AllowanceLeftOpen.selector, address(legacy), mallory));
         account.execute(
-            address(legacy), 0, abi.encodeWithSignature("approveAndCall(address,uint256,bytes)", mallory, 1, "")
+            address(legacy), 0, abi.encodeWithSignature("approveAndCall(address,uint256,bytes)", mallory, 1, ""), 0
         );
         // The owner's increaseAllowance is an ERC-20 entry of the ledger.
         vm.prank(alice);
-        account.execute(address(legacy), 0, abi.encodeCall(legacy.increaseAllowance, (mallory, 1)));
+        account.execute(address(legacy), 0, abi.encodeCall(legacy.increaseAllowance, (mallory, 1)), 0);
         vm.assertEq(uint256(account.openApprovals()[0].kind), KIND_ERC20, "ledger");
 
         // An ERC-721 approval set and cleared within one batch is fine.
@@ -374,13 +374,13 @@ contract AgentAccountApprovalsTest is Fixture {
         vm.expectRevert(
             abi.encodeWithSelector(IAgentAccount.UnverifiableApproval.selector, address(t), bytes4(0x095ea7b3))
         );
-        account.execute(address(t), 0, abi.encodeWithSelector(0x095ea7b3, mallory, 1));
+        account.execute(address(t), 0, abi.encodeWithSelector(0x095ea7b3, mallory, 1), 0);
 
         vm.prank(agent1);
         vm.expectRevert(
             abi.encodeWithSelector(IAgentAccount.UnverifiableApproval.selector, address(usd), bytes4(0x095ea7b3))
         );
-        account.execute(address(usd), 0, abi.encodePacked(bytes4(0x095ea7b3), bytes32(uint256(uint160(mallory)))));
+        account.execute(address(usd), 0, abi.encodePacked(bytes4(0x095ea7b3), bytes32(uint256(uint160(mallory)))), 0);
     }
 
     /// After a revoke, an expiry or a pause, a former grantee holds no allowance and cannot
@@ -460,6 +460,6 @@ contract AgentAccountApprovalsTest is Fixture {
         usd.mint(address(a), 1 ether);
         vm.prank(alice);
         vm.expectRevert(IAgentNFT.NoAccountFactory.selector);
-        a.execute(address(usd), 0, abi.encodeCall(usd.approve, (mallory, 1)));
+        a.execute(address(usd), 0, abi.encodeCall(usd.approve, (mallory, 1)), 0);
     }
 }

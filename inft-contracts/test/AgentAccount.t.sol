@@ -40,7 +40,7 @@ contract AgentAccountTest is Fixture {
 
     function test_agentExecutes() public {
         vm.prank(agent1);
-        bytes memory ret = account.execute(address(target), 1 ether, abi.encodeCall(Target.set, (21)));
+        bytes memory ret = account.execute(address(target), 1 ether, abi.encodeCall(Target.set, (21)), 0);
         vm.assertEq(abi.decode(ret, (uint256)), 42, "return data");
         vm.assertEq(target.lastCaller(), address(account), "called from the account");
         vm.assertEq(address(target).balance, 1 ether, "value sent");
@@ -59,19 +59,19 @@ contract AgentAccountTest is Fixture {
     function test_stranger_reverts() public {
         vm.prank(mallory);
         vm.expectRevert(abi.encodeWithSelector(IAgentAccount.NotAllowed.selector, mallory));
-        account.execute(address(target), 0, abi.encodeCall(Target.set, (1)));
+        account.execute(address(target), 0, abi.encodeCall(Target.set, (1)), 0);
     }
 
     function test_revertDataBubbles() public {
         vm.prank(agent1);
         vm.expectRevert(abi.encodeWithSelector(Target.Nope.selector, 7));
-        account.execute(address(target), 0, abi.encodeCall(Target.fail, (7)));
+        account.execute(address(target), 0, abi.encodeCall(Target.fail, (7)), 0);
     }
 
     function test_selfCall_reverts() public {
         vm.prank(alice);
         vm.expectRevert(IAgentAccount.SelfCall.selector);
-        account.execute(address(account), 0, "");
+        account.execute(address(account), 0, "", 0);
     }
 
     function test_paused_agentOut_ownerIn() public {
@@ -79,9 +79,9 @@ contract AgentAccountTest is Fixture {
         nft.setPaused(id, true);
         vm.prank(agent1);
         vm.expectRevert(abi.encodeWithSelector(IAgentAccount.NotAllowed.selector, agent1));
-        account.execute(address(target), 0, abi.encodeCall(Target.set, (1)));
+        account.execute(address(target), 0, abi.encodeCall(Target.set, (1)), 0);
         vm.prank(alice);
-        account.execute(address(target), 0, abi.encodeCall(Target.set, (1)));
+        account.execute(address(target), 0, abi.encodeCall(Target.set, (1)), 0);
         vm.assertEq(target.value(), 1, "owner may act while paused");
     }
 
@@ -90,11 +90,11 @@ contract AgentAccountTest is Fixture {
         nft.authorize(id, carol, Scopes.RUN, uint64(block.timestamp + 100), new bytes[](0));
         vm.prank(carol);
         vm.expectRevert(abi.encodeWithSelector(IAgentAccount.NotAllowed.selector, carol));
-        account.execute(address(target), 0, abi.encodeCall(Target.set, (1)));
+        account.execute(address(target), 0, abi.encodeCall(Target.set, (1)), 0);
         vm.prank(alice);
         nft.authorize(id, carol, Scopes.TRADE, uint64(block.timestamp + 100), new bytes[](0));
         vm.prank(carol);
-        account.execute(address(target), 0, abi.encodeCall(Target.set, (1)));
+        account.execute(address(target), 0, abi.encodeCall(Target.set, (1)), 0);
     }
 
     /// The funds stay with the token; control moves with the transfer, atomically.
@@ -102,12 +102,12 @@ contract AgentAccountTest is Fixture {
         receiverTransfer(id, bob, BOB_PK, 7, agent2, 1);
         vm.prank(agent1);
         vm.expectRevert(abi.encodeWithSelector(IAgentAccount.NotAllowed.selector, agent1));
-        account.execute(bob, 1 ether, "");
+        account.execute(bob, 1 ether, "", 0);
         vm.prank(alice);
         vm.expectRevert(abi.encodeWithSelector(IAgentAccount.NotAllowed.selector, alice));
-        account.execute(alice, 1 ether, "");
+        account.execute(alice, 1 ether, "", 0);
         vm.prank(agent2);
-        account.execute(bob, 1 ether, "");
+        account.execute(bob, 1 ether, "", 0);
         vm.assertEq(bob.balance, 1 ether, "new agent moves funds");
         vm.assertEq(address(account).balance, 4 ether, "rest stays with the token");
         vm.assertEq(account.owner(), bob, "new owner");
@@ -173,6 +173,38 @@ contract AgentAccountTest is Fixture {
     function test_implementationIsNotAnAccount() public {
         AgentAccount impl = AgentAccount(payable(accounts.implementation()));
         vm.expectRevert(AgentAccount.NotAClone.selector);
-        impl.execute(address(target), 0, "");
+        impl.execute(address(target), 0, "", 0);
+    }
+
+    /// ERC-6551 state: a batch moves it once; the owner's own closing of open approvals moves it
+    /// (closing nothing does not); the NFT closing them during a proof transfer does not.
+    function test_state_batch_and_closeApprovals() public {
+        uint256 s0 = account.state();
+        IAgentAccount.Call[] memory calls = new IAgentAccount.Call[](2);
+        calls[0] = IAgentAccount.Call(address(target), 0, abi.encodeCall(Target.set, (1)));
+        calls[1] = IAgentAccount.Call(address(target), 0, abi.encodeCall(Target.set, (2)));
+        vm.prank(agent1);
+        account.executeBatch(calls);
+        vm.assertEq(account.state(), s0 + 1, "one batch, one change");
+
+        vm.prank(alice);
+        account.execute(address(token), 0, abi.encodeCall(token.approve, (mallory, 1)), 0);
+        vm.assertEq(account.state(), s0 + 2, "owner execute");
+        vm.prank(alice);
+        vm.assertEq(account.closeApprovals(), 1, "closed one");
+        vm.assertEq(account.state(), s0 + 3, "owner closed an approval");
+        vm.prank(alice);
+        account.closeApprovals();
+        vm.assertEq(account.state(), s0 + 3, "nothing closed, nothing changed");
+
+        vm.prank(alice);
+        account.execute(address(token), 0, abi.encodeCall(token.approve, (mallory, 1)), 0);
+        receiverTransfer(id, bob, BOB_PK, 7, agent2, 1);
+        vm.assertEq(token.allowance(address(account), mallory), 0, "closed by the transfer");
+        vm.assertEq(account.state(), s0 + 4, "the transfer's closing is not an account change");
+    }
+
+    function test_supportsInterface_agentAccount() public view {
+        vm.assertTrue(account.supportsInterface(type(IAgentAccount).interfaceId), "IAgentAccount");
     }
 }

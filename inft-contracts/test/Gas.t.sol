@@ -34,7 +34,7 @@ contract GasTest is Fixture {
         usd = new TestToken("Test USD", "tUSD", 18);
         AgentAccount account = AgentAccount(payable(accounts.createAccount(approved)));
         vm.prank(alice);
-        account.execute(address(usd), 0, abi.encodeCall(usd.approve, (mallory, 1 ether)));
+        account.execute(address(usd), 0, abi.encodeCall(usd.approve, (mallory, 1 ether)), 0);
     }
 
     /// Mint of 1 data entry (81-byte sealed key, 77-byte URI) to an address that owns no token yet,

@@ -686,7 +686,7 @@ async fn agent_account_trades_exactly_and_refuses_open_allowances() -> Result<()
     .get_receipt()
     .await?;
     factory
-        .createAccount(id)
+        .createAccount_1(id)
         .send()
         .await?
         .get_receipt()
@@ -771,15 +771,20 @@ async fn agent_account_trades_exactly_and_refuses_open_allowances() -> Result<()
     // The owner may leave an approval open: it is tracked, and the NFT will close it at a sale.
     let spender = Address::repeat_byte(0x55);
     account
-        .execute(m.quote_token, U256::ZERO, {
-            use alloy::sol_types::SolCall;
-            TestToken::approveCall {
-                spender,
-                value: U256::MAX,
-            }
-            .abi_encode()
-            .into()
-        })
+        .execute(
+            m.quote_token,
+            U256::ZERO,
+            {
+                use alloy::sol_types::SolCall;
+                TestToken::approveCall {
+                    spender,
+                    value: U256::MAX,
+                }
+                .abi_encode()
+                .into()
+            },
+            0,
+        )
         .from(alice)
         .send()
         .await?

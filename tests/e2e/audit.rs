@@ -646,7 +646,7 @@ async fn earnings_split_between_creator_contributor_and_holder_to_the_wei() -> a
     );
     let account = factory.accountOf(token).call().await?;
     factory
-        .createAccount(token)
+        .createAccount_1(token)
         .send()
         .await?
         .get_receipt()

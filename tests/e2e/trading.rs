@@ -129,7 +129,7 @@ async fn trading_agent_with(
     .await?;
     let factory = AgentAccountFactory::new(world.deployment.agent_account_factory, owner_p);
     factory
-        .createAccount(minted.token_id)
+        .createAccount_1(minted.token_id)
         .send()
         .await?
         .get_receipt()
@@ -1373,7 +1373,7 @@ async fn a_withdrawal_does_not_trip_the_kill_switch() -> anyhow::Result<()> {
         value: e18(8_000),
     };
     AgentAccount::new(agent.account, alice.nft.provider())
-        .execute(m.quote_token, U256::ZERO, transfer.abi_encode().into())
+        .execute(m.quote_token, U256::ZERO, transfer.abi_encode().into(), 0)
         .send()
         .await?
         .get_receipt()

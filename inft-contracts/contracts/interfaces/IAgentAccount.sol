@@ -1,12 +1,30 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.28;
 
+import {IERC6551Registry} from "./IERC6551.sol";
+
 /// @title IAgentAccount
-/// @notice A token-bound wallet (ERC-6551 idea): it holds the agent's funds, and control over it
-/// follows the token. Callers: the token's current agent (`nft.agentOf(tokenId)`) or a user the
-/// owner authorized with SCOPE_TRADE while the token is not paused; the token's owner always.
-/// Because control is read from the NFT on every call, a proof transfer moves it atomically; if
-/// the transfer fails, nothing moves and the funds stay usable by the current owner.
+/// @notice An ERC-6551 token bound account of one agent token: it holds the agent's funds, and
+/// control over it follows the token. Valid signers ({IERC6551Account-isValidSigner}) and callers
+/// of {IERC6551Executable-execute} / {executeBatch}: the token's owner always; the token's current
+/// agent (`nft.agentOf(tokenId)`) or a user the owner authorized with SCOPE_TRADE while the token
+/// is not paused. An account whose `token()` names another chain has no valid signer. Because
+/// control is read from the NFT on every call, a proof transfer moves it atomically; if the
+/// transfer fails, nothing moves and the funds stay usable by the current owner.
+///
+/// ERC-6551: an AgentAccount also implements IERC6551Account (`token`, `state`,
+/// `isValidSigner`, `receive`) and IERC6551Executable (`execute`), declared in IERC6551.sol and
+/// not inherited here (IERC6551Account's `receive()` would make every IAgentAccount reference
+/// payable). `token()` is read from the account's own code (the ERC-1167 proxy's footer
+/// `abi.encode(salt, chainId, tokenContract, tokenId)`); `state()` changes with every `execute` /
+/// `executeBatch` and with every {closeApprovals} of the owner that closed something;
+/// `execute(to, value, data, operation)` supports only operation 0 (CALL): DELEGATECALL, CREATE
+/// and CREATE2 revert with {UnsupportedOperation} (foreign code running as the account could
+/// approve anything and rewrite the ledger below). ERC-165 ids answered: IERC165,
+/// IERC6551Account (0x6faff5f1), IERC6551Executable (0x51945447), IERC1271, IERC721Receiver,
+/// IERC1155Receiver and IAgentAccount. ERC-1271 signatures: the owner's (an EOA or, through
+/// ERC-1271, a contract) or the agent's while not paused, over {messageHash}; TRADE grantees may
+/// execute but do not sign (a signed permit could outlive their grant).
 ///
 /// Approvals never outlive the context that made them. Calls that create an approval are
 /// recognised by selector: ERC-20 / ERC-721 `approve(address,uint256)`,
@@ -62,11 +80,11 @@ interface IAgentAccount {
     error ApprovalNotClosed(address target, address spender);
     /// @notice The ledger of the owner's open approvals is full (close some first).
     error TooManyOpenApprovals(uint256 max);
+    /// @notice `execute` was asked for an operation other than 0 (CALL).
+    error UnsupportedOperation(uint8 operation);
 
-    /// @notice Call `target` with `value` and `data`; bubbles the target's revert data.
-    function execute(address target, uint256 value, bytes calldata data) external payable returns (bytes memory);
-
-    /// @notice Several calls in order, all or nothing.
+    /// @notice Several calls in order, all or nothing (each a CALL, as through
+    /// {IERC6551Executable-execute} with operation 0, and under the same rules).
     function executeBatch(Call[] calldata calls) external payable returns (bytes[] memory results);
 
     /// @notice The owner's approvals that are still open (ledger entries whose target still
@@ -78,10 +96,7 @@ interface IAgentAccount {
     /// one cannot be closed. Returns how many were still open.
     function closeApprovals() external returns (uint256 closed);
 
-    /// @notice (chain id, NFT, token id) this account belongs to.
-    function token() external view returns (uint256 chainId, address nft, uint256 tokenId);
-
-    /// @notice The token's current owner.
+    /// @notice The token's current owner (zero for an account whose `token()` names another chain).
     function owner() external view returns (address);
 
     /// @notice The EIP-712 digest a signer signs so that {IERC1271-isValidSignature} accepts
@@ -91,19 +106,29 @@ interface IAgentAccount {
 }
 
 /// @title IAgentAccountFactory
-/// @notice Deploys one AgentAccount per token at a deterministic address (minimal proxy with the
-/// NFT and token id as immutable arguments, CREATE2 salt = token id). The address is known before
-/// deployment, so funds may be sent to it first; deployment is permissionless and idempotent.
-interface IAgentAccountFactory {
-    /// @notice An account was deployed for `tokenId`.
-    event AccountCreated(uint256 indexed tokenId, address account);
+/// @notice The ERC-6551 registry of one NFT's agent accounts: one AgentAccount per token at a
+/// deterministic address, built exactly as the canonical ERC-6551 registry builds accounts
+/// (ERC-1167 proxy with the `(salt, chainId, tokenContract, tokenId)` footer, CREATE2 by this
+/// contract), with salt 0, this chain and this NFT. The address is known before deployment, so
+/// funds may be sent to it first; deployment is permissionless and idempotent. The NFT trusts
+/// exactly `accountOf(tokenId)`, so {IERC6551Registry-createAccount} refuses every other
+/// implementation, salt, chain or token contract ({UnsupportedAccount}); `account(...)` computes
+/// any address, as the specification's registry does.
+interface IAgentAccountFactory is IERC6551Registry {
+    /// @notice `createAccount` was asked for an account this factory does not make (another
+    /// implementation, a salt other than 0, another chain or another token contract).
+    error UnsupportedAccount(address implementation, bytes32 salt, uint256 chainId, address tokenContract);
 
     /// @notice The NFT whose tokens get accounts.
     function nft() external view returns (address);
 
-    /// @notice The account address of `tokenId` (deployed or not).
+    /// @notice The AgentAccount implementation behind every account.
+    function implementation() external view returns (address);
+
+    /// @notice The account address of `tokenId` (deployed or not):
+    /// `account(implementation(), 0, block.chainid, nft(), tokenId)`.
     function accountOf(uint256 tokenId) external view returns (address);
 
-    /// @notice Deploy `tokenId`'s account if needed; returns its address.
+    /// @notice Deploy `tokenId`'s account if needed; returns its address (= {accountOf}).
     function createAccount(uint256 tokenId) external returns (address);
 }

@@ -297,7 +297,7 @@ impl TradingSetup {
         let account = factory.accountOf(token).call().await?;
         if owner_provider.get_code_at(account).await?.is_empty() {
             factory
-                .createAccount(token)
+                .createAccount_1(token)
                 .send()
                 .await?
                 .get_receipt()
