@@ -1,12 +1,16 @@
 //! Issue 13: selling a private agent through the AgentMarket on anvil — list → buy (escrow) →
 //! the seller's rotation completes the sale and pays the creator exactly the ERC-2981 royalty
 //! and the seller the rest, to the wei; the buyer unseals the agent, the seller is locked out;
-//! a second completion is refused; an abandoned sale refunds the buyer after its deadline.
+//! a second completion is refused; an abandoned sale refunds the buyer after its deadline; the
+//! oracle mode completes a sale too, and a rotation to anyone but the buyer is refused.
+
+use std::sync::Arc;
 
 use agent_runtime::lifecycle::{MintRequest, MintedAgent, mint_agent};
 use agent_runtime::pipeline::open_keys;
 use agent_runtime::token::{Shares, TokenError};
 use agent_runtime::transfer::market::{self, Sale};
+use agent_runtime::transfer::oracle::{OracleService, request_rotation};
 use agent_runtime::transfer::{TransferError, accept_offer, make_offer};
 use alloy::primitives::{B256, Bytes, U256};
 use alloy::providers::{DynProvider, Provider};
@@ -15,7 +19,7 @@ use inft_contracts::bindings::market::IAgentNFT;
 use inft_contracts::{ContractRevert, revert_of, scopes};
 use sealing::SealOptions;
 
-use crate::world::{Actor, World};
+use crate::world::{Actor, ORACLE_ACCOUNT, World};
 
 const ROYALTY_BPS: u64 = 500;
 
@@ -244,5 +248,88 @@ async fn abandoned_market_sale_refunds_the_buyer_after_the_deadline() -> anyhow:
     assert_eq!(seller.nft.state(token).await?.owner, seller.address());
     // Seller keeps the agent and can still open it.
     world.open(&seller, token, scopes::RUN).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn market_sale_completes_with_an_oracle_attestation() -> anyhow::Result<()> {
+    let world = World::start().await?;
+    let creator = world.actor(1).await?;
+    let seller = world.actor(2).await?;
+    let buyer = world.actor(3).await?;
+    let oracle = world.actor(ORACLE_ACCOUNT).await?;
+    let m = world.deployment.agent_market;
+    let token = mint_for(&world, &creator, &seller, 3).await?.token_id;
+    let provider = seller.nft.provider();
+    let opts = SealOptions::default();
+    let service = Arc::new(OracleService::new(
+        oracle.wallet,
+        oracle.secret,
+        oracle.nft,
+        world.store.clone(),
+        opts,
+    ));
+    let server = service.serve("127.0.0.1:0".parse()?).await?;
+
+    let price = U256::from(3u64) * U256::from(10u64).pow(U256::from(17u64));
+    market::list(&seller.nft, m, token, price, 600).await?;
+    let (_, bought) = market::buy(&buyer.nft, m, token, buyer.address(), Some(price)).await?;
+    let deadline = bought.deadline.expect("pending");
+
+    // A rotation to anyone but the buyer is refused before anything is sent.
+    let to_creator = request_rotation(
+        &seller.nft,
+        &server.base_url(),
+        token,
+        &seller.wallet,
+        &seller.secret,
+        creator.address(),
+        deadline,
+    )
+    .await?;
+    let err = market::complete_sale(
+        &seller.nft,
+        world.store.as_ref(),
+        &seller.secret,
+        m,
+        &to_creator.offer,
+        &to_creator.signed,
+        &opts,
+    )
+    .await
+    .expect_err("not the buyer");
+    assert!(matches!(err, TransferError::Mismatch(_)), "{err}");
+
+    let answer = request_rotation(
+        &seller.nft,
+        &server.base_url(),
+        token,
+        &seller.wallet,
+        &seller.secret,
+        buyer.address(),
+        deadline,
+    )
+    .await?;
+    let creator_before = provider.get_balance(creator.address()).await?;
+    let sale = market::complete_sale(
+        &seller.nft,
+        world.store.as_ref(),
+        &seller.secret,
+        m,
+        &answer.offer,
+        &answer.signed,
+        &opts,
+    )
+    .await?;
+    let royalty = price * U256::from(ROYALTY_BPS) / U256::from(10_000u64);
+    assert_eq!(sale.royalty, royalty);
+    assert_eq!(
+        provider.get_balance(creator.address()).await? - creator_before,
+        royalty
+    );
+    assert_eq!(buyer.nft.state(token).await?.owner, buyer.address());
+    world.open(&buyer, token, scopes::RUN).await?;
+    assert!(world.open(&seller, token, scopes::RUN).await.is_err());
+    server.shutdown().await?;
     Ok(())
 }
