@@ -82,12 +82,13 @@ contract AgentMarket is IAgentMarket, IERC165, ReentrancyGuardTransient {
     // --------------------------------------------------------------- buying
 
     /// @inheritdoc IAgentMarket
-    function buy(uint256 tokenId, bytes32 sealingKey) external payable nonReentrant {
+    function buy(uint256 tokenId, bytes32 sealingKey, uint32 window) external payable nonReentrant {
         Listing storage l = _listings[tokenId];
         address seller = l.seller;
         if (seller == address(0)) revert NotListed(tokenId);
         if (l.buyer != address(0)) revert SalePending(tokenId, l.buyer);
         if (msg.value != l.price) revert WrongPayment(l.price, msg.value);
+        if (window != l.window) revert WrongWindow(l.window, window);
         if (msg.sender == seller) revert SellerIsBuyer(seller);
         if (!_live(tokenId, seller, l.epoch)) revert ListingVoid(tokenId);
         bytes32 published = nft.sealingKeyOf(msg.sender);

@@ -69,7 +69,7 @@ contract ReentrantBuyer is IERC721Receiver {
     }
 
     function buy(uint256 tokenId, bytes32 key) external payable {
-        market.buy{value: msg.value}(tokenId, key);
+        market.buy{value: msg.value}(tokenId, key, 1 hours);
     }
 
     function onERC721Received(address, address, uint256 tokenId, bytes calldata) external returns (bytes4) {
@@ -109,7 +109,7 @@ abstract contract MarketFixture is Fixture {
 
     function bobBuys() internal {
         vm.prank(bob);
-        market.buy{value: PRICE}(id, BOB_SEALING_KEY);
+        market.buy{value: PRICE}(id, BOB_SEALING_KEY, WINDOW);
     }
 
     /// @dev The rotation to `to`, signed by `pk` in `mode`.
@@ -253,7 +253,7 @@ contract AgentMarketSaleTest is MarketFixture {
         vm.stopPrank();
         vm.deal(bob, price);
         vm.prank(bob);
-        market.buy{value: price}(tid, BOB_SEALING_KEY);
+        market.buy{value: price}(tid, BOB_SEALING_KEY, WINDOW);
         IAgentNFT.DataEntries memory d = entries(1, 3);
         uint256 deadline = block.timestamp + 1 hours;
         Offer memory o = offer(tid, tid, carol, bob, d, agent2, 5, deadline);
@@ -308,9 +308,9 @@ contract AgentMarketListingTest is MarketFixture {
         approveAndList(PRICE);
         vm.startPrank(bob);
         vm.expectRevert(abi.encodeWithSelector(IAgentMarket.WrongPayment.selector, PRICE, PRICE - 1));
-        market.buy{value: PRICE - 1}(id, BOB_SEALING_KEY);
+        market.buy{value: PRICE - 1}(id, BOB_SEALING_KEY, WINDOW);
         vm.expectRevert(abi.encodeWithSelector(IAgentMarket.WrongPayment.selector, PRICE, PRICE + 1));
-        market.buy{value: PRICE + 1}(id, BOB_SEALING_KEY);
+        market.buy{value: PRICE + 1}(id, BOB_SEALING_KEY, WINDOW);
         vm.stopPrank();
     }
 
@@ -320,29 +320,29 @@ contract AgentMarketListingTest is MarketFixture {
         vm.expectRevert(
             abi.encodeWithSelector(IAgentMarket.SealingKeyMismatch.selector, CAROL_SEALING_KEY, BOB_SEALING_KEY)
         );
-        market.buy{value: PRICE}(id, CAROL_SEALING_KEY);
+        market.buy{value: PRICE}(id, CAROL_SEALING_KEY, WINDOW);
         // mallory has published no key: zero is refused.
         vm.prank(mallory);
         vm.expectRevert(abi.encodeWithSelector(IAgentMarket.SealingKeyMismatch.selector, bytes32(0), bytes32(0)));
-        market.buy{value: PRICE}(id, bytes32(0));
+        market.buy{value: PRICE}(id, bytes32(0), WINDOW);
     }
 
     function test_buy_twice_andBySeller_andUnlisted_refused() public {
         vm.prank(bob);
         vm.expectRevert(abi.encodeWithSelector(IAgentMarket.NotListed.selector, id));
-        market.buy{value: PRICE}(id, BOB_SEALING_KEY);
+        market.buy{value: PRICE}(id, BOB_SEALING_KEY, WINDOW);
 
         approveAndList(PRICE);
         vm.deal(carol, PRICE);
         vm.prank(carol);
         vm.expectRevert(abi.encodeWithSelector(IAgentMarket.SellerIsBuyer.selector, carol));
-        market.buy{value: PRICE}(id, CAROL_SEALING_KEY);
+        market.buy{value: PRICE}(id, CAROL_SEALING_KEY, WINDOW);
 
         bobBuys();
         vm.prank(alice);
         vm.deal(alice, PRICE);
         vm.expectRevert(abi.encodeWithSelector(IAgentMarket.SalePending.selector, id, bob));
-        market.buy{value: PRICE}(id, ALICE_SEALING_KEY);
+        market.buy{value: PRICE}(id, ALICE_SEALING_KEY, WINDOW);
     }
 
     function test_relistOrPriceChange_whilePending_refused() public {
@@ -354,6 +354,16 @@ contract AgentMarketListingTest is MarketFixture {
         vm.assertEq(market.listingOf(id).price, PRICE, "price fixed once bought");
     }
 
+    function test_windowChangeBeforeBuy_refused() public {
+        approveAndList(PRICE);
+        // The seller lengthens the window (locking a buyer's escrow longer) just before bob's buy.
+        vm.prank(carol);
+        market.list(id, PRICE, 30 days);
+        vm.prank(bob);
+        vm.expectRevert(abi.encodeWithSelector(IAgentMarket.WrongWindow.selector, uint32(30 days), WINDOW));
+        market.buy{value: PRICE}(id, BOB_SEALING_KEY, WINDOW);
+    }
+
     function test_priceChangeBeforeBuy_buyerProtectedByExactValue() public {
         approveAndList(PRICE);
         // The seller raises the price just before bob's buy lands: bob's buy fails, he pays nothing.
@@ -362,7 +372,7 @@ contract AgentMarketListingTest is MarketFixture {
         uint256 before = bob.balance;
         vm.prank(bob);
         vm.expectRevert(abi.encodeWithSelector(IAgentMarket.WrongPayment.selector, PRICE * 2, PRICE));
-        market.buy{value: PRICE}(id, BOB_SEALING_KEY);
+        market.buy{value: PRICE}(id, BOB_SEALING_KEY, WINDOW);
         vm.assertEq(bob.balance, before, "nothing taken");
     }
 
@@ -378,7 +388,7 @@ contract AgentMarketListingTest is MarketFixture {
         vm.assertFalse(market.isLive(id), "gone");
         vm.prank(bob);
         vm.expectRevert(abi.encodeWithSelector(IAgentMarket.NotListed.selector, id));
-        market.buy{value: PRICE}(id, BOB_SEALING_KEY);
+        market.buy{value: PRICE}(id, BOB_SEALING_KEY, WINDOW);
         vm.prank(carol);
         vm.expectRevert(abi.encodeWithSelector(IAgentMarket.NotListed.selector, id));
         market.cancel(id);
@@ -425,7 +435,7 @@ contract AgentMarketListingTest is MarketFixture {
         vm.assertFalse(market.isLive(id), "void");
         vm.prank(bob);
         vm.expectRevert(abi.encodeWithSelector(IAgentMarket.ListingVoid.selector, id));
-        market.buy{value: PRICE}(id, BOB_SEALING_KEY);
+        market.buy{value: PRICE}(id, BOB_SEALING_KEY, WINDOW);
     }
 
     function test_voidListing_afterBuy_refundsAtOnce() public {
@@ -461,7 +471,7 @@ contract AgentMarketListingTest is MarketFixture {
         vm.assertFalse(market.isLive(id), "another epoch: not the listed token state");
         vm.prank(bob);
         vm.expectRevert(abi.encodeWithSelector(IAgentMarket.ListingVoid.selector, id));
-        market.buy{value: PRICE}(id, BOB_SEALING_KEY);
+        market.buy{value: PRICE}(id, BOB_SEALING_KEY, WINDOW);
     }
 }
 
@@ -471,7 +481,7 @@ contract AgentMarketReentrancyTest is MarketFixture {
         s.mintAndList(entries(1, 5), agent1, shares(ROYALTY_BPS, 0, address(s), 0), PRICE);
         uint256 tid = s.tokenId();
         vm.prank(bob);
-        market.buy{value: PRICE}(tid, BOB_SEALING_KEY);
+        market.buy{value: PRICE}(tid, BOB_SEALING_KEY, WINDOW);
         IAgentNFT.DataEntries memory d = entries(1, 6);
         uint256 deadline = block.timestamp + 1 hours;
         Offer memory o = offer(tid, tid, address(s), bob, d, agent2, 6, deadline);
@@ -507,7 +517,7 @@ contract AgentMarketReentrancyTest is MarketFixture {
         s.setAcceptPayments(false);
         uint256 tid = s.tokenId();
         vm.prank(bob);
-        market.buy{value: PRICE}(tid, BOB_SEALING_KEY);
+        market.buy{value: PRICE}(tid, BOB_SEALING_KEY, WINDOW);
         IAgentNFT.DataEntries memory d = entries(1, 6);
         uint256 deadline = block.timestamp + 1 hours;
         Offer memory o = offer(tid, tid, address(s), bob, d, agent2, 6, deadline);

@@ -48,7 +48,7 @@ contract GasTest is Fixture {
         vm.stopPrank();
         vm.deal(bob, 1 ether);
         vm.prank(bob);
-        market.buy{value: 1 ether}(sold, BOB_SEALING_KEY);
+        market.buy{value: 1 ether}(sold, BOB_SEALING_KEY, 1 hours);
     }
 
     /// Mint of 1 data entry (81-byte sealed key, 77-byte URI) to an address that owns no token yet,

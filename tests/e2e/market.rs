@@ -129,7 +129,17 @@ async fn market_sale_pays_creator_royalty_and_seller_and_hands_the_agent_to_the_
     // 1 ETH and 7 wei: the royalty rounds down, the seller gets the remainder.
     let price = U256::from(10u64).pow(U256::from(18u64)) + U256::from(7u64);
     market::list(&seller.nft, m, token, price, 600).await?;
-    let (_, bought) = market::buy(&buyer.nft, m, token, buyer.address(), Some(price)).await?;
+    let (_, bought) = market::buy(
+        &buyer.nft,
+        m,
+        token,
+        buyer.address(),
+        market::Terms {
+            price: Some(price),
+            window: Some(600),
+        },
+    )
+    .await?;
     assert_eq!(bought.buyer, Some(buyer.address()));
     assert_eq!(provider.get_balance(m).await?, price, "escrowed");
 
@@ -215,7 +225,14 @@ async fn abandoned_market_sale_refunds_the_buyer_after_the_deadline() -> anyhow:
     let price = U256::from(10u64).pow(U256::from(17u64));
 
     market::list(&seller.nft, m, token, price, 300).await?;
-    let (_, bought) = market::buy(&buyer.nft, m, token, buyer.address(), None).await?;
+    let (_, bought) = market::buy(
+        &buyer.nft,
+        m,
+        token,
+        buyer.address(),
+        market::Terms::default(),
+    )
+    .await?;
     let deadline = bought.deadline.expect("pending");
 
     // Not before the deadline.
@@ -273,7 +290,17 @@ async fn market_sale_completes_with_an_oracle_attestation() -> anyhow::Result<()
 
     let price = U256::from(3u64) * U256::from(10u64).pow(U256::from(17u64));
     market::list(&seller.nft, m, token, price, 600).await?;
-    let (_, bought) = market::buy(&buyer.nft, m, token, buyer.address(), Some(price)).await?;
+    let (_, bought) = market::buy(
+        &buyer.nft,
+        m,
+        token,
+        buyer.address(),
+        market::Terms {
+            price: Some(price),
+            window: Some(600),
+        },
+    )
+    .await?;
     let deadline = bought.deadline.expect("pending");
 
     // A rotation to anyone but the buyer is refused before anything is sent.

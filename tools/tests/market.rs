@@ -191,6 +191,16 @@ async fn inft_market_list_buy_complete_and_refund() -> anyhow::Result<()> {
         "bob",
     ])?;
     ensure!(err.contains("not the price you expect"), "{err}");
+    let err = dev.inft_fails(&[
+        "market",
+        "buy",
+        &token,
+        "--window",
+        "1d",
+        "--account",
+        "bob",
+    ])?;
+    ensure!(err.contains("not the one you expect"), "{err}");
     let bought = dev.json(&[
         "market",
         "buy",

@@ -162,23 +162,37 @@ pub async fn list(
     Ok(receipt.transaction_hash)
 }
 
+/// The terms a buyer agrees to; `None` takes what the listing says when it is read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Terms {
+    /// The price in wei.
+    pub price: Option<U256>,
+    /// The completion window in seconds.
+    pub window: Option<u32>,
+}
+
 /// Buyer: escrows the listed price for `token_id` and commits the sealing key the signer
-/// published (publish it first: `publish_sealing_key`). `expected_price`, if given, must be the
-/// listed price (the contract also refuses any other amount). Returns the transaction and the
-/// listing as bought.
+/// published (publish it first: `publish_sealing_key`). Each of `expected`'s terms, if given,
+/// must be the listing's; the contract itself refuses a buy whose value or window is not the
+/// listing's at the time it lands. Returns the transaction and the listing as bought.
 pub async fn buy(
     nft: &AgentNft,
     market: Address,
     token_id: U256,
     buyer: Address,
-    expected_price: Option<U256>,
+    expected: Terms,
 ) -> Result<(B256, Listing), TransferError> {
     let current = listing(nft, market, token_id)
         .await?
         .ok_or(TransferError::Mismatch("the token is not listed"))?;
-    if expected_price.is_some_and(|expected| expected != current.price) {
+    if expected.price.is_some_and(|p| p != current.price) {
         return Err(TransferError::Mismatch(
             "the listed price is not the price you expect",
+        ));
+    }
+    if expected.window.is_some_and(|w| w != current.window) {
+        return Err(TransferError::Mismatch(
+            "the listing's completion window is not the one you expect",
         ));
     }
     let key = nft
@@ -188,7 +202,7 @@ pub async fn buy(
     let receipt = send(
         "buy",
         contract(nft, market)
-            .buy(token_id, B256::from(*key.as_bytes()))
+            .buy(token_id, B256::from(*key.as_bytes()), current.window)
             .value(current.price),
     )
     .await?;

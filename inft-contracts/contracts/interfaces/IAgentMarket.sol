@@ -92,6 +92,8 @@ interface IAgentMarket {
     error NoPendingSale(uint256 tokenId);
     /// @notice `msg.value` is not the listed price.
     error WrongPayment(uint256 price, uint256 value);
+    /// @notice The listing's completion window is not the one the buyer agreed to.
+    error WrongWindow(uint32 window, uint32 expected);
     /// @notice The seller cannot buy its own listing.
     error SellerIsBuyer(address seller);
     /// @notice The committed sealing key is zero or not the one the buyer published.
@@ -124,8 +126,9 @@ interface IAgentMarket {
 
     /// @notice Buy `tokenId`: escrow exactly the listed price and commit `sealingKey`, which must
     /// be the X25519 key the caller published on the NFT (`sealingKeyOf(msg.sender)`). The seller
-    /// must then complete within the listing's window.
-    function buy(uint256 tokenId, bytes32 sealingKey) external payable;
+    /// must then complete within the listing's window, which the buyer restates as `window`: the
+    /// terms the buyer agreed to (price, window) cannot change under a buy in flight.
+    function buy(uint256 tokenId, bytes32 sealingKey, uint32 window) external payable;
 
     /// @notice Complete the pending sale of `tokenId`: moves the token to the buyer with
     /// `transferWithProof(buyer, tokenId, data, newAgent, proof)` and pays the royalty receiver

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! alice$ inft market list TOKEN --price 0.5 --window 1h --account alice
-//! bob$   inft market buy TOKEN --price 0.5 --account bob          # escrows 0.5 ETH
+//! bob$   inft market buy TOKEN --price 0.5 --window 1h --account bob   # escrows 0.5 ETH
 //! alice$ inft market complete TOKEN --offer o.json --acceptance a.json --account alice
 //! bob$   inft transfer accept o.json --output a.json --account bob  # verifies, signs
 //! ```
@@ -122,6 +122,10 @@ fn explain(err: TransferError) -> anyhow::Error {
             format_ether(x.price),
             format_ether(x.value)
         ),
+        E::WrongWindow(x) => format!(
+            "the listing's completion window is {}s, not {}s",
+            x.window, x.expected
+        ),
         E::SellerIsBuyer(_) => "the seller cannot buy its own listing".into(),
         E::SealingKeyMismatch(x) => format!(
             "the sealing key {} is not the one the buyer published ({})",
@@ -211,6 +215,10 @@ struct BuyArgs {
     /// it, the listed price is paid.
     #[arg(long, value_parser = parse_eth)]
     price: Option<U256>,
+    /// The completion window you agree to wait at most (`1h`, `2d`); refused if the listing
+    /// gives the seller anything else. Without it, the listed window.
+    #[arg(long, value_parser = parse_duration)]
+    window: Option<u64>,
     #[command(flatten)]
     node: NodeOpts,
     #[command(flatten)]
@@ -227,7 +235,15 @@ impl Run for BuyArgs {
         // if it already is), and the market records it with the escrow.
         publish_key(&node, &wallet).await?;
         let nft = node.nft(&wallet)?;
-        let (tx, bought) = market::buy(&nft, market, self.token, wallet.address(), self.price)
+        let terms = market::Terms {
+            price: self.price,
+            window: self
+                .window
+                .map(u32::try_from)
+                .transpose()
+                .context("the window is too long")?,
+        };
+        let (tx, bought) = market::buy(&nft, market, self.token, wallet.address(), terms)
             .await
             .map_err(explain)?;
         let deadline = bought.deadline.unwrap_or_default();
