@@ -4,7 +4,8 @@
 //! alice mints and lists; bob buys (escrow); alice completes (receiver-verified: bob accepts
 //! with `inft transfer accept`) and the royalty and proceeds are paid; a second completion and
 //! an early refund are refused with a clear message; bob relists, carol buys, nobody completes,
-//! and carol takes her escrow back after the window.
+//! and carol takes her escrow back after the window; bob relists, carol buys again and bob
+//! completes through the re-encryption oracle (`inft oracle serve`).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -271,6 +272,70 @@ async fn inft_market_list_buy_complete_and_refund() -> anyhow::Result<()> {
     ensure!(
         refunded["refunded_wei"].as_str() == Some("500000000000000000"),
         "{refunded}"
+    );
+    ensure!(provider.get_balance(market).await? == U256::ZERO);
+
+    // bob relists, carol buys again, and bob completes through the re-encryption oracle.
+    dev.inft(&[
+        "market",
+        "list",
+        &token,
+        "--price",
+        "0.5",
+        "--account",
+        "bob",
+    ])?;
+    dev.inft(&["market", "buy", &token, "--account", "carol"])?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut oracle = dev
+        .command()
+        .args([
+            "oracle",
+            "serve",
+            "--account",
+            "oracle",
+            "--listen",
+            &listen,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let url = format!("http://{listen}");
+    let started = Instant::now();
+    let sold = loop {
+        match dev.json(&[
+            "market",
+            "complete",
+            &token,
+            "--account",
+            "bob",
+            "--oracle",
+            &url,
+        ]) {
+            Ok(sold) => break sold,
+            // The oracle may still be starting.
+            Err(e) if started.elapsed() < Duration::from_secs(60) => {
+                if let Some(status) = oracle.try_wait()? {
+                    bail!("the oracle exited: {status}; last error: {e}");
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => {
+                let _ = oracle.kill();
+                return Err(e);
+            }
+        }
+    };
+    let _ = oracle.kill();
+    let _ = oracle.wait();
+    ensure!(sold["mode"] != Value::Null, "{sold}");
+    ensure!(
+        sold["buyer"].as_str().map(str::to_lowercase)
+            == Some(dev.account("carol")?.to_string().to_lowercase()),
+        "{sold}"
     );
     ensure!(provider.get_balance(market).await? == U256::ZERO);
     Ok(())
