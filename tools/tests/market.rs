@@ -338,5 +338,8 @@ async fn inft_market_list_buy_complete_and_refund() -> anyhow::Result<()> {
         "{sold}"
     );
     ensure!(provider.get_balance(market).await? == U256::ZERO);
+    // Every payee here is an EOA: everything was pushed, nothing is left to withdraw.
+    let err = dev.inft_fails(&["market", "withdraw", "--account", "bob"])?;
+    ensure!(err.contains("owes"), "{err}");
     Ok(())
 }

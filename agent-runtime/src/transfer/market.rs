@@ -8,7 +8,8 @@
 //!    accepts, or an oracle's attestation) and [`complete_sale`] submits it through the market,
 //!    which moves the token and pays the ERC-2981 royalty and the seller in that transaction;
 //! 4. a sale that does not complete by its deadline is [`refund`]ed to the buyer; the seller can
-//!    [`cancel`] (refunding a pending buyer at once).
+//!    [`cancel`] (refunding a pending buyer at once);
+//! 5. a payee the market could not pay (a contract that refused the payment) [`withdraw`]s it.
 //!
 //! Every transaction is simulated first, so a refused step costs no gas and surfaces as the
 //! market's (or the NFT's) typed revert.
@@ -232,6 +233,23 @@ pub async fn refund(
     token_id: U256,
 ) -> Result<B256, TransferError> {
     Ok(send("refund", contract(nft, market).refund(token_id))
+        .await?
+        .transaction_hash)
+}
+
+/// Payments the market could not push to `payee` (a contract that refused them), credited for
+/// [`withdraw`].
+pub async fn owed(nft: &AgentNft, market: Address, payee: Address) -> Result<U256, TransferError> {
+    Ok(contract(nft, market)
+        .owed(payee)
+        .call()
+        .await
+        .map_err(TokenError::from)?)
+}
+
+/// Payee: withdraws its credited payments to `to`.
+pub async fn withdraw(nft: &AgentNft, market: Address, to: Address) -> Result<B256, TransferError> {
+    Ok(send("withdraw", contract(nft, market).withdraw(to))
         .await?
         .transaction_hash)
 }

@@ -14,7 +14,8 @@
 //!
 //! or, with a re-encryption oracle, `inft market complete TOKEN --oracle URL` alone. If the
 //! seller never completes, the buyer takes the escrow back after the window:
-//! `inft market refund TOKEN`. `inft market show TOKEN` prints the listing.
+//! `inft market refund TOKEN`. `inft market show TOKEN` prints the listing. A payee the market
+//! could not pay (a contract refusing the payment) collects with `inft market withdraw`.
 
 use std::path::PathBuf;
 
@@ -59,6 +60,8 @@ enum MarketCommand {
     Refund(TokenArgs),
     /// Print a token's listing and pending sale.
     Show(ShowArgs),
+    /// Payee: withdraw payments the market could not push to you (credited instead).
+    Withdraw(WithdrawArgs),
 }
 
 impl Run for MarketArgs {
@@ -70,6 +73,7 @@ impl Run for MarketArgs {
             MarketCommand::Cancel(a) => a.cancel(ctx).await,
             MarketCommand::Refund(a) => a.refund(ctx).await,
             MarketCommand::Show(a) => a.run(ctx).await,
+            MarketCommand::Withdraw(a) => a.run(ctx).await,
         }
     }
 }
@@ -126,6 +130,7 @@ fn explain(err: TransferError) -> anyhow::Error {
             "the listing's completion window is {}s, not {}s",
             x.window, x.expected
         ),
+        E::NothingToWithdraw(x) => format!("the market owes {} nothing", x.payee),
         E::SellerIsBuyer(_) => "the seller cannot buy its own listing".into(),
         E::SealingKeyMismatch(x) => format!(
             "the sealing key {} is not the one the buyer published ({})",
@@ -491,6 +496,39 @@ impl Run for ShowArgs {
                 l.window
             ),
             json!({ "listing": listing_json(&l) }),
+        );
+        Ok(())
+    }
+}
+
+/// `inft market withdraw`
+#[derive(Debug, Args)]
+struct WithdrawArgs {
+    /// Where to send the money: an address or a dev account name [default: your own address].
+    #[arg(long, value_name = "ACCOUNT")]
+    to: Option<String>,
+    #[command(flatten)]
+    node: NodeOpts,
+    #[command(flatten)]
+    wallet: WalletOpts,
+}
+
+impl Run for WithdrawArgs {
+    async fn run(self, ctx: &Context) -> anyhow::Result<()> {
+        let node = self.node.load()?;
+        node.check_chain().await?;
+        let market = market_of(&node)?;
+        let wallet = self.wallet.signer(&node.home)?;
+        let nft = node.nft(&wallet)?;
+        let to = match &self.to {
+            Some(to) => node.resolve_account(to)?,
+            None => wallet.address(),
+        };
+        let amount = market::owed(&nft, market, wallet.address()).await?;
+        let tx = market::withdraw(&nft, market, to).await.map_err(explain)?;
+        ctx.emit(
+            format!("withdrew {} ETH to {to}\n  tx {tx}", format_ether(amount)),
+            json!({ "to": to, "amount_wei": amount.to_string(), "tx_hash": tx }),
         );
         Ok(())
     }
