@@ -36,6 +36,7 @@ OUR_CONTRACTS=(
     "AgentAccount.sol:AgentAccount"
     "AgentAccount.sol:AgentAccountFactory"
     "TestToken.sol:TestToken"
+    "AgentMarket.sol:AgentMarket"
 )
 # Uniswap V2 as published on npm (compiled by Uniswap; deployed as is).
 UNISWAP_ARTIFACTS=(

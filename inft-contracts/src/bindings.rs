@@ -3,7 +3,8 @@
 //! Every contract gets a module with its call/event/error types and, through `#[sol(rpc)]`, an
 //! instance type (`AgentNFT::AgentNFTInstance`) plus `deploy`. Structs used in the ABI appear
 //! in a module named after the interface that declares them (e.g. `IAgentNFT::DataEntries`,
-//! `IAgentNFT::Proof`, `IAgentNFT::Shares`, `ITransferVerifier::Rotation`, `IAgentAccount::Call`).
+//! `IAgentNFT::Proof`, `IAgentNFT::Shares`, `ITransferVerifier::Rotation`, `IAgentAccount::Call`;
+//! the market's own copies are in [`market`]).
 //!
 //! The artifacts are checked against the Solidity sources by `scripts/check-artifacts.sh`, so the
 //! crate builds without node_modules or a Solidity compiler.
@@ -94,3 +95,38 @@ alloy::sol!(
     UniswapV2Pair,
     "artifacts/UniswapV2Pair.json"
 );
+
+/// The AgentMarket, in a module of its own: its ABI restates `IAgentNFT.DataEntries` and
+/// `IAgentNFT.Proof`, which would clash with the NFT's. `From` converts the NFT's structs (what
+/// [`crate::Rotation`] builds) into the market's.
+pub mod market {
+    alloy::sol!(
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        AgentMarket,
+        "artifacts/AgentMarket.json"
+    );
+
+    impl From<super::IAgentNFT::DataEntries> for IAgentNFT::DataEntries {
+        fn from(d: super::IAgentNFT::DataEntries) -> Self {
+            Self {
+                dataHashes: d.dataHashes,
+                sealedKeys: d.sealedKeys,
+                uris: d.uris,
+            }
+        }
+    }
+
+    impl From<super::IAgentNFT::Proof> for IAgentNFT::Proof {
+        fn from(p: super::IAgentNFT::Proof) -> Self {
+            Self {
+                mode: p.mode,
+                nonce: p.nonce,
+                deadline: p.deadline,
+                signature: p.signature,
+            }
+        }
+    }
+}
+
+pub use market::AgentMarket;

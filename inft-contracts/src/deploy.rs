@@ -7,8 +7,8 @@ use alloy::providers::{Provider, WalletProvider};
 use serde::{Deserialize, Serialize};
 
 use crate::bindings::{
-    AgentAccountFactory, AgentMetadata, AgentNFT, EarningsSplitter, TestToken, TransferVerifier,
-    UniswapV2Factory, UniswapV2Router02, WETH9,
+    AgentAccountFactory, AgentMarket, AgentMetadata, AgentNFT, EarningsSplitter, TestToken,
+    TransferVerifier, UniswapV2Factory, UniswapV2Router02, WETH9,
 };
 
 /// Why a deployment failed.
@@ -93,6 +93,10 @@ pub struct Deployment {
     pub earnings_splitter: Address,
     /// AgentAccountFactory (token-bound agent accounts; installed in the NFT).
     pub agent_account_factory: Address,
+    /// AgentMarket: fixed-price sales of agent tokens completed by the key rotation (zero in
+    /// deployment files written before it existed: redeploy with `inft dev up`).
+    #[serde(default)]
+    pub agent_market: Address,
     /// Re-encryption oracle keys registered in the verifier at deployment.
     pub oracles: Vec<Address>,
     /// The dev market.
@@ -220,7 +224,7 @@ async fn send<P: Provider>(
     Ok(())
 }
 
-/// Deploy the NFT, verifier, action log, splitter, agent-account factory, WETH9, Uniswap V2
+/// Deploy the NFT, verifier, action log, splitter, agent-account factory, agent market, WETH9, Uniswap V2
 /// Factory + Router02, two test tokens, and a seeded pool (liquidity added through the router).
 /// `deployer` must be the address the provider signs with.
 pub async fn deploy_with<P: Provider>(
@@ -267,6 +271,7 @@ pub async fn deploy_with<P: Provider>(
         "deploy AgentAccountFactory",
         AgentAccountFactory::deploy(provider, nft)
     );
+    let agent_market = deploy!("deploy AgentMarket", AgentMarket::deploy(provider, nft));
 
     let nft_i = AgentNFT::new(nft, provider);
     send("AgentNFT.setVerifier", nft_i.setVerifier(verifier)).await?;
@@ -359,6 +364,7 @@ pub async fn deploy_with<P: Provider>(
         agent_metadata: metadata,
         earnings_splitter: splitter,
         agent_account_factory: accounts,
+        agent_market,
         oracles: config.oracles.clone(),
         market: Market {
             weth,

@@ -7,8 +7,9 @@
 use alloy::sol_types::SolInterface;
 
 use crate::bindings::{
-    ActionLog::ActionLogErrors, AgentAccount::AgentAccountErrors, AgentNFT::AgentNFTErrors,
-    EarningsSplitter::EarningsSplitterErrors, TransferVerifier::TransferVerifierErrors,
+    ActionLog::ActionLogErrors, AgentAccount::AgentAccountErrors, AgentMarket::AgentMarketErrors,
+    AgentNFT::AgentNFTErrors, EarningsSplitter::EarningsSplitterErrors,
+    TransferVerifier::TransferVerifierErrors,
 };
 
 /// A decoded revert of one of the inft contracts.
@@ -25,6 +26,8 @@ pub enum ContractRevert {
     Splitter(EarningsSplitterErrors),
     /// An AgentAccount error.
     Account(AgentAccountErrors),
+    /// An AgentMarket error (not the seller, wrong payment, sale pending or expired, …).
+    Market(AgentMarketErrors),
 }
 
 /// Decode revert data returned by a call into one of the inft contracts. `None` if the selector
@@ -46,6 +49,9 @@ pub fn decode_revert(data: &[u8]) -> Option<ContractRevert> {
     }
     if let Ok(e) = AgentAccountErrors::abi_decode(data) {
         return Some(ContractRevert::Account(e));
+    }
+    if let Ok(e) = AgentMarketErrors::abi_decode(data) {
+        return Some(ContractRevert::Market(e));
     }
     None
 }

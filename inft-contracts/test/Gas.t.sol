@@ -7,6 +7,7 @@ import {Scopes} from "../contracts/interfaces/Scopes.sol";
 import {TransferValidityProof} from "../contracts/interfaces/IERC7857.sol";
 import {AgentAccount} from "../contracts/AgentAccount.sol";
 import {TestToken} from "../contracts/TestToken.sol";
+import {AgentMarket} from "../contracts/AgentMarket.sol";
 
 /// @dev Dedicated gas figures for `forge snapshot` (.gas-snapshot). Each test prepares and
 /// ABI-encodes its inputs with gas metering paused, so the figure is the metered part only: one
@@ -20,6 +21,9 @@ contract GasTest is Fixture {
     /// A token whose owner left an ERC-20 approval open on its agent account.
     uint256 internal approved;
     TestToken internal usd;
+    /// A token listed on the market and bought by bob (escrow held), waiting for its rotation.
+    uint256 internal sold;
+    AgentMarket internal market;
 
     function setUp() public override {
         super.setUp();
@@ -35,6 +39,21 @@ contract GasTest is Fixture {
         AgentAccount account = AgentAccount(payable(accounts.createAccount(approved)));
         vm.prank(alice);
         account.execute(address(usd), 0, abi.encodeCall(usd.approve, (mallory, 1 ether)), 0);
+
+        market = new AgentMarket(nft);
+        vm.prank(carol);
+        sold = nft.mint(alice, 4, entries(1, 4), agent1, shares(500, 0, carol, 0), MODEL_SHA256);
+        vm.startPrank(alice);
+        nft.approve(address(market), sold);
+        market.list(sold, 1 ether, 1 hours);
+        vm.stopPrank();
+        vm.deal(bob, 1 ether);
+        vm.prank(bob);
+        market.buy{value: 1 ether}(sold, BOB_SEALING_KEY, 1 hours);
+        // Seller and creator hold ETH already, as real ones do (a payment to an empty account
+        // would add 25,000 gas for creating it).
+        vm.deal(alice, 1 ether);
+        vm.deal(carol, 1 ether);
     }
 
     /// Mint of 1 data entry (81-byte sealed key, 77-byte URI) to an address that owns no token yet,
@@ -122,6 +141,20 @@ contract GasTest is Fixture {
         vm.prank(alice);
         _metered(address(nft), abi.encodeCall(nft.transferWithProof, (bob, approved, d, agent2, p)));
         vm.assertEq(usd.allowance(accounts.accountOf(approved), mallory), 0, "closed");
+    }
+
+    /// A market sale completing: the receiver-signed rotation of 1 entry to the buyer, then the
+    /// ERC-2981 royalty pushed to the creator and the rest to the seller (both EOAs holding ETH).
+    function test_gas_completeSale_1entry_receiver() public {
+        vm.pauseGasMetering();
+        IAgentNFT.DataEntries memory d = entries(1, 2000);
+        uint256 deadline = block.timestamp + 1 hours;
+        Offer memory o = offer(sold, sold, alice, bob, d, agent2, 1, deadline);
+        IAgentNFT.Proof memory p = proof(Scopes.MODE_RECEIVER, 1, deadline, signOffer(BOB_PK, Scopes.MODE_RECEIVER, o));
+        vm.prank(alice);
+        _metered(address(market), abi.encodeCall(market.complete, (sold, d, agent2, p)));
+        vm.assertEq(nft.ownerOf(sold), bob, "moved");
+        vm.assertEq(carol.balance, 1.05 ether, "royalty paid");
     }
 
     /// One action appended to a chain that already has actions (the steady state).

@@ -13,7 +13,8 @@ use alloy::sol_types::SolEvent;
 use anyhow::{Context, Result, ensure};
 
 use inft_contracts::bindings::{
-    ActionLog, AgentNFT, IAgentNFT, TestToken, TransferVerifier, UniswapV2Pair, UniswapV2Router02,
+    ActionLog, AgentMarket, AgentNFT, IAgentNFT, TestToken, TransferVerifier, UniswapV2Pair,
+    UniswapV2Router02,
 };
 use inft_contracts::{
     ContractRevert, Deployment, DevChain, ProofMode, Rotation, deploy_all, proof_domain, revert_of,
@@ -102,6 +103,7 @@ async fn deploys_everything_and_the_deployment_round_trips() -> Result<()> {
         ("log", d.action_log),
         ("splitter", d.earnings_splitter),
         ("accounts", d.agent_account_factory),
+        ("agent market", d.agent_market),
         ("weth", d.market.weth),
         ("factory", d.market.factory),
         ("router", d.market.router),
@@ -119,6 +121,11 @@ async fn deploys_everything_and_the_deployment_round_trips() -> Result<()> {
     );
     let verifier = TransferVerifier::new(d.transfer_verifier, &env.provider);
     ensure!(verifier.nft().call().await? == d.agent_nft);
+    let market = AgentMarket::new(d.agent_market, &env.provider);
+    ensure!(
+        market.nft().call().await? == d.agent_nft,
+        "market sells our NFT"
+    );
 
     let json = serde_json::to_string(d)?;
     let back: Deployment = serde_json::from_str(&json)?;

@@ -3,6 +3,7 @@
 mod audit;
 mod creative;
 mod foreign_log;
+mod market;
 mod memory;
 mod provenance;
 mod rekey;

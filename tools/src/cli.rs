@@ -78,6 +78,9 @@ commands! {
     Gateway(cmd::gateway::GatewayArgs),
     /// Move an agent to another account: its keys rotate and the old owner is locked out.
     Transfer(cmd::transfer::TransferArgs),
+    /// Sell an agent for ETH: list, buy (escrow), complete with the key rotation (the creator's
+    /// royalty and the seller are paid in that transaction), cancel, refund.
+    Market(cmd::market::MarketArgs),
     /// The re-encryption oracle for oracle-attested transfers.
     Oracle(cmd::oracle::OracleArgs),
 }

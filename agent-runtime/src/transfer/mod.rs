@@ -21,6 +21,7 @@
 //! keys, agent wallet, grants and funds as they were; the new blobs are merely unreferenced. A
 //! refused proof burns no nonce, and a retry makes a new proposal with a fresh nonce.
 
+pub mod market;
 pub mod oracle;
 pub mod receiver;
 pub mod rekey;

@@ -197,10 +197,11 @@ impl UpArgs {
         )?;
         ctx.emit(
             format!(
-                "dev chain {chain_id} at {rpc_url} (anvil pid {})\nAgentNFT {}\nActionLog {}\nkeystores in {}",
+                "dev chain {chain_id} at {rpc_url} (anvil pid {})\nAgentNFT {}\nActionLog {}\nAgentMarket {}\nkeystores in {}",
                 child.id(),
                 deployment.agent_nft,
                 deployment.action_log,
+                deployment.agent_market,
                 home.join("keystores").display()
             ),
             json!({ "rpc_url": rpc_url, "chain_id": chain_id, "anvil_pid": child.id(), "deployment": deployment, "accounts": accounts_json }),

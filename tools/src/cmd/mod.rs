@@ -9,6 +9,7 @@ pub(crate) mod dev;
 pub(crate) mod gateway;
 pub(crate) mod keys;
 pub(crate) mod launch;
+pub(crate) mod market;
 pub(crate) mod mint;
 pub(crate) mod node;
 pub(crate) mod oracle;

@@ -103,64 +103,23 @@ impl Run for SendArgs {
         let deadline = node.chain_time().await? + self.valid_for;
         let to = node.resolve_account(&self.to)?;
 
-        let (offer, signed) = match (&self.oracle, &self.offer, &self.acceptance) {
-            (Some(url), _, _) => {
-                let spinner = ctx.spinner("the oracle is re-encrypting the agent");
-                let answer =
-                    request_rotation(&nft, url, self.token, &wallet, &secret, to, deadline).await?;
-                spinner.finish_and_clear();
-                (answer.offer, answer.signed)
-            }
-            (None, Some(offer_path), Some(acceptance_path)) => {
-                let now = node.chain_time().await?;
-                let reusable = match read_json::<Offer>(offer_path) {
-                    Ok(old) if old.token_id == self.token && old.to == to => {
-                        old.check_current(&nft, now).await.map(|()| old).ok()
-                    }
-                    _ => None,
-                };
-                let offer = match reusable {
-                    Some(offer) => {
-                        eprintln!("reusing the offer in {}", offer_path.display());
-                        offer
-                    }
-                    None => {
-                        // An acceptance of an older offer must not be picked up.
-                        let _ = std::fs::remove_file(acceptance_path);
-                        let spinner = ctx.spinner("re-encrypting the model and config");
-                        let offer = make_offer(
-                            &nft,
-                            store.as_ref(),
-                            self.token,
-                            &secret,
-                            to,
-                            deadline,
-                            &opts,
-                        )
-                        .await?;
-                        spinner.finish_and_clear();
-                        write_json_atomic(offer_path, &offer)?;
-                        offer
-                    }
-                };
-                eprintln!(
-                    "offer written to {}; waiting up to {}s for {}'s acceptance at {}",
-                    offer_path.display(),
-                    self.wait,
-                    to,
-                    acceptance_path.display()
-                );
-                let signed = wait_for_acceptance(
-                    &nft,
-                    &offer,
-                    acceptance_path,
-                    Duration::from_secs(self.wait),
-                )
-                .await?;
-                (offer, signed)
-            }
-            _ => bail!("pass --oracle URL, or --offer FILE with --acceptance FILE"),
-        };
+        let (offer, signed) = obtain_rotation(
+            ctx,
+            &RotationSource {
+                oracle: self.oracle.as_deref(),
+                offer: self.offer.as_deref(),
+                acceptance: self.acceptance.as_deref(),
+                wait: self.wait,
+            },
+            &nft,
+            store.as_ref(),
+            &wallet,
+            &secret,
+            self.token,
+            to,
+            deadline,
+        )
+        .await?;
 
         let Completed { transfer, swept } =
             complete_transfer(&nft, store.as_ref(), &secret, &offer, &signed, &opts).await?;
@@ -188,6 +147,85 @@ impl Run for SendArgs {
         );
         Ok(())
     }
+}
+
+/// Where the proof of a rotation comes from: a re-encryption oracle, or the receiver's
+/// acceptance of an offer exchanged as files (see the module docs).
+pub(crate) struct RotationSource<'a> {
+    /// Oracle mode: the oracle's base URL.
+    pub(crate) oracle: Option<&'a str>,
+    /// Receiver mode: where to write the offer.
+    pub(crate) offer: Option<&'a Path>,
+    /// Receiver mode: where the acceptance will appear.
+    pub(crate) acceptance: Option<&'a Path>,
+    /// Receiver mode: seconds to wait for the acceptance.
+    pub(crate) wait: u64,
+}
+
+/// Sender: re-encrypts `token` for `to` and obtains the proof, from the oracle or from the
+/// receiver's acceptance (an existing offer that still matches is reused, so an interrupted
+/// command can be run again). Nothing is sent on chain.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn obtain_rotation(
+    ctx: &Context,
+    source: &RotationSource<'_>,
+    nft: &agent_runtime::token::AgentNft,
+    store: &dyn agent_runtime::blobstore::BlobStore,
+    wallet: &alloy::signers::local::PrivateKeySigner,
+    secret: &sealing::SealingSecret,
+    token: U256,
+    to: alloy::primitives::Address,
+    deadline: u64,
+) -> anyhow::Result<(Offer, SignedRotation)> {
+    let opts = SealOptions::default();
+    Ok(match (source.oracle, source.offer, source.acceptance) {
+        (Some(url), _, _) => {
+            let spinner = ctx.spinner("the oracle is re-encrypting the agent");
+            let answer = request_rotation(nft, url, token, wallet, secret, to, deadline).await?;
+            spinner.finish_and_clear();
+            (answer.offer, answer.signed)
+        }
+        (None, Some(offer_path), Some(acceptance_path)) => {
+            let now = nft.chain_time().await?;
+            let reusable = match read_json::<Offer>(offer_path) {
+                Ok(old) if old.token_id == token && old.to == to => {
+                    old.check_current(nft, now).await.map(|()| old).ok()
+                }
+                _ => None,
+            };
+            let offer = match reusable {
+                Some(offer) => {
+                    eprintln!("reusing the offer in {}", offer_path.display());
+                    offer
+                }
+                None => {
+                    // An acceptance of an older offer must not be picked up.
+                    let _ = std::fs::remove_file(acceptance_path);
+                    let spinner = ctx.spinner("re-encrypting the model and config");
+                    let offer = make_offer(nft, store, token, secret, to, deadline, &opts).await?;
+                    spinner.finish_and_clear();
+                    write_json_atomic(offer_path, &offer)?;
+                    offer
+                }
+            };
+            eprintln!(
+                "offer written to {}; waiting up to {}s for {}'s acceptance at {}",
+                offer_path.display(),
+                source.wait,
+                to,
+                acceptance_path.display()
+            );
+            let signed = wait_for_acceptance(
+                nft,
+                &offer,
+                acceptance_path,
+                Duration::from_secs(source.wait),
+            )
+            .await?;
+            (offer, signed)
+        }
+        _ => bail!("pass --oracle URL, or --offer FILE with --acceptance FILE"),
+    })
 }
 
 /// Polls `path` until a well-formed acceptance signed by the receiver appears. One signed by

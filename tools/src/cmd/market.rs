@@ -1,0 +1,535 @@
+//! `inft market`: sell an agent for ETH through the AgentMarket, royalty included.
+//!
+//! A private agent cannot simply be handed over against payment: its data must be re-encrypted
+//! for the buyer. So a sale has three steps, and the last one is a transfer (`inft transfer
+//! send`) submitted through the market, which pays the creator's ERC-2981 royalty and the seller
+//! in the same transaction:
+//!
+//! ```text
+//! alice$ inft market list TOKEN --price 0.5 --window 1h --account alice
+//! bob$   inft market buy TOKEN --price 0.5 --window 1h --account bob   # escrows 0.5 ETH
+//! alice$ inft market complete TOKEN --offer o.json --acceptance a.json --account alice
+//! bob$   inft transfer accept o.json --output a.json --account bob  # verifies, signs
+//! ```
+//!
+//! or, with a re-encryption oracle, `inft market complete TOKEN --oracle URL` alone. If the
+//! seller never completes, the buyer takes the escrow back after the window:
+//! `inft market refund TOKEN`. `inft market show TOKEN` prints the listing. A payee the market
+//! could not pay (a contract refusing the payment) collects with `inft market withdraw`.
+
+use std::path::PathBuf;
+
+use agent_runtime::token::TokenError;
+use agent_runtime::transfer::TransferError;
+use agent_runtime::transfer::market::{self, Listing};
+use alloy::primitives::utils::{format_ether, parse_ether};
+use alloy::primitives::{Address, U256};
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use inft_contracts::ContractRevert;
+use inft_contracts::bindings::AgentMarket::AgentMarketErrors;
+use sealing::SealOptions;
+use serde_json::json;
+
+use super::Run;
+use super::authorize::parse_duration;
+use super::node::{Node, NodeOpts, WalletOpts};
+use super::run::parse_token_id;
+use super::transfer::{RotationSource, obtain_rotation, publish_key};
+use crate::cli::Context;
+
+/// `inft market …`
+#[derive(Debug, Args)]
+pub(crate) struct MarketArgs {
+    #[command(subcommand)]
+    command: MarketCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum MarketCommand {
+    /// Seller: list a token you own at a price (approves the market on the NFT if needed).
+    List(ListArgs),
+    /// Buyer: escrow the listed price; the seller then has the listing's window to deliver.
+    Buy(BuyArgs),
+    /// Seller: re-encrypt the agent for the buyer and complete the sale (the royalty and your
+    /// proceeds are paid in the same transaction).
+    Complete(CompleteArgs),
+    /// Seller: withdraw a listing (a buyer who escrowed is refunded at once).
+    Cancel(TokenArgs),
+    /// Buyer (or anyone): take back the escrow of a sale the seller did not complete in time.
+    Refund(TokenArgs),
+    /// Print a token's listing and pending sale.
+    Show(ShowArgs),
+    /// Payee: withdraw payments the market could not push to you (credited instead).
+    Withdraw(WithdrawArgs),
+}
+
+impl Run for MarketArgs {
+    async fn run(self, ctx: &Context) -> anyhow::Result<()> {
+        match self.command {
+            MarketCommand::List(a) => a.run(ctx).await,
+            MarketCommand::Buy(a) => a.run(ctx).await,
+            MarketCommand::Complete(a) => a.run(ctx).await,
+            MarketCommand::Cancel(a) => a.cancel(ctx).await,
+            MarketCommand::Refund(a) => a.refund(ctx).await,
+            MarketCommand::Show(a) => a.run(ctx).await,
+            MarketCommand::Withdraw(a) => a.run(ctx).await,
+        }
+    }
+}
+
+/// The deployment's AgentMarket.
+fn market_of(node: &Node) -> anyhow::Result<Address> {
+    let market = node.deployment.agent_market;
+    if market == Address::ZERO {
+        bail!(
+            "this deployment has no AgentMarket (written before it existed): run `inft dev up` again"
+        );
+    }
+    Ok(market)
+}
+
+/// Parses an amount of ETH (`0.5`, `2`, `0.000000000000000001`).
+fn parse_eth(s: &str) -> Result<U256, String> {
+    parse_ether(s.trim()).map_err(|e| format!("invalid ETH amount {s:?}: {e}"))
+}
+
+/// Turns the market's typed reverts into sentences; other errors pass through.
+fn explain(err: TransferError) -> anyhow::Error {
+    use AgentMarketErrors as E;
+    let TransferError::Token(TokenError::Revert(ContractRevert::Market(e))) = &err else {
+        return err.into();
+    };
+    let text = match e {
+        E::NotSeller(x) => format!("{} is not the seller of token {}", x.caller, x.tokenId),
+        E::MarketNotApproved(_) => "the market is not approved to move the token".into(),
+        E::ZeroPrice(_) => "the price must not be zero".into(),
+        E::BadWindow(x) => format!(
+            "a completion window of {}s is outside the market's bounds (5 minutes to 30 days)",
+            x.window
+        ),
+        E::NotListed(x) => format!("token {} is not listed", x.tokenId),
+        E::ListingVoid(x) => format!(
+            "the listing of token {} is void: the token moved or the market lost its approval",
+            x.tokenId
+        ),
+        E::SalePending(x) => format!(
+            "{} has already bought token {}: the sale must complete, be cancelled or refunded first",
+            x.buyer, x.tokenId
+        ),
+        E::NoPendingSale(x) => format!(
+            "token {} has no pending sale (never bought, already completed or refunded)",
+            x.tokenId
+        ),
+        E::WrongPayment(x) => format!(
+            "the listed price is {} ETH, not {} ETH",
+            format_ether(x.price),
+            format_ether(x.value)
+        ),
+        E::WrongWindow(x) => format!(
+            "the listing's completion window is {}s, not {}s",
+            x.window, x.expected
+        ),
+        E::NothingToWithdraw(x) => format!("the market owes {} nothing", x.payee),
+        E::SellerIsBuyer(_) => "the seller cannot buy its own listing".into(),
+        E::SealingKeyMismatch(x) => format!(
+            "the sealing key {} is not the one the buyer published ({})",
+            x.committed, x.published
+        ),
+        E::SaleExpired(x) => format!(
+            "the sale's deadline {} has passed (now {}): the buyer may take a refund",
+            x.deadline, x.nowTs
+        ),
+        E::RefundNotDue(x) => format!(
+            "the seller may still complete until {} (now {}); no refund before then",
+            x.deadline, x.nowTs
+        ),
+        other => format!("the market refused: {other:?}"),
+    };
+    anyhow::anyhow!(text)
+}
+
+fn listing_json(l: &Listing) -> serde_json::Value {
+    json!({
+        "token_id": l.token_id.to_string(),
+        "seller": l.seller,
+        "price_wei": l.price.to_string(),
+        "window_s": l.window,
+        "buyer": l.buyer,
+        "deadline": l.deadline,
+        "sealing_key": l.sealing_key,
+        "live": l.live,
+    })
+}
+
+/// `inft market list`
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// The token id (decimal or 0x-hex).
+    #[arg(value_parser = parse_token_id)]
+    token: U256,
+    /// The price in ETH (e.g. `0.5`).
+    #[arg(long, value_parser = parse_eth)]
+    price: U256,
+    /// How long you have to deliver (complete) after someone buys (`30m`, `2h`, `7d`); the buyer
+    /// can take the escrow back after it.
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    window: u64,
+    #[command(flatten)]
+    node: NodeOpts,
+    #[command(flatten)]
+    wallet: WalletOpts,
+}
+
+impl Run for ListArgs {
+    async fn run(self, ctx: &Context) -> anyhow::Result<()> {
+        let node = self.node.load()?;
+        node.check_chain().await?;
+        let market = market_of(&node)?;
+        let wallet = self.wallet.signer(&node.home)?;
+        let nft = node.nft(&wallet)?;
+        let window = u32::try_from(self.window).context("the window is too long")?;
+        let tx = market::list(&nft, market, self.token, self.price, window)
+            .await
+            .map_err(explain)?;
+        ctx.emit(
+            format!(
+                "token {} listed at {} ETH; after a buy you have {}s to complete\n  tx {tx}",
+                self.token,
+                format_ether(self.price),
+                window
+            ),
+            json!({
+                "token_id": self.token.to_string(),
+                "price_wei": self.price.to_string(),
+                "window_s": window,
+                "tx_hash": tx,
+            }),
+        );
+        Ok(())
+    }
+}
+
+/// `inft market buy`
+#[derive(Debug, Args)]
+struct BuyArgs {
+    /// The token id (decimal or 0x-hex).
+    #[arg(value_parser = parse_token_id)]
+    token: U256,
+    /// The price in ETH you agree to pay; refused if the listing asks anything else. Without
+    /// it, the listed price is paid.
+    #[arg(long, value_parser = parse_eth)]
+    price: Option<U256>,
+    /// The completion window you agree to wait at most (`1h`, `2d`); refused if the listing
+    /// gives the seller anything else. Without it, the listed window.
+    #[arg(long, value_parser = parse_duration)]
+    window: Option<u64>,
+    #[command(flatten)]
+    node: NodeOpts,
+    #[command(flatten)]
+    wallet: WalletOpts,
+}
+
+impl Run for BuyArgs {
+    async fn run(self, ctx: &Context) -> anyhow::Result<()> {
+        let node = self.node.load()?;
+        node.check_chain().await?;
+        let market = market_of(&node)?;
+        let wallet = self.wallet.signer(&node.home)?;
+        // The seller seals the agent to the key published on chain: publish it (no transaction
+        // if it already is), and the market records it with the escrow.
+        publish_key(&node, &wallet).await?;
+        let nft = node.nft(&wallet)?;
+        let terms = market::Terms {
+            price: self.price,
+            window: self
+                .window
+                .map(u32::try_from)
+                .transpose()
+                .context("the window is too long")?,
+        };
+        let (tx, bought) = market::buy(&nft, market, self.token, wallet.address(), terms)
+            .await
+            .map_err(explain)?;
+        let deadline = bought.deadline.unwrap_or_default();
+        ctx.emit(
+            format!(
+                "escrowed {} ETH for token {}; the seller must complete by {deadline} (unix), else `inft market refund {}`\n  tx {tx}",
+                format_ether(bought.price),
+                self.token,
+                self.token
+            ),
+            json!({ "tx_hash": tx, "listing": listing_json(&bought) }),
+        );
+        Ok(())
+    }
+}
+
+/// `inft market complete`
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("mode").required(true).args(["oracle", "offer"]))]
+struct CompleteArgs {
+    /// The token id (decimal or 0x-hex).
+    #[arg(value_parser = parse_token_id)]
+    token: U256,
+    /// Oracle mode: base URL of a registered re-encryption oracle (`inft oracle serve`).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["offer", "acceptance"])]
+    oracle: Option<String>,
+    /// Receiver mode: where to write the offer for the buyer (`inft transfer accept` reads it).
+    #[arg(long, value_name = "FILE", requires = "acceptance")]
+    offer: Option<PathBuf>,
+    /// Receiver mode: where the buyer's acceptance will appear.
+    #[arg(long, value_name = "FILE")]
+    acceptance: Option<PathBuf>,
+    /// Receiver mode: how long to wait for the acceptance (`90s`, `15m`, `2h`).
+    #[arg(long, value_parser = parse_duration, default_value = "15m")]
+    wait: u64,
+    #[command(flatten)]
+    node: NodeOpts,
+    #[command(flatten)]
+    wallet: WalletOpts,
+}
+
+impl Run for CompleteArgs {
+    async fn run(self, ctx: &Context) -> anyhow::Result<()> {
+        let node = self.node.load()?;
+        node.check_chain().await?;
+        let market = market_of(&node)?;
+        let wallet = self.wallet.signer(&node.home)?;
+        let nft = node.nft(&wallet)?;
+        let listing = market::listing(&nft, market, self.token)
+            .await?
+            .with_context(|| format!("token {} is not listed", self.token))?;
+        let (Some(buyer), Some(deadline)) = (listing.buyer, listing.deadline) else {
+            bail!(
+                "nobody has bought token {} yet (`inft market show {}`)",
+                self.token,
+                self.token
+            );
+        };
+        if listing.seller != wallet.address() {
+            bail!(
+                "{} is not the seller of token {} ({} is)",
+                wallet.address(),
+                self.token,
+                listing.seller
+            );
+        }
+        let now = node.chain_time().await?;
+        if now > deadline {
+            bail!(
+                "the sale's deadline {deadline} has passed (now {now}); the buyer may take a refund"
+            );
+        }
+        let store = node.store()?;
+        let secret = node.sealing_secret(&wallet).await?;
+        // The proof is valid until the sale's deadline: after it the market refuses anyway.
+        let (offer, signed) = obtain_rotation(
+            ctx,
+            &RotationSource {
+                oracle: self.oracle.as_deref(),
+                offer: self.offer.as_deref(),
+                acceptance: self.acceptance.as_deref(),
+                wait: self.wait,
+            },
+            &nft,
+            store.as_ref(),
+            &wallet,
+            &secret,
+            self.token,
+            buyer,
+            deadline,
+        )
+        .await?;
+        let spinner = ctx.spinner("completing the sale");
+        let sale = market::complete_sale(
+            &nft,
+            store.as_ref(),
+            &secret,
+            market,
+            &offer,
+            &signed,
+            &SealOptions::default(),
+        )
+        .await
+        .map_err(explain)?;
+        spinner.finish_and_clear();
+        let tx = sale.completed.transfer;
+        ctx.emit(
+            format!(
+                "token {} sold to {} for {} ETH: royalty {} ETH to {}, {} ETH to you (new agent {}, gas {})\n  tx {}",
+                self.token,
+                sale.buyer,
+                format_ether(sale.price),
+                format_ether(sale.royalty),
+                sale.royalty_receiver,
+                format_ether(sale.price - sale.royalty),
+                signed.new_agent,
+                tx.gas_used,
+                tx.tx_hash
+            ),
+            json!({
+                "token_id": self.token.to_string(),
+                "buyer": sale.buyer,
+                "seller": sale.seller,
+                "price_wei": sale.price.to_string(),
+                "royalty_receiver": sale.royalty_receiver,
+                "royalty_wei": sale.royalty.to_string(),
+                "mode": signed.mode,
+                "new_agent": signed.new_agent,
+                "tx_hash": tx.tx_hash,
+                "gas_used": tx.gas_used,
+                "swept_wei": sale.completed.swept.map(|(wei, _)| wei.to_string()),
+            }),
+        );
+        Ok(())
+    }
+}
+
+/// `inft market cancel` / `inft market refund`
+#[derive(Debug, Args)]
+struct TokenArgs {
+    /// The token id (decimal or 0x-hex).
+    #[arg(value_parser = parse_token_id)]
+    token: U256,
+    #[command(flatten)]
+    node: NodeOpts,
+    #[command(flatten)]
+    wallet: WalletOpts,
+}
+
+impl TokenArgs {
+    async fn cancel(self, ctx: &Context) -> anyhow::Result<()> {
+        let node = self.node.load()?;
+        node.check_chain().await?;
+        let market = market_of(&node)?;
+        let wallet = self.wallet.signer(&node.home)?;
+        let nft = node.nft(&wallet)?;
+        let before = market::listing(&nft, market, self.token).await?;
+        let tx = market::cancel(&nft, market, self.token)
+            .await
+            .map_err(explain)?;
+        let refunded = before.and_then(|l| l.buyer.map(|b| (b, l.price)));
+        let note = match refunded {
+            Some((buyer, price)) => format!("; {} ETH refunded to {buyer}", format_ether(price)),
+            None => String::new(),
+        };
+        ctx.emit(
+            format!("listing of token {} cancelled{note}\n  tx {tx}", self.token),
+            json!({
+                "token_id": self.token.to_string(),
+                "tx_hash": tx,
+                "refunded_to": refunded.map(|(b, _)| b),
+                "refunded_wei": refunded.map(|(_, p)| p.to_string()),
+            }),
+        );
+        Ok(())
+    }
+
+    async fn refund(self, ctx: &Context) -> anyhow::Result<()> {
+        let node = self.node.load()?;
+        node.check_chain().await?;
+        let market = market_of(&node)?;
+        let wallet = self.wallet.signer(&node.home)?;
+        let nft = node.nft(&wallet)?;
+        let before = market::listing(&nft, market, self.token)
+            .await?
+            .with_context(|| format!("token {} is not listed", self.token))?;
+        let tx = market::refund(&nft, market, self.token)
+            .await
+            .map_err(explain)?;
+        let buyer = before.buyer.unwrap_or_default();
+        ctx.emit(
+            format!(
+                "{} ETH refunded to {buyer} for token {}\n  tx {tx}",
+                format_ether(before.price),
+                self.token
+            ),
+            json!({
+                "token_id": self.token.to_string(),
+                "buyer": buyer,
+                "refunded_wei": before.price.to_string(),
+                "tx_hash": tx,
+            }),
+        );
+        Ok(())
+    }
+}
+
+/// `inft market show`
+#[derive(Debug, Args)]
+struct ShowArgs {
+    /// The token id (decimal or 0x-hex).
+    #[arg(value_parser = parse_token_id)]
+    token: U256,
+    #[command(flatten)]
+    node: NodeOpts,
+}
+
+impl Run for ShowArgs {
+    async fn run(self, ctx: &Context) -> anyhow::Result<()> {
+        let node = self.node.load()?;
+        node.check_chain().await?;
+        let market = market_of(&node)?;
+        let nft = agent_runtime::token::AgentNft::new(node.reader()?, &node.deployment);
+        let Some(l) = market::listing(&nft, market, self.token).await? else {
+            ctx.emit(
+                format!("token {} is not listed", self.token),
+                json!({ "token_id": self.token.to_string(), "listing": null }),
+            );
+            return Ok(());
+        };
+        let status = match (l.buyer, l.live) {
+            (_, false) => "void (the token moved or the market lost its approval)".to_string(),
+            (None, true) => "for sale".to_string(),
+            (Some(b), true) => format!(
+                "bought by {b}; the seller must complete by {} (unix)",
+                l.deadline.unwrap_or_default()
+            ),
+        };
+        ctx.emit(
+            format!(
+                "token {}: {} ETH, seller {}, window {}s\n  {status}",
+                self.token,
+                format_ether(l.price),
+                l.seller,
+                l.window
+            ),
+            json!({ "listing": listing_json(&l) }),
+        );
+        Ok(())
+    }
+}
+
+/// `inft market withdraw`
+#[derive(Debug, Args)]
+struct WithdrawArgs {
+    /// Where to send the money: an address or a dev account name [default: your own address].
+    #[arg(long, value_name = "ACCOUNT")]
+    to: Option<String>,
+    #[command(flatten)]
+    node: NodeOpts,
+    #[command(flatten)]
+    wallet: WalletOpts,
+}
+
+impl Run for WithdrawArgs {
+    async fn run(self, ctx: &Context) -> anyhow::Result<()> {
+        let node = self.node.load()?;
+        node.check_chain().await?;
+        let market = market_of(&node)?;
+        let wallet = self.wallet.signer(&node.home)?;
+        let nft = node.nft(&wallet)?;
+        let to = match &self.to {
+            Some(to) => node.resolve_account(to)?,
+            None => wallet.address(),
+        };
+        let amount = market::owed(&nft, market, wallet.address()).await?;
+        let tx = market::withdraw(&nft, market, to).await.map_err(explain)?;
+        ctx.emit(
+            format!("withdrew {} ETH to {to}\n  tx {tx}", format_ether(amount)),
+            json!({ "to": to, "amount_wei": amount.to_string(), "tx_hash": tx }),
+        );
+        Ok(())
+    }
+}
