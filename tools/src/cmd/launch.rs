@@ -263,7 +263,7 @@ impl TradingSetup {
         signer: &PrivateKeySigner,
         db: Db,
     ) -> anyhow::Result<TradingStrategy<Box<dyn TradingPolicy>>> {
-        let market = &node.deployment.market;
+        let market = node.deployment.market()?;
         let path = self
             .policy
             .clone()
@@ -361,7 +361,7 @@ fn keystore_signer(node: &Node, name: &str) -> anyhow::Result<PrivateKeySigner> 
 
 /// The traded pair's token symbols, read from the tokens (ERC-20 `symbol()`).
 async fn pair_symbols(node: &Node) -> anyhow::Result<PairSymbols> {
-    let market = &node.deployment.market;
+    let market = node.deployment.market()?;
     let provider = node.reader()?;
     let symbol = |token| {
         let provider = provider.clone();
