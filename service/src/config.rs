@@ -213,6 +213,13 @@ pub struct AgentSpec {
     /// Trading agents: simulate trades, send nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// Trading agents: an existing Uniswap V2 Router02 to trade through (its `factory()` and
+    /// `WETH()` are read from it) [default: the deployment file's market's].
+    pub router: Option<alloy::primitives::Address>,
+    /// Trading agents: the token bought and sold [default: the deployment market's].
+    pub base_token: Option<alloy::primitives::Address>,
+    /// Trading agents: the token prices are counted in [default: the deployment market's].
+    pub quote_token: Option<alloy::primitives::Address>,
     /// Dev chains: move the market before each step with this seed (needs `market_maker`).
     pub move_market: Option<u64>,
     /// Dev chains: keystore name of the noise trader.
