@@ -4,8 +4,9 @@
 //! `inft deploy` from a keystore, then a momentum trading agent minted and run on that pool
 //! through `--router` while a noise trader moves it, and audited.
 //!
-//! Bad paths: a wrong `--chain-id` is refused before any transaction; an existing deployment
-//! file is not overwritten; a router whose factory has no pair for the tokens is refused.
+//! Bad paths: a wrong `--chain-id` and a deployer without funds are refused before any
+//! transaction; an existing deployment file is not overwritten; a router whose factory has no
+//! pair for the tokens is refused.
 
 use std::path::Path;
 use std::process::Command;
@@ -130,7 +131,13 @@ async fn deploy_to_a_bare_chain_and_trade_on_an_existing_uniswap() -> anyhow::Re
     let passphrase = Passphrase::new(PASS.to_owned());
     let signer = |i| chain.signer(i).context("anvil dev account");
     let (deployer, alice, lp) = (signer(0)?, signer(1)?, signer(2)?);
-    for (name, s) in [("deployer", &deployer), ("alice", &alice), ("lp", &lp)] {
+    let pauper = alloy::signers::local::PrivateKeySigner::random();
+    for (name, s) in [
+        ("deployer", &deployer),
+        ("alice", &alice),
+        ("lp", &lp),
+        ("pauper", &pauper),
+    ] {
         import_keystore(&keystores, Some(&format!("{name}.json")), s, &passphrase)?;
     }
     let lp_provider = ProviderBuilder::new()
@@ -161,6 +168,13 @@ async fn deploy_to_a_bare_chain_and_trade_on_an_existing_uniswap() -> anyhow::Re
         reader.get_transaction_count(deployer.address()).await? == 0,
         "a transaction was sent"
     );
+    ensure!(!deployment_file.exists());
+
+    // A deployer without the funds for the estimated gas: refused, nothing sent.
+    let mut poor = deploy_args("31337");
+    poor[5] = "pauper";
+    refused(home, &poor, "fund it first, nothing was sent")?;
+    ensure!(reader.get_transaction_count(pauper.address()).await? == 0);
     ensure!(!deployment_file.exists());
 
     // The system, by the real binary from a keystore, its code checked against the artifacts.
