@@ -335,3 +335,29 @@ impl ServeConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::AgentSpec;
+
+    #[test]
+    fn agent_names_an_existing_uniswap() {
+        let spec: AgentSpec = toml::from_str(
+            r#"
+            token = "7"
+            every_secs = 5
+            router = "0x7a250d5630B4cF539739dF2C5dAcb4c659F2488D"
+            base_token = "0x0000000000000000000000000000000000000001"
+            quote_token = "0x0000000000000000000000000000000000000002"
+            "#,
+        )
+        .expect("parses");
+        assert_eq!(
+            spec.router.map(|a| a.to_string()).as_deref(),
+            Some("0x7a250d5630B4cF539739dF2C5dAcb4c659F2488D")
+        );
+        assert!(spec.base_token.is_some() && spec.quote_token.is_some());
+        let bad = toml::from_str::<AgentSpec>("token = \"7\"\nrouter = \"uniswap\"");
+        assert!(bad.is_err());
+    }
+}

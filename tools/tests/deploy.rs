@@ -333,3 +333,49 @@ async fn deploy_to_a_bare_chain_and_trade_on_an_existing_uniswap() -> anyhow::Re
     );
     Ok(())
 }
+
+/// `--confirmations 2` on a chain that mines a block a second: each transaction is sent only
+/// after the previous one has a block on top of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_waits_for_confirmations() -> anyhow::Result<()> {
+    let chain = spawn_anvil(None, &["--block-time", "1"])?;
+    let rpc = chain.endpoint_url().to_string();
+    let home = tempfile::tempdir()?;
+    let home = home.path();
+    let deployer = chain.signer(0).context("anvil dev account")?;
+    import_keystore(
+        home.join("keystores"),
+        Some("deployer.json"),
+        &deployer,
+        &Passphrase::new(PASS.to_owned()),
+    )?;
+    let out: Value = serde_json::from_str(&ok(
+        home,
+        &[
+            "--json",
+            "deploy",
+            "--rpc",
+            &rpc,
+            "--account",
+            "deployer",
+            "--confirmations",
+            "2",
+        ],
+    )?)?;
+    let blocks: Vec<u64> = out["steps"]
+        .as_array()
+        .context("steps")?
+        .iter()
+        .map(|s| s["block"].as_u64().context("block"))
+        .collect::<anyhow::Result<_>>()?;
+    ensure!(blocks.len() == 7, "{out}");
+    for w in blocks.windows(2) {
+        ensure!(w[1] >= w[0] + 2, "sent before 2 confirmations: {blocks:?}");
+    }
+    ensure!(
+        Deployment::read_from(&home.join("deployment.json"))?
+            .market
+            .is_none()
+    );
+    Ok(())
+}
