@@ -26,11 +26,11 @@ keystore's account as admin. Before any transaction: the endpoint's chain id is 
 --confirmations blocks. Afterwards the code at every address is checked against the committed \
 artifacts, and the deployment file is written (never over an existing one without --force).
 
-Example (a keystore made with `cast wallet import` or `inft keys`; the passphrase from \
+Example (an Ethereum V3 keystore, e.g. from `cast wallet import`; the passphrase from \
 INFT_PASSPHRASE, INFT_PASSPHRASE_FILE or a prompt):
   inft deploy --rpc https://rpc.example --keystore deployer.json --chain-id 11155111 \\
       --confirmations 2 --out sepolia.json
-  inft --deployment sepolia.json --rpc-url https://rpc.example mint …")]
+  inft mint --deployment sepolia.json --rpc-url https://rpc.example …")]
 pub(crate) struct DeployArgs {
     #[command(flatten)]
     node: NodeOpts,
