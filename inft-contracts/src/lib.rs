@@ -7,7 +7,11 @@ pub mod proof;
 pub mod revert;
 
 pub use anvil::{AnvilError, DevChain, anvil_binary, spawn_anvil, spawn_anvil_at};
-pub use deploy::{DeployConfig, DeployError, Deployment, deploy_all, deploy_with};
+pub use deploy::{
+    DeployConfig, DeployError, DeployOptions, DeployStep, DeployedCode, Deployment, Market,
+    SystemDeployment, deploy_all, deploy_dev_market, deploy_system, deploy_with,
+    estimate_system_gas, resolve_market, verify_code,
+};
 pub use proof::{
     ProofMode, Rotation, account_domain, account_message_hash, contributors_hash, proof_domain,
     token_id_for,

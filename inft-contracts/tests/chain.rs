@@ -104,12 +104,13 @@ async fn deploys_everything_and_the_deployment_round_trips() -> Result<()> {
         ("splitter", d.earnings_splitter),
         ("accounts", d.agent_account_factory),
         ("agent market", d.agent_market),
-        ("weth", d.market.weth),
-        ("factory", d.market.factory),
-        ("router", d.market.router),
-        ("tUSD", d.market.quote_token),
-        ("tGLD", d.market.base_token),
-        ("pair", d.market.pair),
+        ("metadata", d.agent_metadata),
+        ("weth", d.market()?.weth),
+        ("factory", d.market()?.factory),
+        ("router", d.market()?.router),
+        ("tUSD", d.market()?.quote_token),
+        ("tGLD", d.market()?.base_token),
+        ("pair", d.market()?.pair),
     ] {
         let code = env.provider.get_code_at(addr).await?;
         ensure!(!code.is_empty(), "{name} has no code at {addr}");
@@ -139,7 +140,7 @@ async fn deploys_everything_and_the_deployment_round_trips() -> Result<()> {
 #[tokio::test]
 async fn swaps_on_the_uniswap_pool() -> Result<()> {
     let env = setup().await?;
-    let m = &env.deployment.market;
+    let m = env.deployment.market()?;
     let quote = TestToken::new(m.quote_token, &env.provider);
     let base = TestToken::new(m.base_token, &env.provider);
     let pair = UniswapV2Pair::new(m.pair, &env.provider);
@@ -669,7 +670,7 @@ async fn agent_account_trades_exactly_and_refuses_open_allowances() -> Result<()
 
     let env = setup().await?;
     let d = &env.deployment;
-    let m = &d.market;
+    let m = d.market()?;
     let nft = AgentNFT::new(d.agent_nft, &env.provider);
     let factory = AgentAccountFactory::new(d.agent_account_factory, &env.provider);
     ensure!(

@@ -213,6 +213,13 @@ pub struct AgentSpec {
     /// Trading agents: simulate trades, send nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// Trading agents: an existing Uniswap V2 Router02 to trade through (its `factory()` and
+    /// `WETH()` are read from it) [default: the deployment file's market's].
+    pub router: Option<alloy::primitives::Address>,
+    /// Trading agents: the token bought and sold [default: the deployment market's].
+    pub base_token: Option<alloy::primitives::Address>,
+    /// Trading agents: the token prices are counted in [default: the deployment market's].
+    pub quote_token: Option<alloy::primitives::Address>,
     /// Dev chains: move the market before each step with this seed (needs `market_maker`).
     pub move_market: Option<u64>,
     /// Dev chains: keystore name of the noise trader.
@@ -326,5 +333,31 @@ impl ServeConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AgentSpec;
+
+    #[test]
+    fn agent_names_an_existing_uniswap() {
+        let spec: AgentSpec = toml::from_str(
+            r#"
+            token = "7"
+            every_secs = 5
+            router = "0x7a250d5630B4cF539739dF2C5dAcb4c659F2488D"
+            base_token = "0x0000000000000000000000000000000000000001"
+            quote_token = "0x0000000000000000000000000000000000000002"
+            "#,
+        )
+        .expect("parses");
+        assert_eq!(
+            spec.router.map(|a| a.to_string()).as_deref(),
+            Some("0x7a250d5630B4cF539739dF2C5dAcb4c659F2488D")
+        );
+        assert!(spec.base_token.is_some() && spec.quote_token.is_some());
+        let bad = toml::from_str::<AgentSpec>("token = \"7\"\nrouter = \"uniswap\"");
+        assert!(bad.is_err());
     }
 }

@@ -651,7 +651,7 @@ async fn earnings_split_between_creator_contributor_and_holder_to_the_wei() -> a
         .await?
         .get_receipt()
         .await?;
-    let usd = world.deployment.market.quote_token;
+    let usd = world.deployment.market()?.quote_token;
     let profit = U256::from(250_000_000_000_000_000_001u128);
     TestToken::new(usd, world.provider(&deployer))
         .transfer(account, profit)
@@ -719,7 +719,7 @@ async fn real_token_transfers(
         .signer(0)
         .ok_or_else(|| anyhow::anyhow!("no deployer"))?;
     let provider = world.provider(&deployer);
-    let m = &world.deployment.market;
+    let m = world.deployment.market()?;
     let amount_in = U256::from(10u64).pow(U256::from(18u64));
     let approve = TestToken::new(m.quote_token, &provider)
         .approve(m.router, amount_in)

@@ -141,7 +141,7 @@ async fn trading_agent_with(
         .signer(0)
         .ok_or_else(|| anyhow::anyhow!("no deployer"))?;
     let dp = world.provider(&deployer);
-    let m = &world.deployment.market;
+    let m = world.deployment.market()?;
     for (token, amount) in [(m.base_token, START_BASE), (m.quote_token, START_QUOTE)] {
         TestToken::new(token, &dp)
             .transfer(account, e18(amount))
@@ -195,7 +195,7 @@ async fn price_process(world: &World, seed: u64) -> anyhow::Result<PriceProcess>
         .signer(0)
         .ok_or_else(|| anyhow::anyhow!("no deployer"))?;
     let dp = world.provider(&deployer);
-    let m = &world.deployment.market;
+    let m = world.deployment.market()?;
     for (token, amount) in [(m.base_token, 500), (m.quote_token, 500_000)] {
         TestToken::new(token, &dp)
             .transfer(trader.address(), e18(amount))
@@ -212,7 +212,7 @@ async fn price_process(world: &World, seed: u64) -> anyhow::Result<PriceProcess>
 fn reader(world: &World, agent: &TradingAgent) -> MarketReader {
     MarketReader::new(
         plain_provider(world),
-        world.deployment.market.clone(),
+        world.deployment.market.clone().expect("the dev market"),
         world.deployment.agent_nft,
         agent.minted.token_id,
         agent.account,
@@ -227,7 +227,7 @@ fn plain_provider(world: &World) -> DynProvider {
 
 async fn balances(world: &World, holder: Address) -> anyhow::Result<(U256, U256)> {
     let p = plain_provider(world);
-    let m = &world.deployment.market;
+    let m = world.deployment.market()?;
     Ok((
         TestToken::new(m.base_token, &p)
             .balanceOf(holder)
@@ -300,7 +300,7 @@ async fn trading_agent_runs_fifty_steps_and_its_balances_match_its_logged_trades
     let mut agent = trading_agent(&world, &alice, 61, "momentum").await?;
     let token = agent.minted.token_id;
     let mover = price_process(&world, 2026).await?;
-    let market = &world.deployment.market;
+    let market = world.deployment.market()?;
     // 1,000 tUSD a trade, 4,000 a day: the daily cap forces refusals within 50 steps.
     let mut policy = Policy::for_market(market, e18(1_000));
     policy.max_daily_quote = e18(4_000);
@@ -485,7 +485,7 @@ async fn hostile_outputs_never_send_a_transaction_outside_the_policy() -> anyhow
     let alice = world.actor(1).await?;
     let mut agent = trading_agent(&world, &alice, 62, "llm").await?;
     let token = agent.minted.token_id;
-    let m = world.deployment.market.clone();
+    let m = world.deployment.market()?.clone();
     let policy = Policy::for_market(&m, e18(1_000));
     let stranger = Address::repeat_byte(0x66);
     let buy = |amount: U256| TradeIntent {
@@ -758,7 +758,7 @@ async fn crash_child() -> anyhow::Result<()> {
     let outbox = Outbox::new(db.clone(), Arc::new(chain), OutboxConfig::default());
     let reader = MarketReader::new(
         ProviderBuilder::new().connect_http(url.clone()).erased(),
-        deployment.market.clone(),
+        deployment.market()?.clone(),
         deployment.agent_nft,
         token,
         account,
@@ -766,12 +766,12 @@ async fn crash_child() -> anyhow::Result<()> {
     let mover = PriceProcess::new(
         wallet_provider(&maker),
         maker.address(),
-        deployment.market.clone(),
+        deployment.market()?.clone(),
         spec["seed"].as_u64().unwrap_or(1),
     );
     let mut strategy = TradingStrategy::new(
         Momentum::new(crash_rules()),
-        Firewall::new(crash_policy(&deployment.market)),
+        Firewall::new(crash_policy(deployment.market()?)),
         reader,
     )
     .with_sender(
@@ -877,7 +877,7 @@ async fn kill_9_mid_run_then_restart_loses_nothing_and_sends_nothing_twice() -> 
     // Restart in this process: same database, same agent, the rest of the steps.
     let mut strategy = TradingStrategy::new(
         Momentum::new(crash_rules()),
-        Firewall::new(crash_policy(&world.deployment.market)),
+        Firewall::new(crash_policy(world.deployment.market()?)),
         reader(&world, &agent),
     )
     .with_sender(
@@ -930,7 +930,7 @@ async fn kill_9_mid_run_then_restart_loses_nothing_and_sends_nothing_twice() -> 
     logged.sort();
     sent.sort();
     assert_eq!(logged, sent, "a swap was sent twice or never logged");
-    let market = &world.deployment.market;
+    let market = world.deployment.market()?;
     let (mut base, mut quote) = (e18(START_BASE), e18(START_QUOTE));
     for r in &trades {
         let fill = &r.details["fill"];
@@ -1132,7 +1132,7 @@ async fn smollm2_trader_makes_valid_decisions_for_thirty_steps_and_replays() -> 
     let mut agent = trading_agent_with(&world, &alice, 64, config).await?;
     let token = agent.minted.token_id;
     let mover = price_process(&world, 2027).await?;
-    let market = &world.deployment.market;
+    let market = world.deployment.market()?;
     let llm = LlmPolicy::new(FOLLOW_THE_TREND).with_symbols(PairSymbols {
         base: "tGLD".into(),
         quote: "tUSD".into(),
@@ -1258,7 +1258,7 @@ async fn swap(world: &World, token_in: Address, amount_in: U256) -> anyhow::Resu
         .signer(0)
         .ok_or_else(|| anyhow::anyhow!("no deployer"))?;
     let p = world.provider(&deployer);
-    let m = &world.deployment.market;
+    let m = world.deployment.market()?;
     let token_out = if token_in == m.base_token {
         m.quote_token
     } else {
@@ -1293,7 +1293,7 @@ async fn top_up(world: &World, account: Address, base: u64, quote: u64) -> anyho
         .signer(0)
         .ok_or_else(|| anyhow::anyhow!("no deployer"))?;
     let dp = world.provider(&deployer);
-    let m = &world.deployment.market;
+    let m = world.deployment.market()?;
     for (token, amount) in [(m.base_token, base), (m.quote_token, quote)] {
         TestToken::new(token, &dp)
             .transfer(account, e18(amount))
@@ -1314,7 +1314,7 @@ async fn a_top_up_is_not_profit() -> anyhow::Result<()> {
     let world = World::start_with_model_seed(24).await?;
     let alice = world.actor(1).await?;
     let mut agent = trading_agent(&world, &alice, 64, "momentum").await?;
-    let policy = Policy::for_market(&world.deployment.market, e18(1_000));
+    let policy = Policy::for_market(world.deployment.market()?, e18(1_000));
     let mut first = scripted(&world, &agent, policy.clone(), vec![]);
     step(&mut agent, &mut first, 1).await?;
     // Topped up while it runs, then again before a later run (`inft run --fund-from`).
@@ -1348,7 +1348,7 @@ async fn a_withdrawal_does_not_trip_the_kill_switch() -> anyhow::Result<()> {
     let world = World::start_with_model_seed(25).await?;
     let alice = world.actor(1).await?;
     let mut agent = trading_agent(&world, &alice, 65, "momentum").await?;
-    let m = world.deployment.market.clone();
+    let m = world.deployment.market()?.clone();
     // 20% drawdown kill switch (the default).
     let policy = Policy::for_market(&m, e18(1_000));
     let buy = TradeIntent {
@@ -1401,7 +1401,7 @@ async fn after_a_settlement_from_the_account_the_next_pays_exactly_the_new_profi
     let alice = world.actor(1).await?;
     let mut agent = trading_agent(&world, &alice, 66, "momentum").await?;
     let d = &world.deployment;
-    let m = d.market.clone();
+    let m = d.market()?.clone();
     let token = agent.minted.token_id;
     let mut strategy = scripted(&world, &agent, Policy::for_market(&m, e18(1_000)), vec![]);
     step(&mut agent, &mut strategy, 1).await?;
@@ -1479,7 +1479,7 @@ async fn a_price_pushed_down_before_the_step_does_not_let_a_large_sell_through()
     let world = World::start_with_model_seed(27).await?;
     let alice = world.actor(1).await?;
     let mut agent = trading_agent(&world, &alice, 67, "momentum").await?;
-    let m = world.deployment.market.clone();
+    let m = world.deployment.market()?.clone();
     // 5,000 tUSD a trade: 6 tGLD (6,000 at the pool's price of 1,000) is over the cap.
     let policy = Policy::for_market(&m, e18(5_000));
     let sell = TradeIntent {

@@ -51,6 +51,9 @@ commands! {
     Unseal(cmd::unseal::UnsealArgs),
     /// A local chain with everything deployed (`dev up`/`dev down`), and test models.
     Dev(cmd::dev::DevArgs),
+    /// Deploy the inft contracts onto any EVM chain with a keystore wallet (checked chain id,
+    /// funds, confirmations and deployed code), and write the deployment file.
+    Deploy(cmd::deploy::DeployArgs),
     /// Mint an agent: seal a model, a fresh agent key and a config to your wallet.
     Mint(cmd::mint::MintArgs),
     /// Let another account run your agent, with scopes and an expiry.

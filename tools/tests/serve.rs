@@ -183,7 +183,7 @@ impl Dev {
         let mut process = PriceProcess::new(
             provider,
             signer.address(),
-            self.deployment.market.clone(),
+            self.deployment.market()?.clone(),
             11,
         );
         process.prepare().await?;

@@ -14,12 +14,12 @@ use agent_runtime::outbox::{AlloyChainLog, Outbox, OutboxConfig};
 use agent_runtime::pipeline::UnsealOptions;
 use agent_runtime::record::{ActionDraft, LogId};
 use agent_runtime::token::{Access, AgentNft};
-use alloy::primitives::U256;
+use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context as _, bail};
 use inft_contracts::bindings::{AgentAccountFactory, TestToken};
-use inft_contracts::scopes;
+use inft_contracts::{Market, resolve_market, scopes};
 use sealing::{SealOptions, SealingSecret};
 use strategies::creative::CreativeStrategy;
 use strategies::trading::policies::FOLLOW_THE_TREND;
@@ -41,6 +41,46 @@ pub(crate) struct TradingSetup {
     pub(crate) fund: Option<(String, u64, u64)>,
     /// Move the market before each step: (seed, keystore name of the noise trader).
     pub(crate) move_market: Option<(u64, String)>,
+    /// Which pair to trade [default: the deployment's market].
+    pub(crate) market: MarketChoice,
+}
+
+/// The pair a trading agent trades: each part given overrides the deployment file's market.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct MarketChoice {
+    /// An existing Uniswap V2 Router02 (its factory and WETH are read from it).
+    pub(crate) router: Option<Address>,
+    /// The token bought and sold.
+    pub(crate) base_token: Option<Address>,
+    /// The token prices are counted in.
+    pub(crate) quote_token: Option<Address>,
+}
+
+impl MarketChoice {
+    /// The market: the deployment's when nothing is chosen, else the chosen router (or the
+    /// deployment's) and tokens (or the deployment's), its pair found through the router's
+    /// factory (refused if there is none).
+    pub(crate) async fn resolve(&self, node: &Node) -> anyhow::Result<Market> {
+        let default = node.deployment.market.as_ref();
+        if self.router.is_none() && self.base_token.is_none() && self.quote_token.is_none() {
+            return default.cloned().context(
+                "the deployment has no market: name a Uniswap V2 router and the pair's tokens \
+                 (--router, --base-token, --quote-token; `router`, `base_token`, `quote_token` \
+                 in a serve config)",
+            );
+        }
+        let pick = |chosen: Option<Address>, what: &str, of: fn(&Market) -> Address| {
+            chosen.or_else(|| default.map(of)).with_context(|| {
+                format!("the deployment has no market to take the {what} from: name it")
+            })
+        };
+        let router = pick(self.router, "router", |m| m.router)?;
+        let base = pick(self.base_token, "base token", |m| m.base_token)?;
+        let quote = pick(self.quote_token, "quote token", |m| m.quote_token)?;
+        resolve_market(&node.reader()?, router, base, quote)
+            .await
+            .with_context(|| format!("the market on router {router}"))
+    }
 }
 
 /// An agent's behaviour: the strategy its sealed config names.
@@ -201,7 +241,8 @@ pub(crate) async fn launch(
             strategy,
             instruction,
         } => {
-            let symbols = pair_symbols(node).await?;
+            let market = opts.trading.market.resolve(node).await?;
+            let symbols = pair_symbols(node, &market).await?;
             let strategy = opts
                 .trading
                 .strategy(
@@ -211,6 +252,7 @@ pub(crate) async fn launch(
                         name: strategy,
                         instruction: instruction.as_deref(),
                         symbols: &symbols,
+                        market: &market,
                     },
                     opts.token,
                     &record_signer,
@@ -248,6 +290,8 @@ struct PolicyChoice<'a> {
     instruction: Option<&'a str>,
     /// The pair's token symbols, as a model sees them.
     symbols: &'a PairSymbols,
+    /// The pair it trades.
+    market: &'a Market,
 }
 
 impl TradingSetup {
@@ -263,7 +307,7 @@ impl TradingSetup {
         signer: &PrivateKeySigner,
         db: Db,
     ) -> anyhow::Result<TradingStrategy<Box<dyn TradingPolicy>>> {
-        let market = &node.deployment.market;
+        let market = choice.market;
         let path = self
             .policy
             .clone()
@@ -281,6 +325,7 @@ impl TradingSetup {
             name,
             instruction,
             symbols,
+            market: _,
         } = *choice;
         let instruction = instruction.unwrap_or(FOLLOW_THE_TREND);
         let policy_impl: Box<dyn TradingPolicy> = if name == "llm" {
@@ -360,8 +405,7 @@ fn keystore_signer(node: &Node, name: &str) -> anyhow::Result<PrivateKeySigner> 
 }
 
 /// The traded pair's token symbols, read from the tokens (ERC-20 `symbol()`).
-async fn pair_symbols(node: &Node) -> anyhow::Result<PairSymbols> {
-    let market = &node.deployment.market;
+async fn pair_symbols(node: &Node, market: &Market) -> anyhow::Result<PairSymbols> {
     let provider = node.reader()?;
     let symbol = |token| {
         let provider = provider.clone();

@@ -5,6 +5,7 @@ pub(crate) mod authorize;
 pub(crate) mod backtest;
 pub(crate) mod common;
 pub(crate) mod creations;
+pub(crate) mod deploy;
 pub(crate) mod dev;
 pub(crate) mod gateway;
 pub(crate) mod keys;

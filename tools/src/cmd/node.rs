@@ -37,7 +37,13 @@ pub(crate) struct NodeOpts {
     )]
     pub(crate) home: PathBuf,
     /// JSON-RPC endpoint [default: the one `inft dev up` recorded in the home directory].
-    #[arg(long, env = "INFT_RPC_URL", value_name = "URL", global = true)]
+    #[arg(
+        long,
+        visible_alias = "rpc",
+        env = "INFT_RPC_URL",
+        value_name = "URL",
+        global = true
+    )]
     pub(crate) rpc_url: Option<String>,
     /// Deployment file with the contract addresses [default: HOME/deployment.json].
     #[arg(long, env = "INFT_DEPLOYMENT", value_name = "FILE", global = true)]

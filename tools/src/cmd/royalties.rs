@@ -182,7 +182,13 @@ impl SettleArgs {
         let (currency, amount) = match self.amount {
             Some(amount) => (self.erc20.unwrap_or(Address::ZERO), amount),
             None => {
-                let currency = self.erc20.unwrap_or(d.market.quote_token);
+                let currency = match (self.erc20, &d.market) {
+                    (Some(token), _) => token,
+                    (None, Some(market)) => market.quote_token,
+                    (None, None) => anyhow::bail!(
+                        "the deployment has no market, so no default quote token: pass --erc20"
+                    ),
+                };
                 let report = audited(&node, self.token).await?;
                 let before = royalties::deposited(
                     &provider,

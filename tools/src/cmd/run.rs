@@ -3,7 +3,7 @@
 
 use agent_runtime::agent::{StepReport, Strategy as _, record_action, run_steps};
 use agent_runtime::memory::{MemoryNote, memory_update_draft, update_memory};
-use alloy::primitives::U256;
+use alloy::primitives::{Address, U256};
 use anyhow::Context as _;
 use clap::Args;
 use sealing::SealOptions;
@@ -12,7 +12,7 @@ use strategies::trading::PairSymbols;
 use strategies::trading::market::to_units;
 
 use super::Run;
-use super::launch::{LaunchOptions, Launched, TradingSetup, launch};
+use super::launch::{LaunchOptions, Launched, MarketChoice, TradingSetup, launch};
 use super::node::{NodeOpts, WalletOpts};
 use crate::cli::Context;
 
@@ -54,7 +54,7 @@ struct TradingOpts {
     #[arg(long)]
     dry_run: bool,
     /// Before running, fund the agent's token-bound account from this keystore (e.g. `deployer`
-    /// on a dev chain) with --fund-base tGLD and --fund-quote tUSD.
+    /// on a dev chain) with --fund-base base and --fund-quote quote tokens.
     #[arg(long, value_name = "NAME")]
     fund_from: Option<String>,
     /// Base tokens (whole units) sent by --fund-from.
@@ -70,6 +70,17 @@ struct TradingOpts {
     /// Keystore of the noise trader used by --move-market.
     #[arg(long, value_name = "NAME", default_value = "deployer")]
     market_maker: String,
+    /// Trade through this existing Uniswap V2 Router02 (its factory and WETH are read from
+    /// it) [default: the deployment file's market's].
+    #[arg(long, value_name = "ADDRESS")]
+    router: Option<Address>,
+    /// The token to buy and sell; the pair is found with the router's factory.getPair
+    /// [default: the deployment market's].
+    #[arg(long, value_name = "ADDRESS")]
+    base_token: Option<Address>,
+    /// The token prices are counted in [default: the deployment market's].
+    #[arg(long, value_name = "ADDRESS")]
+    quote_token: Option<Address>,
 }
 
 impl TradingOpts {
@@ -84,6 +95,11 @@ impl TradingOpts {
             move_market: self
                 .move_market
                 .map(|seed| (seed, self.market_maker.clone())),
+            market: MarketChoice {
+                router: self.router,
+                base_token: self.base_token,
+                quote_token: self.quote_token,
+            },
         }
     }
 }

@@ -27,7 +27,7 @@ use inft_service::host::{AgentError, AgentHost, HostedAgent, StepSummary, StopRe
 use strategies::trading::{PairSymbols, TradingError, TradingStatus};
 
 use super::Run;
-use super::launch::{AgentStrategy, LaunchOptions, Launched, TradingSetup, launch};
+use super::launch::{AgentStrategy, LaunchOptions, Launched, MarketChoice, TradingSetup, launch};
 use super::node::{Node, NodeOpts};
 use super::run::action_line;
 use crate::cli::Context;
@@ -95,6 +95,11 @@ impl AgentHost for ServeHost {
             dry_run: spec.dry_run,
             fund: None,
             move_market: spec.move_market.zip(spec.market_maker.clone()),
+            market: MarketChoice {
+                router: spec.router,
+                base_token: spec.base_token,
+                quote_token: spec.quote_token,
+            },
         };
         let launched = launch(
             &self.node,
