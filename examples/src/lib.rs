@@ -4,8 +4,8 @@
 //!
 //! Each example (`mint`, `transfer`, `trade`, `audit`) starts its own [`Sandbox`]; everything it
 //! creates is gone when the sandbox is dropped (anvil is killed, the directory removed).
-//! Against a real deployment you would read a [`Deployment`] from the file `inft dev up` or
-//! `inft deploy` writes ([`Deployment::read_from`]) and use your own wallets instead.
+//! Against a real deployment you would read a [`Deployment`] from the deployment file the `inft`
+//! CLI writes ([`Deployment::read_from`]) and use your own wallets instead.
 
 use std::path::{Path, PathBuf};
 
