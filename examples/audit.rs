@@ -187,20 +187,13 @@ fn print_report(token: U256, report: &AuditReport) {
         );
     }
     for a in &report.actions {
-        let output = a
-            .record
-            .as_ref()
-            .map(|r| r.output.chars().take(40).collect::<String>())
-            .unwrap_or_default();
+        let signer = a.signer.map_or_else(|| "?".to_owned(), |s| s.to_string());
         println!(
-            "  action {} {} signed by {} in tx {}: {}  {output:?}",
+            "  action {} {} record {}\n           signed by {signer}, logged in tx {}",
             a.seq,
             if a.ok { "ok " } else { "BAD" },
-            a.signer
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| "?".into()),
-            a.log_tx,
             a.record_hash,
+            a.log_tx,
         );
     }
     if report.is_clean() {

@@ -51,6 +51,19 @@ async fn main() -> anyhow::Result<()> {
         println!("  {name:<9} dataHash {}  {}", entry.data_hash, entry.uri);
     }
 
+    // What the store holds is ciphertext: the model's GGUF header is nowhere in its blob.
+    let blob = std::fs::read(sandbox.store.path_of(&minted.entries[0].data_hash))?;
+    let header = &sandbox.model[..32];
+    anyhow::ensure!(
+        header.starts_with(b"GGUF") && !blob.windows(header.len()).any(|w| w == header),
+        "the stored model blob is not encrypted"
+    );
+    println!(
+        "  the stored model blob: {} bytes of ciphertext for a {}-byte GGUF",
+        blob.len(),
+        sandbox.model.len()
+    );
+
     // The chain holds the commitments, the agent and the owner.
     let state = alice.nft.state(minted.token_id).await?;
     assert_eq!(state.owner, alice.address());
