@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: formatting, lints, the Rust test suite (real anvil chain, real
-# contracts, real llama.cpp; the database tests once more on PostgreSQL), the Foundry suite with
-# gas snapshot and artifact checks, and a short fuzzing pass over the sealing parsers, then the
-# main job (scripts/demo.sh) once, so a change that breaks it cannot land. Installs what it needs
-# first (scripts/setup.sh).
+# contracts, real llama.cpp; the database tests once more on PostgreSQL), the four runnable
+# examples, the Foundry suite with gas snapshot and artifact checks, and a short fuzzing pass over
+# the sealing parsers, then the main job (scripts/demo.sh) once, so a change that breaks it cannot
+# land. Installs what it needs first (scripts/setup.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -25,6 +25,12 @@ inft-contracts/scripts/test.sh
 
 step "cargo test"
 cargo test --workspace --locked
+
+step "the examples (examples/README.md): mint, transfer, trade, audit"
+# Each asserts what it shows and exits non-zero otherwise; cargo test built them already.
+for example in mint transfer trade audit; do
+  cargo run --locked --quiet -p inft-examples --example "$example"
+done
 
 step "database tests again, on PostgreSQL (scripts/postgres.sh)"
 trap 'scripts/postgres.sh stop || true' EXIT
