@@ -19,11 +19,12 @@
 
 use std::path::PathBuf;
 
-use agent_runtime::token::TokenError;
+use agent_runtime::token::{AgentNft, TokenError};
 use agent_runtime::transfer::TransferError;
 use agent_runtime::transfer::market::{self, Listing};
 use alloy::primitives::utils::{format_ether, parse_ether};
 use alloy::primitives::{Address, U256};
+use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use inft_contracts::ContractRevert;
@@ -79,6 +80,31 @@ impl Run for MarketArgs {
 }
 
 /// The deployment's AgentMarket.
+/// What the `inft market` commands that send a transaction start from: the node (its chain
+/// checked), the market's address, the wallet and the NFT acting through it.
+struct Seat {
+    node: Node,
+    market: Address,
+    wallet: PrivateKeySigner,
+    nft: AgentNft,
+}
+
+impl Seat {
+    async fn take(node: &NodeOpts, wallet: &WalletOpts) -> anyhow::Result<Self> {
+        let node = node.load()?;
+        node.check_chain().await?;
+        let market = market_of(&node)?;
+        let wallet = wallet.signer(&node.home)?;
+        let nft = node.nft(&wallet)?;
+        Ok(Self {
+            node,
+            market,
+            wallet,
+            nft,
+        })
+    }
+}
+
 fn market_of(node: &Node) -> anyhow::Result<Address> {
     let market = node.deployment.agent_market;
     if market == Address::ZERO {
@@ -183,11 +209,7 @@ struct ListArgs {
 
 impl Run for ListArgs {
     async fn run(self, ctx: &Context) -> anyhow::Result<()> {
-        let node = self.node.load()?;
-        node.check_chain().await?;
-        let market = market_of(&node)?;
-        let wallet = self.wallet.signer(&node.home)?;
-        let nft = node.nft(&wallet)?;
+        let Seat { market, nft, .. } = Seat::take(&self.node, &self.wallet).await?;
         let window = u32::try_from(self.window).context("the window is too long")?;
         let tx = market::list(&nft, market, self.token, self.price, window)
             .await
@@ -292,11 +314,12 @@ struct CompleteArgs {
 
 impl Run for CompleteArgs {
     async fn run(self, ctx: &Context) -> anyhow::Result<()> {
-        let node = self.node.load()?;
-        node.check_chain().await?;
-        let market = market_of(&node)?;
-        let wallet = self.wallet.signer(&node.home)?;
-        let nft = node.nft(&wallet)?;
+        let Seat {
+            node,
+            market,
+            wallet,
+            nft,
+        } = Seat::take(&self.node, &self.wallet).await?;
         let listing = market::listing(&nft, market, self.token)
             .await?
             .with_context(|| format!("token {} is not listed", self.token))?;
@@ -400,11 +423,7 @@ struct TokenArgs {
 
 impl TokenArgs {
     async fn cancel(self, ctx: &Context) -> anyhow::Result<()> {
-        let node = self.node.load()?;
-        node.check_chain().await?;
-        let market = market_of(&node)?;
-        let wallet = self.wallet.signer(&node.home)?;
-        let nft = node.nft(&wallet)?;
+        let Seat { market, nft, .. } = Seat::take(&self.node, &self.wallet).await?;
         let before = market::listing(&nft, market, self.token).await?;
         let tx = market::cancel(&nft, market, self.token)
             .await
@@ -427,11 +446,7 @@ impl TokenArgs {
     }
 
     async fn refund(self, ctx: &Context) -> anyhow::Result<()> {
-        let node = self.node.load()?;
-        node.check_chain().await?;
-        let market = market_of(&node)?;
-        let wallet = self.wallet.signer(&node.home)?;
-        let nft = node.nft(&wallet)?;
+        let Seat { market, nft, .. } = Seat::take(&self.node, &self.wallet).await?;
         let before = market::listing(&nft, market, self.token)
             .await?
             .with_context(|| format!("token {} is not listed", self.token))?;
@@ -515,11 +530,12 @@ struct WithdrawArgs {
 
 impl Run for WithdrawArgs {
     async fn run(self, ctx: &Context) -> anyhow::Result<()> {
-        let node = self.node.load()?;
-        node.check_chain().await?;
-        let market = market_of(&node)?;
-        let wallet = self.wallet.signer(&node.home)?;
-        let nft = node.nft(&wallet)?;
+        let Seat {
+            node,
+            market,
+            wallet,
+            nft,
+        } = Seat::take(&self.node, &self.wallet).await?;
         let to = match &self.to {
             Some(to) => node.resolve_account(to)?,
             None => wallet.address(),
