@@ -27,7 +27,10 @@ use inft_contracts::bindings::market::AgentMarket;
 use sealing::{SealOptions, SealingSecret};
 use serde::Serialize;
 
-use super::{Completed, Offer, SignedRotation, TransferError, Transferred, sweep_agent_wallet};
+use super::{
+    Completed, Offer, SignedRotation, TransferError, Transferred, simulate_and_send,
+    sweep_agent_wallet,
+};
 use crate::blobstore::BlobStore;
 use crate::pipeline::unseal_agent_key;
 use crate::token::{AgentNft, TokenError};
@@ -81,14 +84,7 @@ async fn send<P: Provider, C: SolCall>(
     what: &'static str,
     call: CallBuilder<P, PhantomData<C>>,
 ) -> Result<TransactionReceipt, TransferError> {
-    call.call_raw().await.map_err(TokenError::from)?;
-    let receipt = call
-        .send()
-        .await
-        .map_err(TokenError::from)?
-        .get_receipt()
-        .await
-        .map_err(|e| TokenError::Rpc(e.to_string()))?;
+    let receipt = simulate_and_send(call).await?;
     if !receipt.status() {
         return Err(TransferError::Token(TokenError::Rpc(format!(
             "{what} transaction {} reverted",
@@ -309,14 +305,7 @@ pub async fn complete_sale(
         signed.new_agent,
         rotation.proof(signed.mode, signed.signature.clone()).into(),
     );
-    call.call().await.map_err(TokenError::from)?;
-    let receipt = call
-        .send()
-        .await
-        .map_err(TokenError::from)?
-        .get_receipt()
-        .await
-        .map_err(|e| TokenError::Rpc(e.to_string()))?;
+    let receipt = simulate_and_send(call).await?;
     if !receipt.status() {
         return Err(TransferError::Reverted(receipt.transaction_hash));
     }

@@ -361,6 +361,21 @@ pub struct Transferred {
     pub gas_used: u64,
 }
 
+/// Simulates `call` (a refusal surfaces as a typed revert and costs no gas), then sends it and
+/// waits for its receipt, which the caller checks for success.
+pub(crate) async fn simulate_and_send<P: Provider, C: alloy::sol_types::SolCall>(
+    call: alloy::contract::CallBuilder<P, std::marker::PhantomData<C>>,
+) -> Result<alloy::rpc::types::TransactionReceipt, TransferError> {
+    call.call_raw().await.map_err(TokenError::from)?;
+    Ok(call
+        .send()
+        .await
+        .map_err(TokenError::from)?
+        .get_receipt()
+        .await
+        .map_err(|e| TokenError::Rpc(e.to_string()))?)
+}
+
 /// Submits `transferWithProof` for `offer` with `signed` through `nft`'s wallet (the current
 /// owner's). The call is simulated first, so a refused proof costs no gas and surfaces as a typed
 /// revert; on any error nothing changed on chain.
@@ -378,14 +393,7 @@ pub async fn submit_transfer(
         signed.new_agent,
         rotation.proof(signed.mode, signed.signature.clone()),
     );
-    call.call().await.map_err(TokenError::from)?;
-    let receipt = call
-        .send()
-        .await
-        .map_err(TokenError::from)?
-        .get_receipt()
-        .await
-        .map_err(|e| TokenError::Rpc(e.to_string()))?;
+    let receipt = simulate_and_send(call).await?;
     if !receipt.status() {
         return Err(TransferError::Reverted(receipt.transaction_hash));
     }
