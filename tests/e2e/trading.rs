@@ -804,6 +804,32 @@ fn crash_policy(market: &inft_contracts::deploy::Market) -> Policy {
     policy
 }
 
+/// The agent key's transactions to its account (its swaps), in chain order.
+async fn swaps_of(world: &World, agent: &TradingAgent) -> anyhow::Result<Vec<B256>> {
+    Ok(transactions_from(world, agent.minted.agent)
+        .await?
+        .into_iter()
+        .filter(|(to, _)| *to == Some(agent.account))
+        .map(|(_, h)| h)
+        .collect())
+}
+
+/// Runs one step of `strategy` and returns the record it logged.
+async fn one_more_step(
+    agent: &mut TradingAgent,
+    strategy: &mut TradingStrategy<Momentum>,
+) -> anyhow::Result<ActionRecord> {
+    run_steps(&mut agent.session, strategy, &agent.outbox, 1, |_| {}).await?;
+    let log = *agent.session.log();
+    let last = agent
+        .outbox
+        .db()
+        .last_record(&log)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no record"))?;
+    Ok(last.record.record().clone())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_run_then_restart_loses_nothing_and_sends_nothing_twice() -> anyhow::Result<()> {
     const TOTAL: usize = 30;
@@ -919,17 +945,32 @@ async fn kill_9_mid_run_then_restart_loses_nothing_and_sends_nothing_twice() -> 
         .map(|r| r.record.record())
         .filter(|r| r.kind == ActionKind::Trade)
         .collect();
-    let swaps: Vec<B256> = transactions_from(&world, agent.minted.agent)
-        .await?
-        .into_iter()
-        .filter(|(to, _)| *to == Some(agent.account))
-        .map(|(_, h)| h)
+    let swaps = swaps_of(&world, &agent).await?;
+    // A swap signed before the kill and broadcast after the restart may revert (the price moved
+    // past its minimum out meanwhile): it is still logged, as "trade-reverted", and moves no
+    // balance.
+    let mut logged: Vec<B256> = records
+        .iter()
+        .filter_map(|r| r.record.record().tx_hash)
         .collect();
-    let mut logged: Vec<B256> = trades.iter().filter_map(|r| r.tx_hash).collect();
     let mut sent = swaps.clone();
     logged.sort();
     sent.sort();
     assert_eq!(logged, sent, "a swap was sent twice or never logged");
+    let p = plain_provider(&world);
+    for r in records.iter().map(|r| r.record.record()) {
+        let Some(hash) = r.tx_hash else { continue };
+        let receipt = p
+            .get_transaction_receipt(hash)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no receipt for logged swap {hash}"))?;
+        let expected = if receipt.status() {
+            ActionKind::Trade
+        } else {
+            ActionKind::Other("trade-reverted".into())
+        };
+        assert_eq!(r.kind, expected, "swap {hash} logged as the wrong kind");
+    }
     let market = world.deployment.market()?;
     let (mut base, mut quote) = (e18(START_BASE), e18(START_QUOTE));
     for r in &trades {
@@ -999,12 +1040,7 @@ async fn kill_9_mid_run_then_restart_loses_nothing_and_sends_nothing_twice() -> 
         world.deployment.chain_id,
         SendOptions::default(),
     );
-    run_steps(&mut agent.session, &mut restarted, &agent.outbox, 1, |_| {}).await?;
-    let last = db
-        .last_record(&log)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no record"))?;
-    let last = last.record.record();
+    let last = one_more_step(&mut agent, &mut restarted).await?;
     assert_eq!(last.seq, TOTAL as u64 + 1);
     assert_eq!(last.kind, ActionKind::Trade);
     assert_eq!(last.tx_hash, Some(receipt.transaction_hash));
@@ -1013,16 +1049,173 @@ async fn kill_9_mid_run_then_restart_loses_nothing_and_sends_nothing_twice() -> 
         u256_at(&last.details["fill"], "amount_in")?,
         trade.amount_in
     );
-    let swaps_after = transactions_from(&world, agent.minted.agent)
-        .await?
-        .into_iter()
-        .filter(|(to, _)| *to == Some(agent.account))
-        .count();
+    let swaps_after = swaps_of(&world, &agent).await?.len();
     assert_eq!(
         swaps_after,
         swaps.len() + 1,
         "the resumed trade was sent again"
     );
+
+    // The other side of that window: the swap is signed and persisted but the process dies
+    // before the node has it, and the price falls past its minimum out before the restart
+    // broadcasts it. It reverts, costs no tokens, and is logged once, as "trade-reverted".
+    let p = plain_provider(&world);
+    let _: serde_json::Value = p.raw_request("evm_setAutomine".into(), (false,)).await?;
+    let snapshot = reader(&world, &agent).snapshot().await?;
+    let trade = Firewall::new(crash_policy(market))
+        .check(
+            &TradeIntent {
+                reason: "signed just before a crash".into(),
+                ..intent
+            },
+            &snapshot,
+        )
+        .map_err(|r| anyhow::anyhow!("{r}"))?
+        .ok_or_else(|| anyhow::anyhow!("hold"))?;
+    let next = format!("{log}@{}", TOTAL + 2);
+    let crashed = {
+        let request = strategies::trading::exec::swap_request(agent.account, &trade);
+        let (db, p, key) = (db.clone(), plain_provider(&world), agent.agent_key.clone());
+        let (chain_id, reference) = (world.deployment.chain_id, next.clone());
+        tokio::spawn(async move {
+            strategies::trading::NonceManager::new(db, p, key, chain_id, SendOptions::default())
+                .send_once(
+                    request,
+                    strategies::trading::strategy::TRADE_PURPOSE,
+                    &reference,
+                )
+                .await
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let signed = loop {
+        let txs = db
+            .txs_by_reference(
+                world.deployment.chain_id,
+                strategies::trading::strategy::TRADE_PURPOSE,
+                &next,
+            )
+            .await?;
+        if let Some(tx) = txs.into_iter().next() {
+            break tx;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "never signed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    crashed.abort();
+    let _ = crashed.await;
+    let _: serde_json::Value = p
+        .raw_request("anvil_dropTransaction".into(), (signed.tx_hash,))
+        .await?;
+    let _: serde_json::Value = p.raw_request("evm_setAutomine".into(), (true,)).await?;
+    swap(&world, market.base_token, e18(300)).await?;
+    let before = balances(&world, agent.account).await?;
+    let last = one_more_step(&mut agent, &mut restarted).await?;
+    assert_eq!(last.seq, TOTAL as u64 + 2);
+    assert_eq!(last.kind, ActionKind::Other("trade-reverted".into()));
+    assert_eq!(last.tx_hash, Some(signed.tx_hash));
+    assert_eq!(last.details["resumed"], true);
+    let receipt = p
+        .get_transaction_receipt(signed.tx_hash)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the persisted swap was never broadcast"))?;
+    assert!(!receipt.status());
+    assert_eq!(balances(&world, agent.account).await?, before);
+    let swaps_now = swaps_of(&world, &agent).await?.len();
+    assert_eq!(
+        swaps_now,
+        swaps_after + 1,
+        "the reverted swap was signed again"
+    );
+    Ok(())
+}
+
+/// A trading agent whose key sends one plain transaction (1 wei to its account) through a
+/// [`strategies::trading::NonceManager`], with what the nonce tests check it against.
+struct NonceFixture {
+    world: World,
+    agent: TradingAgent,
+    db: agent_runtime::db::Db,
+    chain_id: u64,
+    nonce_before: u64,
+    request: TransactionRequest,
+}
+
+impl NonceFixture {
+    async fn new(seed: u64, token: u64) -> anyhow::Result<Self> {
+        let world = World::start_with_model_seed(seed).await?;
+        let alice = world.actor(1).await?;
+        let agent = trading_agent(&world, &alice, token, "momentum").await?;
+        let nonce_before = plain_provider(&world)
+            .get_transaction_count(agent.minted.agent)
+            .await?;
+        let request = TransactionRequest::default()
+            .with_to(agent.account)
+            .with_value(U256::from(1u64));
+        Ok(Self {
+            db: agent.outbox.db().clone(),
+            chain_id: world.deployment.chain_id,
+            world,
+            agent,
+            nonce_before,
+            request,
+        })
+    }
+
+    /// A manager for the agent's key, reaching the chain through `provider`.
+    fn manager(
+        &self,
+        provider: DynProvider,
+        options: SendOptions,
+    ) -> strategies::trading::NonceManager {
+        strategies::trading::NonceManager::new(
+            self.db.clone(),
+            provider,
+            self.agent.agent_key.clone(),
+            self.chain_id,
+            options,
+        )
+    }
+
+    /// Exactly one transaction of the agent's key reached the chain, at the nonce it started at.
+    async fn assert_one_reached_the_chain(&self) -> anyhow::Result<()> {
+        let sender = self.agent.minted.agent;
+        assert_eq!(
+            plain_provider(&self.world)
+                .get_transaction_count(sender)
+                .await?,
+            self.nonce_before + 1
+        );
+        assert_eq!(
+            transactions_from(&self.world, sender).await?.len(),
+            1,
+            "more than one transaction reached the chain"
+        );
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_counts_the_nonce_before_serving_the_receipt_does_not_cause_a_second_send()
+-> anyhow::Result<()> {
+    let f = NonceFixture::new(29, 69).await?;
+    // Each receipt is withheld for three queries: longer than a single look again after
+    // seeing the nonce used, shorter than a stuck transaction.
+    let lag = crate::world::LaggingReceipts::start(f.world.chain.endpoint(), 3).await?;
+    let lagging = ProviderBuilder::new()
+        .connect_http(lag.url().parse()?)
+        .erased();
+    let receipt = f
+        .manager(lagging, SendOptions::default())
+        .send_once(f.request.clone(), "test", "lag")
+        .await?;
+    assert!(receipt.status());
+    assert!(lag.withheld() >= 3, "the proxy withheld {}", lag.withheld());
+    f.assert_one_reached_the_chain().await?;
+    let versions = f.db.txs_by_reference(f.chain_id, "test", "lag").await?;
+    assert_eq!(versions.len(), 1, "{versions:?}");
+    assert_eq!(versions[0].state, TxState::Mined);
+    assert_eq!(versions[0].tx_hash, receipt.transaction_hash);
     Ok(())
 }
 
@@ -1030,26 +1223,14 @@ async fn kill_9_mid_run_then_restart_loses_nothing_and_sends_nothing_twice() -> 
 async fn nonce_manager_reprices_a_stuck_transaction_and_a_restart_resumes_it_without_resigning()
 -> anyhow::Result<()> {
     use std::time::Duration;
-    use strategies::trading::NonceManager;
 
-    let world = World::start_with_model_seed(24).await?;
-    let alice = world.actor(1).await?;
-    let agent = trading_agent(&world, &alice, 64, "momentum").await?;
-    let db = agent.outbox.db().clone();
-    let chain_id = world.deployment.chain_id;
-    let sender = agent.minted.agent;
-    let p = plain_provider(&world);
-    let nonce_before = p.get_transaction_count(sender).await?;
+    let f = NonceFixture::new(24, 64).await?;
+    let (db, chain_id) = (&f.db, f.chain_id);
+    let p = plain_provider(&f.world);
     // Nothing is mined until the test says so: the transaction is stuck.
     let _: serde_json::Value = p.raw_request("evm_setAutomine".into(), (false,)).await?;
-    let request = TransactionRequest::default()
-        .with_to(agent.account)
-        .with_value(U256::from(1u64));
-    let impatient = NonceManager::new(
-        db.clone(),
-        plain_provider(&world),
-        agent.agent_key.clone(),
-        chain_id,
+    let impatient = f.manager(
+        p.clone(),
         SendOptions {
             stuck_after: Duration::from_millis(200),
             poll: Duration::from_millis(20),
@@ -1057,7 +1238,7 @@ async fn nonce_manager_reprices_a_stuck_transaction_and_a_restart_resumes_it_wit
         },
     );
     let first_run = {
-        let request = request.clone();
+        let request = f.request.clone();
         tokio::spawn(async move { impatient.send_once(request, "test", "r1").await })
     };
     // Wait for at least one reprice, then "crash" the sender.
@@ -1070,7 +1251,7 @@ async fn nonce_manager_reprices_a_stuck_transaction_and_a_restart_resumes_it_wit
     let _ = first_run.await;
     let versions = db.txs_by_reference(chain_id, "test", "r1").await?;
     assert!(
-        versions.iter().all(|v| v.nonce == nonce_before),
+        versions.iter().all(|v| v.nonce == f.nonce_before),
         "{versions:?}"
     );
     let fees: Vec<_> = versions.iter().map(|v| v.max_fee_per_gas).collect();
@@ -1080,14 +1261,11 @@ async fn nonce_manager_reprices_a_stuck_transaction_and_a_restart_resumes_it_wit
     );
 
     // A restarted sender finds the persisted versions and waits for them; it signs nothing new.
-    let restarted = NonceManager::new(
-        db.clone(),
-        plain_provider(&world),
-        agent.agent_key.clone(),
-        chain_id,
-        SendOptions::default(),
-    );
-    let second_run = tokio::spawn(async move { restarted.send_once(request, "test", "r1").await });
+    let restarted = f.manager(p.clone(), SendOptions::default());
+    let second_run = {
+        let request = f.request.clone();
+        tokio::spawn(async move { restarted.send_once(request, "test", "r1").await })
+    };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _: serde_json::Value = p.raw_request("evm_mine".into(), ()).await?;
     let receipt = second_run.await??;
@@ -1109,13 +1287,7 @@ async fn nonce_manager_reprices_a_stuck_transaction_and_a_restart_resumes_it_wit
             .all(|v| v.state == TxState::Replaced),
         "{after:?}"
     );
-    assert_eq!(p.get_transaction_count(sender).await?, nonce_before + 1);
-    assert_eq!(
-        transactions_from(&world, sender).await?.len(),
-        1,
-        "exactly one version reached the chain"
-    );
-    Ok(())
+    f.assert_one_reached_the_chain().await
 }
 
 /// Issue 11's must-show: the real instruct model trades 30 steps on the moving market through

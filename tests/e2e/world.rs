@@ -464,3 +464,95 @@ impl Drop for RpcProxy {
         self.accept.abort();
     }
 }
+
+/// A JSON-RPC proxy in front of the chain whose receipt index lags: each transaction's receipt
+/// is answered `null` for its first `withheld` queries, while the nonce, the block and the
+/// transaction itself are already visible. That is what a client sees behind a load balancer
+/// whose nodes are not in step, a fault a single anvil cannot be made to show on demand.
+pub(crate) struct LaggingReceipts {
+    url: String,
+    withheld_total: Arc<AtomicUsize>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl LaggingReceipts {
+    pub(crate) async fn start(target: String, withheld: usize) -> anyhow::Result<Self> {
+        use axum::extract::State;
+        use axum::response::Json;
+        use serde_json::{Value, json};
+
+        #[derive(Clone)]
+        struct Lag {
+            target: String,
+            http: reqwest::Client,
+            withheld: usize,
+            asked: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+            withheld_total: Arc<AtomicUsize>,
+        }
+        async fn relay(State(lag): State<Lag>, Json(request): Json<Value>) -> Json<Value> {
+            if request["method"] == "eth_getTransactionReceipt" {
+                let hash = request["params"][0].as_str().unwrap_or_default().to_owned();
+                let asked = {
+                    let mut asked = lag.asked.lock().unwrap_or_else(|e| e.into_inner());
+                    let n = asked.entry(hash).or_default();
+                    *n += 1;
+                    *n
+                };
+                if asked <= lag.withheld {
+                    lag.withheld_total.fetch_add(1, Ordering::SeqCst);
+                    return Json(json!({"jsonrpc": "2.0", "id": request["id"], "result": null}));
+                }
+            }
+            let answer = async {
+                lag.http
+                    .post(&lag.target)
+                    .json(&request)
+                    .send()
+                    .await?
+                    .json::<Value>()
+                    .await
+            };
+            Json(answer.await.unwrap_or_else(|e| {
+                json!({"jsonrpc": "2.0", "id": request["id"],
+                       "error": {"code": -32603, "message": e.to_string()}})
+            }))
+        }
+
+        let withheld_total = Arc::new(AtomicUsize::new(0));
+        let lag = Lag {
+            target,
+            http: reqwest::Client::new(),
+            withheld,
+            asked: Arc::default(),
+            withheld_total: withheld_total.clone(),
+        };
+        let app = axum::Router::new()
+            .route("/", axum::routing::post(relay))
+            .with_state(lag);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self {
+            url,
+            withheld_total,
+            server,
+        })
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// How many receipt queries were answered `null` so far.
+    pub(crate) fn withheld(&self) -> usize {
+        self.withheld_total.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for LaggingReceipts {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}

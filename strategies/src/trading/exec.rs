@@ -426,38 +426,35 @@ impl NonceManager {
             tracing::warn!(tx = %latest.tx_hash, error = %e, "rebroadcast refused");
         }
         let mut since = tokio::time::Instant::now();
+        // Polls in a row that found the nonce used and none of our versions mined.
+        let mut consumed_polls = 0;
         loop {
-            for v in &versions {
-                if let Some(r) = self.receipt(v.tx_hash).await? {
-                    let state = if r.status() {
-                        TxState::Mined
-                    } else {
-                        TxState::Failed
-                    };
-                    self.set_state(v.tx_hash, state, r.block_number).await?;
-                    return Ok(r);
-                }
+            if let Some(r) = self.mined_version(&versions).await? {
+                return Ok(r);
             }
-            // No version mined, but the nonce is used: another transaction took it.
             let mined_nonce = self
                 .provider
                 .get_transaction_count(self.address())
                 .latest()
                 .await
                 .map_err(TradingError::rpc("eth_getTransactionCount"))?;
-            if mined_nonce > latest.nonce {
+            // The nonce is used but no version has a receipt: another transaction took it, or
+            // the node (or the one behind a load balancer) counts the nonce before it serves
+            // our receipt. Concluding "replaced" too early would sign the same swap again at
+            // the next nonce, so it takes two polls in a row, and none of our versions may be
+            // known to the node as mined.
+            consumed_polls = if mined_nonce > latest.nonce {
+                consumed_polls + 1
+            } else {
+                0
+            };
+            if consumed_polls >= 2 {
                 // Look again: ours may have been mined between the receipt query and this one.
-                for v in &versions {
-                    if let Some(r) = self.receipt(v.tx_hash).await? {
-                        let state = if r.status() {
-                            TxState::Mined
-                        } else {
-                            TxState::Failed
-                        };
-                        self.set_state(v.tx_hash, state, r.block_number).await?;
-                        return Ok(r);
-                    }
+                if let Some(r) = self.mined_version(&versions).await? {
+                    return Ok(r);
                 }
+            }
+            if consumed_polls >= 2 && !self.any_in_a_block(&versions).await? {
                 for v in &versions {
                     self.set_state(v.tx_hash, TxState::Replaced, None).await?;
                 }
@@ -484,6 +481,41 @@ impl NonceManager {
             }
             tokio::time::sleep(self.options.poll).await;
         }
+    }
+
+    /// The receipt of the first of `versions` that is mined, recording its state.
+    async fn mined_version(
+        &self,
+        versions: &[SignedTx],
+    ) -> Result<Option<TransactionReceipt>, TradingError> {
+        for v in versions {
+            if let Some(r) = self.receipt(v.tx_hash).await? {
+                let state = if r.status() {
+                    TxState::Mined
+                } else {
+                    TxState::Failed
+                };
+                self.set_state(v.tx_hash, state, r.block_number).await?;
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether the node knows any of `versions` as included in a block (its receipt may
+    /// still be on its way).
+    async fn any_in_a_block(&self, versions: &[SignedTx]) -> Result<bool, TradingError> {
+        for v in versions {
+            let tx = self
+                .provider
+                .get_transaction_by_hash(v.tx_hash)
+                .await
+                .map_err(TradingError::rpc("eth_getTransactionByHash"))?;
+            if tx.is_some_and(|t| t.block_number.is_some()) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The same transaction at the same nonce with fees raised by 12.5% (plus one wei).
