@@ -814,6 +814,29 @@ async fn swaps_of(world: &World, agent: &TradingAgent) -> anyhow::Result<Vec<B25
         .collect())
 }
 
+/// Waits (30 s at most) until at least `count` versions of the transaction for
+/// `purpose`/`reference` are persisted, and returns them, oldest first.
+async fn versions_signed(
+    db: &agent_runtime::db::Db,
+    chain_id: u64,
+    purpose: &str,
+    reference: &str,
+    count: usize,
+) -> anyhow::Result<Vec<agent_runtime::db::SignedTx>> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let versions = db.txs_by_reference(chain_id, purpose, reference).await?;
+        if versions.len() >= count {
+            return Ok(versions);
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "{count} versions of {purpose}/{reference} never signed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Runs one step of `strategy` and returns the record it logged.
 async fn one_more_step(
     agent: &mut TradingAgent,
@@ -1059,7 +1082,6 @@ async fn kill_9_mid_run_then_restart_loses_nothing_and_sends_nothing_twice() -> 
     // The other side of that window: the swap is signed and persisted but the process dies
     // before the node has it, and the price falls past its minimum out before the restart
     // broadcasts it. It reverts, costs no tokens, and is logged once, as "trade-reverted".
-    let p = plain_provider(&world);
     let _: serde_json::Value = p.raw_request("evm_setAutomine".into(), (false,)).await?;
     let snapshot = reader(&world, &agent).snapshot().await?;
     let trade = Firewall::new(crash_policy(market))
@@ -1087,21 +1109,15 @@ async fn kill_9_mid_run_then_restart_loses_nothing_and_sends_nothing_twice() -> 
                 .await
         })
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let signed = loop {
-        let txs = db
-            .txs_by_reference(
-                world.deployment.chain_id,
-                strategies::trading::strategy::TRADE_PURPOSE,
-                &next,
-            )
-            .await?;
-        if let Some(tx) = txs.into_iter().next() {
-            break tx;
-        }
-        anyhow::ensure!(std::time::Instant::now() < deadline, "never signed");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    let signed = versions_signed(
+        &db,
+        world.deployment.chain_id,
+        strategies::trading::strategy::TRADE_PURPOSE,
+        &next,
+        1,
+    )
+    .await?
+    .remove(0);
     crashed.abort();
     let _ = crashed.await;
     let _: serde_json::Value = p
@@ -1242,11 +1258,7 @@ async fn nonce_manager_reprices_a_stuck_transaction_and_a_restart_resumes_it_wit
         tokio::spawn(async move { impatient.send_once(request, "test", "r1").await })
     };
     // Wait for at least one reprice, then "crash" the sender.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while db.txs_by_reference(chain_id, "test", "r1").await?.len() < 2 {
-        anyhow::ensure!(std::time::Instant::now() < deadline, "never repriced");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    versions_signed(db, chain_id, "test", "r1", 2).await?;
     first_run.abort();
     let _ = first_run.await;
     let versions = db.txs_by_reference(chain_id, "test", "r1").await?;

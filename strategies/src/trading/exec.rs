@@ -453,14 +453,14 @@ impl NonceManager {
                 if let Some(r) = self.mined_version(&versions).await? {
                     return Ok(r);
                 }
-            }
-            if consumed_polls >= 2 && !self.any_in_a_block(&versions).await? {
-                for v in &versions {
-                    self.set_state(v.tx_hash, TxState::Replaced, None).await?;
+                if !self.any_in_a_block(&versions).await? {
+                    for v in &versions {
+                        self.set_state(v.tx_hash, TxState::Replaced, None).await?;
+                    }
+                    return Err(TradingError::Replaced {
+                        nonce: latest.nonce,
+                    });
                 }
-                return Err(TradingError::Replaced {
-                    nonce: latest.nonce,
-                });
             }
             if since.elapsed() >= self.options.stuck_after {
                 if reprices >= self.options.max_reprices {
