@@ -20,10 +20,11 @@ use agent_runtime::outbox::{AlloyChainLog, Outbox, OutboxConfig};
 use agent_runtime::record::{ActionKind, LogId};
 use alloy::primitives::{Address, U256};
 use alloy::signers::local::PrivateKeySigner;
-use inft_contracts::bindings::{ActionLog, AgentAccountFactory, TestToken, UniswapV2Router02};
+use inft_contracts::bindings::{ActionLog, AgentAccountFactory, TestToken};
 use inft_contracts::scopes;
 use inft_examples::{Sandbox, e18};
 use strategies::trading::decision::DECISION_MAX_TOKENS;
+use strategies::trading::market::swap_exact_in;
 use strategies::trading::{
     Firewall, MarketReader, Momentum, Policy, RuleParams, SendOptions, TradingStrategy,
     shared_key_provider,
@@ -256,10 +257,10 @@ async fn swap(
     amount_in: U256,
 ) -> anyhow::Result<()> {
     let m = sandbox.deployment.market()?;
-    let path: Vec<Address> = if up {
-        vec![m.quote_token, m.base_token]
+    let path = if up {
+        [m.quote_token, m.base_token]
     } else {
-        vec![m.base_token, m.quote_token]
+        [m.base_token, m.quote_token]
     };
     let p = sandbox.provider(deployer);
     TestToken::new(path[0], &p)
@@ -268,12 +269,6 @@ async fn swap(
         .await?
         .get_receipt()
         .await?;
-    let receipt = UniswapV2Router02::new(m.router, &p)
-        .swapExactTokensForTokens(amount_in, U256::ZERO, path, deployer.address(), U256::MAX)
-        .send()
-        .await?
-        .get_receipt()
-        .await?;
-    anyhow::ensure!(receipt.status(), "swap reverted");
+    swap_exact_in(&p, m.router, path, amount_in, deployer.address()).await?;
     Ok(())
 }

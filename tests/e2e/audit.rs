@@ -40,9 +40,7 @@ impl Auditor {
 
     /// Indexes the chain (as anyone can, with a read-only provider) and audits `token`.
     async fn audit(&self, world: &World, token: U256) -> anyhow::Result<AuditReport> {
-        let reader: DynProvider = alloy::providers::ProviderBuilder::new()
-            .connect_http(world.chain.endpoint_url())
-            .erased();
+        let reader = world.reader();
         let d = &world.deployment;
         Indexer::new(
             reader.clone(),
@@ -478,9 +476,7 @@ async fn modified_missing_reordered_and_wrongly_signed_records_are_pinned_to_the
         action_log: d.action_log,
         token_id: token_a,
     };
-    let reader: DynProvider = alloy::providers::ProviderBuilder::new()
-        .connect_http(world.chain.endpoint_url())
-        .erased();
+    let reader = world.reader();
     let unsynced = audit_token(&reader, &auditor.db, auditor.records.as_ref(), &target).await?;
     assert!(unsynced.is_clean(), "{:?}", unsynced.findings);
     assert_eq!(unsynced.chain_seq, 5);
@@ -713,32 +709,16 @@ async fn real_token_transfers(
     U256,
     U256,
 )> {
-    use inft_contracts::bindings::{TestToken, UniswapV2Router02};
-    let deployer = world
-        .chain
-        .signer(0)
-        .ok_or_else(|| anyhow::anyhow!("no deployer"))?;
-    let provider = world.provider(&deployer);
+    use inft_contracts::bindings::UniswapV2Router02;
     let m = world.deployment.market()?;
     let amount_in = U256::from(10u64).pow(U256::from(18u64));
-    let approve = TestToken::new(m.quote_token, &provider)
-        .approve(m.router, amount_in)
-        .send()
-        .await?
-        .get_receipt()
-        .await?;
-    anyhow::ensure!(approve.status(), "approve reverted");
-    let router = UniswapV2Router02::new(m.router, &provider);
     let path = vec![m.quote_token, m.base_token];
-    let amounts = router.getAmountsOut(amount_in, path.clone()).call().await?;
-    let amount_out = amounts[1];
-    let receipt = router
-        .swapExactTokensForTokens(amount_in, U256::ZERO, path, deployer.address(), U256::MAX)
-        .send()
-        .await?
-        .get_receipt()
+    let amounts = UniswapV2Router02::new(m.router, world.reader())
+        .getAmountsOut(amount_in, path)
+        .call()
         .await?;
-    anyhow::ensure!(receipt.status(), "swap reverted");
+    let amount_out = amounts[1];
+    let receipt = world.swap(m.quote_token, amount_in).await?;
     Ok((
         receipt.transaction_hash,
         m.quote_token,
@@ -755,9 +735,7 @@ async fn indexer_resumes_in_small_ranges_and_rewinds_a_reorganised_chain() -> an
 
     let world = World::start().await?;
     let db = Db::open(world.dir.path().join("index.db")).await?;
-    let reader: DynProvider = alloy::providers::ProviderBuilder::new()
-        .connect_http(world.chain.endpoint_url())
-        .erased();
+    let reader = world.reader();
     let d = &world.deployment;
     // Three blocks per request: the history is read in many ranges.
     let indexer = Indexer::new(
@@ -971,9 +949,7 @@ async fn logs_by_a_grantee_after_its_grant_was_revoked_or_had_expired_are_report
         .get_receipt()
         .await?;
     let nft = AgentNFT::new(world.deployment.agent_nft, alice.nft.provider().clone());
-    let reader: DynProvider = alloy::providers::ProviderBuilder::new()
-        .connect_http(world.chain.endpoint_url())
-        .erased();
+    let reader = world.reader();
     let authorize = |expiry: u64| {
         let nft = nft.clone();
         let user = grantee.address();

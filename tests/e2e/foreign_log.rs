@@ -16,7 +16,6 @@ use agent_runtime::pipeline::open_keys;
 use agent_runtime::record::{ActionDraft, ActionKind, ActionRecord, SignedRecord};
 use agent_runtime::transfer::rekey::grant_keys;
 use alloy::primitives::{B256, U256};
-use alloy::providers::{DynProvider, Provider as _, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use inft_contracts::bindings::ActionLog;
 use inft_contracts::scopes;
@@ -220,9 +219,7 @@ async fn a_log_grantee_taking_the_next_seq_does_not_halt_the_owners_outbox() -> 
     assert_eq!(world.logged_hashes(token).await?[6..], [unpublished, hash]);
 
     // The audit reads bob's entry between the agent's and finds nothing wrong.
-    let reader: DynProvider = ProviderBuilder::new()
-        .connect_http(world.chain.endpoint_url())
-        .erased();
+    let reader = world.reader();
     let d = &world.deployment;
     let auditor_db = Db::open(world.dir.path().join("auditor.db")).await?;
     Indexer::new(

@@ -22,7 +22,6 @@ use agent_runtime::token::Access;
 use agent_runtime::transfer::oracle::{OracleService, request_rotation};
 use agent_runtime::transfer::{Offer, accept_offer, complete_transfer, make_offer};
 use alloy::primitives::{B256, U256};
-use alloy::providers::{DynProvider, Provider};
 use inft_contracts::scopes;
 use sealing::{SealOptions, SealedKey};
 use strategies::creative::CreativeStrategy;
@@ -217,9 +216,7 @@ async fn memory_follows_the_token_through_runs_and_a_transfer() -> anyhow::Resul
     let notes_before_transfer = vec![note.clone(), second.note.clone().expect("a note")];
 
     // The audit sees both updates, old → new hash, each set on chain by a DataSet event.
-    let reader: DynProvider = alloy::providers::ProviderBuilder::new()
-        .connect_http(world.chain.endpoint_url())
-        .erased();
+    let reader = world.reader();
     let d = &world.deployment;
     let auditor = Db::open(world.dir.path().join("auditor.db")).await?;
     Indexer::new(

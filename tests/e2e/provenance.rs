@@ -23,7 +23,7 @@ use agent_runtime::provenance::{
 use agent_runtime::record::{SignedRecord, content_hash};
 use agent_runtime::transfer::rekey::{AgentKeyRotation, rekey_token};
 use alloy::primitives::{B256, U256};
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::providers::Provider;
 use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
 use inft_contracts::scopes;
@@ -31,13 +31,6 @@ use sealing::SealOptions;
 use strategies::creative::CreativeStrategy;
 
 use crate::world::{Actor, World};
-
-/// A read-only provider: all a verifier has.
-fn reader(world: &World) -> DynProvider {
-    ProviderBuilder::new()
-        .connect_http(world.chain.endpoint_url())
-        .erased()
-}
 
 /// The opened agent of `token` and its key (the owner unseals it).
 async fn open_with_key(
@@ -96,7 +89,7 @@ async fn audit_and_list(
         action_log: d.action_log,
         token_id: token,
     };
-    let report = audit_token(&reader(world), db, records, &target).await?;
+    let report = audit_token(&world.reader(), db, records, &target).await?;
     assert!(report.is_clean(), "{:?}", report.findings);
     let pieces = creations(&report, records).await?;
     Ok((report, pieces))
@@ -157,7 +150,7 @@ async fn pieces_are_exported_verified_with_only_an_rpc_found_by_text_and_alterat
     }
 
     // A fresh verifier: nothing but the two files and an RPC endpoint.
-    let rpc = reader(&world);
+    let rpc = world.reader();
     let trusted = Contracts::from(&world.deployment);
     let mut bundles = Vec::new();
     for piece in &pieces {
@@ -406,7 +399,7 @@ async fn a_piece_written_before_a_key_rotation_and_a_transfer_verifies_against_t
         pieces[0].content_hash,
         content_hash(pieces[0].content.as_bytes())
     );
-    let rpc = reader(&world);
+    let rpc = world.reader();
     let v = verify_bundle(&rpc, &bundle, bundle.content_hash, None).await?;
     assert_eq!(v.agent, minted.agent, "the agent key of that time");
     assert_ne!(v.agent, new_agent);

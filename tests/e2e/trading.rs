@@ -23,6 +23,7 @@ use inft_contracts::scopes;
 use sealing::SealOptions;
 use strategies::trading::decision::{DECISION_MAX_TOKENS, decision_sampler};
 use strategies::trading::intent::IntentParseError;
+use strategies::trading::market::swap_gas_limit;
 use strategies::trading::{
     Decision, FOLLOW_THE_TREND, Firewall, LlmPolicy, MarketReader, MarketSnapshot, Momentum,
     PairSymbols, Policy, PriceProcess, RuleParams, SendOptions, TradeAction, TradeIntent,
@@ -211,7 +212,7 @@ async fn price_process(world: &World, seed: u64) -> anyhow::Result<PriceProcess>
 
 fn reader(world: &World, agent: &TradingAgent) -> MarketReader {
     MarketReader::new(
-        plain_provider(world),
+        world.reader(),
         world.deployment.market.clone().expect("the dev market"),
         world.deployment.agent_nft,
         agent.minted.token_id,
@@ -219,14 +220,8 @@ fn reader(world: &World, agent: &TradingAgent) -> MarketReader {
     )
 }
 
-fn plain_provider(world: &World) -> DynProvider {
-    ProviderBuilder::new()
-        .connect_http(world.chain.endpoint_url())
-        .erased()
-}
-
 async fn balances(world: &World, holder: Address) -> anyhow::Result<(U256, U256)> {
-    let p = plain_provider(world);
+    let p = world.reader();
     let m = world.deployment.market()?;
     Ok((
         TestToken::new(m.base_token, &p)
@@ -276,7 +271,7 @@ async fn transactions_from(
     world: &World,
     from: Address,
 ) -> anyhow::Result<Vec<(Option<Address>, B256)>> {
-    let p = plain_provider(world);
+    let p = world.reader();
     let latest = p.get_block_number().await?;
     let mut out = Vec::new();
     for n in 0..=latest {
@@ -320,7 +315,7 @@ async fn trading_agent_runs_fifty_steps_and_its_balances_match_its_logged_trades
     )
     .with_sender(
         agent.outbox.db().clone(),
-        plain_provider(&world),
+        world.reader(),
         agent.agent_key.clone(),
         world.deployment.chain_id,
         SendOptions::default(),
@@ -339,7 +334,7 @@ async fn trading_agent_runs_fifty_steps_and_its_balances_match_its_logged_trades
     let records = db.records(&log, 0, 100).await?;
     let hashes: Vec<B256> = records.iter().map(|r| r.record.record_hash()).collect();
     assert_eq!(world.logged_hashes(token).await?, hashes);
-    let action_log = ActionLog::new(world.deployment.action_log, plain_provider(&world));
+    let action_log = ActionLog::new(world.deployment.action_log, world.reader());
     assert_eq!(action_log.chainOf(token).call().await?.seq, 50);
 
     let records: Vec<&ActionRecord> = records.iter().map(|r| r.record.record()).collect();
@@ -422,7 +417,7 @@ async fn trading_agent_runs_fifty_steps_and_its_balances_match_its_logged_trades
     assert_eq!(balances(&world, agent.account).await?, (base, quote));
     // Nothing left behind in the account: exact approvals are fully spent.
     for t in [market.base_token, market.quote_token] {
-        let allowance = TestToken::new(t, plain_provider(&world))
+        let allowance = TestToken::new(t, world.reader())
             .allowance(agent.account, market.router)
             .call()
             .await?;
@@ -529,7 +524,7 @@ async fn hostile_outputs_never_send_a_transaction_outside_the_policy() -> anyhow
     )
     .with_sender(
         agent.outbox.db().clone(),
-        plain_provider(&world),
+        world.reader(),
         agent.agent_key.clone(),
         world.deployment.chain_id,
         SendOptions::default(),
@@ -551,7 +546,7 @@ async fn hostile_outputs_never_send_a_transaction_outside_the_policy() -> anyhow
     )
     .with_sender(
         agent.outbox.db().clone(),
-        plain_provider(&world),
+        world.reader(),
         agent.agent_key.clone(),
         world.deployment.chain_id,
         SendOptions::default(),
@@ -601,7 +596,7 @@ async fn hostile_outputs_never_send_a_transaction_outside_the_policy() -> anyhow
     )
     .with_sender(
         agent.outbox.db().clone(),
-        plain_provider(&world),
+        world.reader(),
         agent.agent_key.clone(),
         world.deployment.chain_id,
         SendOptions::default(),
@@ -657,7 +652,8 @@ async fn hostile_outputs_never_send_a_transaction_outside_the_policy() -> anyhow
             "stray transaction {hash}"
         );
     }
-    let nonce = plain_provider(&world)
+    let nonce = world
+        .reader()
         .get_transaction_count(agent.minted.agent)
         .await?;
     assert_eq!(nonce, sent.len() as u64);
@@ -931,7 +927,7 @@ async fn kill_9_mid_run_then_restart_loses_nothing_and_sends_nothing_twice() -> 
     )
     .with_sender(
         db.clone(),
-        plain_provider(&world),
+        world.reader(),
         agent.agent_key.clone(),
         world.deployment.chain_id,
         SendOptions::default(),
@@ -980,7 +976,7 @@ async fn kill_9_mid_run_then_restart_loses_nothing_and_sends_nothing_twice() -> 
     logged.sort();
     sent.sort();
     assert_eq!(logged, sent, "a swap was sent twice or never logged");
-    let p = plain_provider(&world);
+    let p = world.reader();
     for r in records.iter().map(|r| r.record.record()) {
         let Some(hash) = r.tx_hash else { continue };
         let receipt = p
@@ -1023,7 +1019,7 @@ async fn kill_9_mid_run_then_restart_loses_nothing_and_sends_nothing_twice() -> 
     // receipt) instead of deciding and sending another.
     let manager = strategies::trading::NonceManager::new(
         db.clone(),
-        plain_provider(&world),
+        world.reader(),
         agent.agent_key.clone(),
         world.deployment.chain_id,
         SendOptions::default(),
@@ -1058,7 +1054,7 @@ async fn kill_9_mid_run_then_restart_loses_nothing_and_sends_nothing_twice() -> 
     )
     .with_sender(
         db.clone(),
-        plain_provider(&world),
+        world.reader(),
         agent.agent_key.clone(),
         world.deployment.chain_id,
         SendOptions::default(),
@@ -1097,7 +1093,7 @@ async fn kill_9_mid_run_then_restart_loses_nothing_and_sends_nothing_twice() -> 
     let next = format!("{log}@{}", TOTAL + 2);
     let crashed = {
         let request = strategies::trading::exec::swap_request(agent.account, &trade);
-        let (db, p, key) = (db.clone(), plain_provider(&world), agent.agent_key.clone());
+        let (db, p, key) = (db.clone(), world.reader(), agent.agent_key.clone());
         let (chain_id, reference) = (world.deployment.chain_id, next.clone());
         tokio::spawn(async move {
             strategies::trading::NonceManager::new(db, p, key, chain_id, SendOptions::default())
@@ -1124,7 +1120,7 @@ async fn kill_9_mid_run_then_restart_loses_nothing_and_sends_nothing_twice() -> 
         .raw_request("anvil_dropTransaction".into(), (signed.tx_hash,))
         .await?;
     let _: serde_json::Value = p.raw_request("evm_setAutomine".into(), (true,)).await?;
-    swap(&world, market.base_token, e18(300)).await?;
+    world.swap(market.base_token, e18(300)).await?;
     let before = balances(&world, agent.account).await?;
     let last = one_more_step(&mut agent, &mut restarted).await?;
     assert_eq!(last.seq, TOTAL as u64 + 2);
@@ -1162,7 +1158,8 @@ impl NonceFixture {
         let world = World::start_with_model_seed(seed).await?;
         let alice = world.actor(1).await?;
         let agent = trading_agent(&world, &alice, token, "momentum").await?;
-        let nonce_before = plain_provider(&world)
+        let nonce_before = world
+            .reader()
             .get_transaction_count(agent.minted.agent)
             .await?;
         let request = TransactionRequest::default()
@@ -1197,9 +1194,7 @@ impl NonceFixture {
     async fn assert_one_reached_the_chain(&self) -> anyhow::Result<()> {
         let sender = self.agent.minted.agent;
         assert_eq!(
-            plain_provider(&self.world)
-                .get_transaction_count(sender)
-                .await?,
+            self.world.reader().get_transaction_count(sender).await?,
             self.nonce_before + 1
         );
         assert_eq!(
@@ -1242,7 +1237,7 @@ async fn nonce_manager_reprices_a_stuck_transaction_and_a_restart_resumes_it_wit
 
     let f = NonceFixture::new(24, 64).await?;
     let (db, chain_id) = (&f.db, f.chain_id);
-    let p = plain_provider(&f.world);
+    let p = f.world.reader();
     // Nothing is mined until the test says so: the transaction is stuck.
     let _: serde_json::Value = p.raw_request("evm_setAutomine".into(), (false,)).await?;
     let impatient = f.manager(
@@ -1328,7 +1323,7 @@ async fn smollm2_trader_makes_valid_decisions_for_thirty_steps_and_replays() -> 
     )
     .with_sender(
         agent.outbox.db().clone(),
-        plain_provider(&world),
+        world.reader(),
         agent.agent_key.clone(),
         world.deployment.chain_id,
         SendOptions::default(),
@@ -1415,7 +1410,7 @@ fn scripted(
     )
     .with_sender(
         agent.outbox.db().clone(),
-        plain_provider(world),
+        world.reader(),
         agent.agent_key.clone(),
         world.deployment.chain_id,
         SendOptions::default(),
@@ -1434,39 +1429,79 @@ async fn step(
     Ok(records.iter().map(|r| r.record.record().clone()).collect())
 }
 
-/// The deployer swaps `amount_in` of `token_in` for the other token of the pair.
-async fn swap(world: &World, token_in: Address, amount_in: U256) -> anyhow::Result<()> {
+/// The CI failure of `ff08604`: a swap estimated against the block of the pair's last update
+/// skips the pair's price accumulators; mined a second later it writes them, and the bare
+/// estimate runs out of gas. `swap_gas_limit`, which the runtime and the tests' swaps use,
+/// leaves room for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_mined_a_second_after_its_estimate_fits_in_swap_gas_limit() -> anyhow::Result<()> {
     use inft_contracts::bindings::UniswapV2Router02;
+    let world = World::start().await?;
+    let m = world.deployment.market()?;
     let deployer = world
         .chain
         .signer(0)
         .ok_or_else(|| anyhow::anyhow!("no deployer"))?;
     let p = world.provider(&deployer);
-    let m = world.deployment.market()?;
-    let token_out = if token_in == m.base_token {
-        m.quote_token
-    } else {
-        m.base_token
-    };
-    TestToken::new(token_in, &p)
-        .approve(m.router, amount_in)
+    TestToken::new(m.quote_token, &p)
+        .approve(m.router, U256::MAX)
         .send()
         .await?
         .get_receipt()
         .await?;
-    let receipt = UniswapV2Router02::new(m.router, &p)
-        .swapExactTokensForTokens(
-            amount_in,
-            U256::ZERO,
-            vec![token_in, token_out],
-            deployer.address(),
-            U256::MAX,
-        )
+    let router = UniswapV2Router02::new(m.router, &p);
+    let swap = router.swapExactTokensForTokens(
+        e18(100),
+        U256::ZERO,
+        vec![m.quote_token, m.base_token],
+        deployer.address(),
+        U256::MAX,
+    );
+    let gas = swap.estimate_gas().await?;
+    let updated = swap
+        .clone()
+        .gas(swap_gas_limit(gas))
         .send()
         .await?
         .get_receipt()
         .await?;
-    anyhow::ensure!(receipt.status(), "swap reverted");
+    assert!(updated.status(), "{updated:?}");
+    let block = p
+        .get_block_by_number(updated.block_number.unwrap_or_default().into())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no block"))?;
+    // Estimated in the block of the pair's last update, mined one second later.
+    let estimate = swap
+        .clone()
+        .block(alloy::eips::BlockId::latest())
+        .estimate_gas()
+        .await?;
+    p.raw_request::<_, serde_json::Value>(
+        "evm_setNextBlockTimestamp".into(),
+        (block.header.timestamp + 1,),
+    )
+    .await?;
+    let bare = swap
+        .clone()
+        .gas(estimate)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    assert!(!bare.status(), "the bare estimate of {estimate} sufficed");
+    let padded = swap
+        .gas(swap_gas_limit(estimate))
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    assert!(padded.status(), "{padded:?}");
+    // It needed more than the estimate: the reverted one ran out of gas, nothing else.
+    assert!(
+        padded.gas_used > estimate,
+        "{} of {estimate}",
+        padded.gas_used
+    );
     Ok(())
 }
 
@@ -1590,11 +1625,11 @@ async fn after_a_settlement_from_the_account_the_next_pays_exactly_the_new_profi
     let mut strategy = scripted(&world, &agent, Policy::for_market(&m, e18(1_000)), vec![]);
     step(&mut agent, &mut strategy, 1).await?;
     // Someone buys base: the agent's 10 base are worth more. That is its profit.
-    swap(&world, m.quote_token, e18(50_000)).await?;
+    world.swap(m.quote_token, e18(50_000)).await?;
     let records = step(&mut agent, &mut strategy, 1).await?;
     let owner = alice.nft.provider().clone();
     let split = split_of(&owner, d.agent_nft, token, d.start_block).await?;
-    let chain = plain_provider(&world);
+    let chain = world.reader();
     let paid = || {
         deposited(
             &chain,
@@ -1625,7 +1660,7 @@ async fn after_a_settlement_from_the_account_the_next_pays_exactly_the_new_profi
         reserve(&records[1], "reserve_quote")?,
     );
     // More profit, then the next settlement: exactly the equity gained since the first.
-    swap(&world, m.quote_token, e18(30_000)).await?;
+    world.swap(m.quote_token, e18(30_000)).await?;
     let records = step(&mut agent, &mut strategy, 1).await?;
     let new_profit =
         U256::from_str_radix(&detail(&records[2], "equity_quote"), 10)? - after_settlement;
@@ -1677,7 +1712,7 @@ async fn a_price_pushed_down_before_the_step_does_not_let_a_large_sell_through()
     };
     // Someone sells 300 tGLD into the pool right before the step: the price falls to ~590 and
     // the 6 tGLD look like ~3,550 tUSD.
-    swap(&world, m.base_token, e18(300)).await?;
+    world.swap(m.base_token, e18(300)).await?;
     let before = balances(&world, agent.account).await?;
     let mut strategy = scripted(&world, &agent, policy, vec![sell]);
     let records = step(&mut agent, &mut strategy, 1).await?;

@@ -21,11 +21,13 @@ use agent_runtime::wallet::derive_sealing_secret;
 use alloy::network::{EthereumWallet, TransactionBuilder};
 use alloy::primitives::{Address, B256, U256, utils::parse_ether};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder, WalletProvider};
-use alloy::rpc::types::TransactionRequest;
+use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use async_trait::async_trait;
+use inft_contracts::bindings::TestToken;
 use inft_contracts::{DeployConfig, Deployment, DevChain, deploy_with, spawn_anvil};
 use sealing::{Commitment, SealOptions, SealingSecret};
+use strategies::trading::market::swap_exact_in;
 use tempfile::TempDir;
 
 /// The workspace root (anvil is found under inft-contracts/node_modules).
@@ -146,11 +148,54 @@ impl World {
         })
     }
 
+    /// A read-only provider: all an auditor or a verifier has.
+    pub(crate) fn reader(&self) -> DynProvider {
+        ProviderBuilder::new()
+            .connect_http(self.chain.endpoint_url())
+            .erased()
+    }
+
     pub(crate) fn provider(&self, signer: &PrivateKeySigner) -> DynProvider {
         ProviderBuilder::new()
             .wallet(EthereumWallet::from(signer.clone()))
             .connect_http(self.chain.endpoint_url())
             .erased()
+    }
+
+    /// The deployer (who holds both test tokens) swaps `amount_in` of `token_in` for the other
+    /// token of the dev market's pair, as any trader would
+    /// (`swap_exact_in`: simulated, and sent with the runtime's gas margin); it must succeed.
+    pub(crate) async fn swap(
+        &self,
+        token_in: Address,
+        amount_in: U256,
+    ) -> anyhow::Result<TransactionReceipt> {
+        let deployer = self
+            .chain
+            .signer(0)
+            .ok_or_else(|| anyhow::anyhow!("no deployer"))?;
+        let p = self.provider(&deployer);
+        let m = self.deployment.market()?;
+        let token_out = if token_in == m.base_token {
+            m.quote_token
+        } else {
+            m.base_token
+        };
+        let approve = TestToken::new(token_in, &p)
+            .approve(m.router, amount_in)
+            .send()
+            .await?
+            .get_receipt()
+            .await?;
+        anyhow::ensure!(approve.status(), "approve reverted");
+        Ok(swap_exact_in(
+            &p,
+            m.router,
+            [token_in, token_out],
+            amount_in,
+            deployer.address(),
+        )
+        .await?)
     }
 
     /// Dev account `index` with its sealing key published.

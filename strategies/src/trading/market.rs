@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use alloy::eips::BlockId;
 use alloy::primitives::{Address, B256, I256, U256, U512};
 use alloy::providers::{DynProvider, Provider};
-use alloy::rpc::types::Filter;
+use alloy::rpc::types::{Filter, TransactionReceipt};
 use alloy::sol_types::SolEvent;
 use inft_contracts::bindings::{AgentNFT, TestToken, UniswapV2Pair, UniswapV2Router02};
 use inft_contracts::deploy::Market;
@@ -99,6 +99,42 @@ pub fn to_units(amount: U256) -> f64 {
 /// estimate can run out of gas.
 pub fn swap_gas_limit(estimate: u64) -> u64 {
     estimate.saturating_add(estimate / 4).saturating_add(60_000)
+}
+
+/// Swaps `amount_in` of `path[0]` (already approved to `router`) for `path[1]`, paid to `to`,
+/// with no minimum out, and waits for the receipt: what a noise trader or a test sends. Simulated
+/// first (a revert reason beats a bare failed receipt), and sent with [`swap_gas_limit`].
+pub async fn swap_exact_in<P: Provider>(
+    provider: &P,
+    router: Address,
+    path: [Address; 2],
+    amount_in: U256,
+    to: Address,
+) -> Result<TransactionReceipt, TradingError> {
+    let router = UniswapV2Router02::new(router, provider);
+    let swap = router.swapExactTokensForTokens(amount_in, U256::ZERO, path.to_vec(), to, U256::MAX);
+    swap.call()
+        .await
+        .map_err(TradingError::call("swap simulation"))?;
+    let gas = swap
+        .estimate_gas()
+        .await
+        .map_err(TradingError::call("swap gas estimate"))?;
+    let receipt = swap
+        .gas(swap_gas_limit(gas))
+        .send()
+        .await
+        .map_err(TradingError::call("swap"))?
+        .get_receipt()
+        .await
+        .map_err(|e| TradingError::Chain(format!("swap: {e}")))?;
+    if !receipt.status() {
+        return Err(TradingError::Chain(format!(
+            "swap {} reverted ({amount_in} of {})",
+            receipt.transaction_hash, path[0]
+        )));
+    }
+    Ok(receipt)
 }
 
 /// Equity in quote: the quote balance plus the base balance at the pool's mid price.
@@ -853,36 +889,14 @@ impl PriceProcess {
                 size(rb).min(base_held),
             )
         };
-        let router = UniswapV2Router02::new(self.market.router, &self.provider);
-        let swap = router.swapExactTokensForTokens(
+        let receipt = swap_exact_in(
+            &self.provider,
+            self.market.router,
+            [token_in, token_out],
             amount_in,
-            U256::ZERO,
-            vec![token_in, token_out],
             self.trader,
-            U256::MAX,
-        );
-        // Simulated first: a revert reason beats a bare failed receipt.
-        swap.call()
-            .await
-            .map_err(TradingError::call("price process swap simulation"))?;
-        let gas = swap
-            .estimate_gas()
-            .await
-            .map_err(TradingError::call("price process gas estimate"))?;
-        let receipt = swap
-            .gas(swap_gas_limit(gas))
-            .send()
-            .await
-            .map_err(TradingError::call("price process swap"))?
-            .get_receipt()
-            .await
-            .map_err(|e| TradingError::Chain(format!("price process swap: {e}")))?;
-        if !receipt.status() {
-            return Err(TradingError::Chain(format!(
-                "price process swap {} reverted ({amount_in} of {token_in})",
-                receipt.transaction_hash
-            )));
-        }
+        )
+        .await?;
         Ok(PriceMove {
             buy_base,
             amount_in,
