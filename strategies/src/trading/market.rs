@@ -102,8 +102,10 @@ pub fn swap_gas_limit(estimate: u64) -> u64 {
 }
 
 /// Swaps `amount_in` of `path[0]` (already approved to `router`) for `path[1]`, paid to `to`,
-/// with no minimum out, and waits for the receipt: what a noise trader or a test sends. Simulated
-/// first (a revert reason beats a bare failed receipt), and sent with [`swap_gas_limit`].
+/// with no minimum out, and waits for the receipt: a market move by another trader (the noise
+/// trader, a test), which its errors name so they are not taken for the agent's own swap.
+/// Simulated first (a revert reason beats a bare failed receipt), and sent with
+/// [`swap_gas_limit`].
 pub async fn swap_exact_in<P: Provider>(
     provider: &P,
     router: Address,
@@ -115,22 +117,22 @@ pub async fn swap_exact_in<P: Provider>(
     let swap = router.swapExactTokensForTokens(amount_in, U256::ZERO, path.to_vec(), to, U256::MAX);
     swap.call()
         .await
-        .map_err(TradingError::call("swap simulation"))?;
+        .map_err(TradingError::call("market move simulation"))?;
     let gas = swap
         .estimate_gas()
         .await
-        .map_err(TradingError::call("swap gas estimate"))?;
+        .map_err(TradingError::call("market move gas estimate"))?;
     let receipt = swap
         .gas(swap_gas_limit(gas))
         .send()
         .await
-        .map_err(TradingError::call("swap"))?
+        .map_err(TradingError::call("market move swap"))?
         .get_receipt()
         .await
-        .map_err(|e| TradingError::Chain(format!("swap: {e}")))?;
+        .map_err(|e| TradingError::Chain(format!("market move swap: {e}")))?;
     if !receipt.status() {
         return Err(TradingError::Chain(format!(
-            "swap {} reverted ({amount_in} of {})",
+            "market move swap {} reverted ({amount_in} of {})",
             receipt.transaction_hash, path[0]
         )));
     }
