@@ -15,17 +15,18 @@
 
 use std::sync::Arc;
 
-use agent_runtime::agent::{AgentKind, AgentSession, run_steps};
 use agent_runtime::audit::{AuditReport, AuditTarget, Finding, audit_token};
 use agent_runtime::blobstore::LocalDirStore;
 use agent_runtime::db::Db;
-use agent_runtime::engine::grammar::CREATIVE_MAX_TOKENS;
 use agent_runtime::indexer::Indexer;
 use agent_runtime::outbox::{AlloyChainLog, Outbox, OutboxConfig};
 use agent_runtime::record::LogId;
 use alloy::primitives::U256;
 use inft_contracts::scopes;
+use inft_engine::grammar::CREATIVE_MAX_TOKENS;
 use inft_examples::Sandbox;
+use inft_runtime::{AgentSession, run_steps};
+use inft_types::config::AgentKind;
 use strategies::creative::CreativeStrategy;
 
 const PROMPT: &str = "Write a short poem about the sea.";

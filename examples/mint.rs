@@ -8,13 +8,13 @@
 //! cargo run -p inft-examples --example mint
 //! ```
 
-use agent_runtime::agent::AgentKind;
-use agent_runtime::engine::grammar::CREATIVE_MAX_TOKENS;
 use alloy::primitives::B256;
 use base64::Engine as _;
 use inft_contracts::bindings::AgentNFT;
 use inft_contracts::scopes;
+use inft_engine::grammar::CREATIVE_MAX_TOKENS;
 use inft_examples::Sandbox;
+use inft_types::config::AgentKind;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -14,7 +14,6 @@
 
 use std::sync::Arc;
 
-use agent_runtime::agent::{AgentKind, AgentSession, run_steps};
 use agent_runtime::db::Db;
 use agent_runtime::outbox::{AlloyChainLog, Outbox, OutboxConfig};
 use agent_runtime::record::{ActionKind, LogId};
@@ -23,6 +22,8 @@ use alloy::signers::local::PrivateKeySigner;
 use inft_contracts::bindings::{ActionLog, AgentAccountFactory, TestToken};
 use inft_contracts::scopes;
 use inft_examples::{Sandbox, e18};
+use inft_runtime::{AgentSession, run_steps};
+use inft_types::config::AgentKind;
 use strategies::trading::decision::DECISION_MAX_TOKENS;
 use strategies::trading::market::swap_exact_in;
 use strategies::trading::{

@@ -16,15 +16,15 @@
 //! cargo run -p inft-examples --example transfer
 //! ```
 
-use agent_runtime::agent::AgentKind;
-use agent_runtime::engine::grammar::CREATIVE_MAX_TOKENS;
 use agent_runtime::pipeline::open_keys;
 use agent_runtime::transfer::{accept_offer, make_offer, market};
 use alloy::primitives::U256;
 use alloy::primitives::utils::format_ether;
 use alloy::providers::Provider;
 use inft_contracts::scopes;
+use inft_engine::grammar::CREATIVE_MAX_TOKENS;
 use inft_examples::Sandbox;
+use inft_types::config::AgentKind;
 use sealing::SealOptions;
 
 #[tokio::main]

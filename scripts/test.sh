@@ -23,8 +23,25 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "forge tests, gas snapshot, artifact check"
 inft-contracts/scripts/test.sh
 
+step "the engine-free inft: no llama.cpp in its graph; it audits, verifies provenance, serves a gateway"
+# Built first and copied aside: the full build below puts its own binary at target/debug/inft.
+# `cargo tree -i` fails with "did not match any packages" when the crate is not in the graph.
+if tree=$(cargo tree --locked -p inft --no-default-features -e normal,build -i llama-cpp-sys-2 2>&1) \
+  || ! grep -q "did not match any packages" <<<"$tree"; then
+  echo "llama-cpp-sys-2 is in the graph of inft --no-default-features (or cargo tree failed):" >&2
+  echo "$tree" >&2
+  exit 1
+fi
+cargo build --locked -p inft --no-default-features
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+lite_bin="$target_dir/inft-lite"
+cp -f "$target_dir/debug/inft" "$lite_bin"
+
 step "cargo test"
 cargo test --workspace --locked
+
+step "the engine-free inft on a real chain (tools/tests/lite.rs)"
+INFT_LITE_BIN="$lite_bin" cargo test --locked -p inft --test lite -- --ignored
 
 step "the examples (examples/README.md): mint, transfer, trade, audit"
 # Each asserts what it shows and exits non-zero otherwise; cargo test built them already.

@@ -9,14 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
-use agent_runtime::agent::{AgentConfig, AgentKind, CONFIG_VERSION};
 use agent_runtime::blobstore::LocalDirStore;
-use agent_runtime::engine::{ContextOptions, SamplerSettings};
-use agent_runtime::lifecycle::{
-    LifecycleError, MintRequest, MintedAgent, OpenedAgent, mint_agent, open_agent,
-};
-use agent_runtime::pipeline::UnsealOptions;
-use agent_runtime::testmodel::{TestModelParams, llama_gguf_bytes};
+use agent_runtime::lifecycle::{LifecycleError, MintRequest, MintedAgent, mint_agent};
 use agent_runtime::token::{AgentNft, Shares};
 use agent_runtime::wallet::derive_sealing_secret;
 use alloy::network::{EthereumWallet, TransactionBuilder};
@@ -25,6 +19,11 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder, WalletProvider};
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use inft_contracts::{DeployConfig, Deployment, DevChain, deploy_with, spawn_anvil};
+use inft_engine::testmodel::{TestModelParams, llama_gguf_bytes};
+use inft_engine::{ContextOptions, SamplerSettings};
+use inft_runtime::UnsealOptions;
+use inft_runtime::{OpenedAgent, open_agent};
+use inft_types::config::{AgentConfig, AgentKind, CONFIG_VERSION};
 use sealing::{SealOptions, SealingSecret};
 use tempfile::TempDir;
 

@@ -1,10 +1,10 @@
 //! The creative agent: text from a standing prompt, signed by the agent as its creator.
 
-use agent_runtime::agent::{AgentSession, Strategy, StrategyError};
-use agent_runtime::engine::ChatMessage;
-use agent_runtime::engine::grammar::creative_grammar;
 use agent_runtime::record::{ActionDraft, ActionKind, content_hash};
 use alloy::signers::SignerSync;
+use inft_engine::ChatMessage;
+use inft_engine::grammar::creative_grammar;
+use inft_runtime::{AgentSession, Strategy, StrategyError};
 use serde::Deserialize;
 use serde_json::json;
 

@@ -7,11 +7,9 @@
 
 use std::sync::Arc;
 
-use agent_runtime::agent::run_steps;
 use agent_runtime::audit::{AuditReport, AuditTarget, Finding, ReplayOutcome, audit_token, replay};
 use agent_runtime::blobstore::{BlobStore, LocalDirStore};
 use agent_runtime::db::Db;
-use agent_runtime::engine::Engine;
 use agent_runtime::indexer::Indexer;
 use agent_runtime::outbox::{AlloyChainLog, Outbox, OutboxConfig};
 use agent_runtime::record::{ActionDraft, ActionKind, ActionRecord, SignedRecord};
@@ -20,6 +18,7 @@ use alloy::providers::{DynProvider, Provider};
 use alloy::signers::local::PrivateKeySigner;
 use inft_contracts::bindings::ActionLog;
 use inft_contracts::scopes;
+use inft_runtime::run_steps;
 use strategies::creative::CreativeStrategy;
 
 use crate::world::World;
@@ -185,8 +184,12 @@ async fn intact_history_audits_clean_and_every_inference_replays() -> anyhow::Re
         .collect();
     let model = opened.agent.model.clone();
     let context = opened.agent.config.context;
-    let build = Engine::global()?.llama_build().to_owned();
-    let replayed = tokio::task::block_in_place(|| replay(&model, &context, &build, &records));
+    let replayed = tokio::task::block_in_place(|| {
+        replay(
+            &mut inft_engine::Replayer::new(model.clone(), context),
+            &records,
+        )
+    });
     assert_eq!(replayed.len(), 3);
     assert!(
         replayed
@@ -204,7 +207,10 @@ async fn intact_history_audits_clean_and_every_inference_replays() -> anyhow::Re
     let mut no_prompt = records[1].clone();
     no_prompt.prompt = None;
     let outcomes = tokio::task::block_in_place(|| {
-        replay(&model, &context, &build, &[forged, other_build, no_prompt])
+        replay(
+            &mut inft_engine::Replayer::new(model.clone(), context),
+            &[forged, other_build, no_prompt],
+        )
     });
     assert!(
         matches!(&outcomes[0].outcome, ReplayOutcome::Diverged { reason, .. } if reason.contains("same model")),

@@ -1,15 +1,11 @@
 //! Issue 4's must-show: mint a generated model, run the creative agent for 5 steps, and the bad
 //! paths (stranger, tampered blob, expired authorization).
 
-use agent_runtime::agent::run_steps;
 use agent_runtime::audit::{ReplayOutcome, private_prompts_of, replay, replay_with_prompts};
 use agent_runtime::db::OutboxState;
-use agent_runtime::engine::SamplerSettings;
-use agent_runtime::engine::grammar::CREATIVE_MAX_TOKENS;
 use agent_runtime::lifecycle::LifecycleError;
 use agent_runtime::pipeline::PipelineError;
 use agent_runtime::record::ActionKind;
-use agent_runtime::testmodel::{GEMMA_CHAT_TEMPLATE, TestModelParams, llama_gguf_bytes};
 use agent_runtime::token::{Access, TokenError};
 use alloy::primitives::{B256, keccak256};
 use alloy::providers::Provider;
@@ -17,6 +13,10 @@ use alloy::rpc::types::Filter;
 use alloy::sol_types::{SolEvent, SolValue};
 use inft_contracts::bindings::ActionLog;
 use inft_contracts::scopes;
+use inft_engine::SamplerSettings;
+use inft_engine::grammar::CREATIVE_MAX_TOKENS;
+use inft_engine::testmodel::{GEMMA_CHAT_TEMPLATE, TestModelParams, llama_gguf_bytes};
+use inft_runtime::run_steps;
 use strategies::creative::{CreativeStrategy, creation_signer};
 
 use crate::world::World;
@@ -188,7 +188,7 @@ async fn authorized_user_runs_as_executor_until_the_grant_expires() -> anyhow::R
     let mut sealed = Vec::new();
     for (i, (e, k)) in entries.iter().zip(keys).enumerate() {
         sealed.push(match k {
-            Some(k) if i != agent_runtime::agent::EntryKind::AgentKey.index() => Some(
+            Some(k) if i != inft_types::config::EntryKind::AgentKey.index() => Some(
                 sealing::SealedKey::seal(&k, &bob_key, &token_ref.key_context(e.data_hash))?,
             ),
             _ => None,
@@ -295,7 +295,7 @@ async fn rpc_outage_mid_run_loses_nothing_and_logs_each_action_once() -> anyhow:
     .await
     .expect_err("logging cannot finish while the RPC is down");
     assert!(
-        matches!(err, agent_runtime::agent::RunError::Outbox(_)),
+        matches!(err, inft_runtime::RunError::Outbox(_)),
         "an outbox (chain) error, not a step failure: {err}"
     );
     assert!(
@@ -375,7 +375,7 @@ fn longest_word_run(text: &str) -> usize {
 /// records, after checking that every inference replays on CPU from its record.
 async fn run_and_replay(
     world: &World,
-    config: &agent_runtime::agent::AgentConfig,
+    config: &inft_types::config::AgentConfig,
     instruction: &str,
     steps: u64,
 ) -> anyhow::Result<Vec<agent_runtime::record::ActionRecord>> {
@@ -395,12 +395,14 @@ async fn run_and_replay(
     let hashes: Vec<B256> = stored.iter().map(|r| r.record.record_hash()).collect();
     assert_eq!(world.logged_hashes(token).await?, hashes);
     let records: Vec<_> = stored.iter().map(|r| r.record.record().clone()).collect();
-    let build = agent_runtime::engine::Engine::global()?
-        .llama_build()
-        .to_owned();
     let model = session.model().clone();
     let context = config.context;
-    let replayed = tokio::task::block_in_place(|| replay(&model, &context, &build, &records));
+    let replayed = tokio::task::block_in_place(|| {
+        replay(
+            &mut inft_engine::Replayer::new(model.clone(), context),
+            &records,
+        )
+    });
     assert!(
         replayed
             .iter()
@@ -558,12 +560,14 @@ async fn private_prompts_stay_out_of_public_records_and_replay_from_the_owners_d
     }
 
     let records: Vec<_> = stored.iter().map(|r| r.record.record().clone()).collect();
-    let build = agent_runtime::engine::Engine::global()?
-        .llama_build()
-        .to_owned();
     let model = session.model().clone();
     let context = config.context;
-    let without = tokio::task::block_in_place(|| replay(&model, &context, &build, &records));
+    let without = tokio::task::block_in_place(|| {
+        replay(
+            &mut inft_engine::Replayer::new(model.clone(), context),
+            &records,
+        )
+    });
     assert!(
         without
             .iter()
@@ -574,7 +578,11 @@ async fn private_prompts_stay_out_of_public_records_and_replay_from_the_owners_d
     assert_eq!(prompts.len(), 2);
     assert!(prompts.values().all(|p| p.contains("Quillon")));
     let with = tokio::task::block_in_place(|| {
-        replay_with_prompts(&model, &context, &build, &records, &prompts)
+        replay_with_prompts(
+            &mut inft_engine::Replayer::new(model.clone(), context),
+            &records,
+            &prompts,
+        )
     });
     assert!(
         with.iter().all(|r| r.outcome == ReplayOutcome::Reproduced),

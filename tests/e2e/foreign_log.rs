@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use agent_runtime::agent::{RunError, Strategy as _, run_steps};
 use agent_runtime::audit::{AuditTarget, Finding, audit_token};
 use agent_runtime::blobstore::{BlobStore, LocalDirStore};
 use agent_runtime::db::{Db, OutboxState};
@@ -19,6 +18,7 @@ use alloy::primitives::{B256, U256};
 use alloy::signers::local::PrivateKeySigner;
 use inft_contracts::bindings::ActionLog;
 use inft_contracts::scopes;
+use inft_runtime::{RunError, Strategy as _, run_steps};
 use strategies::creative::CreativeStrategy;
 
 use crate::world::{Actor, World};
@@ -69,7 +69,7 @@ async fn owner_runtime(
     token: U256,
     records: Arc<LocalDirStore>,
     db_name: &str,
-) -> anyhow::Result<(agent_runtime::agent::AgentSession, Outbox, PrivateKeySigner)> {
+) -> anyhow::Result<(inft_runtime::AgentSession, Outbox, PrivateKeySigner)> {
     let opened = world.open(owner, token, scopes::RUN).await?;
     let key = opened
         .agent

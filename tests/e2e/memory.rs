@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use agent_runtime::agent::{AgentConfig, AgentSession, Strategy as _, record_action, run_steps};
 use agent_runtime::audit::{AuditTarget, audit_token};
 use agent_runtime::blobstore::LocalDirStore;
 use agent_runtime::db::Db;
@@ -23,6 +22,8 @@ use agent_runtime::transfer::oracle::{OracleService, request_rotation};
 use agent_runtime::transfer::{Offer, accept_offer, complete_transfer, make_offer};
 use alloy::primitives::{B256, U256};
 use inft_contracts::scopes;
+use inft_runtime::{AgentSession, Strategy as _, record_action, run_steps};
+use inft_types::config::AgentConfig;
 use sealing::{SealOptions, SealedKey};
 use strategies::creative::CreativeStrategy;
 
@@ -340,11 +341,11 @@ async fn memory_rotates_through_the_oracle_and_executors_run_without_it() -> any
     let token_ref = alice.nft.token_ref(token);
     let keys = open_keys(&entries, &alice.secret, &token_ref)?;
     let carol_key = carol.secret.public_key();
-    let sealed = agent_runtime::agent::EntryKind::REQUIRED
+    let sealed = inft_types::config::EntryKind::REQUIRED
         .iter()
         .zip(entries.iter().zip(keys))
         .map(|(&kind, (entry, key))| match (kind, key) {
-            (agent_runtime::agent::EntryKind::AgentKey, _) | (_, None) => Ok(None),
+            (inft_types::config::EntryKind::AgentKey, _) | (_, None) => Ok(None),
             (_, Some(key)) => {
                 SealedKey::seal(&key, &carol_key, &token_ref.key_context(entry.data_hash)).map(Some)
             }

@@ -8,13 +8,11 @@
 
 use std::sync::Arc;
 
-use agent_runtime::agent::run_steps;
 use agent_runtime::audit::html::html_report_linked;
 use agent_runtime::audit::{AuditReport, AuditTarget, audit_token};
 use agent_runtime::blobstore::records::piece_text;
 use agent_runtime::blobstore::{BlobStore, HttpGatewayStore, LocalDirStore, gateway};
 use agent_runtime::db::Db;
-use agent_runtime::lifecycle::OpenedAgent;
 use agent_runtime::outbox::{AlloyChainLog, Outbox, OutboxConfig};
 use agent_runtime::provenance::{
     Contracts, CreativePiece, ProofBundle, ProvenanceError, bundle_file_name, creation_digest,
@@ -27,6 +25,8 @@ use alloy::providers::Provider;
 use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
 use inft_contracts::scopes;
+use inft_runtime::OpenedAgent;
+use inft_runtime::run_steps;
 use sealing::SealOptions;
 use strategies::creative::CreativeStrategy;
 

@@ -2,7 +2,6 @@
 //! anything once the owner rotates; a revoked user's data keys stop opening the agent once the
 //! owner re-keys; a grant carries only the keys its scopes need.
 
-use agent_runtime::agent::EntryKind;
 use agent_runtime::pipeline::{PipelineError, decrypt_entry, open_keys};
 use agent_runtime::token::TokenError;
 use agent_runtime::transfer::rekey::{
@@ -11,6 +10,7 @@ use agent_runtime::transfer::rekey::{
 use agent_runtime::wallet::{derive_sealing_secret, find_sealing_secret};
 use alloy::providers::Provider;
 use inft_contracts::scopes;
+use inft_types::config::EntryKind;
 use sealing::SealOptions;
 
 use crate::world::{Actor, World};

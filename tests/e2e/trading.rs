@@ -4,12 +4,8 @@
 
 use std::sync::Arc;
 
-use agent_runtime::agent::{
-    AgentConfig, AgentKind, AgentSession, CONFIG_VERSION, Strategy as _, StrategyError, run_steps,
-};
 use agent_runtime::audit::{ReplayOutcome, replay};
 use agent_runtime::db::{OutboxState, TxState};
-use agent_runtime::engine::{ContextOptions, SamplerSettings};
 use agent_runtime::lifecycle::{MintRequest, MintedAgent, mint_agent};
 use agent_runtime::outbox::{AlloyChainLog, Outbox, OutboxConfig};
 use agent_runtime::record::{ActionKind, ActionRecord};
@@ -20,6 +16,9 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionRequest;
 use inft_contracts::bindings::{ActionLog, AgentAccountFactory, AgentNFT, TestToken};
 use inft_contracts::scopes;
+use inft_engine::{ContextOptions, SamplerSettings};
+use inft_runtime::{AgentSession, Strategy as _, StrategyError, run_steps};
+use inft_types::config::{AgentConfig, AgentKind, CONFIG_VERSION};
 use sealing::SealOptions;
 use strategies::trading::decision::{DECISION_MAX_TOKENS, decision_sampler};
 use strategies::trading::intent::IntentParseError;
@@ -680,13 +679,13 @@ const CHILD_ENV: &str = "INFT_TRADING_CRASH_CHILD";
 async fn crash_child() -> anyhow::Result<()> {
     use agent_runtime::blobstore::LocalDirStore;
     use agent_runtime::db::Db;
-    use agent_runtime::lifecycle::open_agent;
-    use agent_runtime::pipeline::UnsealOptions;
     use agent_runtime::record::LogId;
     use agent_runtime::token::AgentNft;
     use agent_runtime::wallet::derive_sealing_secret;
     use alloy::network::EthereumWallet;
     use alloy::signers::local::PrivateKeySigner;
+    use inft_runtime::UnsealOptions;
+    use inft_runtime::open_agent;
 
     let Ok(spec) = std::env::var(CHILD_ENV) else {
         return Ok(());
@@ -1380,11 +1379,13 @@ async fn smollm2_trader_makes_valid_decisions_for_thirty_steps_and_replays() -> 
     // Every inference reproduces on CPU from its record alone.
     let model = agent.session.model().clone();
     let context = agent.session.config().context;
-    let build = agent_runtime::engine::Engine::global()?
-        .llama_build()
-        .to_owned();
     let owned: Vec<ActionRecord> = records.iter().map(|r| (*r).clone()).collect();
-    let replayed = tokio::task::block_in_place(|| replay(&model, &context, &build, &owned));
+    let replayed = tokio::task::block_in_place(|| {
+        replay(
+            &mut inft_engine::Replayer::new(model.clone(), context),
+            &owned,
+        )
+    });
     let reproduced = replayed
         .iter()
         .filter(|r| r.outcome == ReplayOutcome::Reproduced)

@@ -5,7 +5,6 @@
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use agent_runtime::agent::run_steps;
 use agent_runtime::pipeline::open_keys;
 use agent_runtime::token::TokenError;
 use agent_runtime::transfer::oracle::{
@@ -21,6 +20,7 @@ use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
 use inft_contracts::bindings::{ActionLog, AgentNFT, TransferVerifier};
 use inft_contracts::{ContractRevert, ProofMode, proof_domain, scopes};
+use inft_runtime::run_steps;
 use sealing::SealOptions;
 use strategies::creative::CreativeStrategy;
 
@@ -663,9 +663,9 @@ async fn seal_cheaper_model(
     agent_runtime::pipeline::EntryRef,
     alloy::primitives::B256,
 )> {
-    use agent_runtime::agent::EntryKind;
     use agent_runtime::pipeline::seal_entry;
-    use agent_runtime::testmodel::{TestModelParams, llama_gguf_bytes};
+    use inft_engine::testmodel::{TestModelParams, llama_gguf_bytes};
+    use inft_types::config::EntryKind;
 
     let cheap = llama_gguf_bytes(&TestModelParams::for_size(1 << 19), seed)?;
     let sha256 = <sha2::Sha256 as sha2::Digest>::digest(&cheap);
@@ -817,7 +817,7 @@ async fn a_token_whose_model_is_not_its_commitment_does_not_run() -> anyhow::Res
 /// says so before any receiver downloads it, and the oracle refuses to attest it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_swapped_in_after_mint_is_neither_offered_nor_attested() -> anyhow::Result<()> {
-    use agent_runtime::agent::EntryKind;
+    use inft_types::config::EntryKind;
 
     let world = World::start().await?;
     let alice = world.actor(1).await?;

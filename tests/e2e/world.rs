@@ -4,18 +4,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use agent_runtime::agent::{AgentConfig, AgentKind, AgentSession, CONFIG_VERSION};
 use agent_runtime::blobstore::{BlobError, BlobRef, BlobStore, LocalDirStore, VerifiedBlob};
 use agent_runtime::db::Db;
-use agent_runtime::engine::grammar::CREATIVE_MAX_TOKENS;
-use agent_runtime::engine::{ContextOptions, SamplerSettings};
-use agent_runtime::lifecycle::{
-    LifecycleError, MintRequest, MintedAgent, OpenedAgent, mint_agent, open_agent,
-};
+use agent_runtime::lifecycle::{LifecycleError, MintRequest, MintedAgent, mint_agent};
 use agent_runtime::outbox::{AlloyChainLog, Outbox, OutboxConfig};
-use agent_runtime::pipeline::UnsealOptions;
 use agent_runtime::record::LogId;
-use agent_runtime::testmodel::{TestModelParams, llama_gguf_bytes};
 use agent_runtime::token::{AgentNft, Shares};
 use agent_runtime::wallet::derive_sealing_secret;
 use alloy::network::{EthereumWallet, TransactionBuilder};
@@ -26,6 +19,13 @@ use alloy::signers::local::PrivateKeySigner;
 use async_trait::async_trait;
 use inft_contracts::bindings::TestToken;
 use inft_contracts::{DeployConfig, Deployment, DevChain, deploy_with, spawn_anvil};
+use inft_engine::grammar::CREATIVE_MAX_TOKENS;
+use inft_engine::testmodel::{TestModelParams, llama_gguf_bytes};
+use inft_engine::{ContextOptions, SamplerSettings};
+use inft_runtime::AgentSession;
+use inft_runtime::UnsealOptions;
+use inft_runtime::{OpenedAgent, open_agent};
+use inft_types::config::{AgentConfig, AgentKind, CONFIG_VERSION};
 use sealing::{Commitment, SealOptions, SealingSecret};
 use strategies::trading::market::swap_exact_in;
 use tempfile::TempDir;
@@ -110,7 +110,7 @@ impl World {
     /// A world whose agents run the real instruct model (SmolLM2-135M-Instruct), fetched by
     /// `scripts/setup.sh`.
     pub(crate) async fn start_with_real_model() -> anyhow::Result<World> {
-        let path = agent_runtime::models::real_model_path()?;
+        let path = inft_engine::models::real_model_path()?;
         Self::start_with_model(std::fs::read(&path)?).await
     }
 

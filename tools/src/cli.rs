@@ -23,19 +23,21 @@ pub(crate) struct Cli {
     pub(crate) command: Commands,
 }
 
-/// Declares the subcommand enum and its dispatch from one list: `Variant(ArgsType)`.
+/// Declares the subcommand enum and its dispatch from one list: `Variant(ArgsType)`, preceded by
+/// `["feature"]` for a command that exists only with that cargo feature (`engine`: commands that
+/// run a model and so link llama.cpp).
 macro_rules! commands {
-    ($( $(#[$doc:meta])* $variant:ident($args:ty), )*) => {
+    ($( $(#[$doc:meta])* $([$feature:literal])? $variant:ident($args:ty), )*) => {
         /// The `inft` subcommands.
         #[derive(Debug, Subcommand)]
         pub(crate) enum Commands {
-            $( $(#[$doc])* $variant($args), )*
+            $( $(#[cfg(feature = $feature)])? $(#[$doc])* $variant($args), )*
         }
 
         impl Commands {
             async fn run(self, ctx: &Context) -> anyhow::Result<()> {
                 match self {
-                    $( Commands::$variant(args) => args.run(ctx).await, )*
+                    $( $(#[cfg(feature = $feature)])? Commands::$variant(args) => args.run(ctx).await, )*
                 }
             }
         }
@@ -55,16 +57,16 @@ commands! {
     /// funds, confirmations and deployed code), and write the deployment file.
     Deploy(cmd::deploy::DeployArgs),
     /// Mint an agent: seal a model, a fresh agent key and a config to your wallet.
-    Mint(cmd::mint::MintArgs),
+    ["engine"] Mint(cmd::mint::MintArgs),
     /// Let another account run your agent, with scopes and an expiry.
     Authorize(cmd::authorize::AuthorizeArgs),
     /// End another account's authorization.
     Revoke(cmd::authorize::RevokeArgs),
     /// Run an agent you own or are authorized for, logging every action on chain.
-    Run(cmd::run::RunArgs),
+    ["engine"] Run(cmd::run::RunArgs),
     /// Host many agents on schedules until stopped (one node, or a fleet on PostgreSQL), with
     /// /health, /agents and Prometheus /metrics.
-    Serve(cmd::serve::ServeArgs),
+    ["engine"] Serve(cmd::serve::ServeArgs),
     /// Audit an agent's action history from chain events and public records (no wallet needed).
     Audit(cmd::audit::AuditArgs),
     /// List what an agent created, and export each piece with a proof bundle anyone can check.
@@ -74,7 +76,7 @@ commands! {
     Provenance(cmd::provenance::ProvenanceArgs),
     /// Compare trading policies on the same simulated market under the owner's firewall;
     /// nothing is sent.
-    Backtest(cmd::backtest::BacktestArgs),
+    ["engine"] Backtest(cmd::backtest::BacktestArgs),
     /// An agent's earnings split: show what each party is owed, settle earnings, claim.
     Royalties(cmd::royalties::RoyaltiesArgs),
     /// Serve your blob store (sealed blobs, public action records) to other parties over HTTP.

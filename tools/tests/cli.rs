@@ -297,7 +297,7 @@ fn dev_model_real_finds_the_model_or_says_how_to_fetch_it() {
     let file = dir.path().join("model.gguf");
     std::fs::File::create(&file)
         .unwrap()
-        .set_len(agent_runtime::models::REAL_MODEL_BYTES)
+        .set_len(inft_engine::models::REAL_MODEL_BYTES)
         .unwrap();
     let out = inft(dir.path())
         .args(["--json", "dev", "model", "--real"])
@@ -311,6 +311,6 @@ fn dev_model_real_finds_the_model_or_says_how_to_fetch_it() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["path"], file.to_str().unwrap());
-    assert_eq!(v["bytes"], agent_runtime::models::REAL_MODEL_BYTES);
-    assert_eq!(v["sha256"], agent_runtime::models::REAL_MODEL_SHA256);
+    assert_eq!(v["bytes"], inft_engine::models::REAL_MODEL_BYTES);
+    assert_eq!(v["sha256"], inft_engine::models::REAL_MODEL_SHA256);
 }

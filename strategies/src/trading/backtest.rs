@@ -17,15 +17,16 @@
 
 use std::collections::BTreeMap;
 
-use agent_runtime::agent::{AgentConfig, AgentKind, AgentSession, CONFIG_VERSION, StrategyError};
-use agent_runtime::engine::{
-    ContextOptions, Engine, EngineError, MemModel, ModelOptions, SamplerSettings, SealedModel,
-};
 use agent_runtime::record::LogId;
-use agent_runtime::testmodel::{TestModelError, TestModelParams, llama_gguf_bytes};
 use alloy::primitives::{Address, I256, U256};
 use alloy::signers::local::PrivateKeySigner;
 use inft_contracts::deploy::Market;
+use inft_engine::testmodel::{TestModelError, TestModelParams, llama_gguf_bytes};
+use inft_engine::{
+    ContextOptions, Engine, EngineError, MemModel, ModelOptions, SamplerSettings, SealedModel,
+};
+use inft_runtime::{AgentSession, StrategyError};
+use inft_types::config::{AgentConfig, AgentKind, CONFIG_VERSION};
 use serde::Serialize;
 
 use super::firewall::{Firewall, Policy, Refusal};

@@ -14,7 +14,7 @@
 //! `{"reason":"The price is rising, so I buy a little","action":"buy","pair":"tGLD/tUSD","fraction":"0.25"}`
 //! or `{"reason":"…, so I hold","action":"hold"}`.
 
-use agent_runtime::engine::SamplerSettings;
+use inft_engine::SamplerSettings;
 use serde::{Deserialize, Serialize};
 
 use super::firewall::Firewall;
@@ -432,10 +432,8 @@ mod tests {
     /// grammar completes and the decision parses among the offered choices.
     #[test]
     fn every_output_under_the_grammar_parses() {
-        use agent_runtime::engine::{
-            ContextOptions, Engine, MemModel, ModelOptions, SamplerSettings,
-        };
-        use agent_runtime::testmodel::{TestModelParams, llama_gguf_bytes};
+        use inft_engine::testmodel::{TestModelParams, llama_gguf_bytes};
+        use inft_engine::{ContextOptions, Engine, MemModel, ModelOptions, SamplerSettings};
         let bytes = llama_gguf_bytes(&TestModelParams::for_size(1 << 20), 91).unwrap();
         let mut sink = MemModel::new("decision-test").unwrap();
         std::io::copy(&mut bytes.as_slice(), &mut sink).unwrap();

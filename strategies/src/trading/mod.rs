@@ -99,7 +99,7 @@ impl TradingError {
     }
 }
 
-impl From<TradingError> for agent_runtime::agent::StrategyError {
+impl From<TradingError> for inft_runtime::StrategyError {
     fn from(e: TradingError) -> Self {
         Self::Other(Box::new(e))
     }

@@ -1,8 +1,8 @@
 //! Trading policies: what proposes an intent from the market. One trait for the model and the
 //! classical baselines, so they can be compared on the same market under the same firewall.
 
-use agent_runtime::agent::{AgentSession, StrategyError};
-use agent_runtime::engine::{ChatMessage, Generation};
+use inft_engine::{ChatMessage, Generation};
+use inft_runtime::{AgentSession, StrategyError};
 
 use super::decision::{
     Choices, DECISION_MAX_TOKENS, DecisionError, ModelDecision, PairSymbols, check_symbols,

@@ -3,11 +3,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use agent_runtime::agent::{AgentSession, Strategy, StrategyError};
 use agent_runtime::db::Db;
 use agent_runtime::record::{ActionDraft, ActionKind, FIRST_SEQ, LogId};
 use alloy::primitives::{Address, B256, I256, U256};
 use alloy::providers::DynProvider;
+use inft_runtime::{AgentSession, Strategy, StrategyError};
 use serde_json::{Value, json};
 
 use super::TradingError;

@@ -8,22 +8,19 @@ use std::sync::Arc;
 
 use agent_runtime::audit::html;
 use agent_runtime::audit::{
-    AuditReport, AuditTarget, audit_token, private_prompts_of, replay_with_prompts, restore_records,
+    AuditReport, AuditTarget, ReplayedAction, audit_token, restore_records,
 };
 use agent_runtime::blobstore::BlobStore;
-use agent_runtime::engine::{ContextOptions, Engine};
-use agent_runtime::lifecycle::open_agent;
-use agent_runtime::pipeline::UnsealOptions;
+use agent_runtime::db::Db;
 use agent_runtime::provenance::exported_pieces;
 use alloy::primitives::U256;
 use anyhow::{Context as _, bail};
 use clap::Args;
-use inft_contracts::scopes;
 use serde_json::json;
 
 use super::Run;
+use super::common::parse_token_id;
 use super::node::{Indexed, Node, NodeOpts, WalletOpts};
-use super::run::parse_token_id;
 use crate::cli::Context;
 
 /// `inft audit`
@@ -76,38 +73,9 @@ impl Run for AuditArgs {
 
         let replayed = if self.replay {
             spinner.set_message("replaying inferences");
-            let wallet = self.wallet.signer(&node.home)?;
-            let nft = node.nft(&wallet)?;
-            let secret = node.sealing_secret(&wallet).await?;
-            let opened = open_agent(
-                &nft,
-                store.as_ref(),
-                wallet.address(),
-                &secret,
-                self.token,
-                scopes::RUN,
-                &UnsealOptions::default(),
-            )
-            .await
-            .context("opening the agent for replay")?;
-            let agent = opened.agent;
-            let context = ContextOptions {
-                n_threads: self.threads.or(agent.config.context.n_threads),
-                ..agent.config.context
-            };
-            let records: Vec<_> = report
-                .actions
-                .iter()
-                .filter_map(|a| a.record.clone())
-                .collect();
-            let prompts = private_prompts_of(&db, &records).await?;
-            let model = agent.model.clone();
-            let build = Engine::global()?.llama_build().to_owned();
             Some(
-                tokio::task::spawn_blocking(move || {
-                    replay_with_prompts(&model, &context, &build, &records, &prompts)
-                })
-                .await?,
+                self.replay_actions(&node, &db, store.as_ref(), &report)
+                    .await?,
             )
         } else {
             None
@@ -160,6 +128,65 @@ impl Run for AuditArgs {
             );
         }
         Ok(())
+    }
+}
+
+impl AuditArgs {
+    /// Re-runs the token's logged inferences on its unsealed model (`--replay`).
+    #[cfg(feature = "engine")]
+    async fn replay_actions(
+        &self,
+        node: &Node,
+        db: &Db,
+        store: &dyn BlobStore,
+        report: &AuditReport,
+    ) -> anyhow::Result<Vec<ReplayedAction>> {
+        let wallet = self.wallet.signer(&node.home)?;
+        let nft = node.nft(&wallet)?;
+        let secret = node.sealing_secret(&wallet).await?;
+        let opened = inft_runtime::open_agent(
+            &nft,
+            store,
+            wallet.address(),
+            &secret,
+            self.token,
+            inft_contracts::scopes::RUN,
+            &inft_runtime::UnsealOptions::default(),
+        )
+        .await
+        .context("opening the agent for replay")?;
+        let agent = opened.agent;
+        let context = inft_engine::ContextOptions {
+            n_threads: self.threads.or(agent.config.context.n_threads),
+            ..agent.config.context
+        };
+        let records: Vec<_> = report
+            .actions
+            .iter()
+            .filter_map(|a| a.record.clone())
+            .collect();
+        let prompts = agent_runtime::audit::private_prompts_of(db, &records).await?;
+        let mut engine = inft_engine::Replayer::new(agent.model.clone(), context);
+        Ok(tokio::task::spawn_blocking(move || {
+            agent_runtime::audit::replay_with_prompts(&mut engine, &records, &prompts)
+        })
+        .await?)
+    }
+
+    /// Without the engine there is nothing to replay on: say how to get a build that has it.
+    #[cfg(not(feature = "engine"))]
+    async fn replay_actions(
+        &self,
+        _node: &Node,
+        _db: &Db,
+        _store: &dyn BlobStore,
+        _report: &AuditReport,
+    ) -> anyhow::Result<Vec<ReplayedAction>> {
+        bail!(
+            "--replay runs the model, and this inft was built without the inference engine \
+             (--no-default-features): audit without --replay, or use an inft built with its \
+             default features"
+        )
     }
 }
 

@@ -13,8 +13,8 @@ use sealing::SealOptions;
 use serde_json::json;
 
 use super::Run;
+use super::common::parse_token_id;
 use super::node::{NodeOpts, WalletOpts};
-use super::run::parse_token_id;
 use crate::cli::Context;
 
 /// Parses `run,log` into scope bits.

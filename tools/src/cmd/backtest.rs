@@ -3,11 +3,11 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use agent_runtime::agent::{AgentConfig, AgentKind, CONFIG_VERSION};
-use agent_runtime::engine::{ContextOptions, MemModel, ModelOptions};
 use alloy::primitives::I256;
 use anyhow::{Context as _, bail};
 use clap::Args;
+use inft_engine::{ContextOptions, MemModel, ModelOptions};
+use inft_types::config::{AgentConfig, AgentKind, CONFIG_VERSION};
 use strategies::trading::backtest::{
     Backtest, BacktestReport, Outcome, PathParams, PolicyReport, PricePath, classical_session,
     offline_session,

@@ -13,8 +13,8 @@ use serde_json::json;
 
 use super::Run;
 use super::audit::index_and_audit;
+use super::common::parse_token_id;
 use super::node::NodeOpts;
-use super::run::parse_token_id;
 use crate::cli::Context;
 
 /// `inft creations`

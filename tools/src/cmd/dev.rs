@@ -1,13 +1,9 @@
 //! `inft dev`: a local chain with everything deployed, generated test models, and where the real
 //! instruct model is.
 
-use std::io::{BufWriter, Write};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agent_runtime::models::{REAL_MODEL_BYTES, REAL_MODEL_SHA256, real_model_path};
-use agent_runtime::testmodel::{TestModelParams, write_llama_gguf};
 use agent_runtime::wallet::{Passphrase, import_keystore};
 use alloy::network::EthereumWallet;
 use alloy::providers::{Provider, ProviderBuilder};
@@ -17,7 +13,6 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use inft_contracts::{DeployConfig, deploy_with};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::Run;
 use super::node::{NodeFile, NodeOpts};
@@ -46,11 +41,13 @@ enum DevCommand {
     /// Stop the anvil that `dev up` started.
     Down(DownArgs),
     /// Write a deterministic llama-architecture GGUF test model of about the given size.
-    MakeModel(MakeModelArgs),
+    #[cfg(feature = "engine")]
+    MakeModel(super::dev_models::MakeModelArgs),
     /// Print the path of the real instruct model (SmolLM2-135M-Instruct Q4_1) that
     /// scripts/setup.sh fetched: INFT_REAL_MODEL, else
     /// ${INFT_MODEL_DIR:-$HOME/.cache/inft/models}/SmolLM2-135M-Instruct.Q4_1.gguf.
-    Model(ModelArgs),
+    #[cfg(feature = "engine")]
+    Model(super::dev_models::ModelArgs),
 }
 
 impl Run for DevArgs {
@@ -58,7 +55,9 @@ impl Run for DevArgs {
         match self.command {
             DevCommand::Up(a) => a.run(ctx).await,
             DevCommand::Down(a) => a.run(ctx).await,
+            #[cfg(feature = "engine")]
             DevCommand::MakeModel(a) => a.run(ctx).await,
+            #[cfg(feature = "engine")]
             DevCommand::Model(a) => a.run(ctx).await,
         }
     }
@@ -243,20 +242,6 @@ impl DownArgs {
     }
 }
 
-/// `inft dev make-model`
-#[derive(Debug, Args)]
-struct MakeModelArgs {
-    /// Approximate size: bytes, or with a unit (KiB, MiB, GiB).
-    #[arg(long, default_value = "4MiB", value_parser = parse_size)]
-    size: u64,
-    /// Seed of the deterministic weights.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Output file.
-    #[arg(short, long)]
-    out: PathBuf,
-}
-
 /// Parses `123`, `4KiB`, `8MiB`, `1GiB` (also `K`/`M`/`G`, binary units).
 pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
@@ -272,65 +257,6 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("size {s:?} is too large"))
-}
-
-/// Hashes everything written through it.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl MakeModelArgs {
-    async fn run(self, ctx: &Context) -> anyhow::Result<()> {
-        let params = TestModelParams::for_size(self.size);
-        let file = std::fs::File::create(&self.out)
-            .with_context(|| format!("creating {}", self.out.display()))?;
-        let mut writer = HashingWriter {
-            inner: BufWriter::with_capacity(1 << 20, file),
-            hasher: Sha256::new(),
-        };
-        let info =
-            write_llama_gguf(&mut writer, &params, self.seed).context("writing the model")?;
-        writer.flush()?;
-        let sha256 = hex::encode(writer.hasher.finalize());
-        ctx.emit(
-            format!("{}: {} bytes, {} parameters, sha256 {sha256}", self.out.display(), info.bytes, info.n_params),
-            json!({ "path": self.out, "bytes": info.bytes, "params": info.n_params, "sha256": sha256 }),
-        );
-        Ok(())
-    }
-}
-
-/// `inft dev model`
-#[derive(Debug, Args)]
-struct ModelArgs {
-    /// The real instruct model (the only kind for now): fails, pointing to scripts/setup.sh,
-    /// when it is missing or has the wrong size.
-    #[arg(long, required = true)]
-    real: bool,
-}
-
-impl ModelArgs {
-    async fn run(self, ctx: &Context) -> anyhow::Result<()> {
-        anyhow::ensure!(self.real, "say which model: --real");
-        let path = real_model_path()?;
-        ctx.emit(
-            path.display(),
-            json!({ "path": path, "sha256": REAL_MODEL_SHA256, "bytes": REAL_MODEL_BYTES }),
-        );
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -15,9 +15,9 @@ use sealing::{EncryptedKeyFile, KdfParams, SealOptions, SealingSecret};
 use serde_json::json;
 
 use super::Run;
+use super::common::parse_token_id;
 use super::common::{AtomicOutput, load_key_file, passphrase};
 use super::node::{NodeOpts, WalletOpts};
-use super::run::parse_token_id;
 use crate::cli::Context;
 
 /// `inft keys …`

@@ -4,14 +4,10 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use agent_runtime::agent::{AgentKind, AgentSession, Strategy, StrategyError};
 use agent_runtime::blobstore::BlobStore;
 use agent_runtime::db::Db;
-use agent_runtime::engine::{ContextOptions, ModelOptions};
-use agent_runtime::lifecycle::{OpenedAgent, open_agent};
 use agent_runtime::memory::AgentMemory;
 use agent_runtime::outbox::{AlloyChainLog, Outbox, OutboxConfig};
-use agent_runtime::pipeline::UnsealOptions;
 use agent_runtime::record::{ActionDraft, LogId};
 use agent_runtime::token::{Access, AgentNft};
 use alloy::primitives::{Address, U256};
@@ -20,6 +16,11 @@ use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context as _, bail};
 use inft_contracts::bindings::{AgentAccountFactory, TestToken};
 use inft_contracts::{Market, resolve_market, scopes};
+use inft_engine::{ContextOptions, ModelOptions};
+use inft_runtime::UnsealOptions;
+use inft_runtime::{AgentSession, Strategy, StrategyError};
+use inft_runtime::{OpenedAgent, open_agent};
+use inft_types::config::AgentKind;
 use sealing::{SealOptions, SealingSecret};
 use strategies::creative::CreativeStrategy;
 use strategies::trading::policies::FOLLOW_THE_TREND;

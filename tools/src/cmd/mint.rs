@@ -3,10 +3,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use agent_runtime::agent::{AgentConfig, AgentKind, CONFIG_VERSION};
 use agent_runtime::db::{Agent, AgentStatus};
-use agent_runtime::engine::grammar::CREATIVE_MAX_TOKENS;
-use agent_runtime::engine::{ContextOptions, SamplerSettings};
 use agent_runtime::lifecycle::{MintRequest, mint_agent};
 use agent_runtime::memory::AgentMemory;
 use agent_runtime::token::Shares;
@@ -16,6 +13,9 @@ use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
+use inft_engine::grammar::CREATIVE_MAX_TOKENS;
+use inft_engine::{ContextOptions, SamplerSettings};
+use inft_types::config::{AgentConfig, AgentKind, CONFIG_VERSION};
 use sealing::SealOptions;
 use serde_json::json;
 use sha2::{Digest, Sha256};

@@ -10,8 +10,8 @@ use inft_contracts::bindings::AgentAccountFactory;
 use serde_json::json;
 
 use super::Run;
+use super::common::parse_token_id;
 use super::node::{NodeOpts, WalletOpts};
-use super::run::parse_token_id;
 use crate::cli::Context;
 
 /// `inft royalties`

@@ -1,17 +1,18 @@
 //! `inft run`: load an agent from the chain, unseal it into memory and run it, logging every
 //! action on chain.
 
-use agent_runtime::agent::{StepReport, Strategy as _, record_action, run_steps};
 use agent_runtime::memory::{MemoryNote, memory_update_draft, update_memory};
 use alloy::primitives::{Address, U256};
 use anyhow::Context as _;
 use clap::Args;
+use inft_runtime::{StepReport, Strategy as _, record_action, run_steps};
 use sealing::SealOptions;
 use serde_json::json;
 use strategies::trading::PairSymbols;
 use strategies::trading::market::to_units;
 
 use super::Run;
+use super::common::parse_token_id;
 use super::launch::{LaunchOptions, Launched, MarketChoice, TradingSetup, launch};
 use super::node::{NodeOpts, WalletOpts};
 use crate::cli::Context;
@@ -102,15 +103,6 @@ impl TradingOpts {
             },
         }
     }
-}
-
-/// Parses a uint256 token id, decimal or `0x`-hex.
-pub(crate) fn parse_token_id(s: &str) -> Result<U256, String> {
-    let parsed = match s.strip_prefix("0x") {
-        Some(hex) => U256::from_str_radix(hex, 16),
-        None => U256::from_str_radix(s, 10),
-    };
-    parsed.map_err(|e| format!("invalid token id {s:?}: {e}"))
 }
 
 impl Run for RunArgs {

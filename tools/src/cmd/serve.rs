@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use agent_runtime::agent::{GenerationTotals, RunError, StrategyError, run_step};
 use agent_runtime::db::{Db, DbError, redact_url};
 use agent_runtime::error::ChainLogError;
 use agent_runtime::lifecycle::LifecycleError;
@@ -22,6 +21,7 @@ use alloy::signers::local::PrivateKeySigner;
 use anyhow::Context as _;
 use clap::Args;
 use inft_contracts::scopes;
+use inft_runtime::{GenerationTotals, RunError, StrategyError, run_step};
 use inft_service::config::{AgentSpec, ServeConfig};
 use inft_service::host::{AgentError, AgentHost, HostedAgent, StepSummary, StopReason};
 use strategies::trading::{PairSymbols, TradingError, TradingStatus};
@@ -207,7 +207,7 @@ struct Rights {
 struct HostedInft {
     rights: Rights,
     reader: DynProvider,
-    session: agent_runtime::agent::AgentSession,
+    session: inft_runtime::AgentSession,
     strategy: AgentStrategy,
     outbox: Outbox,
     record_signer: PrivateKeySigner,

@@ -27,8 +27,8 @@ use serde_json::json;
 
 use super::Run;
 use super::authorize::parse_duration;
+use super::common::parse_token_id;
 use super::node::{Node, NodeOpts, WalletOpts};
-use super::run::parse_token_id;
 use crate::cli::Context;
 
 /// `inft transfer …`

@@ -1,0 +1,9 @@
+#![doc = include_str!("../README.md")]
+
+mod open;
+mod runner;
+mod strategy;
+
+pub use open::{OpenedAgent, UnsealError, UnsealOptions, UnsealedAgent, open_agent, unseal_agent};
+pub use runner::{RunError, RunReport, StepReport, record_action, run_step, run_steps};
+pub use strategy::{AgentSession, GenerationTotals, Strategy, StrategyError};
