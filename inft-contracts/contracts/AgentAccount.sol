@@ -11,6 +11,7 @@ import {IERC1155Receiver} from "@openzeppelin/contracts/token/ERC1155/IERC1155Re
 import {IAgentAccount, IAgentAccountFactory} from "./interfaces/IAgentAccount.sol";
 import {IERC6551Account, IERC6551Executable} from "./interfaces/IERC6551.sol";
 import {IAgentNFT} from "./interfaces/IAgentNFT.sol";
+import {IERC7857} from "./interfaces/IERC7857.sol";
 import {Scopes} from "./interfaces/Scopes.sol";
 
 /// @title AgentAccount
@@ -35,21 +36,33 @@ contract AgentAccount is
     /// in a transfer's gas).
     uint256 private constant MAX_OPEN_APPROVALS = 16;
 
-    // Kinds of OpenApproval. KIND_APPROVE is `approve(address,uint256)` before the call's result
-    // tells an ERC-20 allowance (1) from an ERC-721 single-token approval (2).
+    // Kinds of OpenApproval (see IAgentAccount.OpenApproval). KIND_APPROVE is
+    // `approve(address,uint256)` before the call's result tells an ERC-20 allowance (1) from an
+    // ERC-721 single-token approval (2).
     uint8 private constant KIND_APPROVE = 0;
     uint8 private constant KIND_ERC20 = 1;
     uint8 private constant KIND_ERC721 = 2;
     uint8 private constant KIND_OPERATOR = 3;
     uint8 private constant KIND_PERMIT2 = 4;
+    uint8 private constant KIND_ERC6909 = 5; // ERC-6909 allowance of one id
+    uint8 private constant KIND_ERC6909_OPERATOR = 6; // ERC-6909 operator
+    uint8 private constant KIND_AGENT = 7; // agent wallet of an agent token the account holds
+    uint8 private constant KIND_GRANT = 8; // usage grant on an agent token the account holds
 
     // Approval-creating selectors.
     bytes4 private constant APPROVE = 0x095ea7b3; // approve(address,uint256): ERC-20 and ERC-721
     bytes4 private constant INCREASE_ALLOWANCE = 0x39509351; // increaseAllowance(address,uint256)
+    bytes4 private constant INCREASE_APPROVAL = 0xd73dd623; // increaseApproval(address,uint256): OZ 1.x tokens
     bytes4 private constant APPROVE_AND_CALL = 0x3177029f; // ERC-1363 approveAndCall(address,uint256)
     bytes4 private constant APPROVE_AND_CALL_DATA = 0xcae9ca51; // approveAndCall(address,uint256,bytes)
     bytes4 private constant SET_APPROVAL_FOR_ALL = 0xa22cb465; // setApprovalForAll(address,bool)
     bytes4 private constant PERMIT2_APPROVE = 0x87517c45; // approve(address,address,uint160,uint48)
+    bytes4 private constant ERC6909_APPROVE = 0x426a8493; // approve(address,uint256,uint256)
+    bytes4 private constant ERC6909_SET_OPERATOR = 0x558a7297; // setOperator(address,bool)
+    // An agent token's control, given to someone else (the account may hold agent tokens).
+    bytes4 private constant SET_AGENT = IAgentNFT.setAgent.selector; // setAgent(uint256,address)
+    bytes4 private constant AUTHORIZE = IAgentNFT.authorize.selector; // authorize(uint256,address,uint8,uint64,bytes[])
+    bytes4 private constant AUTHORIZE_USAGE = IERC7857.authorizeUsage.selector; // authorizeUsage(uint256,address)
 
     // Read-back queries.
     bytes4 private constant ALLOWANCE = 0xdd62ed3e; // allowance(address,address)
@@ -57,11 +70,25 @@ contract AgentAccount is
     bytes4 private constant OWNER_OF = 0x6352211e; // ownerOf(uint256)
     bytes4 private constant IS_APPROVED_FOR_ALL = 0xe985e9c5; // isApprovedForAll(address,address)
     bytes4 private constant PERMIT2_ALLOWANCE = 0x927da105; // allowance(address,address,address)
+    bytes4 private constant ERC6909_ALLOWANCE = 0x598af9e7; // allowance(address,address,uint256)
+    bytes4 private constant ERC6909_IS_OPERATOR = 0xb6363cf2; // isOperator(address,address)
+    bytes4 private constant AGENT_OF = IAgentNFT.agentOf.selector; // agentOf(uint256)
+    bytes4 private constant AUTHORIZATION_OF = IAgentNFT.authorizationOf.selector; // authorizationOf(uint256,address)
+
+    // Closing an agent token's grant (its agent is closed with setAgent(id, 0)).
+    bytes4 private constant REVOKE = IAgentNFT.revoke.selector; // revoke(uint256,address)
 
     bytes32 private constant MESSAGE_TYPEHASH = keccak256("AgentAccountMessage(bytes32 hash)");
 
     /// @dev The only operation `execute` supports.
     uint8 private constant OP_CALL = 0;
+
+    /// @dev An approval-creating call of `execute` / `executeBatch`, noted for {_settle}, with the
+    /// selector that made it (named if its result cannot be read back).
+    struct Touched {
+        OpenApproval approval;
+        bytes4 selector;
+    }
 
     // Who a caller or signer is (see {_roleOf}).
     uint8 private constant ROLE_NONE = 0;
@@ -92,6 +119,10 @@ contract AgentAccount is
     /// @notice ERC-6551 execution: a CALL (operation 0) of `to` with `value` and `data` by the
     /// owner, or by the agent or a TRADE grantee while the token is not paused; bubbles the
     /// target's revert data. DELEGATECALL, CREATE and CREATE2 revert with {UnsupportedOperation}.
+    /// Under the approval rules of IAgentAccount: an approval-creating call is read back after
+    /// it (a caller other than the owner must leave it closed, the owner's open one enters the
+    /// ledger), and an agent token's owner administration is refused to callers other than the
+    /// owner ({OwnerOnlyCall}).
     function execute(address to, uint256 value, bytes calldata data, uint8 operation)
         external
         payable
@@ -99,20 +130,20 @@ contract AgentAccount is
     {
         if (operation != OP_CALL) revert UnsupportedOperation(operation);
         (bool byOwner, address nft, uint256 tokenId) = _enter();
-        OpenApproval[] memory touched = new OpenApproval[](1);
+        Touched[] memory touched = new Touched[](1);
         uint256 n;
-        (result, n) = _call(to, value, data, touched, 0);
+        (result, n) = _call(to, value, data, touched, 0, byOwner);
         _settle(touched, n, byOwner, nft, tokenId);
     }
 
     /// @inheritdoc IAgentAccount
     function executeBatch(Call[] calldata calls) external payable returns (bytes[] memory results) {
         (bool byOwner, address nft, uint256 tokenId) = _enter();
-        OpenApproval[] memory touched = new OpenApproval[](calls.length);
+        Touched[] memory touched = new Touched[](calls.length);
         uint256 n;
         results = new bytes[](calls.length);
         for (uint256 i = 0; i < calls.length; ++i) {
-            (results[i], n) = _call(calls[i].target, calls[i].value, calls[i].data, touched, n);
+            (results[i], n) = _call(calls[i].target, calls[i].value, calls[i].data, touched, n, byOwner);
         }
         _settle(touched, n, byOwner, nft, tokenId);
     }
@@ -176,9 +207,10 @@ contract AgentAccount is
     }
 
     /// @notice ERC-6551: a counter bumped by every `execute` / `executeBatch` and by every
-    /// {closeApprovals} of the owner that closed something (a buyer or market can check that it
-    /// did not change between a listing and a sale). The NFT closing the seller's approvals
-    /// during a proof transfer does not bump it: the transfer itself is the change.
+    /// {closeApprovals} of the owner that closed something (a buyer or market checks that it did
+    /// not change between a buy and the sale's completion: AgentMarket does). The NFT closing the
+    /// seller's approvals during a proof transfer does not bump it: the transfer itself is the
+    /// change.
     function state() external view returns (uint256) {
         return _ledger().state;
     }
@@ -210,19 +242,21 @@ contract AgentAccount is
         return _hashTypedDataV4(keccak256(abi.encode(MESSAGE_TYPEHASH, hash)));
     }
 
-    /// @notice ERC-1271: a signature by the token's owner, or by its agent while not paused, over
+    /// @notice ERC-1271: a signature by the token's owner, and only the owner, over
     /// {messageHash}`(hash)`, which binds this account and the chain (a signature for one account
     /// is not valid for another account of the same owner). Checked with OpenZeppelin's
-    /// SignatureChecker: ECDSA for an EOA, ERC-1271 for a contract (e.g. a multisig owning the token).
+    /// SignatureChecker: ECDSA for an EOA, ERC-1271 for a contract (e.g. a multisig owning the
+    /// token). The agent and TRADE grantees may execute but do not sign: a signed permit (an
+    /// ERC-2612 or Permit2 allowance) creates an approval the account never sees, which would
+    /// outlive their control (a Permit2 allowance revives whenever the account approves Permit2
+    /// again, e.g. after a sale).
     function isValidSignature(bytes32 hash, bytes calldata signature) external view returns (bytes4) {
         (uint256 chainId, address nft, uint256 tokenId) = token();
         if (chainId == block.chainid) {
-            (address o, address agent, bool paused) = IAgentNFT(nft).controlOf(tokenId);
-            bytes32 digest = messageHash(hash);
-            if (
-                SignatureChecker.isValidSignatureNowCalldata(o, digest, signature)
-                    || (!paused && SignatureChecker.isValidSignatureNowCalldata(agent, digest, signature))
-            ) return IERC1271.isValidSignature.selector;
+            (address o,,) = IAgentNFT(nft).controlOf(tokenId);
+            if (SignatureChecker.isValidSignatureNowCalldata(o, messageHash(hash), signature)) {
+                return IERC1271.isValidSignature.selector;
+            }
         }
         return 0xffffffff;
     }
@@ -274,16 +308,22 @@ contract AgentAccount is
         return (role == ROLE_OWNER, nft, tokenId);
     }
 
-    /// @dev The one path every call of `execute`/`executeBatch` takes: notes an approval-creating
-    /// call in `touched[n]` (checked by {_settle} after the last call), then calls.
-    function _call(address target, uint256 value, bytes calldata data, OpenApproval[] memory touched, uint256 n)
-        private
-        returns (bytes memory result, uint256)
-    {
+    /// @dev The one path every call of `execute`/`executeBatch` takes: refuses an agent token's
+    /// owner administration to callers other than the owner, notes an approval-creating call in
+    /// `touched[n]` (checked by {_settle} after the last call), then calls.
+    function _call(
+        address target,
+        uint256 value,
+        bytes calldata data,
+        Touched[] memory touched,
+        uint256 n,
+        bool byOwner
+    ) private returns (bytes memory result, uint256) {
         if (target == address(this)) revert SelfCall();
         bytes4 selector = data.length >= 4 ? bytes4(data[:4]) : bytes4(0);
+        if (!byOwner && _ownerOnly(selector)) revert OwnerOnlyCall(target, selector);
         (bool isApproval, OpenApproval memory a) = _approvalOf(target, selector, data);
-        if (isApproval) touched[n++] = a;
+        if (isApproval) touched[n++] = Touched(a, selector);
         bool ok;
         (ok, result) = target.call{value: value}(data);
         if (!ok) {
@@ -296,6 +336,18 @@ contract AgentAccount is
         return (result, n);
     }
 
+    /// @dev An agent token's owner administration that hands out something no ledger entry
+    /// could take back: the account's published sealing key (tokens sent to the account later
+    /// would be sealed to it), its ERC-7857 access assistant, a token's data, its pause flag, or a
+    /// copy of its agent (a clone). The owner may call these; the agent and TRADE grantees, whose
+    /// control ends with their grant, may not.
+    function _ownerOnly(bytes4 selector) private pure returns (bool) {
+        return selector == IAgentNFT.setSealingKey.selector || selector == IERC7857.delegateAccess.selector
+            || selector == IAgentNFT.updateData.selector || selector == IAgentNFT.setPaused.selector
+            || selector == IAgentNFT.cloneWithProof.selector || selector == IERC7857.iClone.selector
+            || selector == IAgentNFT.iCloneFrom.selector;
+    }
+
     /// @dev Recognises an approval-creating call by its selector and decodes what it approves.
     function _approvalOf(address target, bytes4 selector, bytes calldata data)
         private
@@ -305,43 +357,61 @@ contract AgentAccount is
         uint8 kind;
         if (selector == APPROVE) {
             kind = KIND_APPROVE;
-        } else if (selector == INCREASE_ALLOWANCE || selector == APPROVE_AND_CALL || selector == APPROVE_AND_CALL_DATA)
-        {
+        } else if (
+            selector == INCREASE_ALLOWANCE || selector == INCREASE_APPROVAL || selector == APPROVE_AND_CALL
+                || selector == APPROVE_AND_CALL_DATA
+        ) {
             kind = KIND_ERC20;
         } else if (selector == SET_APPROVAL_FOR_ALL) {
             kind = KIND_OPERATOR;
         } else if (selector == PERMIT2_APPROVE) {
             kind = KIND_PERMIT2;
+        } else if (selector == ERC6909_APPROVE) {
+            kind = KIND_ERC6909;
+        } else if (selector == ERC6909_SET_OPERATOR) {
+            kind = KIND_ERC6909_OPERATOR;
+        } else if (selector == SET_AGENT) {
+            kind = KIND_AGENT;
+        } else if (selector == AUTHORIZE || selector == AUTHORIZE_USAGE) {
+            kind = KIND_GRANT;
         } else {
             return (false, a);
         }
         if (data.length < 68) revert UnverifiableApproval(target, selector);
-        // The low 160 bits, as a Solidity target reads an address argument.
-        address first = address(uint160(uint256(bytes32(data[4:36]))));
+        uint256 first = uint256(bytes32(data[4:36]));
         uint256 second = uint256(bytes32(data[36:68]));
         a.kind = kind;
         a.target = target;
+        // Address arguments: the low 160 bits, as a Solidity target reads them.
         if (kind == KIND_PERMIT2) {
             // approve(token, spender, amount, expiration): Permit2 is the target, the token the id.
-            // The spender argument is an address: its low 160 bits are what Permit2 reads.
             // forge-lint: disable-next-line(unsafe-typecast)
             a.spender = address(uint160(second));
+            // forge-lint: disable-next-line(unsafe-typecast)
             a.id = uint160(first);
+        } else if (kind == KIND_AGENT || kind == KIND_GRANT) {
+            // setAgent(tokenId, agent), authorize(tokenId, user, …), authorizeUsage(tokenId, user).
+            // forge-lint: disable-next-line(unsafe-typecast)
+            a.spender = address(uint160(second));
+            a.id = first;
         } else {
-            a.spender = first;
-            if (kind == KIND_APPROVE) a.id = second;
+            // forge-lint: disable-next-line(unsafe-typecast)
+            a.spender = address(uint160(first));
+            // approve(spender, amountOrId) and ERC-6909 approve(spender, id, amount).
+            if (kind == KIND_APPROVE || kind == KIND_ERC6909) a.id = second;
         }
-        // Approving the zero address is how ERC-721 clears an approval; nobody can spend as zero.
+        // Approving the zero address is how ERC-721 clears an approval, setting agent zero how an
+        // agent token drops its agent; nobody can spend or act as zero.
         return (a.spender != address(0), a);
     }
 
     /// @dev After the last call: a caller other than the owner must have left every approval it
     /// touched closed; the owner's open ones enter the ledger, closed ones leave it.
-    function _settle(OpenApproval[] memory touched, uint256 n, bool byOwner, address nft, uint256 tokenId) private {
+    function _settle(Touched[] memory touched, uint256 n, bool byOwner, address nft, uint256 tokenId) private {
         bool recorded;
         for (uint256 i = 0; i < n; ++i) {
-            OpenApproval memory a = touched[i];
-            bool open = _resolve(a);
+            OpenApproval memory a = touched[i].approval;
+            bool open = _resolve(a, touched[i].selector);
             if (!byOwner) {
                 if (open) revert AllowanceLeftOpen(a.target, a.spender);
             } else if (open) {
@@ -354,45 +424,88 @@ contract AgentAccount is
         if (recorded) IAgentNFT(nft).markApprovalsOpen(tokenId);
     }
 
-    /// @dev Whether `a` is open now; first tells ERC-20 from ERC-721 for `approve(address,uint256)`
-    /// (ERC-20 if the target answers `allowance`, ERC-721 if it answers `getApproved`).
-    function _resolve(OpenApproval memory a) private view returns (bool) {
-        if (a.kind != KIND_APPROVE) return _isOpen(a);
-        if (a.target.code.length == 0) return false;
-        (bool ok, uint256 word) = _query(a.target, abi.encodeWithSelector(ALLOWANCE, address(this), a.spender));
+    /// @dev Whether `a` is open after the call. For `approve(address,uint256)` it first tells
+    /// which approval the call made: an ERC-721 single-token approval if the target reports
+    /// `spender` approved for the id, which the account holds (asked first: an ERC-404-style
+    /// hybrid answers `allowance` too, and an id approval leaves that allowance at zero); else an
+    /// ERC-20 allowance if the target answers `allowance`; else an ERC-721 approval that is closed
+    /// if it answers `getApproved`. A target whose answer cannot be read is refused
+    /// ({UnverifiableApproval}): its approval could never be shown closed.
+    function _resolve(OpenApproval memory a, bytes4 selector) private view returns (bool) {
+        address t = a.target;
+        if (a.kind != KIND_APPROVE) {
+            (bool answered, bool open) = _status(a);
+            if (!answered) revert UnverifiableApproval(t, selector);
+            return open;
+        }
+        if (t.code.length == 0) return false;
+        (bool idAnswered, uint256 approved) = _query(t, abi.encodeWithSelector(GET_APPROVED, a.id));
+        if (idAnswered && approved == uint256(uint160(a.spender))) {
+            (bool held, uint256 holder) = _query(t, abi.encodeWithSelector(OWNER_OF, a.id));
+            if (held && holder == uint256(uint160(address(this)))) {
+                a.kind = KIND_ERC721;
+                return true;
+            }
+        }
+        (bool ok, uint256 word) = _query(t, abi.encodeWithSelector(ALLOWANCE, address(this), a.spender));
         if (ok) {
             (a.kind, a.id) = (KIND_ERC20, 0);
             return word != 0;
         }
-        (ok,) = _query(a.target, abi.encodeWithSelector(GET_APPROVED, a.id));
-        if (ok) {
+        if (idAnswered) {
             a.kind = KIND_ERC721;
-            return _isOpen(a);
+            return false;
         }
-        revert UnverifiableApproval(a.target, APPROVE);
+        revert UnverifiableApproval(t, selector);
     }
 
     /// @dev Whether the target still reports `a` open. A target without code holds nothing; an
     /// answer that cannot be read counts as open.
     function _isOpen(OpenApproval memory a) private view returns (bool) {
+        (bool answered, bool open) = _status(a);
+        return !answered || open;
+    }
+
+    /// @dev What the target reports about `a`: whether it answered the read-back query, and
+    /// whether `a` is open. A target without code holds nothing.
+    function _status(OpenApproval memory a) private view returns (bool answered, bool open) {
         address t = a.target;
-        if (t.code.length == 0) return false;
-        bool ok;
+        if (t.code.length == 0) return (true, false);
+        uint8 kind = a.kind;
         uint256 word;
-        if (a.kind == KIND_ERC20) {
-            (ok, word) = _query(t, abi.encodeWithSelector(ALLOWANCE, address(this), a.spender));
-            return !ok || word != 0;
+        if (kind == KIND_ERC20) {
+            (answered, word) = _query(t, abi.encodeWithSelector(ALLOWANCE, address(this), a.spender));
+            return (answered, word != 0);
         }
-        if (a.kind == KIND_ERC721) {
-            // A token the account no longer holds has lost its approval (cleared on transfer).
-            (ok, word) = _query(t, abi.encodeWithSelector(OWNER_OF, a.id));
-            if (!ok || word != uint256(uint160(address(this)))) return false;
-            (ok, word) = _query(t, abi.encodeWithSelector(GET_APPROVED, a.id));
-            return !ok || word == uint256(uint160(a.spender));
+        if (kind == KIND_ERC721 || kind == KIND_AGENT || kind == KIND_GRANT) {
+            // A token the account no longer holds has lost its approval, its agent and its grants
+            // with it (cleared on transfer: for an agent token the transfer rotates the agent and
+            // ends every grant); a target that does not answer `ownerOf` holds no token for it.
+            (answered, word) = _query(t, abi.encodeWithSelector(OWNER_OF, a.id));
+            if (!answered || word != uint256(uint160(address(this)))) return (true, false);
+            if (kind == KIND_ERC721) {
+                (answered, word) = _query(t, abi.encodeWithSelector(GET_APPROVED, a.id));
+                return (answered, word == uint256(uint160(a.spender)));
+            }
+            if (kind == KIND_AGENT) {
+                (answered, word) = _query(t, abi.encodeWithSelector(AGENT_OF, a.id));
+                return (answered, word == uint256(uint160(a.spender)));
+            }
+            // authorizationOf(tokenId, user) -> (scopes, expiry): a live grant has scopes.
+            (answered, word) = _query(t, abi.encodeWithSelector(AUTHORIZATION_OF, a.id, a.spender));
+            return (answered, word != 0);
         }
-        if (a.kind == KIND_OPERATOR) {
-            (ok, word) = _query(t, abi.encodeWithSelector(IS_APPROVED_FOR_ALL, address(this), a.spender));
-            return !ok || word != 0;
+        if (kind == KIND_OPERATOR) {
+            (answered, word) = _query(t, abi.encodeWithSelector(IS_APPROVED_FOR_ALL, address(this), a.spender));
+            return (answered, word != 0);
+        }
+        if (kind == KIND_ERC6909) {
+            (answered, word) = _query(t, abi.encodeWithSelector(ERC6909_ALLOWANCE, address(this), a.spender, a.id));
+            return (answered, word != 0);
+        }
+        if (kind == KIND_ERC6909_OPERATOR) {
+            (answered, word) = _query(t, abi.encodeWithSelector(ERC6909_IS_OPERATOR, address(this), a.spender));
+            return (answered, word != 0);
         }
         // Permit2: allowance(user, token, spender) -> (uint160 amount, uint48 expiration, uint48 nonce),
         // usable while amount > 0 and block.timestamp <= expiration.
@@ -400,24 +513,33 @@ contract AgentAccount is
         uint256 amount;
         uint256 expiration;
         assembly ("memory-safe") {
-            ok := staticcall(gas(), t, add(q, 0x20), mload(q), 0x00, 0x40)
-            ok := and(ok, gt(returndatasize(), 0x5f))
+            answered := staticcall(gas(), t, add(q, 0x20), mload(q), 0x00, 0x40)
+            answered := and(answered, gt(returndatasize(), 0x5f))
             amount := mload(0x00)
             expiration := mload(0x20)
         }
-        return !ok || (amount != 0 && expiration >= block.timestamp);
+        return (answered, amount != 0 && expiration >= block.timestamp);
     }
 
     /// @dev Sets `a` to zero / off. The outcome is checked by reading it back, so the call's own
     /// result (a revert, `false`, or no return value) is ignored here.
     function _close(OpenApproval memory a) private {
         bytes memory c;
-        if (a.kind == KIND_ERC20) {
+        uint8 kind = a.kind;
+        if (kind == KIND_ERC20) {
             c = abi.encodeWithSelector(APPROVE, a.spender, 0);
-        } else if (a.kind == KIND_ERC721) {
+        } else if (kind == KIND_ERC721) {
             c = abi.encodeWithSelector(APPROVE, address(0), a.id);
-        } else if (a.kind == KIND_OPERATOR) {
+        } else if (kind == KIND_OPERATOR) {
             c = abi.encodeWithSelector(SET_APPROVAL_FOR_ALL, a.spender, false);
+        } else if (kind == KIND_ERC6909) {
+            c = abi.encodeWithSelector(ERC6909_APPROVE, a.spender, a.id, 0);
+        } else if (kind == KIND_ERC6909_OPERATOR) {
+            c = abi.encodeWithSelector(ERC6909_SET_OPERATOR, a.spender, false);
+        } else if (kind == KIND_AGENT) {
+            c = abi.encodeWithSelector(SET_AGENT, a.id, address(0));
+        } else if (kind == KIND_GRANT) {
+            c = abi.encodeWithSelector(REVOKE, a.id, a.spender);
         } else {
             c = abi.encodeWithSelector(PERMIT2_APPROVE, address(uint160(a.id)), a.spender, 0, 0);
         }

@@ -5,9 +5,12 @@ import {IERC165} from "@openzeppelin/contracts/utils/introspection/IERC165.sol";
 import {IERC2981} from "@openzeppelin/contracts/interfaces/IERC2981.sol";
 import {IERC721} from "@openzeppelin/contracts/token/ERC721/IERC721.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
+import {IAgentAccount, IAgentAccountFactory} from "./interfaces/IAgentAccount.sol";
 import {IAgentMarket} from "./interfaces/IAgentMarket.sol";
 import {IAgentNFT} from "./interfaces/IAgentNFT.sol";
+import {IERC6551Account} from "./interfaces/IERC6551.sol";
 
 /// @title AgentMarket
 /// @notice Fixed-price ETH market for private agent tokens: the key rotation completes the sale
@@ -21,6 +24,10 @@ import {IAgentNFT} from "./interfaces/IAgentNFT.sol";
 /// function that changes state is `nonReentrant` and follows checks-effects-interactions: a
 /// listing is deleted before the NFT, a payee or a buyer contract (its ERC-721 receiver hook)
 /// is called.
+///
+/// The token's agent account is sold with the token (its funds follow it), so a buy records the
+/// account's ERC-6551 state and a completion requires it unchanged: otherwise the seller (or its
+/// agent, or a grantee) could empty the account after the buyer paid and still be paid.
 contract AgentMarket is IAgentMarket, IERC165, ReentrancyGuardTransient {
     /// @notice Shortest completion window a seller may give itself.
     uint32 public constant MIN_WINDOW = 5 minutes;
@@ -32,8 +39,18 @@ contract AgentMarket is IAgentMarket, IERC165, ReentrancyGuardTransient {
     /// @inheritdoc IAgentMarket
     IAgentNFT public immutable nft;
 
+    /// @dev The token's agent account and its ERC-6551 state at the buy, in one slot (a state
+    /// counter does not reach 2**96: every step of it is a transaction). Written by every buy and
+    /// read only while a sale is pending, so a completed sale leaves it for the next buy to
+    /// overwrite (cheaper than clearing it).
+    struct AccountSnapshot {
+        address account;
+        uint96 state;
+    }
+
     mapping(uint256 tokenId => Listing) private _listings;
     mapping(address payee => uint256) private _owed;
+    mapping(uint256 tokenId => AccountSnapshot) private _accountAtBuy;
 
     /// @param nft_ the AgentNFT whose tokens are sold here
     constructor(IAgentNFT nft_) {
@@ -94,11 +111,22 @@ contract AgentMarket is IAgentMarket, IERC165, ReentrancyGuardTransient {
         bytes32 published = nft.sealingKeyOf(msg.sender);
         if (sealingKey == bytes32(0) || sealingKey != published) revert SealingKeyMismatch(sealingKey, published);
 
+        // What the buyer pays for includes the agent account as it is now: record its state, and
+        // refuse while a spender of the seller could empty it without changing that state.
+        address account = _accountOf(tokenId);
+        uint256 state = _accountState(account);
+        if (account.code.length != 0) {
+            uint256 open = IAgentAccount(account).openApprovals().length;
+            if (open != 0) revert AccountApprovalsOpen(account, open);
+        }
+
         uint64 deadline = uint64(block.timestamp) + l.window;
         l.buyer = msg.sender;
         l.deadline = deadline;
         l.sealingKey = sealingKey;
+        _accountAtBuy[tokenId] = AccountSnapshot({account: account, state: SafeCast.toUint96(state)});
         emit Bought(tokenId, msg.sender, seller, msg.value, sealingKey, deadline);
+        emit AccountStateRecorded(tokenId, account, state);
     }
 
     /// @inheritdoc IAgentMarket
@@ -114,6 +142,8 @@ contract AgentMarket is IAgentMarket, IERC165, ReentrancyGuardTransient {
         if (!_live(tokenId, l.seller, l.epoch)) revert ListingVoid(tokenId);
         bytes32 published = nft.sealingKeyOf(l.buyer);
         if (published != l.sealingKey) revert SealingKeyMismatch(l.sealingKey, published);
+        (address account, uint256 expected, uint256 actual) = _accountAtBuyAndNow(tokenId);
+        if (actual != expected) revert AccountChanged(account, expected, actual);
         (address receiver, uint256 royalty) = IERC2981(address(nft)).royaltyInfo(tokenId, l.price);
         if (royalty > l.price) revert RoyaltyTooHigh(royalty, l.price);
         // No receiver to pay: the seller keeps the whole price.
@@ -135,7 +165,9 @@ contract AgentMarket is IAgentMarket, IERC165, ReentrancyGuardTransient {
     function refund(uint256 tokenId) external nonReentrant {
         Listing memory l = _listings[tokenId];
         if (l.buyer == address(0)) revert NoPendingSale(tokenId);
-        if (block.timestamp <= l.deadline && _live(tokenId, l.seller, l.epoch)) {
+        // Due at the deadline, or at once when the sale can no longer complete (a void listing,
+        // a changed agent account): the buyer's remedy never waits on the seller.
+        if (block.timestamp <= l.deadline && _live(tokenId, l.seller, l.epoch) && !_accountChanged(tokenId)) {
             revert RefundNotDue(l.deadline, block.timestamp);
         }
         delete _listings[tokenId];
@@ -164,7 +196,15 @@ contract AgentMarket is IAgentMarket, IERC165, ReentrancyGuardTransient {
     /// @inheritdoc IAgentMarket
     function isLive(uint256 tokenId) external view returns (bool) {
         Listing storage l = _listings[tokenId];
-        return l.seller != address(0) && _live(tokenId, l.seller, l.epoch);
+        return l.seller != address(0) && _live(tokenId, l.seller, l.epoch)
+            && (l.buyer == address(0) || !_accountChanged(tokenId));
+    }
+
+    /// @inheritdoc IAgentMarket
+    function accountStateAtBuy(uint256 tokenId) external view returns (address account, uint256 state) {
+        if (_listings[tokenId].buyer == address(0)) return (address(0), 0);
+        AccountSnapshot memory snap = _accountAtBuy[tokenId];
+        return (snap.account, snap.state);
     }
 
     /// @inheritdoc IAgentMarket
@@ -189,6 +229,43 @@ contract AgentMarket is IAgentMarket, IERC165, ReentrancyGuardTransient {
     function _live(uint256 tokenId, address seller, uint64 epoch) private view returns (bool) {
         return IERC721(address(nft)).ownerOf(tokenId) == seller && nft.epochOf(tokenId) == epoch
             && _approved(tokenId, seller);
+    }
+
+    /// @dev The token's agent account: the one account the NFT trusts for it (zero if the NFT has
+    /// no account factory, so no account).
+    function _accountOf(uint256 tokenId) private view returns (address) {
+        IAgentAccountFactory f = nft.accountFactory();
+        return address(f) == address(0) ? address(0) : f.accountOf(tokenId);
+    }
+
+    /// @dev The ERC-6551 state of `account`; 0 for an address without code (nothing can leave an
+    /// account before it is deployed, and its first `execute` moves the state above 0) or one
+    /// that does not answer.
+    function _accountState(address account) private view returns (uint256 state) {
+        bytes4 selector = IERC6551Account.state.selector;
+        assembly ("memory-safe") {
+            mstore(0x00, selector)
+            let ok := staticcall(gas(), account, 0x00, 0x04, 0x00, 0x20)
+            if and(ok, gt(returndatasize(), 0x1f)) { state := mload(0x00) }
+        }
+    }
+
+    /// @dev The pending sale's account, its state at the buy and its state now.
+    function _accountAtBuyAndNow(uint256 tokenId)
+        private
+        view
+        returns (address account, uint256 expected, uint256 actual)
+    {
+        AccountSnapshot memory snap = _accountAtBuy[tokenId];
+        account = snap.account;
+        expected = snap.state;
+        actual = account == address(0) ? 0 : _accountState(account);
+    }
+
+    /// @dev The pending sale's agent account changed since the buy.
+    function _accountChanged(uint256 tokenId) private view returns (bool) {
+        (, uint256 expected, uint256 actual) = _accountAtBuyAndNow(tokenId);
+        return actual != expected;
     }
 
     /// @dev Push `amount` to `payee` with {PAYOUT_GAS} and no return-data copy; on failure

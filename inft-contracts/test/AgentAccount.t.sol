@@ -131,15 +131,17 @@ contract AgentAccountTest is Fixture {
         return acct.isValidSignature(h, sig) == IERC1271.isValidSignature.selector;
     }
 
-    function test_erc1271_agentAndOwner() public {
+    /// ERC-1271 accepts the owner only: the agent executes but does not sign (a permit it signed
+    /// would create an allowance the account never sees).
+    function test_erc1271_ownerOnly() public {
         bytes32 h = keccak256("message");
         vm.assertEq(account.messageHash(h), accountDigest(address(account), h), "digest encoding");
-        vm.assertTrue(valid(account, h, sig1271(AGENT1_PK, address(account), h)), "agent signature valid");
+        vm.assertTrue(valid(account, h, sig1271(ALICE_PK, address(account), h)), "owner");
+        vm.assertFalse(valid(account, h, sig1271(AGENT1_PK, address(account), h)), "agent refused");
         vm.assertFalse(valid(account, h, sig1271(MALLORY_PK, address(account), h)), "stranger");
         vm.prank(alice);
         nft.setPaused(id, true);
-        vm.assertFalse(valid(account, h, sig1271(AGENT1_PK, address(account), h)), "paused agent");
-        vm.assertTrue(valid(account, h, sig1271(ALICE_PK, address(account), h)), "owner");
+        vm.assertTrue(valid(account, h, sig1271(ALICE_PK, address(account), h)), "owner while paused");
     }
 
     /// L6: one owner signature was valid for every account of that owner. Now a signature is

@@ -201,3 +201,53 @@ contract GasTest is Fixture {
         }
     }
 }
+
+/// @dev A market sale of a token whose agent account is deployed and was used: the market reads
+/// the account's ERC-6551 state at completion (cold account, its implementation, its state slot)
+/// to check that it did not change since the buy. A contract of its own, so that GasTest's
+/// figures stay comparable with earlier snapshots.
+contract GasTestSaleWithAccount is Fixture {
+    uint256 internal sold;
+    AgentMarket internal market;
+
+    function setUp() public override {
+        super.setUp();
+        market = new AgentMarket(nft);
+        vm.prank(carol);
+        sold = nft.mint(alice, 4, entries(1, 4), agent1, shares(500, 0, carol, 0), MODEL_SHA256);
+        AgentAccount account = AgentAccount(payable(accounts.createAccount(sold)));
+        vm.deal(address(account), 1 ether);
+        vm.prank(agent1);
+        account.execute(agent1, 0.5 ether, "", 0);
+        vm.startPrank(alice);
+        nft.approve(address(market), sold);
+        market.list(sold, 1 ether, 1 hours);
+        vm.stopPrank();
+        vm.deal(bob, 1 ether);
+        vm.prank(bob);
+        market.buy{value: 1 ether}(sold, BOB_SEALING_KEY, 1 hours);
+        vm.deal(alice, 1 ether);
+        vm.deal(carol, 1 ether);
+    }
+
+    /// As GasTest's completeSale (1 entry, receiver-signed, royalty and proceeds pushed to two
+    /// EOAs holding ETH), with the account check reading a deployed account.
+    function test_gas_completeSale_1entry_receiver_deployedAccount() public {
+        vm.pauseGasMetering();
+        IAgentNFT.DataEntries memory d = entries(1, 2000);
+        uint256 deadline = block.timestamp + 1 hours;
+        Offer memory o = offer(sold, sold, alice, bob, d, agent2, 1, deadline);
+        IAgentNFT.Proof memory p = proof(Scopes.MODE_RECEIVER, 1, deadline, signOffer(BOB_PK, Scopes.MODE_RECEIVER, o));
+        vm.prank(alice);
+        vm.resumeGasMetering();
+        (bool ok, bytes memory ret) = address(market).call(abi.encodeCall(market.complete, (sold, d, agent2, p)));
+        vm.pauseGasMetering();
+        if (!ok) {
+            assembly {
+                revert(add(ret, 0x20), mload(ret))
+            }
+        }
+        vm.assertEq(nft.ownerOf(sold), bob, "moved");
+        vm.assertEq(carol.balance, 1.05 ether, "royalty paid");
+    }
+}

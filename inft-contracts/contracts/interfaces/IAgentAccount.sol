@@ -22,20 +22,30 @@ import {IERC6551Registry} from "./IERC6551.sol";
 /// and CREATE2 revert with {UnsupportedOperation} (foreign code running as the account could
 /// approve anything and rewrite the ledger below). ERC-165 ids answered: IERC165,
 /// IERC6551Account (0x6faff5f1), IERC6551Executable (0x51945447), IERC1271, IERC721Receiver,
-/// IERC1155Receiver and IAgentAccount. ERC-1271 signatures: the owner's (an EOA or, through
-/// ERC-1271, a contract) or the agent's while not paused, over {messageHash}; TRADE grantees may
-/// execute but do not sign (a signed permit could outlive their grant).
+/// IERC1155Receiver and IAgentAccount. ERC-1271 signatures: the owner's only (an EOA or, through
+/// ERC-1271, a contract), over {messageHash}; the agent and TRADE grantees may execute but do not
+/// sign (a signed permit creates an allowance the account never sees, which would outlive their
+/// control).
 ///
 /// Approvals never outlive the context that made them. Calls that create an approval are
-/// recognised by selector: ERC-20 / ERC-721 `approve(address,uint256)`,
-/// `increaseAllowance(address,uint256)`, ERC-1363 `approveAndCall(address,uint256[,bytes])`,
-/// ERC-721 / ERC-1155 `setApprovalForAll(address,bool)` and Permit2
-/// `approve(address,address,uint160,uint48)`. After a call or batch:
+/// recognised by selector, on any target: ERC-20 / ERC-721 `approve(address,uint256)`,
+/// `increaseAllowance(address,uint256)`, `increaseApproval(address,uint256)` (OpenZeppelin 1.x
+/// tokens), ERC-1363 `approveAndCall(address,uint256[,bytes])`, ERC-721 / ERC-1155
+/// `setApprovalForAll(address,bool)`, Permit2 `approve(address,address,uint160,uint48)`, ERC-6909
+/// `approve(address,uint256,uint256)` and `setOperator(address,bool)`, and, for agent tokens the
+/// account holds, `setAgent(uint256,address)`, `authorize(uint256,address,uint8,uint64,bytes[])`
+/// and `authorizeUsage(uint256,address)` (control of the held token's own account and agent).
+/// After a call or batch each is read back from the target ({UnverifiableApproval} if it cannot
+/// be), and:
 /// - by the agent or a TRADE grantee: every approval it touched must be closed again (allowance
-///   zero, operator off), else the whole call reverts with {AllowanceLeftOpen};
+///   zero, operator off, agent and grant gone), else the whole call reverts with
+///   {AllowanceLeftOpen};
 /// - by the owner: approvals left open are kept in a ledger of at most 16 entries
 ///   ({openApprovals}); a proof transfer of the token closes them all ({closeApprovals}) in the
 ///   same transaction, or reverts.
+/// An agent token's owner administration that no ledger entry could take back (`setSealingKey`,
+/// `delegateAccess`, `updateData`, `setPaused`, `cloneWithProof`, `iClone`, `iCloneFrom`) is the
+/// owner's alone: the agent and TRADE grantees get {OwnerOnlyCall}.
 interface IAgentAccount {
     /// @notice One call of a batch.
     struct Call {
@@ -46,10 +56,12 @@ interface IAgentAccount {
 
     /// @notice An approval the owner left open (see the kinds below).
     /// @param kind 1 ERC-20 allowance, 2 ERC-721 single-token approval, 3 ERC-721/1155 operator,
-    /// 4 Permit2 allowance
-    /// @param target the token (kinds 1-3) or the Permit2 contract (kind 4)
-    /// @param spender the spender, approved address or operator
-    /// @param id the ERC-721 token id (kind 2), the token as uint160 (kind 4), else 0
+    /// 4 Permit2 allowance, 5 ERC-6909 allowance, 6 ERC-6909 operator, 7 agent wallet of an agent
+    /// token the account holds, 8 usage grant on an agent token the account holds
+    /// @param target the token (kinds 1-3, 5, 6), the Permit2 contract (kind 4) or the agent NFT
+    /// (kinds 7, 8)
+    /// @param spender the spender, approved address, operator, agent or grantee
+    /// @param id the token id (kinds 2, 5, 7, 8), the token as uint160 (kind 4), else 0
     struct OpenApproval {
         uint8 kind;
         address target;
@@ -73,8 +85,9 @@ interface IAgentAccount {
     error SelfCall();
     /// @notice A caller other than the owner left an approval open at the end of its call or batch.
     error AllowanceLeftOpen(address target, address spender);
-    /// @notice An approval-creating call whose result cannot be read back (the target answers
-    /// neither the ERC-20 nor the ERC-721 query, or the call data is too short).
+    /// @notice An approval-creating call whose result cannot be read back (the target does not
+    /// answer the query of its kind, e.g. neither the ERC-20 nor the ERC-721 one for `approve`, or
+    /// the call data is too short).
     error UnverifiableApproval(address target, bytes4 selector);
     /// @notice Closing an open approval failed (the target reverted or the approval stayed open).
     error ApprovalNotClosed(address target, address spender);
@@ -82,6 +95,9 @@ interface IAgentAccount {
     error TooManyOpenApprovals(uint256 max);
     /// @notice `execute` was asked for an operation other than 0 (CALL).
     error UnsupportedOperation(uint8 operation);
+    /// @notice A caller other than the owner called an agent token's owner administration
+    /// (`selector` on `target`): what it hands out would outlive the caller's control.
+    error OwnerOnlyCall(address target, bytes4 selector);
 
     /// @notice Several calls in order, all or nothing (each a CALL, as through
     /// {IERC6551Executable-execute} with operation 0, and under the same rules).
@@ -91,7 +107,8 @@ interface IAgentAccount {
     /// reports them open).
     function openApprovals() external view returns (OpenApproval[] memory);
 
-    /// @notice Close every approval in the ledger (allowance 0, operator off) and empty it.
+    /// @notice Close every approval in the ledger (allowance 0, operator off, a held agent
+    /// token's agent set to zero and grants revoked) and empty it.
     /// Caller: the owner, or the NFT during a proof transfer. Reverts with {ApprovalNotClosed} if
     /// one cannot be closed. Returns how many were still open.
     function closeApprovals() external returns (uint256 closed);

@@ -18,7 +18,16 @@ import {IAgentNFT} from "./IAgentNFT.sol";
 ///    `transferWithProof(buyer, …)` and, in the same transaction, pays
 ///    `royaltyInfo(tokenId, price)` to the royalty receiver and the rest to the seller.
 /// If the sale does not complete by the deadline (or the listing becomes void: the token moved,
-/// the market lost its approval), the buyer's escrow is refunded ({refund}).
+/// the market lost its approval, the token's agent account changed), the buyer's escrow is
+/// refunded ({refund}).
+///
+/// The token's agent account (the ERC-6551 account at `nft.accountFactory().accountOf(tokenId)`,
+/// deployed or not) is part of what is sold: its funds follow the token. So {buy} records the
+/// account's ERC-6551 `state()` ({accountStateAtBuy}; an account without code counts as state
+/// 0) and refuses while the account holds open approvals of the seller (a spender could drain it
+/// without changing its state); {complete} is refused if the state changed since the buy
+/// ({AccountChanged}): any `execute` of the seller, its agent or a grantee (a withdrawal, a trade,
+/// a new approval) changes it. The buyer may then take its refund at once.
 interface IAgentMarket {
     /// @notice A listing, and its pending sale if `buyer` is set.
     /// @param seller the token's owner when it was listed (the listing is void once it is not)
@@ -69,6 +78,9 @@ interface IAgentMarket {
     event PaymentDeferred(address indexed payee, uint256 amount);
     /// @notice `payee` withdrew `amount` wei of deferred payments to `to`.
     event Withdrawn(address indexed payee, address indexed to, uint256 amount);
+    /// @notice At the buy of `tokenId`, its agent account `account` had the ERC-6551 `state`
+    /// (0 if not deployed); the sale completes only while the account still has it.
+    event AccountStateRecorded(uint256 indexed tokenId, address indexed account, uint256 state);
 
     // ----------------------------------------------------------------- errors
 
@@ -110,6 +122,14 @@ interface IAgentMarket {
     error WithdrawFailed(address to, uint256 amount);
     /// @notice A zero address where an address is required.
     error ZeroAddress();
+    /// @notice The token's agent account `account` changed since the buy: its ERC-6551 state was
+    /// `expected` at the buy and is `actual` now (the seller, its agent or a grantee operated it).
+    /// The sale cannot complete; the buyer may take its refund at once.
+    error AccountChanged(address account, uint256 expected, uint256 actual);
+    /// @notice The token's agent account `account` holds `count` open approvals of the seller (a
+    /// spender could empty it between the buy and the completion): the seller closes them
+    /// (`closeApprovals()` on the account) before a buy.
+    error AccountApprovalsOpen(address account, uint256 count);
 
     // -------------------------------------------------------------- listing
 
@@ -127,7 +147,9 @@ interface IAgentMarket {
     /// @notice Buy `tokenId`: escrow exactly the listed price and commit `sealingKey`, which must
     /// be the X25519 key the caller published on the NFT (`sealingKeyOf(msg.sender)`). The seller
     /// must then complete within the listing's window, which the buyer restates as `window`: the
-    /// terms the buyer agreed to (price, window) cannot change under a buy in flight.
+    /// terms the buyer agreed to (price, window) cannot change under a buy in flight. Records the
+    /// token's agent account state ({AccountStateRecorded}, {accountStateAtBuy}); refused with
+    /// {AccountApprovalsOpen} while that account holds open approvals of the seller.
     function buy(uint256 tokenId, bytes32 sealingKey, uint32 window) external payable;
 
     /// @notice Complete the pending sale of `tokenId`: moves the token to the buyer with
@@ -135,12 +157,14 @@ interface IAgentMarket {
     /// `royaltyInfo(tokenId, price)` and the seller the rest, in this transaction. Anyone may
     /// call: the proof (the buyer's acceptance or the oracle's attestation of exactly this
     /// rotation) is the authorization, and the payees are fixed. Refused after the deadline, if
-    /// the listing is void, or if the buyer's published sealing key is no longer the committed one.
+    /// the listing is void, if the buyer's published sealing key is no longer the committed one,
+    /// or if the token's agent account changed since the buy ({AccountChanged}).
     function complete(uint256 tokenId, IAgentNFT.DataEntries calldata data, address newAgent, IAgentNFT.Proof calldata proof)
         external;
 
     /// @notice Refund the buyer of a sale that did not complete: after its deadline, or at once
-    /// if the listing became void. Anyone may call; the escrow goes to the buyer. Ends the listing.
+    /// if the listing became void or the token's agent account changed since the buy (the sale
+    /// can no longer complete). Anyone may call; the escrow goes to the buyer. Ends the listing.
     function refund(uint256 tokenId) external;
 
     /// @notice Withdraw the caller's deferred payments (payments that could not be pushed) to `to`.
@@ -155,8 +179,14 @@ interface IAgentMarket {
     function listingOf(uint256 tokenId) external view returns (Listing memory);
 
     /// @notice Whether `tokenId`'s listing stands: listed, the seller still owns the token in the
-    /// listed epoch, and the market may move it.
+    /// listed epoch, the market may move it and, once bought, the token's agent account has not
+    /// changed since the buy.
     function isLive(uint256 tokenId) external view returns (bool);
+
+    /// @notice The pending sale's record of the token's agent account: its address and its
+    /// ERC-6551 state at the buy (0 for an account not deployed then). Both zero if no sale is
+    /// pending. {complete} requires the account's state to still be `state`.
+    function accountStateAtBuy(uint256 tokenId) external view returns (address account, uint256 state);
 
     /// @notice Deferred payments `payee` can {withdraw}.
     function owed(address payee) external view returns (uint256);
