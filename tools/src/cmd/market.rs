@@ -170,6 +170,16 @@ fn explain(err: TransferError) -> anyhow::Error {
             "the seller may still complete until {} (now {}); no refund before then",
             x.deadline, x.nowTs
         ),
+        E::AccountChanged(x) => format!(
+            "the agent's account {} changed since the buy (state {} then, {} now): the sale \
+             cannot complete, and the buyer may take a refund at once",
+            x.account, x.expected, x.actual
+        ),
+        E::AccountApprovalsOpen(x) => format!(
+            "the agent's account {} has {} open approval(s): its owner must close them before \
+             anyone can buy it",
+            x.account, x.count
+        ),
         other => format!("the market refused: {other:?}"),
     };
     anyhow::anyhow!(text)
