@@ -62,6 +62,14 @@ pub trait HostedAgent: Send + 'static {
     /// Flushes the agent's outbox until every record is confirmed on chain.
     fn flush(&mut self) -> impl Future<Output = Result<(), AgentError>> + Send;
 
+    /// Ends the agent's run before the service lets it go (shutdown, or its lease released),
+    /// never after a stop for good (the agent may no longer be the wallet's): what a finished run
+    /// leaves behind, such as the owner's memory update, goes into the outbox before the last
+    /// flush. Returns what was done, for the log; by default nothing.
+    fn finish_run(&mut self) -> impl Future<Output = Result<Option<String>, AgentError>> + Send {
+        async { Ok(None) }
+    }
+
     /// Unconfirmed outbox entries.
     fn outbox_depth(&self) -> impl Future<Output = Result<u64, AgentError>> + Send;
 

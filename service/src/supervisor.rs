@@ -98,6 +98,11 @@ impl<H: AgentHost> Supervisor<H> {
         match self.drive(&mut agent, &log, &mut backoff).await {
             Exit::Released => {
                 self.cell.set(AgentState::ShuttingDown, None);
+                match agent.finish_run().await {
+                    Ok(Some(done)) => tracing::info!(token = %self.token, "{done}"),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(token = %self.token, "run not finished: {e}"),
+                }
                 self.flush(&mut agent).await;
                 Exit::Released
             }

@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 use agent_runtime::db::Db;
 use agent_runtime::record::LogId;
 use alloy::network::EthereumWallet;
-use alloy::primitives::{Address, U256};
+use alloy::primitives::{Address, B256, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use anyhow::{Context as _, bail, ensure};
 use inft_contracts::Deployment;
-use inft_contracts::bindings::ActionLog;
+use inft_contracts::bindings::{ActionLog, AgentNFT};
 use serde_json::Value;
 use strategies::trading::PriceProcess;
 use tempfile::TempDir;
@@ -206,6 +206,19 @@ impl Dev {
     }
 
     /// The chain's last sequence number in the token's action log.
+    /// The token's memory entry's data hash on chain (its fourth entry).
+    async fn memory_hash(&self, token: &str) -> anyhow::Result<B256> {
+        let provider = self.provider()?;
+        let hashes = AgentNFT::new(self.deployment.agent_nft, &provider)
+            .dataHashesOf(token.parse::<U256>()?)
+            .call()
+            .await?;
+        hashes
+            .get(3)
+            .copied()
+            .with_context(|| format!("token {token} has no memory entry: {hashes:?}"))
+    }
+
     async fn chain_seq(&self, token: &str) -> anyhow::Result<u64> {
         let provider = self.provider()?;
         let chain = ActionLog::new(self.deployment.action_log, &provider)
@@ -559,8 +572,13 @@ async fn serve_hosts_agents_on_schedules_and_stops_cleanly() -> anyhow::Result<(
         ensure!(metrics.contains(name), "no {name} in /metrics:\n{metrics}");
     }
     mover.abort();
+    let mut memory_before = BTreeMap::new();
+    for token in poets.iter().chain(&traders) {
+        memory_before.insert(token.clone(), dev.memory_hash(token).await?);
+    }
 
-    // SIGTERM: the step in progress finishes, the outbox is flushed, exit 0.
+    // SIGTERM: the step in progress finishes, the owner's agents leave a note of the run in
+    // their memory (as `inft run` does), the outbox is flushed, exit 0.
     let status = node.terminate().await?;
     ensure!(status.success(), "exit {status}:\n{}", node.tail());
     let db = Db::open(dev.home.path().join("inft.db")).await?;
@@ -570,6 +588,24 @@ async fn serve_hosts_agents_on_schedules_and_stops_cleanly() -> anyhow::Result<(
         .chain([&lent, &sold, &expiring])
     {
         assert_logged(&dev, &db, token).await?;
+    }
+    for token in poets.iter().chain(&traders) {
+        let after = dev.memory_hash(token).await?;
+        ensure!(
+            after != memory_before[token],
+            "token {token}: memory hash unchanged by its hosted run ({after})\n{}",
+            node.tail()
+        );
+        let log = dev.log_id(token);
+        let last = db
+            .last_record(&log)
+            .await?
+            .with_context(|| format!("token {token}: no records"))?;
+        ensure!(
+            last.record.record().kind.as_str() == "memory-update",
+            "token {token}: the run's last action is {}, not its memory update",
+            last.record.record().kind
+        );
     }
     Ok(())
 }

@@ -186,7 +186,9 @@ impl PipelineError {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+/// Runs `f` on tokio's blocking pool (decryption, hashing, model loading), a panic or
+/// cancellation reported as [`PipelineError::Task`].
+pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, PipelineError> {
     tokio::task::spawn_blocking(f)

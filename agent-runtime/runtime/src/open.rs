@@ -15,7 +15,7 @@ use agent_runtime::blobstore::BlobStore;
 use agent_runtime::lifecycle::LifecycleError;
 use agent_runtime::memory::AgentMemory;
 use agent_runtime::pipeline::{
-    EntryRef, PipelineError, TokenRef, UnsealedEntries, decrypt_entry, unseal_entries,
+    EntryRef, PipelineError, TokenRef, UnsealedEntries, blocking, decrypt_entry, unseal_entries,
 };
 use agent_runtime::token::{Access, AgentNft};
 use alloy::primitives::{Address, B256, U256};
@@ -74,22 +74,10 @@ impl std::fmt::Debug for UnsealedAgent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UnsealedAgent")
             .field("model", &self.model.sha256_hex())
-            .field(
-                "agent",
-                &self.agent_key.as_ref().map(PrivateKeySigner::address),
-            )
             .field("config", &self.config.name)
-            .field("memory", &self.memory.as_ref().map(AgentMemory::len))
+            .field("cached", &self.model_was_cached)
             .finish_non_exhaustive()
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, PipelineError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| PipelineError::Task(e.to_string()))
 }
 
 /// Unseals a token's agent, model loaded, for the holder of `secret`. See the module docs for

@@ -1,10 +1,11 @@
 //! The agent loop: strategy step → signed record in the outbox → batched on-chain logging.
 
 use alloy::primitives::B256;
+use alloy::signers::local::PrivateKeySigner;
 
 use crate::strategy::{AgentSession, Strategy, StrategyError};
 use agent_runtime::outbox::{FlushReport, Outbox, OutboxError};
-use agent_runtime::record::{ActionDraft, ActionKind, SignedRecord};
+use agent_runtime::record::{ActionDraft, ActionKind, LogId, SignedRecord};
 
 /// What one step recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,14 +143,24 @@ pub async fn record_action(
     outbox: &Outbox,
     draft: ActionDraft,
 ) -> Result<(SignedRecord, FlushReport), OutboxError> {
-    let log = *session.log();
-    let signed = outbox.append(&log, draft, session.signer()).await?;
+    record_signed(session.log(), session.signer(), outbox, draft).await
+}
+
+/// [`record_action`] with the log and the signing key rather than the session (whose inference
+/// context may not be shared across threads), for callers that must stay `Send`.
+pub async fn record_signed(
+    log: &LogId,
+    signer: &PrivateKeySigner,
+    outbox: &Outbox,
+    draft: ActionDraft,
+) -> Result<(SignedRecord, FlushReport), OutboxError> {
+    let signed = outbox.append(log, draft, signer).await?;
     let record = signed.record();
     tracing::info!(seq = record.seq, kind = %record.kind, "action recorded");
-    let flush = outbox.flush_rebasing(&log, session.signer()).await?;
+    let flush = outbox.flush_rebasing(log, signer).await?;
     let (seq, hash) = flush.position_of(record.seq, signed.record_hash());
     if hash != signed.record_hash()
-        && let Some(stored) = outbox.db().record(&log, seq).await?
+        && let Some(stored) = outbox.db().record(log, seq).await?
     {
         return Ok((stored.record, flush));
     }

@@ -1,12 +1,10 @@
 //! `inft run`: load an agent from the chain, unseal it into memory and run it, logging every
 //! action on chain.
 
-use agent_runtime::memory::{MemoryNote, memory_update_draft, update_memory};
+use agent_runtime::memory::MemoryNote;
 use alloy::primitives::{Address, U256};
-use anyhow::Context as _;
 use clap::Args;
-use inft_runtime::{StepReport, Strategy as _, record_action, run_steps};
-use sealing::SealOptions;
+use inft_runtime::{Remembered, RunMemory, StepReport, Strategy as _, remember_run, run_steps};
 use serde_json::json;
 use strategies::trading::PairSymbols;
 use strategies::trading::market::to_units;
@@ -165,7 +163,7 @@ impl Run for RunArgs {
         // The owner's run leaves the strategy's note in the token's memory (only the owner may:
         // see agent_runtime::memory); the update is logged like any action, without the note.
         let (mut memory_line, mut memory_json) = (String::new(), serde_json::Value::Null);
-        if let (Some(mut memory), Some(note), "agent", false) = (
+        if let (Some(memory), Some(note), "agent", false) = (
             agent.memory.clone(),
             memory_note,
             role,
@@ -177,23 +175,28 @@ impl Run for RunArgs {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)?
                 .as_secs();
-            if let Some(note) = MemoryNote::new(now, report.steps.len() as u64, seqs, &note) {
-                memory.push(note);
-                let entries = nft.entries_for(self.token, wallet.address()).await?;
-                let update = update_memory(
-                    &nft,
-                    store.as_ref(),
-                    &secret.public_key(),
-                    self.token,
-                    &entries,
-                    &memory,
-                    &SealOptions::default(),
-                )
-                .await
-                .context("updating the agent's memory")?;
-                let (record, _) = record_action(&session, &outbox, memory_update_draft(&update))
-                    .await
-                    .context("logging the memory update")?;
+            let note = MemoryNote::new(now, report.steps.len() as u64, seqs, &note);
+            let remembered = match note {
+                Some(note) => Some(
+                    remember_run(
+                        session.log(),
+                        session.signer(),
+                        &outbox,
+                        RunMemory {
+                            nft: &nft,
+                            owner: wallet.address(),
+                            store: store.as_ref(),
+                            owner_key: &secret.public_key(),
+                            token: self.token,
+                            memory,
+                        },
+                        note,
+                    )
+                    .await?,
+                ),
+                None => None,
+            };
+            if let Some(Remembered { update, record }) = remembered {
                 let old = update
                     .old_data_hash
                     .map_or_else(|| "none".to_owned(), |h| h.to_string());

@@ -8,9 +8,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use agent_runtime::blobstore::BlobStore;
 use agent_runtime::db::{Db, DbError, redact_url};
 use agent_runtime::error::ChainLogError;
 use agent_runtime::lifecycle::LifecycleError;
+use agent_runtime::memory::{AgentMemory, MemoryNote};
 use agent_runtime::outbox::{LoggerHandle, Outbox, OutboxError};
 use agent_runtime::record::LogId;
 use agent_runtime::token::{Access, AgentNft, TokenError};
@@ -21,9 +23,13 @@ use alloy::signers::local::PrivateKeySigner;
 use anyhow::Context as _;
 use clap::Args;
 use inft_contracts::scopes;
-use inft_runtime::{GenerationTotals, RunError, StrategyError, run_step};
+use inft_runtime::{
+    GenerationTotals, Remembered, RunError, RunMemory, Strategy as _, StrategyError, remember_run,
+    run_step,
+};
 use inft_service::config::{AgentSpec, ServeConfig};
 use inft_service::host::{AgentError, AgentHost, HostedAgent, StepSummary, StopReason};
+use sealing::SealingPublicKey;
 use strategies::trading::{PairSymbols, TradingError, TradingStatus};
 
 use super::Run;
@@ -116,9 +122,9 @@ impl AgentHost for ServeHost {
         .map_err(|e| classify(e, OpenedAs::Opening))?;
         let Launched {
             opened,
-            nft: _,
-            store: _,
-            secret: _,
+            nft: owner_nft,
+            store,
+            secret,
             session,
             outbox,
             role: _,
@@ -126,6 +132,18 @@ impl AgentHost for ServeHost {
             strategy,
             trading,
         } = launched;
+        // Only the owner's runs leave a note in the memory (an executor reads none and writes
+        // none: see agent_runtime::memory).
+        let memory = match (&opened.access, &opened.agent.memory) {
+            (Access::Owner, Some(memory)) => Some(RunMemoryOwner {
+                nft: owner_nft,
+                owner: wallet.address(),
+                store,
+                owner_key: secret.public_key(),
+                memory: memory.clone(),
+            }),
+            _ => None,
+        };
         let nft = AgentNft::new(self.reader.clone(), &self.node.deployment);
         let owner_at_open = nft.state(token).await.map_err(AgentError::rpc)?.owner;
         let log = *session.log();
@@ -150,6 +168,8 @@ impl AgentHost for ServeHost {
             record_signer,
             logger: Some(logger),
             steps: 0,
+            seqs: None,
+            memory,
             trading,
             generated: GenerationTotals::default(),
         })
@@ -213,8 +233,25 @@ struct HostedInft {
     record_signer: PrivateKeySigner,
     logger: Option<LoggerHandle>,
     steps: u64,
+    /// The log positions of this run's first and last actions.
+    seqs: Option<[u64; 2]>,
+    /// What the end of an owner's run updates (`None` for an executor or a token without memory).
+    memory: Option<RunMemoryOwner>,
     trading: Option<(Arc<Mutex<TradingStatus>>, PairSymbols)>,
     generated: GenerationTotals,
+}
+
+/// The owners' end-of-run transactions (`updateData`), one at a time in this process: the agents
+/// of one owner finish together at shutdown, and their wallet's nonces must not race.
+static OWNER_UPDATES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The owner's side of a hosted agent's memory: where its end-of-run update is published.
+struct RunMemoryOwner {
+    nft: AgentNft,
+    owner: Address,
+    store: Arc<dyn BlobStore>,
+    owner_key: SealingPublicKey,
+    memory: AgentMemory,
 }
 
 impl Rights {
@@ -269,6 +306,10 @@ impl HostedAgent for HostedInft {
         .await
         .map_err(classify_run)?;
         self.steps += 1;
+        self.seqs = Some(
+            self.seqs
+                .map_or([report.seq, report.seq], |[first, _]| [first, report.seq]),
+        );
 
         let totals = self.session.generation_totals();
         let (tokens, generate_ms) = (
@@ -314,6 +355,53 @@ impl HostedAgent for HostedInft {
         flushed
             .map(|_| ())
             .map_err(|e| classify(e.into(), OpenedAs::Running))
+    }
+
+    async fn finish_run(&mut self) -> Result<Option<String>, AgentError> {
+        let (Some(owner), Some(note), true) = (
+            self.memory.as_ref(),
+            self.strategy.memory_note(),
+            self.steps > 0,
+        ) else {
+            return Ok(None);
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(AgentError::failed)?
+            .as_secs();
+        let _one_at_a_time = OWNER_UPDATES.lock().await;
+        // The update is recorded and flushed in the foreground: the background logger stops
+        // first, and the final flush starts it again.
+        if let Some(logger) = self.logger.take() {
+            logger.shutdown().await;
+        }
+        let log = self.log();
+        let Some(note) = MemoryNote::new(now, self.steps, self.seqs, &note) else {
+            return Ok(None);
+        };
+        let Remembered { update, record } = remember_run(
+            &log,
+            &self.record_signer,
+            &self.outbox,
+            RunMemory {
+                nft: &owner.nft,
+                owner: owner.owner,
+                store: owner.store.as_ref(),
+                owner_key: &owner.owner_key,
+                token: self.rights.token,
+                memory: owner.memory.clone(),
+            },
+            note,
+        )
+        .await
+        .map_err(|e| classify(e.into(), OpenedAs::Running))?;
+        Ok(Some(format!(
+            "memory updated after {} steps: {} notes, data hash {} (seq {})",
+            self.steps,
+            update.notes,
+            update.new_data_hash,
+            record.record().seq
+        )))
     }
 
     fn outbox_depth(&self) -> impl Future<Output = Result<u64, AgentError>> + Send {
