@@ -510,10 +510,23 @@ async fn serve_hosts_agents_on_schedules_and_stops_cleanly() -> anyhow::Result<(
         mid[&sold]
     );
 
-    // Run past a minute in all.
+    // Run past a minute in all, and until every running agent has stepped again since the
+    // others stopped (those can stop as late as a minute in, on a loaded machine): waiting for
+    // that, not for a fixed time, is what keeps "went on" from racing the clock.
     let remaining = Duration::from_secs(65).saturating_sub(started.elapsed());
     tokio::time::sleep(remaining).await;
-    let end = node.agents().await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let end = loop {
+        let now = node.agents().await?;
+        let went_on = poets
+            .iter()
+            .chain(&traders)
+            .all(|t| steps_of(&now[t]) > steps_of(&mid[t]));
+        if went_on || Instant::now() >= deadline {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     let metrics = node.get("/metrics").await?;
     for (token, agent) in &end {
         eprintln!(
