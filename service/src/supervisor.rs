@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{AgentSpec, LimitsSection, Schedule};
 use crate::host::{AgentError, AgentHost, HostedAgent, StepSummary, StopReason};
+use crate::redact::redact_urls;
 use crate::schedule::{Backoff, next_due, next_utc_midnight_ms, utc_day_start_ms};
 use crate::state::{AgentCell, AgentState, LastAction, rfc3339, wall_at_ms, wall_in};
 use crate::telemetry::Telemetry;
@@ -101,7 +102,11 @@ impl<H: AgentHost> Supervisor<H> {
                 match agent.finish_run().await {
                     Ok(Some(done)) => tracing::info!(token = %self.token, "{done}"),
                     Ok(None) => {}
-                    Err(e) => tracing::warn!(token = %self.token, "run not finished: {e}"),
+                    Err(e) => tracing::warn!(
+                        token = %self.token,
+                        "run not finished: {}",
+                        redact_urls(&e.to_string())
+                    ),
                 }
                 self.flush(&mut agent).await;
                 Exit::Released
@@ -284,15 +289,17 @@ impl<H: AgentHost> Supervisor<H> {
             AgentError::Failed { error, rpc } => {
                 self.shared.telemetry.failure(&self.token, rpc);
                 let delay = backoff.next_delay();
+                // RPC URLs in errors may carry API keys: neither the log nor the board shows them.
+                let error = redact_urls(&format!("{error:#}"));
                 tracing::warn!(
                     token = %self.token,
                     failures = backoff.failures(),
                     retry_in_secs = delay.as_secs_f64(),
-                    "{during} failed: {error:#}"
+                    "{during} failed: {error}"
                 );
                 self.cell.update(|v| {
                     v.state = AgentState::Backoff;
-                    v.last_error = Some(format!("{during}: {error:#}"));
+                    v.last_error = Some(format!("{during}: {error}"));
                     v.next_step_at = Some(rfc3339(wall_in(delay)));
                 });
                 Next::Retry(delay)

@@ -200,6 +200,29 @@ async fn failures_back_off_and_recover_without_stopping_the_others() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_shows_without_the_api_key_in_its_rpc_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let test_db = TestDb::new().await.unwrap();
+    let host = FakeHost::new([(
+        1,
+        Script {
+            fail_steps: u32::MAX.into(),
+            ..Default::default()
+        },
+    )]);
+    let limits = "[limits]\nbackoff_secs = 0.05\nmax_backoff_secs = 0.2";
+    let cfg = config(dir.path(), "n1", limits, &[(1, "every_secs = 0.1")]);
+    let node = Node::start(cfg, test_db.open().await.unwrap(), host.clone()).await;
+    assert!(eventually(10 * SECS, || node.agent(1).last_error.is_some()).await);
+    let shown = node.agent(1).last_error.unwrap();
+    assert!(
+        shown.contains("https://rpc.example/…") && !shown.contains("SECRETKEY"),
+        "{shown}"
+    );
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_agent_stays_stopped_with_its_reason_while_the_others_go_on() {
     let dir = tempfile::tempdir().unwrap();
     let test_db = TestDb::new().await.unwrap();

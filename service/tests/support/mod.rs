@@ -211,7 +211,11 @@ impl HostedAgent for FakeAgent {
                 .is_ok()
         {
             s.note(Event::StepFailed);
-            return Err(AgentError::rpc(anyhow::anyhow!("connection refused")));
+            // What reqwest says when an RPC endpoint is down: the URL, with the provider's API key in
+            // its path.
+            return Err(AgentError::rpc(anyhow::anyhow!(
+                "error sending request for url (https://rpc.example/v2/SECRETKEY): connection refused"
+            )));
         }
         // The next record of the log, as the database holds it.
         let db = self.outbox.db();
