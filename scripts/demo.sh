@@ -130,7 +130,8 @@ import json, sys, urllib.request
 base = f"http://127.0.0.1:{sys.argv[1]}"
 for a in json.load(urllib.request.urlopen(base + "/agents")):
     last = a.get("last_action") or {}
-    print(f"  token {a['token'][:12]}…  {a['state']:<9} {a['steps']} steps, last seq {last.get('seq')}: {' '.join(last.get('summary', '').split())[:90]}")
+    t = int(a['token'])
+    print(f"  token {format(((t << 160) | (t >> 96)) % (1 << 256), 'x')[:8]}  {a['state']:<9} {a['steps']} steps, last seq {last.get('seq')}: {' '.join(last.get('summary', '').split())[:90]}")
 metrics = urllib.request.urlopen(base + "/metrics").read().decode()
 print("  /metrics:", sum(1 for l in metrics.splitlines() if l.startswith("inft_")), "inft_* samples")
 PY

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{AgentSpec, Schedule};
 use crate::host::AgentHost;
+use crate::lines::AgentLines;
 use crate::shutdown::Shutdown;
 use crate::state::{AgentCell, AgentState, Board};
 use crate::supervisor::{Exit, Shared, Supervisor};
@@ -138,7 +139,8 @@ impl<H: AgentHost> Fleet<H> {
             tokio::select! {
                 biased;
                 _ = shutdown.triggered(), if !self.draining => {
-                    tracing::info!(node = %self.node, running = self.tasks.len(), "shutting down: finishing the steps in progress");
+                    let running = self.tasks.len();
+                    tracing::info!(node = %self.node, running, "shutting down: finishing the steps in progress of {running} agent(s)");
                     // Every supervisor's release token is a child of the shutdown's: all are
                     // asked to finish already.
                     self.draining = true;
@@ -159,7 +161,7 @@ impl<H: AgentHost> Fleet<H> {
     async fn maintain(&mut self) {
         match self.db.heartbeat_node(&self.holder, self.ttl).await {
             Ok(n) => self.live_nodes = n.max(1),
-            Err(e) => tracing::warn!(node = %self.node, error = %e, "heartbeat failed"),
+            Err(e) => tracing::warn!(node = %self.node, error = %e, "heartbeat failed: {e}"),
         }
         self.shared.telemetry.live_nodes(self.live_nodes);
         let share = fair_share(self.slots.len(), self.live_nodes);
@@ -170,7 +172,7 @@ impl<H: AgentHost> Fleet<H> {
         let leases: HashMap<String, Lease> = match self.db.leases().await {
             Ok(all) => all.into_iter().map(|l| (l.key.clone(), l)).collect(),
             Err(e) => {
-                tracing::warn!(error = %e, "reading the leases failed");
+                tracing::warn!(error = %e, "reading the leases failed: {e}");
                 HashMap::new()
             }
         };
@@ -200,6 +202,14 @@ impl<H: AgentHost> Fleet<H> {
         self.shared.telemetry.upkeep();
     }
 
+    /// The log lines of agent `i` (its name is known to its supervisor only).
+    fn lines(&self, i: usize) -> AgentLines<'_> {
+        AgentLines {
+            token: &self.slots[i].token,
+            name: None,
+        }
+    }
+
     /// Leases held and not being handed over.
     fn keeping(&self) -> usize {
         self.slots
@@ -227,9 +237,9 @@ impl<H: AgentHost> Fleet<H> {
             Err(e) if Instant::now() >= held.deadline => {
                 self.lose(i, &format!("the lease expired while renewals failed ({e})"));
             }
-            Err(e) => {
-                tracing::warn!(token = %self.slots[i].token, error = %e, "renewing the lease failed; retrying")
-            }
+            Err(e) => self
+                .lines(i)
+                .lease_trouble("renewing (retried next round)", &e.to_string()),
         }
     }
 
@@ -243,7 +253,11 @@ impl<H: AgentHost> Fleet<H> {
         if let Some((_, task)) = held.task {
             task.abort();
         }
-        tracing::warn!(token = %slot.token, node = %self.node, "{why}: agent dropped here");
+        AgentLines {
+            token: &slot.token,
+            name: None,
+        }
+        .dropped(why);
         self.shared.telemetry.lease_lost();
         self.gone(i);
     }
@@ -270,8 +284,7 @@ impl<H: AgentHost> Fleet<H> {
             .take(n)
             .collect();
         for i in candidates {
-            let token = self.slots[i].token.clone();
-            tracing::info!(%token, node = %self.node, "over this node's fair share: handing the agent over");
+            self.lines(i).handing_over();
             let Some(held) = &mut self.slots[i].held else {
                 continue;
             };
@@ -304,16 +317,13 @@ impl<H: AgentHost> Fleet<H> {
                 .await
             {
                 Ok(Some(lease)) => {
-                    let token = &self.slots[i].token;
                     match leases.get(&key) {
                         // The previous holder neither renewed nor released it: a takeover.
                         Some(prev) if prev.holder != *self.holder && prev.expires_at_ms != 0 => {
-                            tracing::warn!(%token, from = %prev.holder, fence = lease.fence, "took the agent over from a node whose lease expired");
+                            self.lines(i).taken_over(&prev.holder, lease.fence);
                             self.shared.telemetry.takeover();
                         }
-                        _ => {
-                            tracing::info!(%token, node = %self.node, fence = lease.fence, "lease taken")
-                        }
+                        _ => self.lines(i).lease_taken(&self.node, lease.fence),
                     }
                     self.slots[i].held = Some(Held {
                         lease,
@@ -328,7 +338,7 @@ impl<H: AgentHost> Fleet<H> {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(%key, error = %e, "taking a lease failed");
+                    tracing::warn!(%key, error = %e, "taking the lease {key} failed: {e}");
                     break;
                 }
             }
@@ -358,6 +368,7 @@ impl<H: AgentHost> Fleet<H> {
             shared: self.shared.clone(),
             cell: AgentCell::new(self.board.clone(), i, generation),
             release: release.clone(),
+            name: std::sync::OnceLock::new(),
         };
         let task = self.tasks.spawn(async move { (i, supervisor.run().await) });
         held.task = Some((task.id(), task));
@@ -407,7 +418,7 @@ impl<H: AgentHost> Fleet<H> {
             }
             Err(e) if e.is_cancelled() => {}
             Err(e) => {
-                tracing::error!(%token, error = %e, "the agent's supervisor panicked; restarting it");
+                self.lines(i).panicked(&e.to_string());
                 self.shared.telemetry.failure(&token, false);
                 self.board.update(i, |v| {
                     v.state = AgentState::Backoff;
@@ -421,9 +432,9 @@ impl<H: AgentHost> Fleet<H> {
         match self.db.release_lease(lease).await {
             Ok(()) => tracing::debug!(token = %self.slots[i].token, "lease released"),
             // It expires on its own within the TTL.
-            Err(e) => {
-                tracing::warn!(token = %self.slots[i].token, error = %e, "releasing the lease failed")
-            }
+            Err(e) => self
+                .lines(i)
+                .lease_trouble("releasing (it expires on its own)", &e.to_string()),
         }
     }
 
@@ -468,10 +479,10 @@ impl<H: AgentHost> Fleet<H> {
             }
         }
         if let Err(e) = self.db.remove_node(&self.holder).await {
-            tracing::warn!(node = %self.node, error = %e, "removing the node's heartbeat failed");
+            tracing::warn!(node = %self.node, error = %e, "removing the node's heartbeat failed: {e}");
         }
         self.shared.telemetry.leases_held(0);
-        tracing::info!(node = %self.node, "every lease released");
+        tracing::info!(node = %self.node, "every lease of node {} released", self.node);
     }
 }
 

@@ -70,6 +70,11 @@ pub trait HostedAgent: Send + 'static {
         async { Ok(None) }
     }
 
+    /// The agent's name for the log lines (e.g. from its sealed config); none by default.
+    fn name(&self) -> Option<&str> {
+        None
+    }
+
     /// Unconfirmed outbox entries.
     fn outbox_depth(&self) -> impl Future<Output = Result<u64, AgentError>> + Send;
 

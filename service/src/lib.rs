@@ -5,6 +5,7 @@ pub mod config;
 mod fleet;
 pub mod host;
 mod http;
+pub mod lines;
 mod redact;
 mod schedule;
 mod serve;

@@ -218,13 +218,15 @@ impl<H: AgentHost> Service<H> {
         // forever with nothing running.
         let holder: Arc<str> = holder_name(&node).into();
         let live = db.heartbeat_node(&holder, ttl).await?;
+        let agents = slots.len();
         tracing::info!(
             %node,
             %holder,
             listen = %local_addr,
-            agents = slots.len(),
+            agents,
             live_nodes = live,
-            "serving: /health /agents /metrics"
+            "node {node} serving {agents} agent(s) with {live} node(s) live; /health /agents \
+             /metrics on http://{local_addr}"
         );
 
         let http_stop = CancellationToken::new();
@@ -239,7 +241,7 @@ impl<H: AgentHost> Service<H> {
             axum::serve(listener, app).with_graceful_shutdown(http_stop.clone().cancelled_owned());
         let http = AbortOnDropHandle::new(tokio::spawn(async move {
             if let Err(e) = server.await {
-                tracing::error!(error = %e, "the HTTP listener failed");
+                tracing::error!(error = %e, "the HTTP listener failed: {e}");
             }
         }));
 
@@ -266,7 +268,7 @@ impl<H: AgentHost> Service<H> {
         if tokio::time::timeout(HTTP_CLOSE_GRACE, http).await.is_err() {
             tracing::debug!("HTTP connections still open at exit: closed");
         }
-        tracing::info!(%node, "service stopped");
+        tracing::info!(%node, "node {node} stopped");
         Ok(ServeReport {
             node: node.to_string(),
             agents: board.snapshot(),

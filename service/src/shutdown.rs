@@ -85,7 +85,7 @@ impl Signals {
         let catch = |kind: SignalKind, name: &str| match signal(kind) {
             Ok(s) => Some(s),
             Err(e) => {
-                tracing::warn!(error = %e, "{name} cannot be caught: it will not shut down gracefully");
+                tracing::warn!(error = %e, "{name} cannot be caught ({e}): it will not shut down gracefully");
                 None
             }
         };

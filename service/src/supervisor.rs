@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{AgentSpec, LimitsSection, Schedule};
 use crate::host::{AgentError, AgentHost, HostedAgent, StepSummary, StopReason};
+use crate::lines::AgentLines;
 use crate::redact::redact_urls;
 use crate::schedule::{Backoff, next_due, next_utc_midnight_ms, utc_day_start_ms};
 use crate::state::{AgentCell, AgentState, LastAction, rfc3339, wall_at_ms, wall_in};
@@ -66,9 +67,19 @@ pub(crate) struct Supervisor<H: AgentHost> {
     pub(crate) cell: AgentCell,
     /// Cancelled to ask the supervisor to finish between steps.
     pub(crate) release: CancellationToken,
+    /// The agent's name, once it is open (for the log lines).
+    pub(crate) name: std::sync::OnceLock<String>,
 }
 
 impl<H: AgentHost> Supervisor<H> {
+    /// This agent's log lines.
+    fn lines(&self) -> AgentLines<'_> {
+        AgentLines {
+            token: &self.token,
+            name: self.name.get().map(String::as_str),
+        }
+    }
+
     pub(crate) async fn run(self) -> Exit {
         let mut backoff = Backoff::new(&self.shared.limits);
         let mut agent = loop {
@@ -92,28 +103,31 @@ impl<H: AgentHost> Supervisor<H> {
         };
         backoff.reset();
         let log = agent.log();
-        tracing::info!(token = %self.token, %log, "agent opened");
-        self.show_last_record(&log).await;
+        if let Some(name) = agent.name() {
+            let _ = self.name.set(name.to_owned());
+        }
+        let last_seq = self.show_last_record(&log).await;
+        self.lines().started(last_seq);
         self.show_agent(&mut agent).await;
 
         match self.drive(&mut agent, &log, &mut backoff).await {
             Exit::Released => {
                 self.cell.set(AgentState::ShuttingDown, None);
                 match agent.finish_run().await {
-                    Ok(Some(done)) => tracing::info!(token = %self.token, "{done}"),
+                    Ok(Some(done)) => self.lines().finished_run(&done),
                     Ok(None) => {}
-                    Err(e) => tracing::warn!(
-                        token = %self.token,
-                        "run not finished: {}",
-                        redact_urls(&e.to_string())
-                    ),
+                    Err(e) => self.lines().run_not_finished(&redact_urls(&e.to_string())),
                 }
-                self.flush(&mut agent).await;
+                let flushed = self.flush(&mut agent).await;
+                self.lines()
+                    .released(flushed.as_ref().map_err(String::as_str).copied());
                 Exit::Released
             }
             Exit::Stopped(reason) => {
                 // Records committed before the stop still belong in the log.
-                self.flush(&mut agent).await;
+                if let Err(e) = self.flush(&mut agent).await {
+                    self.lines().not_flushed(&e);
+                }
                 Exit::Stopped(reason)
             }
             Exit::LeaseLost => Exit::LeaseLost,
@@ -182,7 +196,8 @@ impl<H: AgentHost> Supervisor<H> {
                 {
                     Ok(done) if done >= limit => {
                         let midnight = next_utc_midnight_ms(now);
-                        tracing::info!(token = %self.token, done, limit, resumes_at = %rfc3339(wall_at_ms(midnight)), "daily step budget spent");
+                        self.lines()
+                            .budget_spent(done, limit, &rfc3339(wall_at_ms(midnight)));
                         self.cell
                             .set(AgentState::BudgetExhausted, Some(wall_at_ms(midnight)));
                         let wait = Duration::from_millis(midnight.saturating_sub(now));
@@ -269,7 +284,7 @@ impl<H: AgentHost> Supervisor<H> {
     async fn on_error(&self, e: AgentError, backoff: &mut Backoff, during: &str) -> Next {
         match e {
             AgentError::Stopped(reason) => {
-                tracing::warn!(token = %self.token, %reason, "agent stopped for good");
+                self.lines().stopped(&reason);
                 let label = serde_json::to_value(&reason)
                     .ok()
                     .and_then(|v| v["reason"].as_str().map(str::to_owned))
@@ -283,7 +298,7 @@ impl<H: AgentHost> Supervisor<H> {
                 Next::Exit(Exit::Stopped(reason))
             }
             AgentError::LeaseLost => {
-                tracing::warn!(token = %self.token, "lease lost during {during}: another node holds the agent now");
+                self.lines().lease_lost(during);
                 Next::Exit(Exit::LeaseLost)
             }
             AgentError::Failed { error, rpc } => {
@@ -291,12 +306,8 @@ impl<H: AgentHost> Supervisor<H> {
                 let delay = backoff.next_delay();
                 // RPC URLs in errors may carry API keys: neither the log nor the board shows them.
                 let error = redact_urls(&format!("{error:#}"));
-                tracing::warn!(
-                    token = %self.token,
-                    failures = backoff.failures(),
-                    retry_in_secs = delay.as_secs_f64(),
-                    "{during} failed: {error}"
-                );
+                self.lines()
+                    .failed(during, &error, backoff.failures(), delay);
                 self.cell.update(|v| {
                     v.state = AgentState::Backoff;
                     v.last_error = Some(format!("{during}: {error}"));
@@ -310,13 +321,7 @@ impl<H: AgentHost> Supervisor<H> {
     /// Books a successful step: metrics, the progress line, the view.
     fn stepped(&self, s: &StepSummary, took: Duration) {
         self.shared.telemetry.step(&self.token, s, took);
-        tracing::info!(
-            token = %self.token,
-            seq = s.seq,
-            kind = %s.kind,
-            "{}",
-            s.summary
-        );
+        self.lines().action(s);
         self.cell.update(|v| {
             v.steps += 1;
             v.seq = Some(s.seq);
@@ -331,8 +336,9 @@ impl<H: AgentHost> Supervisor<H> {
         });
     }
 
-    /// Shows the log's last record (from before this start) until the first step.
-    async fn show_last_record(&self, log: &LogId) {
+    /// Shows the log's last record (from before this start) until the first step; returns
+    /// its seq.
+    async fn show_last_record(&self, log: &LogId) -> Option<u64> {
         match self.db.last_record(log).await {
             Ok(Some(stored)) => {
                 let r = stored.record.record();
@@ -343,13 +349,18 @@ impl<H: AgentHost> Supervisor<H> {
                     record_hash: stored.record.record_hash(),
                     at: rfc3339(wall_at_ms(stored.created_at_ms)),
                 };
+                let seq = action.seq;
                 self.cell.update(|v| {
                     v.seq = Some(action.seq);
                     v.last_action = Some(action);
                 });
+                Some(seq)
             }
-            Ok(None) => {}
-            Err(e) => tracing::debug!(token = %self.token, error = %e, "last record unreadable"),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!(token = %self.token, error = %e, "last record unreadable: {e}");
+                None
+            }
         }
     }
 
@@ -362,7 +373,7 @@ impl<H: AgentHost> Supervisor<H> {
                 Some(d)
             }
             Err(e) => {
-                tracing::debug!(token = %self.token, error = %e, "outbox depth unknown");
+                tracing::debug!(token = %self.token, error = %e, "outbox depth unknown: {e}");
                 None
             }
         };
@@ -374,15 +385,11 @@ impl<H: AgentHost> Supervisor<H> {
         });
     }
 
-    async fn flush(&self, agent: &mut H::Agent) {
-        match agent.flush().await {
-            Ok(()) => tracing::info!(token = %self.token, "outbox flushed"),
-            Err(e) => tracing::warn!(
-                token = %self.token,
-                "outbox not flushed ({e}); its records stay in the database and are logged by the next holder of the agent"
-            ),
-        }
+    /// Flushes the outbox; `Err` says why it was not (redacted).
+    async fn flush(&self, agent: &mut H::Agent) -> Result<(), String> {
+        let flushed = agent.flush().await.map_err(|e| redact_urls(&e.to_string()));
         self.show_agent(agent).await;
+        flushed
     }
 
     /// Waits until `at`, refreshing the agent's status and outbox depth every [`REFRESH`]

@@ -6,7 +6,6 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 use crate::cmd::{self, Run};
 
@@ -17,6 +16,23 @@ pub(crate) struct Cli {
     /// Print results as JSON on stdout, for scripts (also hides progress bars).
     #[arg(long, global = true)]
     pub(crate) json: bool,
+
+    /// Show token ids in full (decimal) in human output, instead of their first 8 hex digits
+    /// (`1a2b3c4d`). `--json` output always has them in full.
+    #[arg(long, global = true)]
+    pub(crate) full_ids: bool,
+
+    /// How log lines on stderr are written: `text` (one readable line per event: with
+    /// `inft serve`, one per action and per agent state change) or `json` (one object per
+    /// line, every field). RUST_LOG filters them (default `warn,inft_service=info`).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        value_name = "FORMAT"
+    )]
+    pub(crate) log_format: crate::log::LogFormat,
 
     /// The command to run.
     #[command(subcommand)]
@@ -147,13 +163,8 @@ pub(crate) fn run() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr so stdout stays clean for results; RUST_LOG overrides the default.
     // `inft serve` has no other output: its actions, leases and shutdown are info lines.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("warn,inft_service=info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    crate::ids::show_full_ids(cli.full_ids);
+    crate::log::init(cli.log_format);
     let ctx = Context { json: cli.json };
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -3,6 +3,8 @@
 
 mod cli;
 mod cmd;
+mod ids;
+mod log;
 
 fn main() -> std::process::ExitCode {
     cli::run()

@@ -19,16 +19,17 @@ use clap::Args;
 use serde_json::json;
 
 use super::Run;
-use super::common::parse_token_id;
 use super::node::{Indexed, Node, NodeOpts, WalletOpts};
 use crate::cli::Context;
+use crate::ids::{Id, TokenArg, parse_token_arg};
 
 /// `inft audit`
 #[derive(Debug, Args)]
 pub(crate) struct AuditArgs {
-    /// The token id (decimal or 0x-hex).
-    #[arg(value_parser = parse_token_id)]
-    token: U256,
+    /// The token id: decimal, 0x-hex, or the first hex digits of it as human output shows
+    /// them (`1a2b3c4d`; a unique start is enough).
+    #[arg(value_parser = parse_token_arg)]
+    token: TokenArg,
     #[command(flatten)]
     node: NodeOpts,
     /// Also write a self-contained HTML report (timeline, findings, PnL chart) to FILE.
@@ -59,9 +60,10 @@ impl Run for AuditArgs {
         let node = self.node.load()?;
         node.check_chain().await?;
         let spinner = ctx.spinner("indexing chain events and verifying records");
+        let token = self.token.resolve(&node).await?;
         let (Indexed { reader, db, synced }, store, mut report) =
-            index_and_audit(&node, self.token).await?;
-        let target = audit_target(&node, self.token);
+            index_and_audit(&node, token).await?;
+        let target = audit_target(&node, token);
         let mut restored = Vec::new();
         if self.repair && !report.is_clean() {
             spinner.set_message("restoring records from this node's database");
@@ -74,7 +76,7 @@ impl Run for AuditArgs {
         let replayed = if self.replay {
             spinner.set_message("replaying inferences");
             Some(
-                self.replay_actions(&node, &db, store.as_ref(), &report)
+                self.replay_actions(&node, token, &db, store.as_ref(), &report)
                     .await?,
             )
         } else {
@@ -114,16 +116,14 @@ impl Run for AuditArgs {
                 ),
             };
         }
-        text.push_str(&html::text_summary(
-            &report,
-            replayed.as_deref(),
-            self.html.as_deref(),
-        ));
+        // The summary names the token in full on its first line: people read the short form.
+        let summary = html::text_summary(&report, replayed.as_deref(), self.html.as_deref());
+        text.push_str(&summary.replacen(&token.to_string(), &Id(token).to_string(), 1));
         ctx.emit(text, value);
         if !report.is_clean() {
             bail!(
                 "token {}: {} finding(s) in its action history",
-                self.token,
+                Id(token),
                 report.findings.len()
             );
         }
@@ -137,6 +137,7 @@ impl AuditArgs {
     async fn replay_actions(
         &self,
         node: &Node,
+        token: U256,
         db: &Db,
         store: &dyn BlobStore,
         report: &AuditReport,
@@ -149,7 +150,7 @@ impl AuditArgs {
             store,
             wallet.address(),
             &secret,
-            self.token,
+            token,
             inft_contracts::scopes::RUN,
             &inft_runtime::UnsealOptions::default(),
         )
@@ -178,6 +179,7 @@ impl AuditArgs {
     async fn replay_actions(
         &self,
         _node: &Node,
+        _token: U256,
         _db: &Db,
         _store: &dyn BlobStore,
         _report: &AuditReport,

@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use agent_runtime::pipeline::open_keys;
 use agent_runtime::transfer::rekey::{AgentKeyRotation, grant_keys, rekey_token};
-use alloy::primitives::{Address, U256};
+use alloy::primitives::Address;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use inft_contracts::scopes;
@@ -13,9 +13,9 @@ use sealing::SealOptions;
 use serde_json::json;
 
 use super::Run;
-use super::common::parse_token_id;
 use super::node::{NodeOpts, WalletOpts};
 use crate::cli::Context;
+use crate::ids::{Id, TokenArg, parse_token_arg};
 
 /// Parses `run,log` into scope bits.
 fn parse_scopes(s: &str) -> Result<u8, String> {
@@ -55,9 +55,10 @@ pub(crate) fn parse_duration(s: &str) -> Result<u64, String> {
 /// `inft authorize`
 #[derive(Debug, Args)]
 pub(crate) struct AuthorizeArgs {
-    /// The token id (decimal or 0x-hex).
-    #[arg(value_parser = parse_token_id)]
-    token: U256,
+    /// The token id: decimal, 0x-hex, or the first hex digits of it as human output shows
+    /// them (`1a2b3c4d`; a unique start is enough).
+    #[arg(value_parser = parse_token_arg)]
+    token: TokenArg,
     /// The account to authorize. It must have published its sealing key (any `inft mint`, or
     /// `inft keys publish`, does that).
     #[arg(long)]
@@ -78,6 +79,7 @@ impl Run for AuthorizeArgs {
     async fn run(self, ctx: &Context) -> anyhow::Result<()> {
         let node = self.node.load()?;
         node.check_chain().await?;
+        let token_id = self.token.resolve(&node).await?;
         let wallet = self.wallet.signer(&node.home)?;
         let nft = node.nft(&wallet)?;
         let Some(user_key) = nft.sealing_key_of(self.user).await? else {
@@ -88,8 +90,8 @@ impl Run for AuthorizeArgs {
         };
         // Only what the scopes need: the model and config keys for a grant that runs the
         // agent, nothing for one that only logs or trades (see `rekey::grant_keys`).
-        let entries = nft.entries_for(self.token, wallet.address()).await?;
-        let token = nft.token_ref(self.token);
+        let entries = nft.entries_for(token_id, wallet.address()).await?;
+        let token = nft.token_ref(token_id);
         let keys = open_keys(&entries, &node.sealing_secret(&wallet).await?, &token)?;
         let sealed = grant_keys(&entries, &keys, &user_key, &token, self.scopes)
             .context("sealing the data keys to the user's key")?;
@@ -99,11 +101,11 @@ impl Run for AuthorizeArgs {
             .as_secs();
         let expiry = now + self.expires_in;
         let tx = nft
-            .authorize(self.token, self.user, self.scopes, expiry, &sealed)
+            .authorize(token_id, self.user, self.scopes, expiry, &sealed)
             .await?;
         ctx.emit(
-            format!("authorized {} on token {} (scopes {:#06b}) until unix time {expiry}\n  tx {tx}", self.user, self.token, self.scopes),
-            json!({ "token_id": self.token.to_string(), "user": self.user, "scopes": self.scopes, "expiry": expiry, "tx_hash": tx }),
+            format!("authorized {} on token {} (scopes {:#06b}) until unix time {expiry}\n  tx {tx}", self.user, Id(token_id), self.scopes),
+            json!({ "token_id": token_id.to_string(), "user": self.user, "scopes": self.scopes, "expiry": expiry, "tx_hash": tx }),
         );
         Ok(())
     }
@@ -112,9 +114,10 @@ impl Run for AuthorizeArgs {
 /// `inft revoke`
 #[derive(Debug, Args)]
 pub(crate) struct RevokeArgs {
-    /// The token id (decimal or 0x-hex).
-    #[arg(value_parser = parse_token_id)]
-    token: U256,
+    /// The token id: decimal, 0x-hex, or the first hex digits of it as human output shows
+    /// them (`1a2b3c4d`; a unique start is enough).
+    #[arg(value_parser = parse_token_arg)]
+    token: TokenArg,
     /// The account whose grant ends.
     #[arg(long)]
     user: Address,
@@ -133,12 +136,13 @@ impl Run for RevokeArgs {
     async fn run(self, ctx: &Context) -> anyhow::Result<()> {
         let node = self.node.load()?;
         node.check_chain().await?;
+        let token_id = self.token.resolve(&node).await?;
         let wallet = self.wallet.signer(&node.home)?;
         let nft = node.nft(&wallet)?;
-        let tx = nft.revoke(self.token, self.user).await?;
-        let mut text = format!("revoked {} on token {}\n  tx {tx}", self.user, self.token);
+        let tx = nft.revoke(token_id, self.user).await?;
+        let mut text = format!("revoked {} on token {}\n  tx {tx}", self.user, Id(token_id));
         let mut value =
-            json!({ "token_id": self.token.to_string(), "user": self.user, "tx_hash": tx });
+            json!({ "token_id": token_id.to_string(), "user": self.user, "tx_hash": tx });
         if self.rotate {
             let spinner = ctx.spinner("re-encrypting the agent under fresh keys");
             let secret = node.sealing_secret(&wallet).await?;
@@ -146,7 +150,7 @@ impl Run for RevokeArgs {
             let rekeyed = rekey_token(
                 &nft,
                 store.as_ref(),
-                self.token,
+                token_id,
                 &secret,
                 &secret,
                 AgentKeyRotation::Keep,

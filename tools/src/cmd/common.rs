@@ -3,7 +3,6 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use alloy::primitives::U256;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use sealing::{
@@ -267,15 +266,6 @@ pub(crate) async fn interruptible<T: Send + 'static>(
             bail!("interrupted, no output written")
         }
     }
-}
-
-/// Parses a uint256 token id, decimal or `0x`-hex.
-pub(crate) fn parse_token_id(s: &str) -> Result<U256, String> {
-    let parsed = match s.strip_prefix("0x") {
-        Some(hex) => U256::from_str_radix(hex, 16),
-        None => U256::from_str_radix(s, 10),
-    };
-    parsed.map_err(|e| format!("invalid token id {s:?}: {e}"))
 }
 
 #[cfg(test)]

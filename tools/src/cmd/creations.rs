@@ -6,23 +6,23 @@ use std::path::PathBuf;
 
 use agent_runtime::audit::html::{short, utc};
 use agent_runtime::provenance::{CreativePiece, creations, write_piece};
-use alloy::primitives::U256;
 use anyhow::Context as _;
 use clap::Args;
 use serde_json::json;
 
 use super::Run;
 use super::audit::index_and_audit;
-use super::common::parse_token_id;
 use super::node::NodeOpts;
 use crate::cli::Context;
+use crate::ids::{Id, TokenArg, parse_token_arg};
 
 /// `inft creations`
 #[derive(Debug, Args)]
 pub(crate) struct CreationsArgs {
-    /// The token id (decimal or 0x-hex).
-    #[arg(value_parser = parse_token_id)]
-    token: U256,
+    /// The token id: decimal, 0x-hex, or the first hex digits of it as human output shows
+    /// them (`1a2b3c4d`; a unique start is enough).
+    #[arg(value_parser = parse_token_arg)]
+    token: TokenArg,
     #[command(flatten)]
     node: NodeOpts,
     /// Export each piece into DIR: `piece-SEQ.txt` (the exact bytes the agent signed) and its
@@ -36,13 +36,18 @@ impl Run for CreationsArgs {
     async fn run(self, ctx: &Context) -> anyhow::Result<()> {
         let node = self.node.load()?;
         node.check_chain().await?;
+        let token_id = self.token.resolve(&node).await?;
         let spinner = ctx.spinner("indexing chain events and verifying records");
-        let (_, store, report) = index_and_audit(&node, self.token).await?;
+        let (_, store, report) = index_and_audit(&node, token_id).await?;
         let pieces = creations(&report, store.as_ref()).await?;
         spinner.finish_and_clear();
 
         let mut rows = Vec::new();
-        let mut text = format!("token {}: {} creative piece(s)\n", self.token, pieces.len());
+        let mut text = format!(
+            "token {}: {} creative piece(s)\n",
+            Id(token_id),
+            pieces.len()
+        );
         for piece in &pieces {
             let mut files = Vec::new();
             if let Some(dir) = &self.out {
@@ -63,7 +68,7 @@ impl Run for CreationsArgs {
         }
         ctx.emit(
             text.trim_end(),
-            json!({ "token_id": self.token.to_string(), "pieces": rows }),
+            json!({ "token_id": token_id.to_string(), "pieces": rows }),
         );
         Ok(())
     }

@@ -15,10 +15,10 @@ use sealing::{EncryptedKeyFile, KdfParams, SealOptions, SealingSecret};
 use serde_json::json;
 
 use super::Run;
-use super::common::parse_token_id;
 use super::common::{AtomicOutput, load_key_file, passphrase};
 use super::node::{NodeOpts, WalletOpts};
 use crate::cli::Context;
+use crate::ids::{Id, TokenArg, parse_token_arg};
 
 /// `inft keys …`
 #[derive(Debug, Args)]
@@ -44,9 +44,10 @@ enum KeysCmd {
 
 #[derive(Debug, Args)]
 struct RotateArgs {
-    /// Re-key only these tokens [default: every token the wallet holds].
-    #[arg(long = "token", value_parser = parse_token_id, value_name = "ID")]
-    tokens: Vec<U256>,
+    /// Re-key only these tokens [default: every token the wallet holds]: each a full id or the
+    /// first hex digits of it as human output shows them.
+    #[arg(long = "token", value_parser = parse_token_arg, value_name = "ID")]
+    tokens: Vec<TokenArg>,
     #[command(flatten)]
     node: NodeOpts,
     #[command(flatten)]
@@ -109,7 +110,11 @@ impl RotateArgs {
         let tokens = if self.tokens.is_empty() {
             nft.tokens_of(owner).await?
         } else {
-            self.tokens.clone()
+            let mut ids = Vec::with_capacity(self.tokens.len());
+            for token in &self.tokens {
+                ids.push(token.resolve(&node).await?);
+            }
+            ids
         };
         let (index, current) = node.sealing_key_index(&wallet).await?;
         if nft.sealing_key_of(owner).await?.is_none() {
@@ -158,13 +163,18 @@ impl RotateArgs {
         for row in &unregistered {
             text.push_str(&format!(
                 "\ntoken {}: registered its new agent\n  tx {}",
-                row["token_id"].as_str().unwrap_or_default(),
+                row["token_id"]
+                    .as_str()
+                    .and_then(|t| t.parse::<U256>().ok())
+                    .map(|t| Id(t).to_string())
+                    .unwrap_or_default(),
                 row["set_agent_tx"].as_str().unwrap_or_default()
             ));
         }
         let mut rows = unregistered;
         let db = node.db().await?;
         for (token, from_index) in work {
+            let id = Id(token);
             let log = agent_runtime::record::LogId {
                 chain_id,
                 action_log: node.deployment.action_log,
@@ -172,12 +182,12 @@ impl RotateArgs {
             };
             if !db.unconfirmed(&log, 1).await?.is_empty() {
                 bail!(
-                    "token {token} has actions signed by its current agent key that are not on \
-                     chain yet; log them first (`inft run {token} --steps 0`), then run \
+                    "token {id} has actions signed by its current agent key that are not on \
+                     chain yet; log them first (`inft run {id} --steps 0`), then run \
                      `inft keys rotate` again"
                 );
             }
-            let spinner = ctx.spinner(&format!("re-keying token {token}"));
+            let spinner = ctx.spinner(&format!("re-keying token {id}"));
             let old_secret = derive_sealing_secret(&wallet, chain_id, from_index)?;
             let rekeyed = rekey_token(
                 &nft,
@@ -189,11 +199,11 @@ impl RotateArgs {
                 &opts,
             )
             .await
-            .with_context(|| format!("re-keying token {token}"))?;
+            .with_context(|| format!("re-keying token {id}"))?;
             spinner.finish_and_clear();
             let (agent, agent_tx) = rekeyed.new_agent.unzip();
             text.push_str(&format!(
-                "\ntoken {token}: re-keyed; new agent {}\n  tx {}{}",
+                "\ntoken {id}: re-keyed; new agent {}\n  tx {}{}",
                 agent.map(|a| a.to_string()).unwrap_or_default(),
                 rekeyed.update_tx,
                 super::authorize::reissued_line(&rekeyed.reissued_grants)
@@ -234,5 +244,8 @@ async fn opening_index(
             return Ok(Some(index));
         }
     }
-    bail!("token {token} is sealed to none of your wallet's sealing keys 0..={current}")
+    bail!(
+        "token {} is sealed to none of your wallet's sealing keys 0..={current}",
+        Id(token)
+    )
 }

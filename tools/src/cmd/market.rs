@@ -34,10 +34,10 @@ use serde_json::json;
 
 use super::Run;
 use super::authorize::parse_duration;
-use super::common::parse_token_id;
 use super::node::{Node, NodeOpts, WalletOpts};
 use super::transfer::{RotationSource, obtain_rotation, publish_key};
 use crate::cli::Context;
+use crate::ids::{Id, TokenArg, parse_token_arg};
 
 /// `inft market …`
 #[derive(Debug, Args)]
@@ -127,25 +127,26 @@ fn explain(err: TransferError) -> anyhow::Error {
         return err.into();
     };
     let text = match e {
-        E::NotSeller(x) => format!("{} is not the seller of token {}", x.caller, x.tokenId),
+        E::NotSeller(x) => format!("{} is not the seller of token {}", x.caller, Id(x.tokenId)),
         E::MarketNotApproved(_) => "the market is not approved to move the token".into(),
         E::ZeroPrice(_) => "the price must not be zero".into(),
         E::BadWindow(x) => format!(
             "a completion window of {}s is outside the market's bounds (5 minutes to 30 days)",
             x.window
         ),
-        E::NotListed(x) => format!("token {} is not listed", x.tokenId),
+        E::NotListed(x) => format!("token {} is not listed", Id(x.tokenId)),
         E::ListingVoid(x) => format!(
             "the listing of token {} is void: the token moved or the market lost its approval",
-            x.tokenId
+            Id(x.tokenId)
         ),
         E::SalePending(x) => format!(
             "{} has already bought token {}: the sale must complete, be cancelled or refunded first",
-            x.buyer, x.tokenId
+            x.buyer,
+            Id(x.tokenId)
         ),
         E::NoPendingSale(x) => format!(
             "token {} has no pending sale (never bought, already completed or refunded)",
-            x.tokenId
+            Id(x.tokenId)
         ),
         E::WrongPayment(x) => format!(
             "the listed price is {} ETH, not {} ETH",
@@ -201,9 +202,10 @@ fn listing_json(l: &Listing) -> serde_json::Value {
 /// `inft market list`
 #[derive(Debug, Args)]
 struct ListArgs {
-    /// The token id (decimal or 0x-hex).
-    #[arg(value_parser = parse_token_id)]
-    token: U256,
+    /// The token id: decimal, 0x-hex, or the first hex digits of it as human output shows
+    /// them (`1a2b3c4d`; a unique start is enough).
+    #[arg(value_parser = parse_token_arg)]
+    token: TokenArg,
     /// The price in ETH (e.g. `0.5`).
     #[arg(long, value_parser = parse_eth)]
     price: U256,
@@ -219,20 +221,23 @@ struct ListArgs {
 
 impl Run for ListArgs {
     async fn run(self, ctx: &Context) -> anyhow::Result<()> {
-        let Seat { market, nft, .. } = Seat::take(&self.node, &self.wallet).await?;
+        let Seat {
+            node, market, nft, ..
+        } = Seat::take(&self.node, &self.wallet).await?;
+        let token_id = self.token.resolve(&node).await?;
         let window = u32::try_from(self.window).context("the window is too long")?;
-        let tx = market::list(&nft, market, self.token, self.price, window)
+        let tx = market::list(&nft, market, token_id, self.price, window)
             .await
             .map_err(explain)?;
         ctx.emit(
             format!(
                 "token {} listed at {} ETH; after a buy you have {}s to complete\n  tx {tx}",
-                self.token,
+                Id(token_id),
                 format_ether(self.price),
                 window
             ),
             json!({
-                "token_id": self.token.to_string(),
+                "token_id": token_id.to_string(),
                 "price_wei": self.price.to_string(),
                 "window_s": window,
                 "tx_hash": tx,
@@ -245,9 +250,10 @@ impl Run for ListArgs {
 /// `inft market buy`
 #[derive(Debug, Args)]
 struct BuyArgs {
-    /// The token id (decimal or 0x-hex).
-    #[arg(value_parser = parse_token_id)]
-    token: U256,
+    /// The token id: decimal, 0x-hex, or the first hex digits of it as human output shows
+    /// them (`1a2b3c4d`; a unique start is enough).
+    #[arg(value_parser = parse_token_arg)]
+    token: TokenArg,
     /// The price in ETH you agree to pay; refused if the listing asks anything else. Without
     /// it, the listed price is paid.
     #[arg(long, value_parser = parse_eth)]
@@ -266,6 +272,7 @@ impl Run for BuyArgs {
     async fn run(self, ctx: &Context) -> anyhow::Result<()> {
         let node = self.node.load()?;
         node.check_chain().await?;
+        let token_id = self.token.resolve(&node).await?;
         let market = market_of(&node)?;
         let wallet = self.wallet.signer(&node.home)?;
         // The seller seals the agent to the key published on chain: publish it (no transaction
@@ -280,7 +287,7 @@ impl Run for BuyArgs {
                 .transpose()
                 .context("the window is too long")?,
         };
-        let (tx, bought) = market::buy(&nft, market, self.token, wallet.address(), terms)
+        let (tx, bought) = market::buy(&nft, market, token_id, wallet.address(), terms)
             .await
             .map_err(explain)?;
         let deadline = bought.deadline.unwrap_or_default();
@@ -288,8 +295,8 @@ impl Run for BuyArgs {
             format!(
                 "escrowed {} ETH for token {}; the seller must complete by {deadline} (unix), else `inft market refund {}`\n  tx {tx}",
                 format_ether(bought.price),
-                self.token,
-                self.token
+                Id(token_id),
+                Id(token_id)
             ),
             json!({ "tx_hash": tx, "listing": listing_json(&bought) }),
         );
@@ -301,9 +308,10 @@ impl Run for BuyArgs {
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("mode").required(true).args(["oracle", "offer"]))]
 struct CompleteArgs {
-    /// The token id (decimal or 0x-hex).
-    #[arg(value_parser = parse_token_id)]
-    token: U256,
+    /// The token id: decimal, 0x-hex, or the first hex digits of it as human output shows
+    /// them (`1a2b3c4d`; a unique start is enough).
+    #[arg(value_parser = parse_token_arg)]
+    token: TokenArg,
     /// Oracle mode: base URL of a registered re-encryption oracle (`inft oracle serve`).
     #[arg(long, value_name = "URL", conflicts_with_all = ["offer", "acceptance"])]
     oracle: Option<String>,
@@ -330,21 +338,22 @@ impl Run for CompleteArgs {
             wallet,
             nft,
         } = Seat::take(&self.node, &self.wallet).await?;
-        let listing = market::listing(&nft, market, self.token)
+        let token_id = self.token.resolve(&node).await?;
+        let listing = market::listing(&nft, market, token_id)
             .await?
-            .with_context(|| format!("token {} is not listed", self.token))?;
+            .with_context(|| format!("token {} is not listed", Id(token_id)))?;
         let (Some(buyer), Some(deadline)) = (listing.buyer, listing.deadline) else {
             bail!(
                 "nobody has bought token {} yet (`inft market show {}`)",
-                self.token,
-                self.token
+                Id(token_id),
+                Id(token_id)
             );
         };
         if listing.seller != wallet.address() {
             bail!(
                 "{} is not the seller of token {} ({} is)",
                 wallet.address(),
-                self.token,
+                Id(token_id),
                 listing.seller
             );
         }
@@ -369,7 +378,7 @@ impl Run for CompleteArgs {
             store.as_ref(),
             &wallet,
             &secret,
-            self.token,
+            token_id,
             buyer,
             deadline,
         )
@@ -391,7 +400,7 @@ impl Run for CompleteArgs {
         ctx.emit(
             format!(
                 "token {} sold to {} for {} ETH: royalty {} ETH to {}, {} ETH to you (new agent {}, gas {})\n  tx {}",
-                self.token,
+                Id(token_id),
                 sale.buyer,
                 format_ether(sale.price),
                 format_ether(sale.royalty),
@@ -402,7 +411,7 @@ impl Run for CompleteArgs {
                 tx.tx_hash
             ),
             json!({
-                "token_id": self.token.to_string(),
+                "token_id": token_id.to_string(),
                 "buyer": sale.buyer,
                 "seller": sale.seller,
                 "price_wei": sale.price.to_string(),
@@ -422,9 +431,10 @@ impl Run for CompleteArgs {
 /// `inft market cancel` / `inft market refund`
 #[derive(Debug, Args)]
 struct TokenArgs {
-    /// The token id (decimal or 0x-hex).
-    #[arg(value_parser = parse_token_id)]
-    token: U256,
+    /// The token id: decimal, 0x-hex, or the first hex digits of it as human output shows
+    /// them (`1a2b3c4d`; a unique start is enough).
+    #[arg(value_parser = parse_token_arg)]
+    token: TokenArg,
     #[command(flatten)]
     node: NodeOpts,
     #[command(flatten)]
@@ -433,9 +443,12 @@ struct TokenArgs {
 
 impl TokenArgs {
     async fn cancel(self, ctx: &Context) -> anyhow::Result<()> {
-        let Seat { market, nft, .. } = Seat::take(&self.node, &self.wallet).await?;
-        let before = market::listing(&nft, market, self.token).await?;
-        let tx = market::cancel(&nft, market, self.token)
+        let Seat {
+            node, market, nft, ..
+        } = Seat::take(&self.node, &self.wallet).await?;
+        let token_id = self.token.resolve(&node).await?;
+        let before = market::listing(&nft, market, token_id).await?;
+        let tx = market::cancel(&nft, market, token_id)
             .await
             .map_err(explain)?;
         let refunded = before.and_then(|l| l.buyer.map(|b| (b, l.price)));
@@ -444,9 +457,12 @@ impl TokenArgs {
             None => String::new(),
         };
         ctx.emit(
-            format!("listing of token {} cancelled{note}\n  tx {tx}", self.token),
+            format!(
+                "listing of token {} cancelled{note}\n  tx {tx}",
+                Id(token_id)
+            ),
             json!({
-                "token_id": self.token.to_string(),
+                "token_id": token_id.to_string(),
                 "tx_hash": tx,
                 "refunded_to": refunded.map(|(b, _)| b),
                 "refunded_wei": refunded.map(|(_, p)| p.to_string()),
@@ -456,11 +472,14 @@ impl TokenArgs {
     }
 
     async fn refund(self, ctx: &Context) -> anyhow::Result<()> {
-        let Seat { market, nft, .. } = Seat::take(&self.node, &self.wallet).await?;
-        let before = market::listing(&nft, market, self.token)
+        let Seat {
+            node, market, nft, ..
+        } = Seat::take(&self.node, &self.wallet).await?;
+        let token_id = self.token.resolve(&node).await?;
+        let before = market::listing(&nft, market, token_id)
             .await?
-            .with_context(|| format!("token {} is not listed", self.token))?;
-        let tx = market::refund(&nft, market, self.token)
+            .with_context(|| format!("token {} is not listed", Id(token_id)))?;
+        let tx = market::refund(&nft, market, token_id)
             .await
             .map_err(explain)?;
         let buyer = before.buyer.unwrap_or_default();
@@ -468,10 +487,10 @@ impl TokenArgs {
             format!(
                 "{} ETH refunded to {buyer} for token {}\n  tx {tx}",
                 format_ether(before.price),
-                self.token
+                Id(token_id)
             ),
             json!({
-                "token_id": self.token.to_string(),
+                "token_id": token_id.to_string(),
                 "buyer": buyer,
                 "refunded_wei": before.price.to_string(),
                 "tx_hash": tx,
@@ -484,9 +503,10 @@ impl TokenArgs {
 /// `inft market show`
 #[derive(Debug, Args)]
 struct ShowArgs {
-    /// The token id (decimal or 0x-hex).
-    #[arg(value_parser = parse_token_id)]
-    token: U256,
+    /// The token id: decimal, 0x-hex, or the first hex digits of it as human output shows
+    /// them (`1a2b3c4d`; a unique start is enough).
+    #[arg(value_parser = parse_token_arg)]
+    token: TokenArg,
     #[command(flatten)]
     node: NodeOpts,
 }
@@ -495,12 +515,13 @@ impl Run for ShowArgs {
     async fn run(self, ctx: &Context) -> anyhow::Result<()> {
         let node = self.node.load()?;
         node.check_chain().await?;
+        let token_id = self.token.resolve(&node).await?;
         let market = market_of(&node)?;
         let nft = agent_runtime::token::AgentNft::new(node.reader()?, &node.deployment);
-        let Some(l) = market::listing(&nft, market, self.token).await? else {
+        let Some(l) = market::listing(&nft, market, token_id).await? else {
             ctx.emit(
-                format!("token {} is not listed", self.token),
-                json!({ "token_id": self.token.to_string(), "listing": null }),
+                format!("token {} is not listed", Id(token_id)),
+                json!({ "token_id": token_id.to_string(), "listing": null }),
             );
             return Ok(());
         };
@@ -515,7 +536,7 @@ impl Run for ShowArgs {
         ctx.emit(
             format!(
                 "token {}: {} ETH, seller {}, window {}s\n  {status}",
-                self.token,
+                Id(token_id),
                 format_ether(l.price),
                 l.seller,
                 l.window

@@ -24,6 +24,7 @@ use strategies::trading::decision::{DECISION_MAX_TOKENS, DECISION_TEMPERATURE};
 use super::Run;
 use super::node::{NodeOpts, WalletOpts};
 use crate::cli::Context;
+use crate::ids::Id;
 
 /// What kind of agent to mint.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -247,8 +248,12 @@ impl Run for MintArgs {
 
         ctx.emit(
             format!(
-                "minted token {}\n  owner {owner}\n  agent {}\n  model sha256 {}\n  tx {}",
-                minted.token_id, minted.agent, config.model_sha256, minted.tx_hash
+                "minted token {}\n  id    {}\n  owner {owner}\n  agent {}\n  model sha256 {}\n  tx {}",
+                Id(minted.token_id),
+                minted.token_id,
+                minted.agent,
+                config.model_sha256,
+                minted.tx_hash
             ),
             json!({
                 "token_id": minted.token_id.to_string(),

@@ -18,6 +18,7 @@ use serde_json::json;
 use super::Run;
 use super::node::{Indexed, NodeOpts, reader_for};
 use crate::cli::Context;
+use crate::ids::Id;
 
 /// `inft provenance`
 #[derive(Debug, Args)]
@@ -199,13 +200,15 @@ fn describe(v: &VerifiedCreation) -> String {
         "as the bundle names them: compare with the deployment you trust"
     };
     format!(
-        "VERIFIED: piece{title} (content hash {content}) was written by token {token}'s agent\n\
+        "VERIFIED: piece{title} (content hash {content}) was written by token {short}'s agent\n\
+         \x20 token   {token}\n\
          \x20 agent   {agent} (registered for the token then; signed the piece and its record)\n\
          \x20 owner   {owner} (at that block)\n\
          \x20 logged  action {seq}, block {block} ({time} UTC), transaction {tx}\n\
          \x20 model   {model}\n\
          \x20 chain   {chain}: AgentNFT {nft}, ActionLog {log} ({deployment})\n",
         content = v.content_hash,
+        short = Id(v.token_id),
         token = v.token_id,
         agent = v.agent,
         owner = v.owner,

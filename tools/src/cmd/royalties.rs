@@ -10,9 +10,9 @@ use inft_contracts::bindings::AgentAccountFactory;
 use serde_json::json;
 
 use super::Run;
-use super::common::parse_token_id;
 use super::node::{NodeOpts, WalletOpts};
 use crate::cli::Context;
+use crate::ids::{Id, TokenArg, parse_token_arg};
 
 /// `inft royalties`
 #[derive(Debug, Args)]
@@ -35,9 +35,10 @@ enum RoyaltiesCommand {
 /// `inft royalties show`
 #[derive(Debug, Args)]
 struct ShowArgs {
-    /// The token id (decimal or 0x-hex).
-    #[arg(value_parser = parse_token_id)]
-    token: U256,
+    /// The token id: decimal, 0x-hex, or the first hex digits of it as human output shows
+    /// them (`1a2b3c4d`; a unique start is enough).
+    #[arg(value_parser = parse_token_arg)]
+    token: TokenArg,
     #[command(flatten)]
     node: NodeOpts,
     /// ERC-20 earnings token [default: ETH].
@@ -51,9 +52,10 @@ struct ShowArgs {
 /// `inft royalties settle`
 #[derive(Debug, Args)]
 struct SettleArgs {
-    /// The token id (decimal or 0x-hex).
-    #[arg(value_parser = parse_token_id)]
-    token: U256,
+    /// The token id: decimal, 0x-hex, or the first hex digits of it as human output shows
+    /// them (`1a2b3c4d`; a unique start is enough).
+    #[arg(value_parser = parse_token_arg)]
+    token: TokenArg,
     /// Amount of earnings to deposit, in wei (or the ERC-20's base units).
     #[arg(long, value_name = "WEI", required_unless_present = "realized")]
     amount: Option<U256>,
@@ -131,13 +133,15 @@ impl ShowArgs {
     async fn run(self, ctx: &Context) -> anyhow::Result<()> {
         let node = self.node.load()?;
         node.check_chain().await?;
+        let token_id = self.token.resolve(&node).await?;
         let d = &node.deployment;
         let reader = node.reader()?;
-        let split = split_of(&reader, d.agent_nft, self.token, d.start_block).await?;
+        let split = split_of(&reader, d.agent_nft, token_id, d.start_block).await?;
         let currency = self.erc20.unwrap_or(Address::ZERO);
         let mut lines = vec![format!(
             "token {}: earnings split (ERC-2981 royalty on sales: {} bps to the creator)",
-            self.token, split.royalty_bps
+            Id(token_id),
+            split.royalty_bps
         )];
         let mut rows = Vec::new();
         let mut seen = std::collections::HashSet::new();
@@ -153,14 +157,14 @@ impl ShowArgs {
             rows.push(json!({ "role": role, "account": account, "bps": bps, "owed": owed_now.to_string() }));
         }
         let mut value = json!({
-            "token_id": self.token.to_string(),
+            "token_id": token_id.to_string(),
             "currency": currency,
             "royalty_bps": split.royalty_bps,
             "parties": rows,
         });
         if let Some(price) = self.sale_price {
             let (receiver, royalty) =
-                royalties::royalty_on_sale(&reader, d.agent_nft, self.token, price).await?;
+                royalties::royalty_on_sale(&reader, d.agent_nft, token_id, price).await?;
             lines.push(format!(
                 "  ERC-2981: a sale at {price} wei pays {royalty} wei royalty to {receiver}"
             ));
@@ -175,10 +179,11 @@ impl SettleArgs {
     async fn run(self, ctx: &Context) -> anyhow::Result<()> {
         let node = self.node.load()?;
         node.check_chain().await?;
+        let token_id = self.token.resolve(&node).await?;
         let d = &node.deployment;
         let wallet = self.wallet.signer(&node.home)?;
         let provider = node.provider(&wallet)?;
-        let split = split_of(&provider, d.agent_nft, self.token, d.start_block).await?;
+        let split = split_of(&provider, d.agent_nft, token_id, d.start_block).await?;
         let (currency, amount) = match self.amount {
             Some(amount) => (self.erc20.unwrap_or(Address::ZERO), amount),
             None => {
@@ -189,24 +194,24 @@ impl SettleArgs {
                         "the deployment has no market, so no default quote token: pass --erc20"
                     ),
                 };
-                let report = audited(&node, self.token).await?;
+                let report = audited(&node, token_id).await?;
                 let before = royalties::deposited(
                     &provider,
                     d.earnings_splitter,
-                    self.token,
+                    token_id,
                     currency,
                     d.start_block,
                 )
                 .await?;
                 let due = royalties::unsettled_earnings(&report, before)
-                    .with_context(|| format!("token {} records no PnL to settle", self.token))?;
+                    .with_context(|| format!("token {} records no PnL to settle", Id(token_id)))?;
                 if due.is_zero() {
                     ctx.emit(
                         format!(
                             "token {}: nothing to settle ({before} already deposited)",
-                            self.token
+                            Id(token_id)
                         ),
-                        json!({ "token_id": self.token.to_string(), "amount": "0", "deposited": before.to_string() }),
+                        json!({ "token_id": token_id.to_string(), "amount": "0", "deposited": before.to_string() }),
                     );
                     return Ok(());
                 }
@@ -215,12 +220,15 @@ impl SettleArgs {
         };
         let payer = if self.from_agent_account {
             let account = AgentAccountFactory::new(d.agent_account_factory, &provider)
-                .accountOf(self.token)
+                .accountOf(token_id)
                 .call()
                 .await?;
             // A call to an address without code "succeeds" and does nothing.
             if provider.get_code_at(account).await?.is_empty() {
-                anyhow::bail!("token {} has no agent account yet ({account})", self.token);
+                anyhow::bail!(
+                    "token {} has no agent account yet ({account})",
+                    Id(token_id)
+                );
             }
             Payer::AgentAccount(account)
         } else {
@@ -249,7 +257,7 @@ impl SettleArgs {
             "deposited {} {} for token {} in {}",
             amount,
             currency_name(currency),
-            self.token,
+            Id(token_id),
             settled.tx_hash
         ))
         .chain(settled.credits.iter().map(|c| {
@@ -276,8 +284,9 @@ async fn audited(
     let (_, _, report) = super::audit::index_and_audit(node, token).await?;
     if !report.is_clean() {
         anyhow::bail!(
-            "token {token}'s history has {} finding(s) (see `inft audit {token}`): not settling from it",
-            report.findings.len()
+            "token {id}'s history has {} finding(s) (see `inft audit {id}`): not settling from it",
+            report.findings.len(),
+            id = Id(token)
         );
     }
     Ok(report)

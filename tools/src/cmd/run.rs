@@ -10,17 +10,18 @@ use strategies::trading::PairSymbols;
 use strategies::trading::market::to_units;
 
 use super::Run;
-use super::common::parse_token_id;
 use super::launch::{LaunchOptions, Launched, MarketChoice, TradingSetup, launch};
 use super::node::{NodeOpts, WalletOpts};
 use crate::cli::Context;
+use crate::ids::{Id, TokenArg, parse_token_arg};
 
 /// `inft run`
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
-    /// The token id (decimal or 0x-hex).
-    #[arg(value_parser = parse_token_id)]
-    token: U256,
+    /// The token id: decimal, 0x-hex, or the first hex digits of it as human output shows
+    /// them (`1a2b3c4d`; a unique start is enough).
+    #[arg(value_parser = parse_token_arg)]
+    token: TokenArg,
     #[command(flatten)]
     node: NodeOpts,
     #[command(flatten)]
@@ -107,6 +108,7 @@ impl Run for RunArgs {
     async fn run(self, ctx: &Context) -> anyhow::Result<()> {
         let node = self.node.load()?;
         node.check_chain().await?;
+        let token_id = self.token.resolve(&node).await?;
         let wallet = self.wallet.signer(&node.home)?;
         let db = node.db().await?;
         let trading_setup = self.trading.setup();
@@ -125,7 +127,7 @@ impl Run for RunArgs {
             &node,
             &wallet,
             LaunchOptions {
-                token: self.token,
+                token: token_id,
                 threads: self.threads,
                 gpu_layers: self.gpu_layers,
                 trading: &trading_setup,
@@ -137,7 +139,7 @@ impl Run for RunArgs {
 
         let progress = ctx.spinner(&format!(
             "running token {} as {role} {}",
-            self.token,
+            Id(token_id),
             record_signer.address()
         ));
         let symbols = trading.as_ref().map(|(_, symbols)| symbols);
@@ -187,7 +189,7 @@ impl Run for RunArgs {
                             owner: wallet.address(),
                             store: store.as_ref(),
                             owner_key: &secret.public_key(),
-                            token: self.token,
+                            token: token_id,
                             memory,
                         },
                         note,
@@ -263,7 +265,7 @@ impl Run for RunArgs {
         ctx.emit(
             format!(
                 "token {} ran {} steps as {role} {} (model {}{}){trading_line}\nevery action logged and confirmed on chain{}{rebase_line}{memory_line}",
-                self.token,
+                Id(token_id),
                 report.steps.len(),
                 record_signer.address(),
                 agent.model.sha256_hex(),
@@ -274,7 +276,7 @@ impl Run for RunArgs {
                 },
             ),
             json!({
-                "token_id": self.token.to_string(),
+                "token_id": token_id.to_string(),
                 "signer": record_signer.address(),
                 "role": role,
                 "model_sha256": agent.model.sha256_hex(),

@@ -144,6 +144,7 @@ impl AgentHost for ServeHost {
             }),
             _ => None,
         };
+        let name = opened.agent.config.name.clone();
         let nft = AgentNft::new(self.reader.clone(), &self.node.deployment);
         let owner_at_open = nft.state(token).await.map_err(AgentError::rpc)?.owner;
         let log = *session.log();
@@ -161,6 +162,7 @@ impl AgentHost for ServeHost {
                 owner_at_open,
                 nft,
             },
+            name,
             reader: self.reader.clone(),
             session,
             strategy,
@@ -226,6 +228,8 @@ struct Rights {
 /// An agent the service steps.
 struct HostedInft {
     rights: Rights,
+    /// The agent's name (its sealed config's).
+    name: String,
     reader: DynProvider,
     session: inft_runtime::AgentSession,
     strategy: AgentStrategy,
@@ -402,6 +406,10 @@ impl HostedAgent for HostedInft {
             update.new_data_hash,
             record.record().seq
         )))
+    }
+
+    fn name(&self) -> Option<&str> {
+        Some(&self.name)
     }
 
     fn outbox_depth(&self) -> impl Future<Output = Result<u64, AgentError>> + Send {

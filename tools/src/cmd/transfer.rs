@@ -27,9 +27,9 @@ use serde_json::json;
 
 use super::Run;
 use super::authorize::parse_duration;
-use super::common::parse_token_id;
 use super::node::{Node, NodeOpts, WalletOpts};
 use crate::cli::Context;
+use crate::ids::{Id, TokenArg, parse_token_arg};
 
 /// `inft transfer …`
 #[derive(Debug, Args)]
@@ -62,9 +62,10 @@ impl Run for TransferArgs {
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("mode").required(true).args(["oracle", "offer"]))]
 struct SendArgs {
-    /// The token id (decimal or 0x-hex).
-    #[arg(value_parser = parse_token_id)]
-    token: U256,
+    /// The token id: decimal, 0x-hex, or the first hex digits of it as human output shows
+    /// them (`1a2b3c4d`; a unique start is enough).
+    #[arg(value_parser = parse_token_arg)]
+    token: TokenArg,
     /// The receiver: an address, or an account name from `inft dev up` (e.g. `bob`). It must
     /// have published its sealing key (`inft transfer publish-key`).
     #[arg(long, value_name = "ACCOUNT")]
@@ -95,6 +96,7 @@ impl Run for SendArgs {
     async fn run(self, ctx: &Context) -> anyhow::Result<()> {
         let node = self.node.load()?;
         node.check_chain().await?;
+        let token_id = self.token.resolve(&node).await?;
         let wallet = self.wallet.signer(&node.home)?;
         let nft = node.nft(&wallet)?;
         let store = node.store()?;
@@ -115,7 +117,7 @@ impl Run for SendArgs {
             store.as_ref(),
             &wallet,
             &secret,
-            self.token,
+            token_id,
             to,
             deadline,
         )
@@ -133,10 +135,14 @@ impl Run for SendArgs {
         ctx.emit(
             format!(
                 "token {} transferred to {} (new agent {}, gas {}){swept_text}\n  tx {}",
-                self.token, to, signed.new_agent, transfer.gas_used, transfer.tx_hash
+                Id(token_id),
+                to,
+                signed.new_agent,
+                transfer.gas_used,
+                transfer.tx_hash
             ),
             json!({
-                "token_id": self.token.to_string(),
+                "token_id": token_id.to_string(),
                 "to": to,
                 "mode": signed.mode,
                 "new_agent": signed.new_agent,
@@ -316,7 +322,7 @@ impl Run for AcceptArgs {
         ctx.emit(
             format!(
                 "verified the offer for token {}: the new data opens with your key\n  new agent {}; acceptance written to {}",
-                offer.token_id,
+                Id(offer.token_id),
                 signed.new_agent,
                 self.output.display()
             ),
