@@ -534,6 +534,7 @@ async fn oracle_refuses_strangers_oversized_bodies_and_owners_over_quota() -> an
     let limits = OracleLimits {
         concurrent: 2,
         per_owner_per_hour: NonZeroU32::MIN,
+        ..OracleLimits::default()
     };
     let service = Arc::new(OracleService::with_limits(
         oracle.wallet,
@@ -646,6 +647,167 @@ async fn oracle_refuses_strangers_oversized_bodies_and_owners_over_quota() -> an
         matches!(&err, TransferError::Oracle(m) if m.starts_with("429")),
         "{err}"
     );
+    server.shutdown().await?;
+    Ok(())
+}
+
+/// A request for `token` to `to`, signed by `signer` (the owner, or a stranger).
+fn signed_rotate_request(
+    world: &World,
+    token: U256,
+    to: alloy::primitives::Address,
+    deadline: u64,
+    signer: &Actor,
+) -> anyhow::Result<RotateRequest> {
+    let mut request = RotateRequest {
+        chain_id: world.deployment.chain_id,
+        nft: world.deployment.agent_nft,
+        token_id: token,
+        to,
+        model_key: Bytes::from(vec![1u8; 100]),
+        config_key: Bytes::from(vec![2u8; 100]),
+        memory_key: None,
+        deadline: U256::from(deadline),
+        owner_signature: Bytes::new(),
+    };
+    request.owner_signature = Bytes::from(
+        signer
+            .wallet
+            .sign_hash_sync(&rotate_request_digest(&request))?
+            .as_bytes()
+            .to_vec(),
+    );
+    Ok(request)
+}
+
+/// Security F7: anyone can make owners, so a flood of signed requests must not reach the chain
+/// or the store unbounded. Past the per-client and the global per-minute limits a request is
+/// answered 429 before its signature is checked against the chain (the owner's own included),
+/// and a rotation that would write more than the hour's store budget is answered 503 and
+/// writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oracle_flooded_by_strangers_answers_429_before_the_chain_and_caps_store_writes()
+-> anyhow::Result<()> {
+    let world = World::start().await?;
+    let alice = world.actor(1).await?;
+    let bob = world.actor(2).await?;
+    let carol = world.actor(3).await?;
+    let oracle = world.actor(ORACLE_ACCOUNT).await?;
+    let token = world.mint_creative(&alice, 1).await?.token_id;
+    let deadline = world.chain_time().await? + 3600;
+    let n = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+    let service = Arc::new(OracleService::with_limits(
+        oracle.wallet,
+        oracle.secret,
+        oracle.nft,
+        world.store.clone(),
+        SealOptions::default(),
+        OracleLimits {
+            requests_per_minute: n(4),
+            per_client_per_minute: n(2),
+            ..OracleLimits::default()
+        },
+    ));
+    let server = service.clone().serve("127.0.0.1:0".parse()?).await?;
+    let url = server.base_url();
+    let client = reqwest::Client::new();
+    let stranger = signed_rotate_request(&world, token, carol.address(), deadline, &carol)?;
+    let post = || {
+        client
+            .post(format!("{url}/v1/rotate"))
+            .json(&stranger)
+            .send()
+    };
+
+    // One client: two requests reach the signature check (carol is not the owner), the third
+    // is over the client's quota.
+    assert_eq!(post().await?.status().as_u16(), 403);
+    assert_eq!(post().await?.status().as_u16(), 403);
+    let over = post().await?;
+    assert_eq!(over.status().as_u16(), 429);
+    assert!(over.text().await?.contains("client"));
+
+    // All clients together: two more requests are checked, then even the owner is told to
+    // wait, before anything is asked of the chain.
+    for _ in 0..2 {
+        let err = service
+            .rotate(&stranger)
+            .await
+            .expect_err("carol is not the owner");
+        assert!(matches!(err, TransferError::WrongSigner { .. }), "{err}");
+    }
+    let owners = signed_rotate_request(&world, token, bob.address(), deadline, &alice)?;
+    let err = service
+        .rotate(&owners)
+        .await
+        .expect_err("over the global quota");
+    assert!(
+        matches!(err, TransferError::Busy(m) if m.contains("request quota for the minute")),
+        "{err}"
+    );
+    let err = request_rotation(
+        &alice.nft,
+        &url,
+        token,
+        &alice.wallet,
+        &alice.secret,
+        bob.address(),
+        deadline,
+    )
+    .await
+    .expect_err("over the global quota");
+    assert!(
+        matches!(&err, TransferError::Oracle(m) if m.starts_with("429")),
+        "{err}"
+    );
+    server.shutdown().await?;
+
+    // The store budget: what one rotation of this token writes, and a half more. The first
+    // rotation fits, the second is refused before it writes a blob.
+    let mut bytes = 0u64;
+    for entry in alice.nft.entries_for(token, alice.address()).await? {
+        bytes += agent_runtime::blobstore::BlobStore::fetch(
+            world.store.as_ref(),
+            &entry.uri,
+            &entry.data_hash,
+        )
+        .await?
+        .len;
+    }
+    let one_rotation_kib = u32::try_from(bytes.div_ceil(1024))?;
+    let oracle = world.actor(ORACLE_ACCOUNT).await?;
+    let service = Arc::new(OracleService::with_limits(
+        oracle.wallet,
+        oracle.secret,
+        oracle.nft,
+        world.store.clone(),
+        SealOptions::default(),
+        OracleLimits {
+            store_kib_per_hour: n(one_rotation_kib * 3 / 2),
+            ..OracleLimits::default()
+        },
+    ));
+    let server = service.clone().serve("127.0.0.1:0".parse()?).await?;
+    let url = server.base_url();
+    let rotate = || {
+        request_rotation(
+            &alice.nft,
+            &url,
+            token,
+            &alice.wallet,
+            &alice.secret,
+            bob.address(),
+            deadline,
+        )
+    };
+    rotate().await?;
+    let written = world.store.puts();
+    let err = rotate().await.expect_err("over the store budget");
+    assert!(
+        matches!(&err, TransferError::Oracle(m) if m.starts_with("503") && m.contains("write budget")),
+        "{err}"
+    );
+    assert_eq!(world.store.puts(), written, "nothing was written");
     server.shutdown().await?;
     Ok(())
 }

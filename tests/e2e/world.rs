@@ -41,15 +41,20 @@ pub(crate) fn workspace_root() -> PathBuf {
 /// The dev account registered as re-encryption oracle.
 pub(crate) const ORACLE_ACCOUNT: usize = 4;
 
-/// A blob store that counts fetches, to show what was (not) read.
+/// A blob store that counts fetches and writes, to show what was (not) read or written.
 pub(crate) struct CountingStore {
     inner: LocalDirStore,
     fetches: AtomicUsize,
+    puts: AtomicUsize,
 }
 
 impl CountingStore {
     pub(crate) fn fetches(&self) -> usize {
         self.fetches.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn puts(&self) -> usize {
+        self.puts.load(Ordering::SeqCst)
     }
 
     pub(crate) fn path_of(&self, commitment: &Commitment) -> PathBuf {
@@ -63,6 +68,7 @@ impl BlobStore for CountingStore {
         &self,
         reader: Box<dyn std::io::Read + Send>,
     ) -> Result<BlobRef, BlobError> {
+        self.puts.fetch_add(1, Ordering::SeqCst);
         self.inner.put_reader(reader).await
     }
     async fn fetch(&self, uri: &str, expected: &Commitment) -> Result<VerifiedBlob, BlobError> {
@@ -136,6 +142,7 @@ impl World {
         let store = Arc::new(CountingStore {
             inner: LocalDirStore::open(dir.path().join("blobs"))?,
             fetches: AtomicUsize::new(0),
+            puts: AtomicUsize::new(0),
         });
         let model_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&model));
         Ok(World {

@@ -44,9 +44,9 @@ impl Run for OracleArgs {
 /// `inft oracle serve`
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Address to listen on. Requests must be signed by the token's owner, and bodies, running
-    /// rotations and each owner's rotations per hour are capped (below); still, keep it on
-    /// loopback or behind a TLS proxy.
+    /// Address to listen on. Requests must be signed by the token's owner, and bodies,
+    /// requests, running rotations, each owner's rotations and store writes are capped (below);
+    /// still, keep it on loopback or behind a TLS proxy.
     #[arg(long, default_value = "127.0.0.1:8547")]
     listen: SocketAddr,
     /// Rotations that may run at once (each re-encrypts a whole model); more are answered 503.
@@ -55,6 +55,17 @@ struct ServeArgs {
     /// Rotations each token owner may ask for per hour; more are answered 429.
     #[arg(long, default_value_t = OracleLimits::default().per_owner_per_hour)]
     per_owner_per_hour: NonZeroU32,
+    /// Requests per minute from all clients together, counted before the chain is asked
+    /// anything; more are answered 429.
+    #[arg(long, default_value_t = OracleLimits::default().requests_per_minute)]
+    requests_per_minute: NonZeroU32,
+    /// Requests per minute from one client IP address; more are answered 429.
+    #[arg(long, default_value_t = OracleLimits::default().per_client_per_minute)]
+    per_client_per_minute: NonZeroU32,
+    /// KiB the oracle may write to its blob store per hour (re-encrypted models, configs and
+    /// memories); a rotation over it is answered 503 and writes nothing.
+    #[arg(long, default_value_t = OracleLimits::default().store_kib_per_hour)]
+    store_kib_per_hour: NonZeroU32,
     #[command(flatten)]
     node: NodeOpts,
     #[command(flatten)]
@@ -70,6 +81,9 @@ impl Run for ServeArgs {
         let limits = OracleLimits {
             concurrent: self.max_running,
             per_owner_per_hour: self.per_owner_per_hour,
+            requests_per_minute: self.requests_per_minute,
+            per_client_per_minute: self.per_client_per_minute,
+            store_kib_per_hour: self.store_kib_per_hour,
         };
         let service = Arc::new(OracleService::with_limits(
             wallet.clone(),

@@ -100,11 +100,15 @@ pub async fn serve_router(app: Router, addr: SocketAddr) -> io::Result<GatewayHa
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let join = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await
+        // Handlers may ask for the peer's address (the oracle limits requests per client).
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = stop_rx.await;
+        })
+        .await
     });
     Ok(GatewayHandle {
         addr,

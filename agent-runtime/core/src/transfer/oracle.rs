@@ -24,6 +24,14 @@
 //! `429`). A signed request replayed within its deadline only re-encrypts again for the same
 //! receiver, within the owner's quota.
 //!
+//! Anyone can make owners (a token costs a mint), and checking a signature against the chain
+//! costs RPC calls, so two limits come before anything is read from the chain: requests from
+//! all clients together ([`OracleLimits::requests_per_minute`]) and from one client address
+//! ([`OracleLimits::per_client_per_minute`], HTTP only); more get `429`. What rotations write to
+//! the blob store is capped too ([`OracleLimits::store_kib_per_hour`], counted from the sizes
+//! of the blobs a rotation re-encrypts, before it writes any): a rotation over the budget gets
+//! `503` and writes nothing.
+//!
 //! HTTP API (JSON): `GET /v1/info` → [`OracleInfo`]; `POST /v1/rotate` with a [`RotateRequest`]
 //! → `200` [`RotateAnswer`], or `4xx`/`5xx` with the reason as plain text.
 
@@ -36,8 +44,8 @@ use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{Eip712Domain, SolStruct, eip712_domain};
 use axum::Json;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::{Extensions, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use inft_contracts::{ProofMode, proof_domain};
@@ -50,7 +58,7 @@ use super::{
 };
 use crate::blobstore::BlobStore;
 use crate::blobstore::gateway::{GatewayHandle, serve_router};
-use crate::pipeline::{PipelineError, TokenRef, open_keys};
+use crate::pipeline::{EntryRef, PipelineError, TokenRef, max_sealed_len, open_keys};
 use crate::token::{AgentNft, TokenError};
 use inft_types::config::EntryKind;
 
@@ -105,16 +113,33 @@ pub struct OracleLimits {
     pub concurrent: usize,
     /// Rotations per token owner per hour; more are answered `429`.
     pub per_owner_per_hour: NonZeroU32,
+    /// Requests per minute from all clients together, counted before any RPC call; more are
+    /// answered `429`.
+    pub requests_per_minute: NonZeroU32,
+    /// Requests per minute from one client IP address (HTTP), counted before any RPC call;
+    /// more are answered `429`.
+    pub per_client_per_minute: NonZeroU32,
+    /// KiB of blobs the oracle writes to its store per hour; a rotation that would write more
+    /// is answered `503` before it writes anything.
+    pub store_kib_per_hour: NonZeroU32,
 }
 
 impl Default for OracleLimits {
     fn default() -> Self {
+        let n = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
         Self {
             concurrent: 2,
-            per_owner_per_hour: NonZeroU32::new(30).unwrap_or(NonZeroU32::MIN),
+            per_owner_per_hour: n(30),
+            requests_per_minute: n(120),
+            per_client_per_minute: n(20),
+            // 16 GiB: a few rotations of a large model an hour.
+            store_kib_per_hour: n(16 << 20),
         }
     }
 }
+
+/// Why a request was answered `429`: a rate limit, not a fault of the request.
+const OVER_QUOTA: &str = "quota";
 
 /// Who the oracle is: its signing address and the X25519 key requests are sealed to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,6 +198,9 @@ pub struct OracleService {
     opts: SealOptions,
     running: Arc<tokio::sync::Semaphore>,
     per_owner: governor::DefaultKeyedRateLimiter<Address>,
+    requests: governor::DefaultDirectRateLimiter,
+    per_client: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
+    store_writes: governor::DefaultDirectRateLimiter,
 }
 
 impl std::fmt::Debug for OracleService {
@@ -216,6 +244,15 @@ impl OracleService {
             per_owner: governor::RateLimiter::keyed(governor::Quota::per_hour(
                 limits.per_owner_per_hour,
             )),
+            requests: governor::RateLimiter::direct(governor::Quota::per_minute(
+                limits.requests_per_minute,
+            )),
+            per_client: governor::RateLimiter::keyed(governor::Quota::per_minute(
+                limits.per_client_per_minute,
+            )),
+            store_writes: governor::RateLimiter::direct(governor::Quota::per_hour(
+                limits.store_kib_per_hour,
+            )),
         }
     }
 
@@ -234,6 +271,11 @@ impl OracleService {
     /// too far ahead, over the owner's quota, for a receiver without a published key, or whose
     /// keys do not open the token's current blobs.
     pub async fn rotate(&self, request: &RotateRequest) -> Result<RotateAnswer, TransferError> {
+        if self.requests.check().is_err() {
+            return Err(TransferError::Busy(
+                "the oracle's request quota for the minute is used up; try again in a minute",
+            ));
+        }
         if request.chain_id != self.nft.chain_id() || request.nft != self.nft.address() {
             return Err(TransferError::Mismatch(
                 "the request is for another chain or contract",
@@ -280,6 +322,7 @@ impl OracleService {
             .ok_or(TransferError::NoSealingKey(request.to))?;
         let token = self.nft.token_ref(request.token_id);
         let entries = self.nft.entries_for(request.token_id, state.owner).await?;
+        self.charge_store_writes(&entries).await?;
         // The current entries with the requester's keys (sealed to us) in place of the owner's.
         let has_memory = entries.len() > EntryKind::Memory.index();
         if has_memory != request.memory_key.is_some() {
@@ -350,6 +393,47 @@ impl OracleService {
         })
     }
 
+    /// Takes what re-encrypting `entries` will write (the sizes of their blobs now; the
+    /// agent key's entry is made anew and small) from the hour's store budget, or refuses.
+    async fn charge_store_writes(&self, entries: &[EntryRef]) -> Result<(), TransferError> {
+        let mut bytes = 0u64;
+        for (kind, entry) in EntryKind::ALL.into_iter().zip(entries) {
+            if kind == EntryKind::AgentKey {
+                continue;
+            }
+            // Re-encrypting fetches the same blob right after, from the store's cache.
+            let blob = self
+                .store
+                .fetch_at_most(&entry.uri, &entry.data_hash, max_sealed_len(kind))
+                .await
+                .map_err(|source| PipelineError::Blob {
+                    entry: kind.name(),
+                    source,
+                })?;
+            bytes = bytes.saturating_add(blob.len);
+        }
+        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        let Some(kib) = NonZeroU32::new(kib) else {
+            return Ok(());
+        };
+        match self.store_writes.check_n(kib) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(TransferError::Busy(
+                "the oracle's store write budget for the hour is used up; try again later",
+            )),
+            Err(_) => Err(TransferError::Busy(
+                "this token's data is larger than the oracle writes in an hour",
+            )),
+        }
+    }
+
+    /// Counts a request from `client` against its per-minute quota.
+    fn admit_client(&self, client: std::net::IpAddr) -> Result<(), TransferError> {
+        self.per_client.check_key(&client).map_err(|_| {
+            TransferError::Busy("this client's request quota for the minute is used up")
+        })
+    }
+
     /// The HTTP routes.
     pub fn router(self: Arc<Self>) -> axum::Router {
         axum::Router::new()
@@ -373,9 +457,23 @@ async fn info(State(oracle): State<Arc<OracleService>>) -> Json<OracleInfo> {
 
 async fn rotate(
     State(oracle): State<Arc<OracleService>>,
+    extensions: Extensions,
     Json(request): Json<RotateRequest>,
 ) -> Response {
-    match oracle.rotate(&request).await {
+    // Served by `serve`, every request knows its peer; a router served otherwise skips the
+    // per-client limit.
+    let client = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip());
+    let admitted = match client {
+        Some(client) => oracle.admit_client(client),
+        None => Ok(()),
+    };
+    let rotated = match admitted {
+        Ok(()) => oracle.rotate(&request).await,
+        Err(e) => Err(e),
+    };
+    match rotated {
         Ok(answer) => Json(answer).into_response(),
         Err(e) => {
             let status = match &e {
@@ -386,7 +484,7 @@ async fn rotate(
                 | TransferError::Pipeline(PipelineError::MissingKey { .. })
                 | TransferError::Token(TokenError::NotFound(_)) => StatusCode::UNPROCESSABLE_ENTITY,
                 TransferError::WrongSigner { .. } => StatusCode::FORBIDDEN,
-                TransferError::Busy(reason) if reason.contains("quota") => {
+                TransferError::Busy(reason) if reason.contains(OVER_QUOTA) => {
                     StatusCode::TOO_MANY_REQUESTS
                 }
                 TransferError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -515,7 +613,7 @@ pub async fn request_rotation(
 /// The data key of entry `kind` sealed anew to `oracle`, bound to the same token and blob.
 fn reseal_for(
     keys: &[Option<sealing::DataKey>],
-    entries: &[crate::pipeline::EntryRef],
+    entries: &[EntryRef],
     kind: EntryKind,
     oracle: &SealingPublicKey,
     token: &TokenRef,
