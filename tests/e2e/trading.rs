@@ -469,6 +469,7 @@ impl TradingPolicy for Scripted {
             intent,
             prompt: format!("hostile step {step}"),
             generation: None,
+            choice: None,
         })
     }
 }
@@ -1391,6 +1392,34 @@ async fn smollm2_trader_makes_valid_decisions_for_thirty_steps_and_replays() -> 
         .filter(|r| r.outcome == ReplayOutcome::Reproduced)
         .count();
     assert_eq!(reproduced, owned.len(), "{replayed:?}");
+
+    // The choices were scored, and the scores are replayed too: a record whose scores were
+    // changed (here, one likelihood) does not reproduce, though its output does.
+    let scored: Vec<&ActionRecord> = owned
+        .iter()
+        .filter(|r| r.details.get("choice").is_some())
+        .collect();
+    assert!(
+        scored.len() * 2 >= owned.len(),
+        "most steps after the first few are scored choices: {} of {}",
+        scored.len(),
+        owned.len()
+    );
+    let mut tampered = scored[0].clone();
+    let first = tampered.details["choice"]["likelihoods"][0][0]
+        .as_f64()
+        .unwrap();
+    tampered.details["choice"]["likelihoods"][0][0] = serde_json::json!(first + 1e-9);
+    let outcome = tokio::task::block_in_place(|| {
+        replay(
+            &mut inft_engine::Replayer::new(model.clone(), context),
+            std::slice::from_ref(&tampered),
+        )
+    });
+    assert!(
+        matches!(&outcome[0].outcome, ReplayOutcome::Diverged { reason, .. } if reason.contains("scores of the choice")),
+        "{outcome:?}"
+    );
     Ok(())
 }
 

@@ -1,5 +1,6 @@
-//! `inft backtest` through the real binary: classical policies on seeded markets, and a short
-//! run of the llm policy on a generated model.
+//! `inft backtest` through the real binary: classical policies on seeded markets, a short run
+//! of the llm policy on a generated model, and SmolLM2 following two instructions.
+#![cfg(feature = "engine")]
 
 use std::path::Path;
 use std::process::Command;
@@ -80,8 +81,8 @@ fn classical_policies_are_compared_reproducibly() {
     };
     // Something happened on a 40-step market, and momentum is its own reference.
     assert!(n(momentum, "trades") > 0, "{momentum}");
-    assert!(momentum["agreement_with_momentum"].is_null());
-    let agreement = &reversion["agreement_with_momentum"];
+    assert!(momentum["agreement"].is_null());
+    let agreement = &reversion["agreement"];
     assert_eq!(n(agreement, "compared"), 40);
     assert!(n(agreement, "same_side") < 40, "{agreement}");
 
@@ -103,6 +104,54 @@ fn classical_policies_are_compared_reproducibly() {
 }
 
 #[test]
+fn several_seeds_compare_with_the_named_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = backtest(
+        dir.path(),
+        &[
+            "--policies",
+            "momentum,mean-reversion",
+            "--steps",
+            "20",
+            "--seed",
+            "3,4",
+            "--agree-with",
+            "mean-reversion",
+        ],
+    );
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for (run, seed) in runs.iter().zip([3, 4]) {
+        assert_eq!(run["seed"], seed);
+        check_counts(run, 20);
+        assert_eq!(run["setup"]["reference"], "mean-reversion");
+        let [momentum, reversion] = &run["policies"].as_array().unwrap()[..] else {
+            panic!("two policies")
+        };
+        // Now mean reversion is the reference, and momentum is compared with it.
+        assert!(reversion["agreement"].is_null(), "{reversion}");
+        assert_eq!(momentum["agreement"]["reference"], "mean-reversion");
+        assert_eq!(n(&momentum["agreement"], "compared"), 20);
+    }
+    // The table ends with the per-seed summary.
+    let out = inft(dir.path())
+        .args(["backtest", "--steps", "20", "--seed", "3,4"])
+        .args(["--policies", "momentum,mean-reversion"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("agreement with momentum over 2 seeds:\n  mean-reversion: seed 3 "),
+        "{table}"
+    );
+    let bad = inft(dir.path())
+        .args(["backtest", "--agree-with", "vibes"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "clap refuses it");
+}
+
+#[test]
 fn without_a_model_the_llm_is_skipped_and_the_table_printed() {
     let dir = tempfile::tempdir().unwrap();
     let out = inft(dir.path())
@@ -115,7 +164,8 @@ fn without_a_model_the_llm_is_skipped_and_the_table_printed() {
     let table = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 4, "{table}");
-    assert!(lines[1].starts_with("policy") && lines[1].contains("agrees w/ momentum"));
+    assert!(lines[1].starts_with("policy") && lines[1].contains("agrees w/ reference"));
+    assert!(lines[0].ends_with("reference: momentum"), "{table}");
     assert!(lines[2].starts_with("momentum"), "{table}");
     assert!(lines[3].starts_with("mean-reversion"), "{table}");
 
@@ -162,5 +212,44 @@ fn the_llm_policy_runs_end_to_end_on_a_generated_model() {
     let llm = &report["policies"][0];
     assert_eq!(llm["name"], "llm");
     // Random weights: whatever it decided, each step is accounted for.
-    assert!(llm["agreement_with_momentum"].is_object(), "{llm}");
+    assert!(llm["agreement"].is_object(), "{llm}");
+}
+
+/// Issue 28's must-show, kept short: SmolLM2 told to follow the trend picks momentum's side, and
+/// told to buy the dips mean reversion's, on most steps of a seeded market. Over 5 seeds × 20
+/// steps each it agreed on 93% and 100% of steps (the table is in strategies/README.md); with
+/// the pick taken per state alone rather than by pairing, on 71% and 75%.
+#[test]
+fn smollm2_picks_the_side_of_the_rule_its_instruction_names() {
+    use strategies::trading::{BUY_THE_DIPS, FOLLOW_THE_TREND};
+    let model = inft_engine::models::real_model_path().unwrap();
+    let model = model.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (instruction, reference) in [
+        (FOLLOW_THE_TREND, "momentum"),
+        (BUY_THE_DIPS, "mean-reversion"),
+    ] {
+        let report = backtest(
+            dir.path(),
+            &[
+                "--model",
+                model,
+                "--policies",
+                "llm",
+                "--steps",
+                "20",
+                "--seed",
+                "1",
+                "--agree-with",
+                reference,
+                "--instruction",
+                instruction,
+            ],
+        );
+        check_counts(&report, 20);
+        let agreement = &report["policies"][0]["agreement"];
+        assert_eq!(agreement["reference"], reference, "{agreement}");
+        let share = n(agreement, "same_side") as f64 / n(agreement, "compared") as f64;
+        assert!(share >= 0.75, "{instruction}: {agreement}");
+    }
 }

@@ -1130,6 +1130,57 @@ pub fn replay_with_prompts<I: Inference>(
         .collect()
 }
 
+/// The scores a policy chose by (a record's `details.choice`: `queries`, `states` and, per
+/// query, the recorded log-likelihood of each state after the prompt and that query), computed
+/// again and compared exactly: the choice reproduces only if every score does.
+fn replay_choice<I: Inference>(
+    engine: &mut I,
+    prompt: &str,
+    choice: &serde_json::Value,
+    replayed: B256,
+) -> ReplayOutcome {
+    #[derive(serde::Deserialize)]
+    struct Scored {
+        queries: Vec<String>,
+        states: Vec<String>,
+        likelihoods: Vec<Vec<f64>>,
+    }
+    let scored: Scored = match serde_json::from_value(choice.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            return ReplayOutcome::NotReplayable {
+                reason: format!("unreadable choice scores: {e}"),
+            };
+        }
+    };
+    let states: Vec<&str> = scored.states.iter().map(String::as_str).collect();
+    for (query, recorded) in scored.queries.iter().zip(&scored.likelihoods) {
+        let again = match engine.score(&format!("{prompt}{query}"), &states) {
+            Ok(again) => again,
+            Err(e) => {
+                return ReplayOutcome::NotReplayable {
+                    reason: format!("scoring failed: {e}"),
+                };
+            }
+        };
+        if &again != recorded {
+            return ReplayOutcome::Diverged {
+                replayed_output_hash: replayed,
+                reason: format!(
+                    "the output reproduced, but the scores of the choice did not: after \
+                     {query:?} recorded {recorded:?}, replayed {again:?}"
+                ),
+            };
+        }
+    }
+    if scored.queries.len() != scored.likelihoods.len() {
+        return ReplayOutcome::NotReplayable {
+            reason: "the choice records a different number of queries and scores".into(),
+        };
+    }
+    ReplayOutcome::Reproduced
+}
+
 fn replay_one<I: Inference>(
     engine: &mut I,
     r: &ActionRecord,
@@ -1169,7 +1220,10 @@ fn replay_one<I: Inference>(
     };
     let replayed = content_hash(generation.text.as_bytes());
     if replayed == r.output_hash {
-        return ReplayOutcome::Reproduced;
+        return match r.details.get("choice") {
+            Some(choice) => replay_choice(engine, prompt, choice, replayed),
+            None => ReplayOutcome::Reproduced,
+        };
     }
     let local_build = engine.llama_build();
     let reason = if r.llama_build != local_build {

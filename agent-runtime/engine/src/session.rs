@@ -8,6 +8,7 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
 use sha2::{Digest, Sha256};
 
 use super::{
@@ -164,20 +165,7 @@ impl AgentContext {
 
         self.cell
             .with_dependent_mut(|_, ctx| -> Result<(), EngineError> {
-                ctx.clear_kv_cache();
-                // Prompt, in batches; logits only for the last prompt token.
-                let last = prompt_tokens.len() - 1;
-                for (chunk_idx, chunk) in prompt_tokens.chunks(n_batch).enumerate() {
-                    batch.clear();
-                    for (i, &tok) in chunk.iter().enumerate() {
-                        let pos = chunk_idx * n_batch + i;
-                        batch
-                            .add(tok, to_pos(pos), &[0], pos == last)
-                            .map_err(|e| EngineError::Decode(e.to_string()))?;
-                    }
-                    ctx.decode(batch)
-                        .map_err(|e| EngineError::Decode(e.to_string()))?;
-                }
+                decode_prompt(ctx, batch, &prompt_tokens, n_batch)?;
                 prompt_ms = ms(started);
                 gen_started = Instant::now();
 
@@ -242,6 +230,106 @@ impl AgentContext {
     }
 }
 
+impl AgentContext {
+    /// The log-likelihood (natural log, summed over its tokens) the model gives each of
+    /// `continuations` right after `prompt`, from an empty context. The prompt is decoded once;
+    /// each continuation is decoded after it alone (its tokens removed again before the next),
+    /// so the scores do not depend on the order of `continuations`. A continuation is tokenized
+    /// on its own, without special tokens.
+    pub fn score(&mut self, prompt: &str, continuations: &[&str]) -> Result<Vec<f64>, EngineError> {
+        let model = Arc::clone(self.cell.borrow_owner());
+        let vocab = model.llama_model().vocab();
+        let prompt_tokens = vocab.tokenize(prompt.as_bytes(), true, true);
+        if prompt_tokens.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        let options: Vec<Vec<LlamaToken>> = continuations
+            .iter()
+            .map(|c| vocab.tokenize(c.as_bytes(), false, false))
+            .collect();
+        let longest = options.iter().map(Vec::len).max().unwrap_or(0);
+        if options.iter().any(Vec::is_empty) {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if prompt_tokens.len() + longest >= self.n_ctx as usize {
+            return Err(EngineError::PromptTooLong {
+                tokens: prompt_tokens.len() + longest,
+                n_ctx: self.n_ctx,
+            });
+        }
+        let n_batch = self.options.n_batch as usize;
+        let batch = &mut self.batch;
+        self.cell
+            .with_dependent_mut(|_, ctx| -> Result<Vec<f64>, EngineError> {
+                decode_prompt(ctx, batch, &prompt_tokens, n_batch)?;
+                let after_prompt = log_softmax(ctx.get_logits_ith(batch.n_tokens() - 1));
+                let mut scores = Vec::with_capacity(options.len());
+                for option in &options {
+                    let mut total = after_prompt[token_index(option[0])];
+                    if option.len() > 1 {
+                        batch.clear();
+                        for (i, &tok) in option[..option.len() - 1].iter().enumerate() {
+                            batch
+                                .add(tok, to_pos(prompt_tokens.len() + i), &[0], true)
+                                .map_err(|e| EngineError::Decode(e.to_string()))?;
+                        }
+                        ctx.decode(batch)
+                            .map_err(|e| EngineError::Decode(e.to_string()))?;
+                        for (i, &next) in option[1..].iter().enumerate() {
+                            let logits = log_softmax(ctx.get_logits_ith(to_pos(i)));
+                            total += logits[token_index(next)];
+                        }
+                        ctx.clear_kv_cache_seq(Some(0), Some(to_u32(prompt_tokens.len())), None)
+                            .map_err(|e| EngineError::Decode(e.to_string()))?;
+                    }
+                    scores.push(total);
+                }
+                Ok(scores)
+            })
+    }
+}
+
+/// Decodes `tokens` into an emptied KV cache, `n_batch` at a time, with logits only for the
+/// last token (in `batch`, at index `batch.n_tokens() - 1`).
+fn decode_prompt(
+    ctx: &mut LlamaContext<'_>,
+    batch: &mut LlamaBatch<'static>,
+    tokens: &[LlamaToken],
+    n_batch: usize,
+) -> Result<(), EngineError> {
+    ctx.clear_kv_cache();
+    let last = tokens.len() - 1;
+    for (chunk_idx, chunk) in tokens.chunks(n_batch).enumerate() {
+        batch.clear();
+        for (i, &tok) in chunk.iter().enumerate() {
+            let pos = chunk_idx * n_batch + i;
+            batch
+                .add(tok, to_pos(pos), &[0], pos == last)
+                .map_err(|e| EngineError::Decode(e.to_string()))?;
+        }
+        ctx.decode(batch)
+            .map_err(|e| EngineError::Decode(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Natural-log softmax of `logits`, in `f64` (a fixed order of operations: the same logits
+/// always give the same values).
+fn log_softmax(logits: &[f32]) -> Vec<f64> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&l| (f64::from(l) - max).exp()).sum();
+    let log_sum = sum.ln() + max;
+    logits.iter().map(|&l| f64::from(l) - log_sum).collect()
+}
+
+fn token_index(token: LlamaToken) -> usize {
+    usize::try_from(token.0).unwrap_or(0)
+}
+
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 fn to_pos(pos: usize) -> i32 {
     // Positions are bounded by n_ctx (a u32 clamped to the model's context), far below i32::MAX.
     i32::try_from(pos).unwrap_or(i32::MAX)
@@ -301,5 +389,13 @@ impl Inference for Replayer {
             empty => empty.insert(self.model.new_context(&self.options)?),
         };
         context.generate(prompt, settings)
+    }
+
+    fn score(&mut self, prompt: &str, continuations: &[&str]) -> Result<Vec<f64>, EngineError> {
+        let context = match &mut self.context {
+            Some(context) => context,
+            empty => empty.insert(self.model.new_context(&self.options)?),
+        };
+        context.score(prompt, continuations)
     }
 }

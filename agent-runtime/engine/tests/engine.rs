@@ -603,3 +603,52 @@ fn prompts_are_rendered_with_the_models_own_chat_template() {
         Err(EngineError::EmptyPrompt)
     ));
 }
+
+#[test]
+fn scores_are_log_likelihoods_independent_of_order_and_context() {
+    let model = load(&TestModelParams::default(), 11);
+    let mut a = model.new_context(&small_ctx()).unwrap();
+    let mut b = model.new_context(&small_ctx()).unwrap();
+    let options = [" the sea", " a", " tomorrow we sail"];
+    let forward = a.score(PROMPT, &options).unwrap();
+    let mut reversed_options = options;
+    reversed_options.reverse();
+    let mut reversed = b.score(PROMPT, &reversed_options).unwrap();
+    reversed.reverse();
+    assert_eq!(
+        forward, reversed,
+        "a continuation's score does not depend on the others"
+    );
+    assert_eq!(
+        a.score(PROMPT, &options).unwrap(),
+        forward,
+        "same context, again"
+    );
+    assert!(
+        forward.iter().all(|s| s.is_finite() && *s < 0.0),
+        "{forward:?}"
+    );
+    // Longer text is less likely, token by token: the three-word option scores below its
+    // first word alone.
+    let first_word = a.score(PROMPT, &[" tomorrow"]).unwrap()[0];
+    assert!(forward[2] < first_word, "{forward:?} vs {first_word}");
+    // The greedy first token is the most likely single token: no option scores above it.
+    let greedy = a
+        .generate(
+            PROMPT,
+            &SamplerSettings {
+                max_tokens: 1,
+                ..SamplerSettings::default()
+            },
+        )
+        .unwrap();
+    let best = a.score(PROMPT, &[greedy.text.as_str()]).unwrap()[0];
+    assert!(
+        forward.iter().all(|s| *s <= best),
+        "{forward:?} vs greedy {best}"
+    );
+    assert!(
+        a.score(PROMPT, &[""]).is_err(),
+        "an empty continuation is refused"
+    );
+}

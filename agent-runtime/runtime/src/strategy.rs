@@ -144,16 +144,17 @@ impl AgentSession {
         prompt: &str,
         settings: &SamplerSettings,
     ) -> Result<Generation, EngineError> {
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        let generation = if multi_thread {
-            tokio::task::block_in_place(|| self.context.generate(prompt, settings))
-        } else {
-            self.context.generate(prompt, settings)
-        }?;
+        let generation = off_the_worker(|| self.context.generate(prompt, settings))?;
         self.generated.tokens += generation.tokens.len() as u64;
         self.generated.generate_ms += generation.timings.generate_ms;
         Ok(generation)
+    }
+
+    /// The log-likelihood the model gives each of `continuations` after `prompt` (see
+    /// [`inft_engine::AgentContext::score`]); blocking, moved off the async worker as
+    /// [`Self::generate`] is.
+    pub fn score(&mut self, prompt: &str, continuations: &[&str]) -> Result<Vec<f64>, EngineError> {
+        off_the_worker(|| self.context.score(prompt, continuations))
     }
 
     /// What this session's model generated so far.
@@ -209,5 +210,17 @@ pub trait Strategy: Send {
     /// learned), or `None` if there is nothing to remember. Called once after the last step.
     fn memory_note(&self) -> Option<String> {
         None
+    }
+}
+
+/// Runs blocking inference `f`; on a multi-threaded tokio runtime, with `block_in_place`, so
+/// the worker's other tasks (logging, RPC) move on meanwhile.
+fn off_the_worker<T>(f: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
     }
 }

@@ -295,4 +295,8 @@ pub trait Inference {
         prompt: &str,
         settings: &SamplerSettings,
     ) -> Result<Generation, Self::Error>;
+
+    /// The log-likelihood the model gives each of `continuations` right after `prompt`, from
+    /// an empty context (how a policy that scores its choices decided, replayed).
+    fn score(&mut self, prompt: &str, continuations: &[&str]) -> Result<Vec<f64>, Self::Error>;
 }

@@ -29,13 +29,14 @@ use inft_runtime::{AgentSession, StrategyError};
 use inft_types::config::{AgentConfig, AgentKind, CONFIG_VERSION};
 use serde::Serialize;
 
+use super::decision::ScoredChoice;
 use super::firewall::{Firewall, Policy, Refusal};
 use super::intent::TradeAction;
 use super::market::{
     BPS, MarketSnapshot, SeededRng, Twap, equity_quote, get_amount_out, price_x112, shorten,
     signed_diff, to_units,
 };
-use super::policies::{Momentum, RuleParams, TradingPolicy};
+use super::policies::{MeanReversion, Momentum, RuleParams, TradingPolicy};
 
 /// The simulated traded asset (fixed: nothing is deployed).
 pub const SIM_BASE: Address = Address::repeat_byte(0xBA);
@@ -299,6 +300,45 @@ pub struct Backtest {
     pub step_secs: u64,
     /// The firewall's rules, the same for every policy.
     pub firewall: Policy,
+    /// The rule agreement is measured against.
+    pub reference: Reference,
+}
+
+/// The classical rule a policy's sides are compared with: the one its instruction names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reference {
+    /// Buy above the moving average, sell below ("follow the trend").
+    #[default]
+    Momentum,
+    /// Sell above the moving average, buy below ("buy the dips").
+    MeanReversion,
+}
+
+impl Reference {
+    /// The rule by its policy name (`momentum`, `mean-reversion`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "momentum" => Some(Self::Momentum),
+            "mean-reversion" | "mean_reversion" => Some(Self::MeanReversion),
+            _ => None,
+        }
+    }
+
+    /// The rule's policy name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Momentum => "momentum",
+            Self::MeanReversion => "mean-reversion",
+        }
+    }
+
+    fn policy(self) -> Box<dyn TradingPolicy> {
+        match self {
+            Self::Momentum => Box::new(Momentum::new(RuleParams::default())),
+            Self::MeanReversion => Box::new(MeanReversion::new(RuleParams::default())),
+        }
+    }
 }
 
 impl Backtest {
@@ -313,7 +353,14 @@ impl Backtest {
             start_quote: e18(10_000),
             step_secs: 3_600,
             firewall: Policy::for_market(&sim_market(), e18(1_000)),
+            reference: Reference::Momentum,
         }
+    }
+
+    /// The same backtest, measuring agreement with `reference`.
+    pub fn with_reference(mut self, reference: Reference) -> Self {
+        self.reference = reference;
+        self
     }
 
     fn snapshot(&self, step: usize, balance_base: U256, balance_quote: U256) -> MarketSnapshot {
@@ -367,9 +414,9 @@ impl Backtest {
     /// Runs every policy over the path. `session` is handed to every policy (only model
     /// policies use it); `progress` is called after each policy's step.
     ///
-    /// A momentum rule with the default parameters runs alongside as the reference for
-    /// [`PolicyReport::agreement_with_momentum`]: it always sees the starting portfolio, so
-    /// its side depends on the prices alone.
+    /// The [`Reference`] rule with the default parameters runs alongside for
+    /// [`PolicyReport::agreement`]: it always sees the starting portfolio, so its side depends
+    /// on the prices alone.
     pub fn run(
         &self,
         session: &mut AgentSession,
@@ -405,7 +452,7 @@ impl Backtest {
             .into_iter()
             .map(|policy| Runner::new(policy, self, start_equity))
             .collect();
-        let mut reference = Momentum::new(RuleParams::default());
+        let mut reference = self.reference.policy();
         let steps = self.path.len() as u64;
 
         for step in 0..self.path.len() {
@@ -414,7 +461,7 @@ impl Backtest {
             let reference_side = reference
                 .decide(session, &reference_snap, n)
                 .map_err(|source| BacktestError::Policy {
-                    policy: "momentum (reference)".into(),
+                    policy: format!("{} (reference)", self.reference.name()),
                     step: n,
                     source,
                 })?
@@ -471,7 +518,7 @@ pub enum Outcome {
 }
 
 /// One step of one policy.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StepRecord {
     /// The step (from 0).
     pub step: u64,
@@ -484,14 +531,19 @@ pub struct StepRecord {
     pub rule: Option<String>,
     /// The policy's reason, or why it was refused (shortened).
     pub note: String,
+    /// How a model policy scored its choice (see [`ScoredChoice`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub choice: Option<ScoredChoice>,
     /// Equity after the step, at the step's mid price.
     #[serde(serialize_with = "decimal::u256")]
     pub equity_quote: U256,
 }
 
-/// How often a policy picked the side the momentum rule picked on the same step.
+/// How often a policy picked the side the reference rule picked on the same step.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Agreement {
+    /// The reference rule.
+    pub reference: Reference,
     /// Steps where both produced an intent (malformed output has no side).
     pub compared: u64,
     /// Of those, steps with the same side (buy, sell or hold).
@@ -539,8 +591,8 @@ pub struct PolicyReport {
     pub pnl_pct: f64,
     /// Largest fall of equity from its peak, marked at each step's mid price (bps).
     pub max_drawdown_bps: u32,
-    /// Agreement with the momentum rule (`None` for momentum itself).
-    pub agreement_with_momentum: Option<Agreement>,
+    /// Agreement with the reference rule (`None` for the reference rule itself).
+    pub agreement: Option<Agreement>,
     /// Every step.
     pub decisions: Vec<StepRecord>,
 }
@@ -569,6 +621,7 @@ struct Runner {
     volume: U256,
     refusals: BTreeMap<String, u64>,
     valid: u64,
+    reference: Reference,
     compared: u64,
     same_side: u64,
     decisions: Vec<StepRecord>,
@@ -594,14 +647,15 @@ impl Runner {
             volume: U256::ZERO,
             refusals: BTreeMap::new(),
             valid: 0,
+            reference: bt.reference,
             compared: 0,
             same_side: 0,
             decisions: Vec::new(),
         }
     }
 
-    fn is_momentum(&self) -> bool {
-        self.policy.name() == "momentum"
+    fn is_reference(&self) -> bool {
+        self.policy.name() == self.reference.name()
     }
 
     /// Observe → decide → firewall → fill, as the live strategy does in dry-run mode.
@@ -626,6 +680,7 @@ impl Runner {
                     source,
                 })?;
         let side = decision.intent.as_ref().ok().map(|i| i.action);
+        let choice = decision.choice;
         if let (Some(mine), Some(theirs)) = (side, reference_side) {
             self.compared += 1;
             self.same_side += u64::from(mine == theirs);
@@ -704,6 +759,7 @@ impl Runner {
             outcome,
             rule,
             note: shorten(&note, 120),
+            choice,
             equity_quote: equity,
         });
         Ok(())
@@ -719,7 +775,8 @@ impl Runner {
             let sign = if pnl.is_negative() { -1.0 } else { 1.0 };
             sign * to_units(pnl.unsigned_abs()) / to_units(self.start_equity) * 100.0
         };
-        let agreement = (!self.is_momentum()).then(|| Agreement {
+        let agreement = (!self.is_reference()).then(|| Agreement {
+            reference: self.reference,
             compared: self.compared,
             same_side: self.same_side,
             share: (self.compared > 0).then(|| self.same_side as f64 / self.compared as f64),
@@ -740,7 +797,7 @@ impl Runner {
             pnl_quote: pnl,
             pnl_pct,
             max_drawdown_bps: max_drawdown_bps(&self.equity),
-            agreement_with_momentum: agreement,
+            agreement,
             decisions: self.decisions,
         }
     }
@@ -879,14 +936,14 @@ mod tests {
         );
         assert!(m.end_base > bt.start_base && m.end_quote < bt.start_quote);
         assert!(m.pnl_quote > I256::ZERO, "{m:?}");
-        assert_eq!(m.agreement_with_momentum, None);
+        assert_eq!(m.agreement, None);
         // Mean reversion sells into the rise: it never agrees after the warm-up.
         assert!(
             r.decisions[5..]
                 .iter()
                 .all(|d| d.side == Some(TradeAction::Sell))
         );
-        let a = r.agreement_with_momentum.as_ref().unwrap();
+        let a = r.agreement.as_ref().unwrap();
         assert_eq!((a.compared, a.same_side), (12, 5));
         assert!(r.pnl_quote < m.pnl_quote);
         for p in &report.policies {
@@ -927,6 +984,7 @@ mod tests {
                 intent,
                 prompt: String::new(),
                 generation: None,
+                choice: None,
             })
         }
     }
@@ -954,7 +1012,7 @@ mod tests {
         assert_eq!(p.decisions[0].rule.as_deref(), Some("trade_cap"));
         assert_eq!(p.decisions[1].side, None);
         // Malformed steps have no side to compare.
-        assert_eq!(p.agreement_with_momentum.as_ref().unwrap().compared, 5);
+        assert_eq!(p.agreement.as_ref().unwrap().compared, 5);
         // Duplicate names are refused.
         let twice: Vec<Box<dyn TradingPolicy>> = vec![Box::new(Reckless), Box::new(Reckless)];
         assert!(matches!(
@@ -994,6 +1052,7 @@ mod tests {
                 intent: Ok(intent),
                 prompt: String::new(),
                 generation: None,
+                choice: None,
             })
         }
     }

@@ -9,10 +9,12 @@
 //! slippage) and the firewall checks that order exactly as it checks any other. The model has
 //! less to get wrong and no more power.
 //!
-//! The answer is one JSON object, reason first, a sentence that ends in the decision (a small
-//! model decides better after saying why, and the verb binds the action):
-//! `{"reason":"The price is rising, so I buy a little","action":"buy","pair":"tGLD/tUSD","fraction":"0.25"}`
-//! or `{"reason":"…, so I hold","action":"hold"}`.
+//! The answer is one JSON object, the decision first and a short reason after it:
+//! `{"action":"buy","pair":"tGLD/tUSD","fraction":"0.1","reason":"The price is rising."}` or
+//! `{"action":"hold","reason":"The price is flat."}`. The policy decodes it greedily, so the
+//! action is the allowed one the model finds most likely right after reading the market and its
+//! instruction; the reason, written after the choice, explains it rather than steering it. (A
+//! reason written first made a 135M model echo the prompt and then pick a side by chance.)
 
 use inft_engine::SamplerSettings;
 use serde::{Deserialize, Serialize};
@@ -30,26 +32,19 @@ pub const FRACTIONS: [(&str, u32); 5] = [
     ("1", 10_000),
 ];
 
-/// What the reason says just before the decision's verb.
-const SO_I: &str = ", so I ";
-/// Most characters of the reason before [`SO_I`] (after its first letter).
-const LEAD_CHARS: u16 = 80;
-/// Most characters of the reason after the verb.
-const TAIL_CHARS: u16 = 40;
+/// Most characters of the reason after its lead; it ends at its first full stop (a point
+/// between digits is a decimal point).
+const REASON_CHARS: u16 = 60;
 
 /// Most tokens a decision can take with a byte-level vocabulary (one token per byte, plus
 /// end-of-generation): a safe `max_tokens`.
 pub const DECISION_MAX_TOKENS: u32 = 260;
 
-/// Sampling temperature of a model trader: low, so its decisions follow its instruction rather
-/// than vary.
-pub const DECISION_TEMPERATURE: f32 = 0.2;
-
-/// The sampler settings a model trader is minted with: [`SamplerSettings::instruct`] at
-/// [`DECISION_TEMPERATURE`], with room for one decision.
+/// The sampler settings a model trader is minted with: greedy (the most likely allowed answer;
+/// see the module docs), with room for one decision. The seed is kept for settings that sample.
 pub fn decision_sampler(seed: u32) -> SamplerSettings {
     SamplerSettings {
-        temperature: DECISION_TEMPERATURE,
+        temperature: 0.0,
         max_tokens: DECISION_MAX_TOKENS,
         ..SamplerSettings::instruct(seed)
     }
@@ -136,13 +131,16 @@ impl Choices {
         }
     }
 
-    /// The GBNF grammar (root rule `root`) of a decision among these choices.
-    ///
-    /// The reason is a sentence that ends in the decision ("…, so I buy a little"), and the
-    /// verb it ends in picks the branch the rest of the object follows, so the recorded reason
-    /// and action always agree. A 135M model asked for a free reason and then an `action` field
-    /// often wrote "the price is flat, so I wait" followed by `"buy"`.
-    pub fn grammar(&self) -> String {
+    /// The GBNF grammar (root rule `root`) of a decision among these choices: the action,
+    /// for a buy or sell the pair and one of the offered fractions, then a one-sentence reason
+    /// that opens with `reason_lead` (reduced to letters, digits, spaces and commas) and goes
+    /// on in lowercase words, numbers, "I" and the pair's own symbols. Left free, SmolLM2
+    /// invented tickers ("so I sell tGDL to buy tLDA").
+    pub fn grammar(&self, reason_lead: &str) -> String {
+        let lead: String = reason_lead
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | ','))
+            .collect();
         let sized = |action: &str, fractions: &[&str]| -> Option<String> {
             if fractions.is_empty() {
                 return None;
@@ -152,40 +150,191 @@ impl Choices {
                 .map(|f| format!("\"\\\"{f}\\\"\""))
                 .collect();
             Some(format!(
-                "\"{action}\" tail \"\\\",\\\"action\\\":\\\"{action}\\\",\\\"pair\\\":\\\"{pair}\\\",\\\"fraction\\\":\" ({alts})",
+                "\"{action}\\\",\\\"pair\\\":\\\"{pair}\\\",\\\"fraction\\\":\" ({alts}) reason",
                 pair = self.pair,
                 alts = alts.join(" | ")
             ))
         };
-        let mut decisions = vec!["\"hold\" tail \"\\\",\\\"action\\\":\\\"hold\\\"\"".to_owned()];
+        let symbols: String = self
+            .pair
+            .split('/')
+            .map(|symbol| format!(" | \"{symbol}\""))
+            .collect();
+        let mut decisions = vec!["\"hold\\\"\" reason".to_owned()];
         decisions.extend(sized("buy", &self.buy));
         decisions.extend(sized("sell", &self.sell));
         format!(
-            "root ::= \"{{\\\"reason\\\":\\\"\" lead \"{SO_I}\" decision \"}}\"\n\
+            "root ::= \"{{\\\"action\\\":\\\"\" decision\n\
              decision ::= {decisions}\n\
-             lead ::= [A-Za-z] char{{0,{LEAD_CHARS}}}\n\
-             tail ::= char{{0,{TAIL_CHARS}}}\n\
-             char ::= [ !#-\\[\\]-~]\n",
+             reason ::= \",\\\"reason\\\":\\\"{lead}\" char{{0,{REASON_CHARS}}} \".\\\"}}\"\n\
+             char ::= [a-z0-9 ,'%-] | [0-9] \".\" [0-9] | \"I\"{symbols}\n",
             decisions = decisions.join(" | "),
         )
     }
 
-    /// The choices in words, for the prompt.
-    pub fn describe(&self) -> String {
-        let list = |v: &[&str]| {
-            if v.is_empty() {
-                "not allowed now".to_owned()
-            } else {
-                v.join(", ")
-            }
+    /// The choices in words, for the prompt: `buy (0.05 or 0.1 of your tUSD), sell (…), hold`.
+    pub fn describe(&self, symbols: &PairSymbols) -> String {
+        let sized = |verb: &str, fractions: &[&str], pays: &str| {
+            (!fractions.is_empty())
+                .then(|| format!("{verb} ({} of your {pays})", fractions.join(" or ")))
         };
-        format!(
-            "buy fractions of your quote balance: {}; sell fractions of your base balance: {}; hold is always allowed",
-            list(&self.buy),
-            list(&self.sell)
-        )
+        [
+            sized("buy", &self.buy, &symbols.quote),
+            sized("sell", &self.sell, &symbols.base),
+            Some("hold".to_owned()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ")
     }
 }
+
+impl Choices {
+    /// The actions open: hold, then buy and sell where a size of them is.
+    pub fn actions(&self) -> Vec<TradeAction> {
+        let mut out = vec![TradeAction::Hold];
+        if !self.buy.is_empty() {
+            out.push(TradeAction::Buy);
+        }
+        if !self.sell.is_empty() {
+            out.push(TradeAction::Sell);
+        }
+        out
+    }
+
+    /// These choices with `action` the only one open (its sizes kept), for writing the reason
+    /// of a decision already taken.
+    pub fn only(&self, action: TradeAction) -> Self {
+        Self {
+            pair: self.pair.clone(),
+            buy: if action == TradeAction::Buy {
+                self.buy.clone()
+            } else {
+                Vec::new()
+            },
+            sell: if action == TradeAction::Sell {
+                self.sell.clone()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+}
+
+/// How the model chose among the open actions, by the noisy-channel reading of its instruction:
+/// for each open action `A`, how likely the model finds each market state ([`STATES`]) right
+/// after "I A when the price is", following the step's prompt with the owner's instruction
+/// (without the signal line), normalised over the states (which cancels how much an action's
+/// words favour one state whatever the instruction). An instruction says what to do in each
+/// state, one action each, so the model's reading of it is the pairing of open actions with
+/// distinct states whose normalised scores sum highest; the pick is the action paired with the
+/// observed state. A state no action is paired with (fewer actions open than states) goes to
+/// the action under which it is most likely.
+///
+/// Scoring each state alone, SmolLM2 found " flat" a little more likely after "I sell" than
+/// after "I hold" and sold on flat markets, though "I sell" made " falling" far likelier still:
+/// the pairing gives sell to falling, and flat to hold.
+///
+/// Asked "what do you do?", a 135M model answers with its favourite word whatever the market
+/// (it bought on 90% of steps under either instruction); asked which action makes what it sees
+/// most expected, it reads its instruction ("sell when the price is falling") the way small models
+/// read best, by matching text. Recorded in the action's details (`choice`), with the texts
+/// scored, so an audit scores them again after the record's prompt and compares.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScoredChoice {
+    /// The market's state as scored (` rising`, ` falling`, ` flat`).
+    pub state: String,
+    /// The open actions, in the order scored.
+    pub actions: Vec<TradeAction>,
+    /// Per action, the text scored after the record's prompt ([`channel_query`]).
+    pub queries: Vec<String>,
+    /// The continuations scored after each query ([`STATES`]).
+    pub states: Vec<String>,
+    /// Per action, the log-likelihood of each of [`STATES`] after its query.
+    pub likelihoods: Vec<[f64; 3]>,
+    /// Per action, the log-probability of [`Self::state`] among [`STATES`].
+    pub scores: Vec<f64>,
+    /// Per action, the state it was paired with.
+    pub pairing: Vec<String>,
+    /// The action taken.
+    pub picked: TradeAction,
+}
+
+/// The market states, as scored after a [`channel_query`].
+pub const STATES: [&str; 3] = [" rising", " falling", " flat"];
+
+/// The text scored for `action`, appended to the step's prompt.
+pub fn channel_query(action: TradeAction) -> &'static str {
+    match action {
+        TradeAction::Buy => "I buy when the price is",
+        TradeAction::Sell => "I sell when the price is",
+        TradeAction::Hold => "I hold when the price is",
+    }
+}
+
+impl ScoredChoice {
+    /// The pick for `state` (one of [`STATES`]) from the `likelihoods` of each of `actions`
+    /// (in order, at most three): the action of the best pairing (see [`ScoredChoice`]); among
+    /// equal pairings, the first found with the earlier actions on the earlier states.
+    pub fn pick(state: &str, actions: Vec<TradeAction>, likelihoods: Vec<[f64; 3]>) -> Self {
+        let at = STATES.iter().position(|s| *s == state).unwrap_or(0);
+        let normalised: Vec<[f64; 3]> = likelihoods
+            .iter()
+            .map(|l| {
+                let max = l.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let log_sum = l.iter().map(|x| (x - max).exp()).sum::<f64>().ln() + max;
+                l.map(|x| x - log_sum)
+            })
+            .collect();
+        let n = actions.len().min(normalised.len()).min(STATES.len());
+        let mut best: Option<(f64, [usize; 3])> = None;
+        for order in STATE_ORDERS {
+            let total: f64 = (0..n).map(|i| normalised[i][order[i]]).sum();
+            if best.is_none_or(|(b, _)| total > b) {
+                best = Some((total, order));
+            }
+        }
+        let pairing = best.map_or([0, 1, 2], |(_, order)| order);
+        let scores: Vec<f64> = normalised.iter().map(|l| l[at]).collect();
+        let picked = match (0..n).find(|&i| pairing[i] == at) {
+            Some(i) => actions[i],
+            None => {
+                let mut picked = (TradeAction::Hold, f64::NEG_INFINITY);
+                for (action, score) in actions.iter().zip(&scores) {
+                    if *score > picked.1 {
+                        picked = (*action, *score);
+                    }
+                }
+                picked.0
+            }
+        };
+        Self {
+            state: state.to_owned(),
+            queries: actions
+                .iter()
+                .map(|a| channel_query(*a).to_owned())
+                .collect(),
+            states: STATES.iter().map(|s| (*s).to_owned()).collect(),
+            pairing: (0..n).map(|i| STATES[pairing[i]].to_owned()).collect(),
+            actions,
+            likelihoods,
+            scores,
+            picked,
+        }
+    }
+}
+
+/// Every order of the three states (indices into [`STATES`]), the identity first: the first
+/// `k` of an order pair `k` actions with distinct states.
+const STATE_ORDERS: [[usize; 3]; 6] = [
+    [0, 1, 2],
+    [0, 2, 1],
+    [1, 0, 2],
+    [1, 2, 0],
+    [2, 0, 1],
+    [2, 1, 0],
+];
 
 /// A decision as the model wrote it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,12 +362,6 @@ pub enum DecisionError {
     /// A buy or sell without a pair or fraction, or a hold with them.
     #[error("a {0:?} decision with a missing or extra field")]
     Shape(TradeAction),
-    /// The reason does not end in the decision it comes with ("…, so I sell").
-    #[error("the reason does not end in \"so I {verb}\"")]
-    Reason {
-        /// The verb of the decision.
-        verb: &'static str,
-    },
     /// A pair other than the one offered.
     #[error("pair {0:?} was not offered")]
     Pair(String),
@@ -236,14 +379,6 @@ impl ModelDecision {
     pub fn parse(text: &str, choices: &Choices) -> Result<Self, DecisionError> {
         let decision: ModelDecision =
             serde_json::from_str(text.trim()).map_err(|e| DecisionError::Json(e.to_string()))?;
-        let verb = match decision.action {
-            TradeAction::Buy => "buy",
-            TradeAction::Sell => "sell",
-            TradeAction::Hold => "hold",
-        };
-        if !decision.reason.contains(&format!("{SO_I}{verb}")) {
-            return Err(DecisionError::Reason { verb });
-        }
         let offered = match decision.action {
             TradeAction::Hold => {
                 if decision.pair.is_some() || decision.fraction.is_some() {
@@ -357,7 +492,11 @@ mod tests {
         paused.paused = true;
         let c = Choices::allowed(&paused, &firewall(3_000), &symbols());
         assert!(c.buy.is_empty() && c.sell.is_empty());
-        assert!(!c.grammar().contains("buy"), "{}", c.grammar());
+        assert!(
+            !c.grammar("Paused").contains("buy"),
+            "{}",
+            c.grammar("Paused")
+        );
     }
 
     #[test]
@@ -366,7 +505,7 @@ mod tests {
         let mut fw = firewall(3_000);
         let c = Choices::allowed(&m, &fw, &symbols());
         let d = ModelDecision::parse(
-            r#"{"reason":"The price is rising, so I buy some","action":"buy","pair":"tGLD/tUSD","fraction":"0.25"}"#,
+            r#"{"action":"buy","pair":"tGLD/tUSD","fraction":"0.25","reason":"The price is rising."}"#,
             &c,
         )
         .unwrap();
@@ -374,8 +513,7 @@ mod tests {
         assert_eq!(intent.token_in, m.quote);
         assert_eq!(intent.amount_in, e18(2_500));
         assert!(fw.check(&intent, &m).unwrap().is_some());
-        let hold =
-            ModelDecision::parse(r#"{"reason":"Flat, so I hold","action":"hold"}"#, &c).unwrap();
+        let hold = ModelDecision::parse(r#"{"action":"hold","reason":"Flat."}"#, &c).unwrap();
         assert_eq!(hold.to_intent(&m, &fw).action, TradeAction::Hold);
     }
 
@@ -396,10 +534,6 @@ mod tests {
                 r#"{"reason":"x, so I hold","action":"hold","fraction":"0.1"}"#,
                 "extra",
             ),
-            (
-                r#"{"reason":"Flat, so I hold","action":"buy","pair":"tGLD/tUSD","fraction":"0.1"}"#,
-                "so I buy",
-            ),
             (r#"{"reason":"x, so I hold","action":"yolo"}"#, "JSON"),
             ("buy everything", "JSON"),
         ] {
@@ -415,17 +549,30 @@ mod tests {
             buy: vec!["0.1"],
             sell: vec![],
         };
-        let g = c.grammar();
+        let g = c.grammar("The price is \"rising");
         assert!(
-            g.starts_with(r#"root ::= "{\"reason\":\"" lead ", so I " decision "}""#),
+            g.starts_with(r#"root ::= "{\"action\":\"" decision"#),
             "{g}"
         );
         assert!(
-            g.contains(r#""buy" tail "\",\"action\":\"buy\",\"pair\":\"tGLD/tUSD\",\"fraction\":" ("\"0.1\"")"#),
+            g.contains(r#""buy\",\"pair\":\"tGLD/tUSD\",\"fraction\":" ("\"0.1\"") reason"#),
             "{g}"
         );
         assert!(!g.contains("sell"), "{g}");
-        assert!(g.contains(r#""hold" tail "\",\"action\":\"hold\"""#), "{g}");
+        assert!(g.contains(r#""hold\"" reason"#), "{g}");
+        assert!(
+            g.contains(r#"reason ::= ",\"reason\":\"The price is rising" char{0,"#),
+            "the lead opens the reason, reduced to plain words: {g}"
+        );
+        assert!(
+            g.contains(r#"char ::= [a-z0-9 ,'%-] | [0-9] "." [0-9] | "I" | "tGLD" | "tUSD""#),
+            "then plain words and the pair's symbols: {g}"
+        );
+        assert_eq!(
+            c.describe(&symbols()),
+            "buy (0.1 of your tUSD), hold",
+            "the prompt names exactly what the grammar offers"
+        );
     }
 
     /// Real llama.cpp sampling under the grammar: whatever a (random-weight) model writes, the
@@ -453,12 +600,17 @@ mod tests {
         let c = Choices::allowed(&m, &fw, &symbols());
         for seed in 0..6 {
             let settings = SamplerSettings {
-                grammar: Some(c.grammar()),
+                grammar: Some(c.grammar("The price is rising")),
                 max_tokens: DECISION_MAX_TOKENS,
                 ..SamplerSettings::instruct(seed)
             };
             let g = ctx.generate("Decide.", &settings).unwrap();
             let d = ModelDecision::parse(&g.text, &c).unwrap_or_else(|e| panic!("{e}: {}", g.text));
+            assert!(
+                d.reason.starts_with("The price is rising") && d.reason.ends_with('.'),
+                "{}",
+                g.text
+            );
             let intent = d.to_intent(&m, &fw);
             if intent.action != TradeAction::Hold {
                 assert!(
@@ -468,6 +620,43 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_pick_is_the_action_paired_with_the_state() {
+        use TradeAction::{Buy, Hold, Sell};
+        // Rows: hold, buy, sell; columns: rising, falling, flat. Sell makes " flat" likelier
+        // than hold does (-1.33 against -1.62 after normalising), but it makes " falling" far
+        // likelier still: the pairing gives sell to falling and flat to hold.
+        let likelihoods = vec![[-1.0, -0.8, -1.6], [-0.2, -3.0, -3.0], [-4.0, -0.3, -1.3]];
+        let flat = ScoredChoice::pick(" flat", vec![Hold, Buy, Sell], likelihoods.clone());
+        assert!(
+            flat.scores[2] > flat.scores[0],
+            "sell alone would win flat: {flat:?}"
+        );
+        assert_eq!(flat.picked, Hold, "{flat:?}");
+        assert_eq!(flat.pairing, [" flat", " rising", " falling"]);
+        let rising = ScoredChoice::pick(" rising", vec![Hold, Buy, Sell], likelihoods.clone());
+        assert_eq!(rising.picked, Buy);
+        let falling = ScoredChoice::pick(" falling", vec![Hold, Buy, Sell], likelihoods);
+        assert_eq!(falling.picked, Sell);
+        // With two actions open, the state left unpaired goes to the action under which it is
+        // the most likely.
+        let two = vec![[-1.0, -0.8, -1.6], [-0.2, -3.0, -3.0]];
+        let flat = ScoredChoice::pick(" flat", vec![Hold, Buy], two);
+        assert_eq!(flat.pairing, [" falling", " rising"]);
+        assert_eq!(flat.picked, Hold);
+        // A tie goes to the earlier action on the earlier state (hold first).
+        let tie = ScoredChoice::pick(" rising", vec![Hold, Buy], vec![[-1.0; 3], [-1.0; 3]]);
+        assert_eq!(tie.picked, Hold);
+        assert!(
+            tie.scores
+                .iter()
+                .all(|s| (s - (1.0f64 / 3.0).ln()).abs() < 1e-12)
+        );
+        // Only hold open: hold, whatever the state.
+        let only = ScoredChoice::pick(" falling", vec![Hold], vec![[-3.0, -0.1, -3.0]]);
+        assert_eq!(only.picked, Hold);
     }
 
     #[test]

@@ -30,8 +30,8 @@ pub use firewall::{ApprovedTrade, Firewall, FirewallState, Policy, PolicyError, 
 pub use intent::{TradeAction, TradeIntent};
 pub use market::{MarketReader, MarketSnapshot, PriceProcess, get_amount_out};
 pub use policies::{
-    Decision, FOLLOW_THE_TREND, LlmPolicy, MeanReversion, Momentum, RuleParams, TradingPolicy,
-    policy_by_name,
+    BUY_THE_DIPS, Decision, FOLLOW_THE_TREND, LlmPolicy, MeanReversion, Momentum, RuleParams,
+    TradingPolicy, policy_by_name,
 };
 pub use strategy::{TradingStatus, TradingStrategy};
 

@@ -5,7 +5,8 @@ use inft_engine::{ChatMessage, Generation};
 use inft_runtime::{AgentSession, StrategyError};
 
 use super::decision::{
-    Choices, DECISION_MAX_TOKENS, DecisionError, ModelDecision, PairSymbols, check_symbols,
+    Choices, DECISION_MAX_TOKENS, DecisionError, ModelDecision, PairSymbols, STATES, ScoredChoice,
+    channel_query, check_symbols,
 };
 use super::firewall::{Firewall, Policy};
 use super::intent::{IntentParseError, TradeAction, TradeIntent};
@@ -20,6 +21,8 @@ pub struct Decision {
     pub prompt: String,
     /// The model's generation, for model policies: recorded for replay.
     pub generation: Option<Generation>,
+    /// How a scoring policy chose (recorded in the action's details as `choice`).
+    pub choice: Option<ScoredChoice>,
 }
 
 /// Proposes a trade intent from a market snapshot.
@@ -85,8 +88,19 @@ pub struct LlmPolicy {
 
 /// The standing instruction of a model trader whose owner gave none: follow momentum in small
 /// steps (what the classical momentum rule does, so the two can be compared).
-pub const FOLLOW_THE_TREND: &str = "Follow the trend: buy when the price is rising, sell when it \
-    is falling, hold when it is flat. Trade small fractions.";
+///
+/// Each rule names the price in full ("sell when the price is falling", not "when it is"):
+/// the model reads an instruction by how likely it finds a state after "I sell when the price
+/// is" ([`ScoredChoice`]), and SmolLM2 matched the clauses written out that way on 93% of
+/// backtest steps, those abbreviated "when it is" on 69%.
+pub const FOLLOW_THE_TREND: &str = "Follow the trend: buy when the price is rising, sell when \
+    the price is falling, hold when the price is flat. Trade small fractions.";
+
+/// A standing instruction that names the mean-reversion rule: buy when the price has fallen
+/// below its recent average, sell when it has risen above it (the signal's `falling` and
+/// `rising`, measured against the same average).
+pub const BUY_THE_DIPS: &str = "Buy the dips: buy when the price is falling, sell when the \
+    price is rising, hold when the price is flat. Trade small fractions.";
 
 /// Steps of the trend the prompt states (the momentum rule's default window).
 const TREND_WINDOW: usize = 5;
@@ -118,7 +132,21 @@ impl LlmPolicy {
         (mean > 0.0).then(|| (price - mean) / mean * f64::from(BPS))
     }
 
-    /// The chat messages of one step.
+    /// The market's state as the signal words it (` rising`, ` falling`, ` flat`), once there
+    /// is enough history.
+    fn state(&self, price: f64) -> Option<&'static str> {
+        Some(match self.trend_bps(price)? {
+            bps if bps > TREND_THRESHOLD_BPS => " rising",
+            bps if bps < -TREND_THRESHOLD_BPS => " falling",
+            _ => " flat",
+        })
+    }
+
+    /// The chat messages of one step: the pair and the answer format as the system message;
+    /// the holdings, the open choices and the owner's instruction, stated plainly and briefly,
+    /// as the user message, the instruction last (a small model attends most to what it read
+    /// last). The market's state is not stated: it is what the choice scores (see
+    /// [`ScoredChoice`]), and the reason's grammar opens with it.
     pub fn messages(
         &self,
         market: &MarketSnapshot,
@@ -128,40 +156,17 @@ impl LlmPolicy {
     ) -> Vec<ChatMessage> {
         let s = &self.symbols;
         let system = format!(
-            "You are a trading agent for the pair {pair}: {base} priced in {quote}. {instr}\n\
-             Each step you answer with one JSON object: a short reason that ends with what you \
-             do (\"..., so I buy\", \"..., so I sell\" or \"..., so I hold\"), then, for buy or \
-             sell, the fraction of your balance to pay.",
-            pair = s.pair(),
+            "You trade {base} against {quote}. Answer with one JSON object: the action, for buy \
+             or sell the fraction of your balance to pay, and a one-sentence reason.",
             base = s.base,
             quote = s.quote,
-            instr = self.instruction.trim(),
         );
         let price = market.price();
-        let recent: Vec<String> = self
-            .history
-            .prices
-            .iter()
-            .map(|p| format!("{p:.2}"))
-            .collect();
-        let trend = match self.trend_bps(price) {
-            Some(bps) if bps > TREND_THRESHOLD_BPS => {
-                format!(
-                    "rising ({:+.2}% above its {TREND_WINDOW}-step average)",
-                    bps / 100.0
-                )
-            }
-            Some(bps) if bps < -TREND_THRESHOLD_BPS => {
-                format!(
-                    "falling ({:+.2}% below its {TREND_WINDOW}-step average)",
-                    bps / 100.0
-                )
-            }
-            Some(bps) => format!(
-                "flat ({:+.2}% from its {TREND_WINDOW}-step average)",
-                bps / 100.0
-            ),
-            None => "unknown (not enough history yet)".to_owned(),
+        let equity = to_units(market.equity_quote());
+        let in_base = if equity > 0.0 {
+            to_units(market.balance_base) * price / equity * 100.0
+        } else {
+            0.0
         };
         let mut user = String::new();
         if let Some(memory) = memory.filter(|m| !m.trim().is_empty()) {
@@ -169,18 +174,17 @@ impl LlmPolicy {
             user.push_str("\n\n");
         }
         user.push_str(&format!(
-            "Step {n}. Price: {price:.2} {quote} per {base}. Earlier prices: [{recent}]. \
-             Trend: {trend}.\n\
-             You hold {bb:.4} {base} and {bq:.2} {quote} (worth {eq:.2} {quote} in all).\n\
-             Allowed now: {allowed}.",
+            "Step {n}. Price: {price:.2} {quote} per {base}. You hold {bb:.4} {base} and \
+             {bq:.2} {quote} ({in_base:.0}% of your value in {base}).\n\
+             Allowed: {allowed}.\n\
+             Instruction: {instr}",
             n = step + 1,
             base = s.base,
             quote = s.quote,
-            recent = recent.join(", "),
             bb = to_units(market.balance_base),
             bq = to_units(market.balance_quote),
-            eq = to_units(market.equity_quote()),
-            allowed = choices.describe(),
+            allowed = choices.describe(s),
+            instr = self.instruction.trim(),
         ));
         vec![ChatMessage::system(system), ChatMessage::user(user)]
     }
@@ -209,12 +213,42 @@ impl TradingPolicy for LlmPolicy {
         let choices = Choices::allowed(market, &firewall, &self.symbols);
         let messages = self.messages(market, step, &choices, session.memory());
         let prompt = session.render(&messages)?;
+        let state = self.state(market.price());
         self.history.push(market.price());
+
+        // Without a signal there is nothing to read the instruction against: hold.
+        let picked = match state {
+            None => None,
+            Some(state) => {
+                let actions = choices.actions();
+                let mut likelihoods = Vec::with_capacity(actions.len());
+                for action in &actions {
+                    let query = format!("{prompt}{}", channel_query(*action));
+                    let l = session.score(&query, &STATES)?;
+                    likelihoods.push([l[0], l[1], l[2]]);
+                }
+                Some(ScoredChoice::pick(state, actions, likelihoods))
+            }
+        };
+        let choice = picked.as_ref().map_or(TradeAction::Hold, |c| c.picked);
+
+        // The model then writes the decision with only the picked action open: its size and
+        // a reason that explains the choice, opened with the market's state and the action
+        // (left to itself, SmolLM2 wrote "the price is rising, so I will sell" for a buy).
+        // This generation is what the record replays.
+        let verb = match choice {
+            TradeAction::Buy => "buy",
+            TradeAction::Sell => "sell",
+            TradeAction::Hold => "hold",
+        };
+        let lead = match state {
+            Some(state) => format!("The price is{state}, so I {verb}"),
+            None => format!("There are too few prices yet, so I {verb}"),
+        };
         let mut settings = session.settings_for_step(step);
-        // The decision grammar always applies: a configured grammar for another shape would
-        // only produce refusals.
-        settings.grammar = Some(choices.grammar());
+        settings.grammar = Some(choices.only(choice).grammar(&lead));
         settings.max_tokens = settings.max_tokens.max(DECISION_MAX_TOKENS);
+        settings.temperature = 0.0;
         let generation = session.generate(&prompt, &settings)?;
         let intent = ModelDecision::parse(&generation.text, &choices)
             .map(|d| d.to_intent(market, &firewall))
@@ -223,6 +257,7 @@ impl TradingPolicy for LlmPolicy {
             intent,
             prompt,
             generation: Some(generation),
+            choice: picked,
         })
     }
 }
@@ -307,6 +342,7 @@ impl Rule {
             intent: Ok(intent),
             prompt,
             generation: None,
+            choice: None,
         }
     }
 }
@@ -489,22 +525,27 @@ mod tests {
         let msgs = p.messages(&m, 3, &choices, Some("Notes: bought early."));
         assert_eq!(msgs.len(), 2);
         assert!(
-            msgs[0].content.contains("Follow the trend."),
+            msgs[0].content.contains("tGLD against tUSD"),
             "{}",
             msgs[0].content
         );
-        assert!(msgs[0].content.contains("tGLD/tUSD"));
         let user = &msgs[1].content;
+        assert!(
+            user.ends_with("Instruction: Follow the trend."),
+            "the instruction comes last, and no signal line the choice could copy: {user}"
+        );
         assert!(user.starts_with("Notes: bought early."), "{user}");
         assert!(user.contains("Price: 1020.00 tUSD per tGLD"), "{user}");
-        assert!(user.contains("Trend: rising (+2.00%"), "{user}");
         assert!(
-            user.contains("buy fractions of your quote balance: 0.1"),
+            user.contains("Allowed: buy (0.1 of your tUSD), hold."),
             "{user}"
         );
-        assert!(
-            user.contains("sell fractions of your base balance: not allowed now"),
-            "{user}"
+        assert_eq!(p.state(1_020.0), Some(" rising"));
+        assert_eq!(p.state(1_000.0), Some(" flat"));
+        assert_eq!(
+            LlmPolicy::new("x").state(1_000.0),
+            None,
+            "no history, no state"
         );
     }
 }

@@ -369,8 +369,11 @@ impl<P: TradingPolicy> TradingStrategy<P> {
         session: &AgentSession,
         kind: ActionKind,
         decision: &Decision,
-        details: Value,
+        mut details: Value,
     ) -> ActionDraft {
+        if let Some(choice) = &decision.choice {
+            details["choice"] = json!(choice);
+        }
         match &decision.generation {
             Some(g) => session.draft(kind, &decision.prompt, g, details),
             None => ActionDraft {

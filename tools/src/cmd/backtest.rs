@@ -9,8 +9,8 @@ use clap::Args;
 use inft_engine::{ContextOptions, MemModel, ModelOptions};
 use inft_types::config::{AgentConfig, AgentKind, CONFIG_VERSION};
 use strategies::trading::backtest::{
-    Backtest, BacktestReport, Outcome, PathParams, PolicyReport, PricePath, classical_session,
-    offline_session,
+    Backtest, BacktestReport, Outcome, PathParams, PolicyReport, PricePath, Reference,
+    classical_session, offline_session,
 };
 use strategies::trading::decision::decision_sampler;
 use strategies::trading::market::{equity_quote, to_units};
@@ -38,9 +38,14 @@ pub(crate) struct BacktestArgs {
     /// Steps of the simulated market (one per hour of simulated chain time).
     #[arg(long, default_value_t = 30)]
     steps: u64,
-    /// Seed of the simulated market: the same seed gives the same prices.
-    #[arg(long, default_value_t = 7)]
-    seed: u64,
+    /// Seeds of the simulated market, comma-separated: the same seed gives the same prices.
+    /// With several, every policy runs on each market and a summary of agreement follows.
+    #[arg(long = "seed", value_delimiter = ',', default_value = "7")]
+    seeds: Vec<u64>,
+    /// The rule a policy's sides are compared with: the one its instruction names
+    /// (momentum for "follow the trend", mean-reversion for "buy the dips").
+    #[arg(long, default_value = "momentum", value_parser = parse_reference)]
+    agree_with: Reference,
     /// The `llm` policy's standing instruction [default: the one a trading agent minted
     /// without `--prompt` gets].
     #[arg(long, default_value = FOLLOW_THE_TREND, hide_default_value = true)]
@@ -48,6 +53,10 @@ pub(crate) struct BacktestArgs {
     /// Inference threads [default: all cores].
     #[arg(long)]
     threads: Option<u32>,
+}
+
+fn parse_reference(name: &str) -> Result<Reference, String> {
+    Reference::parse(name).ok_or_else(|| format!("{name:?} is not momentum or mean-reversion"))
 }
 
 /// The base seed of a minted agent's sampler (`inft mint --seed` default).
@@ -92,7 +101,6 @@ impl BacktestArgs {
         for name in self.policies.iter().map(|n| n.trim()) {
             if name == "llm" {
                 if self.model.is_none() {
-                    eprintln!("note: no --model given: the llm policy is skipped");
                     continue;
                 }
                 out.push(Box::new(
@@ -116,8 +124,14 @@ impl Run for BacktestArgs {
         if self.steps == 0 {
             bail!("--steps must be at least 1");
         }
-        let policies = self.policies()?;
-        let wants_model = policies.iter().any(|p| p.name() == "llm");
+        if self.seeds.is_empty() {
+            bail!("--seed needs at least one seed");
+        }
+        if self.model.is_none() && self.policies.iter().any(|n| n.trim() == "llm") {
+            eprintln!("note: no --model given: the llm policy is skipped");
+        }
+        let mut first_policies = self.policies()?;
+        let wants_model = first_policies.iter().any(|p| p.name() == "llm");
         let mut session = match (&self.model, wants_model) {
             (Some(path), true) => {
                 let file = std::fs::File::open(path)
@@ -141,30 +155,94 @@ impl Run for BacktestArgs {
             }
         };
 
-        let backtest = Backtest::new(PricePath::generate(
-            &PathParams::default(),
-            self.seed,
-            self.steps,
-        ));
         let progress = ctx.spinner("backtest");
-        let report = backtest.run(&mut session, policies, |p| {
-            let what = match (p.record.outcome, &p.record.side, &p.record.rule) {
-                (Outcome::Refused, _, Some(rule)) => format!("refused ({rule})"),
-                (outcome, Some(side), _) => format!("{outcome:?} {side:?}").to_lowercase(),
-                (outcome, None, _) => format!("{outcome:?}").to_lowercase(),
+        let mut reports = Vec::with_capacity(self.seeds.len());
+        for (i, &seed) in self.seeds.iter().enumerate() {
+            // Every market starts the policies afresh (their price history included).
+            let policies = if i == 0 {
+                std::mem::take(&mut first_policies)
+            } else {
+                self.policies()?
             };
-            progress.set_message(format!(
-                "step {}/{} · price {:.2} · {}: {what}",
-                p.step + 1,
-                p.steps,
-                p.price,
-                p.policy
-            ));
-        })?;
+            let backtest = Backtest::new(PricePath::generate(
+                &PathParams::default(),
+                seed,
+                self.steps,
+            ))
+            .with_reference(self.agree_with);
+            let report = backtest.run(&mut session, policies, |p| {
+                let what = match (p.record.outcome, &p.record.side, &p.record.rule) {
+                    (Outcome::Refused, _, Some(rule)) => format!("refused ({rule})"),
+                    (outcome, Some(side), _) => format!("{outcome:?} {side:?}").to_lowercase(),
+                    (outcome, None, _) => format!("{outcome:?}").to_lowercase(),
+                };
+                progress.set_message(format!(
+                    "seed {seed} · step {}/{} · price {:.2} · {}: {what}",
+                    p.step + 1,
+                    p.steps,
+                    p.price,
+                    p.policy
+                ));
+            })?;
+            reports.push(report);
+        }
         progress.finish_and_clear();
-        ctx.emit(table(&report), serde_json::to_value(&report)?);
+        if let [report] = reports.as_slice() {
+            ctx.emit(table(report), serde_json::to_value(report)?);
+        } else {
+            let human = reports
+                .iter()
+                .map(table)
+                .chain(std::iter::once(summary(&reports)))
+                .collect::<Vec<_>>()
+                .join("\n\n");
+            ctx.emit(human, serde_json::json!({ "runs": reports }));
+        }
         Ok(())
     }
+}
+
+/// Agreement of each policy with the reference rule, seed by seed and on average.
+fn summary(reports: &[BacktestReport]) -> String {
+    let mut out = String::new();
+    let Some(first) = reports.first() else {
+        return out;
+    };
+    let _ = write!(
+        out,
+        "agreement with {} over {} seeds:",
+        first.setup.reference.name(),
+        reports.len()
+    );
+    for (i, policy) in first.policies.iter().enumerate() {
+        let shares: Vec<(Option<u64>, f64)> = reports
+            .iter()
+            .filter_map(|r| {
+                let share = r.policies.get(i)?.agreement.as_ref()?.share?;
+                Some((r.seed, share))
+            })
+            .collect();
+        if shares.is_empty() {
+            continue;
+        }
+        let per_seed: Vec<String> = shares
+            .iter()
+            .map(|(seed, share)| {
+                let seed = seed.map_or_else(|| "-".to_owned(), |s| s.to_string());
+                format!("seed {seed} {:.0}%", share * 100.0)
+            })
+            .collect();
+        #[allow(clippy::cast_precision_loss)]
+        let mean = shares.iter().map(|(_, s)| s).sum::<f64>() / shares.len() as f64;
+        let _ = write!(
+            out,
+            "\n  {}: {} · mean {:.0}%",
+            policy.name,
+            per_seed.join(", "),
+            mean * 100.0
+        );
+    }
+    out
 }
 
 fn signed_units(v: I256) -> String {
@@ -184,7 +262,7 @@ fn refusals(p: &PolicyReport) -> String {
 }
 
 fn agreement(p: &PolicyReport) -> String {
-    match &p.agreement_with_momentum {
+    match &p.agreement {
         None => "-".into(),
         Some(a) => match a.share {
             Some(share) => format!("{:.0}% of {}", share * 100.0, a.compared),
@@ -216,7 +294,7 @@ fn table(report: &BacktestReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "seed {} · {} steps · price {:.2} → {:.2} ({:+.2}%) · each policy starts with {} base + {} quote; doing nothing: PnL {} ({:+.2}%)",
+        "seed {} · {} steps · price {:.2} → {:.2} ({:+.2}%) · each policy starts with {} base + {} quote; doing nothing: PnL {} ({:+.2}%) · reference: {}",
         report
             .seed
             .map_or_else(|| "-".to_owned(), |s| s.to_string()),
@@ -228,6 +306,7 @@ fn table(report: &BacktestReport) -> String {
         to_units(setup.start_quote),
         signed_units(idle_pnl),
         (to_units(idle) / to_units(start) - 1.0) * 100.0,
+        setup.reference.name(),
     );
     let rows: Vec<[String; 9]> = report
         .policies
@@ -255,7 +334,7 @@ fn table(report: &BacktestReport) -> String {
         "refusals",
         "PnL (quote)",
         "max DD",
-        "agrees w/ momentum",
+        "agrees w/ reference",
     ]
     .map(str::to_owned);
     let widths: Vec<usize> = (0..header.len())

@@ -19,7 +19,7 @@ use inft_types::config::{AgentConfig, AgentKind, CONFIG_VERSION};
 use sealing::SealOptions;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use strategies::trading::decision::{DECISION_MAX_TOKENS, DECISION_TEMPERATURE};
+use strategies::trading::decision::decision_sampler;
 
 use super::Run;
 use super::node::{NodeOpts, WalletOpts};
@@ -62,7 +62,7 @@ pub(crate) struct MintArgs {
     /// Base seed of the agent's sampler (each step advances it by the step number).
     #[arg(long, default_value_t = 42)]
     seed: u32,
-    /// Sampling temperature (0 = greedy) [default: 0.3 for creative agents, 0.2 for trading
+    /// Sampling temperature (0 = greedy) [default: 0.3 for creative agents, greedy for trading
     /// agents, whose decisions should follow their instruction rather than vary].
     #[arg(long)]
     temperature: Option<f32>,
@@ -171,8 +171,8 @@ impl Run for MintArgs {
                     strategy: self.strategy.clone(),
                     instruction: self.prompt.clone(),
                 },
-                DECISION_MAX_TOKENS,
-                DECISION_TEMPERATURE,
+                decision_sampler(self.seed).max_tokens,
+                decision_sampler(self.seed).temperature,
             ),
         };
         let sampler = SamplerSettings {
