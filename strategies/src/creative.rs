@@ -171,7 +171,7 @@ pub fn remembered_titles(memory: &str) -> Vec<&str> {
 
 /// `memory` without the title lists of its notes (", the last titled "A", "B"", as
 /// [`CreativeStrategy::memory_note`] writes them; see [`remembered_titles`]).
-fn without_titles(memory: &str) -> String {
+pub fn without_titles(memory: &str) -> String {
     const LIST: &str = ", the last titled ";
     let mut out = String::with_capacity(memory.len());
     let mut rest = memory;
