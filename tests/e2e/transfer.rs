@@ -550,24 +550,7 @@ async fn oracle_refuses_strangers_oversized_bodies_and_owners_over_quota() -> an
 
     // carol asks for alice's token, signing as herself: refused, and no blob was fetched.
     let fetched = world.store.fetches();
-    let mut request = RotateRequest {
-        chain_id: world.deployment.chain_id,
-        nft: world.deployment.agent_nft,
-        token_id: token,
-        to: carol.address(),
-        model_key: Bytes::from(vec![1u8; 100]),
-        config_key: Bytes::from(vec![2u8; 100]),
-        memory_key: None,
-        deadline: U256::from(deadline),
-        owner_signature: Bytes::new(),
-    };
-    request.owner_signature = Bytes::from(
-        carol
-            .wallet
-            .sign_hash_sync(&rotate_request_digest(&request))?
-            .as_bytes()
-            .to_vec(),
-    );
+    let mut request = signed_rotate_request(&world, token, carol.address(), deadline, &carol)?;
     let err = service
         .rotate(&request)
         .await

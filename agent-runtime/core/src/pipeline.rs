@@ -316,6 +316,23 @@ pub fn open_keys(
         .collect()
 }
 
+/// Fetches the sealed blob of `entry` and verifies it against its commitment, refusing one
+/// longer than an entry of its `kind` can be: the sender of a token chooses its blobs, so what
+/// is downloaded is capped before anything is read.
+pub async fn fetch_entry(
+    store: &dyn BlobStore,
+    kind: EntryKind,
+    entry: &EntryRef,
+) -> Result<crate::blobstore::VerifiedBlob, PipelineError> {
+    store
+        .fetch_at_most(&entry.uri, &entry.data_hash, max_sealed_len(kind))
+        .await
+        .map_err(|source| PipelineError::Blob {
+            entry: kind.name(),
+            source,
+        })
+}
+
 /// Fetches `entry`, verifies it against its commitment and decrypts it with `key` into `sink` on
 /// a blocking thread (every chunk is authenticated before it is written), returning the sink.
 /// On error the sink is dropped with whatever it received.
@@ -327,14 +344,7 @@ pub async fn decrypt_entry<W: Write + Send + 'static>(
     opts: &SealOptions,
     mut sink: W,
 ) -> Result<W, PipelineError> {
-    // The sender of a token chooses its blobs: cap what we download before anything is read.
-    let blob = store
-        .fetch_at_most(&entry.uri, &entry.data_hash, max_sealed_len(kind))
-        .await
-        .map_err(|source| PipelineError::Blob {
-            entry: kind.name(),
-            source,
-        })?;
+    let blob = fetch_entry(store, kind, entry).await?;
     let expected = entry.data_hash;
     let opts = *opts;
     blocking(move || {

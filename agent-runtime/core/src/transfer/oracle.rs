@@ -58,7 +58,7 @@ use super::{
 };
 use crate::blobstore::BlobStore;
 use crate::blobstore::gateway::{GatewayHandle, serve_router};
-use crate::pipeline::{EntryRef, PipelineError, TokenRef, max_sealed_len, open_keys};
+use crate::pipeline::{EntryRef, PipelineError, TokenRef, fetch_entry, open_keys};
 use crate::token::{AgentNft, TokenError};
 use inft_types::config::EntryKind;
 
@@ -402,14 +402,7 @@ impl OracleService {
                 continue;
             }
             // Re-encrypting fetches the same blob right after, from the store's cache.
-            let blob = self
-                .store
-                .fetch_at_most(&entry.uri, &entry.data_hash, max_sealed_len(kind))
-                .await
-                .map_err(|source| PipelineError::Blob {
-                    entry: kind.name(),
-                    source,
-                })?;
+            let blob = fetch_entry(self.store.as_ref(), kind, entry).await?;
             bytes = bytes.saturating_add(blob.len);
         }
         let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
