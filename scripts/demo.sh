@@ -151,6 +151,7 @@ log "inft creations + provenance: the poet's pieces exported with proof bundles;
 "$inft" creations "$token" --out "$INFT_HOME/pieces"
 rpc=$(sed -n 's/.*"rpc_url": *"\([^"]*\)".*/\1/p' "$INFT_HOME/node.json")
 stranger=$(mktemp -d)
+trap 'rm -rf "$stranger"; "$inft" dev down >/dev/null 2>&1 || true' EXIT
 (cd "$stranger" && INFT_HOME="$stranger" "$inft" provenance verify \
   "$INFT_HOME/pieces/piece-1.proof.json" "$INFT_HOME/pieces/piece-1.txt" --rpc-url "$rpc")
 poem=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["text"], end="")' \
