@@ -236,15 +236,7 @@ impl TradingPolicy for LlmPolicy {
         // a reason that explains the choice, opened with the market's state and the action
         // (left to itself, SmolLM2 wrote "the price is rising, so I will sell" for a buy).
         // This generation is what the record replays.
-        let verb = match choice {
-            TradeAction::Buy => "buy",
-            TradeAction::Sell => "sell",
-            TradeAction::Hold => "hold",
-        };
-        let lead = match state {
-            Some(state) => format!("The price is{state}, so I {verb}"),
-            None => format!("There are too few prices yet, so I {verb}"),
-        };
+        let lead = reason_lead(state, choice, choices.actions().len() == 1);
         let mut settings = session.settings_for_step(step);
         settings.grammar = Some(choices.only(choice).grammar(&lead));
         settings.max_tokens = settings.max_tokens.max(DECISION_MAX_TOKENS);
@@ -259,6 +251,24 @@ impl TradingPolicy for LlmPolicy {
             generation: Some(generation),
             choice: picked,
         })
+    }
+}
+
+/// How the reason of a model trader's decision opens: the market's state and the action
+/// taken, and why there was no choice when the firewall left nothing open but hold (else the
+/// reader sees "the price is rising, so I hold" under an instruction to buy a rising price).
+fn reason_lead(state: Option<&str>, action: TradeAction, only_hold: bool) -> String {
+    let verb = match action {
+        TradeAction::Buy => "buy",
+        TradeAction::Sell => "sell",
+        TradeAction::Hold => "hold",
+    };
+    match state {
+        Some(state) if only_hold => {
+            format!("The price is{state}, but the firewall allows only holding now, so I {verb}")
+        }
+        Some(state) => format!("The price is{state}, so I {verb}"),
+        None => format!("There are too few prices yet, so I {verb}"),
     }
 }
 
@@ -492,6 +502,23 @@ mod tests {
         let sell = r.decide(&up).intent.unwrap();
         assert_eq!(sell.action, TradeAction::Sell);
         assert_eq!(sell.token_in, up.base);
+    }
+
+    #[test]
+    fn the_reason_opens_with_the_state_the_action_and_a_closed_firewall() {
+        use TradeAction::{Buy, Hold};
+        assert_eq!(
+            reason_lead(Some(" rising"), Buy, false),
+            "The price is rising, so I buy"
+        );
+        assert_eq!(
+            reason_lead(Some(" rising"), Hold, true),
+            "The price is rising, but the firewall allows only holding now, so I hold"
+        );
+        assert_eq!(
+            reason_lead(None, Hold, true),
+            "There are too few prices yet, so I hold"
+        );
     }
 
     #[test]
