@@ -157,7 +157,8 @@ pub enum StopReason {
     },
     /// The owner revoked the authorization this node acted under.
     Revoked,
-    /// The authorization this node acted under expired.
+    /// The authorization this node acted under expired, or ends too soon for another step's
+    /// record to be logged under it.
     Expired,
     /// The owner paused the agent.
     Paused,

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use agent_runtime::blobstore::BlobStore;
 use agent_runtime::db::{Db, DbError, redact_url};
@@ -161,6 +162,7 @@ impl AgentHost for ServeHost {
                 access: opened.access,
                 owner_at_open,
                 nft,
+                last_step: Duration::ZERO,
             },
             name,
             reader: self.reader.clone(),
@@ -223,6 +225,20 @@ struct Rights {
     access: Access,
     owner_at_open: Address,
     nft: AgentNft,
+    /// How long the last step took: a grant must outlast the next one (see [`grant_too_short`]).
+    last_step: Duration,
+}
+
+/// The least time an executor's grant must have left, beyond twice the last step's time, for a
+/// step to begin: time for the record's transaction to be mined after the step.
+const GRANT_MARGIN: Duration = Duration::from_secs(10);
+
+/// Whether a grant ending at `expiry` (chain time) is too close to `now` for another step: the
+/// action log refuses an executor whose grant has ended, so a step begun too late would act
+/// (trade) and leave its record unloggable in this node's outbox.
+fn grant_too_short(now: u64, expiry: u64, last_step: Duration) -> bool {
+    let margin = GRANT_MARGIN + last_step * 2;
+    now.saturating_add(margin.as_secs_f64().ceil() as u64) >= expiry
 }
 
 /// An agent the service steps.
@@ -260,7 +276,8 @@ struct RunMemoryOwner {
 
 impl Rights {
     /// Stops for good once the wallet may no longer run the token: transferred, grant revoked
-    /// or expired, paused. Checked before every step, so no step runs on a stale right.
+    /// or expired (or ending before another step could be logged), paused. Checked before every
+    /// step, so no step runs on a stale right.
     async fn check(&self) -> Result<(), AgentError> {
         let state = self.nft.state(self.token).await.map_err(AgentError::rpc)?;
         if state.paused {
@@ -277,10 +294,14 @@ impl Rights {
             // A transfer voids every grant: say what happened, not just that the grant is gone.
             Access::Authorized { .. } if state.owner != self.owner_at_open => Err(transferred()),
             Access::Authorized { expiry, .. } => {
-                match self.nft.access(self.token, self.wallet, scopes::RUN).await {
+                let granted = self.nft.access(self.token, self.wallet, scopes::RUN).await;
+                let now = self.nft.chain_time().await.map_err(AgentError::rpc)?;
+                match granted {
+                    Ok(_) if grant_too_short(now, expiry, self.last_step) => {
+                        Err(AgentError::Stopped(StopReason::Expired))
+                    }
                     Ok(_) => Ok(()),
                     Err(TokenError::Unauthorized { .. }) => {
-                        let now = self.nft.chain_time().await.map_err(AgentError::rpc)?;
                         Err(AgentError::Stopped(if now >= expiry {
                             StopReason::Expired
                         } else {
@@ -301,6 +322,7 @@ impl HostedAgent for HostedInft {
 
     async fn step(&mut self) -> Result<StepSummary, AgentError> {
         self.rights.check().await?;
+        let started = Instant::now();
         let report = run_step(
             &mut self.session,
             &mut self.strategy,
@@ -309,6 +331,7 @@ impl HostedAgent for HostedInft {
         )
         .await
         .map_err(classify_run)?;
+        self.rights.last_step = started.elapsed();
         self.steps += 1;
         self.seqs = Some(
             self.seqs
@@ -542,6 +565,21 @@ mod tests {
             source: trade,
         };
         assert!(matches!(classify_run(step), AgentError::LeaseLost));
+    }
+
+    #[test]
+    fn a_grant_must_outlast_the_next_step_and_its_logging() {
+        let step = Duration::from_millis(2_500);
+        // 10 s to mine the record, and twice the last step: 15 s.
+        assert!(!grant_too_short(1_000, 1_016, step));
+        assert!(grant_too_short(1_000, 1_015, step));
+        assert!(grant_too_short(1_000, 1_000, step));
+        assert!(grant_too_short(1_000, 900, Duration::ZERO));
+        // Before the first step, the margin alone.
+        assert!(!grant_too_short(1_000, 1_011, Duration::ZERO));
+        assert!(grant_too_short(1_000, 1_010, Duration::ZERO));
+        // A slow model needs more of the grant left.
+        assert!(grant_too_short(1_000, 1_100, Duration::from_secs(60)));
     }
 
     #[test]
