@@ -1,6 +1,7 @@
 //! Trading policies: what proposes an intent from the market. One trait for the model and the
 //! classical baselines, so they can be compared on the same market under the same firewall.
 
+use alloy::primitives::{Address, U256};
 use inft_engine::{ChatMessage, Generation};
 use inft_runtime::{AgentSession, StrategyError};
 
@@ -32,7 +33,8 @@ pub trait TradingPolicy: Send {
 
     /// The owner's firewall as it stands before a step (limits, volume used, kill switch), so
     /// a policy can offer its model only the choices the firewall would accept. The firewall
-    /// still checks whatever the policy proposes. Classical rules ignore it.
+    /// still checks whatever the policy proposes. Classical rules size within its per-trade
+    /// cap.
     fn observe_firewall(&mut self, _firewall: &Firewall) {}
 
     /// Proposes the intent of step `step` from `market`.
@@ -302,12 +304,40 @@ fn rule_intent(
     params: &RuleParams,
     action: TradeAction,
     reason: String,
+    cap: Option<U256>,
 ) -> TradeIntent {
-    let intent = TradeIntent::sized(market, action, params.size_bps, params.slippage_bps, reason);
+    let mut intent =
+        TradeIntent::sized(market, action, params.size_bps, params.slippage_bps, reason);
     if intent.action != TradeAction::Hold && intent.amount_in.is_zero() {
         return TradeIntent::hold(format!("{}; nothing to pay with", intent.reason));
     }
+    if let Some(cap) = cap {
+        let value = market.cap_value(intent.token_in, intent.amount_in);
+        if value > cap {
+            intent.amount_in = within_cap(market, intent.token_in, intent.amount_in, value, cap);
+            intent.reason = format!("{}; sized down to the per-trade cap", intent.reason);
+        }
+    }
     intent
+}
+
+/// The most of `amount` (of `token`, valued `value` in quote as the firewall values it) that
+/// stays within `cap`: a fixed fraction of a grown balance would otherwise be refused step
+/// after step, and the rule would never trade.
+fn within_cap(
+    market: &MarketSnapshot,
+    token: Address,
+    amount: U256,
+    value: U256,
+    cap: U256,
+) -> U256 {
+    let scaled = amount.saturating_mul(cap) / value;
+    // The valuation rounds; one basis point less is within the cap whatever the rounding.
+    if market.cap_value(token, scaled) > cap {
+        scaled - scaled / U256::from(BPS)
+    } else {
+        scaled
+    }
 }
 
 /// A classical rule acting on the price's distance from its moving average.
@@ -317,6 +347,8 @@ struct Rule {
     history: History,
     follow: bool,
     name: &'static str,
+    /// The owner's per-trade cap in quote, once the firewall is seen: the rule sizes within it.
+    cap: Option<U256>,
 }
 
 impl Rule {
@@ -344,6 +376,7 @@ impl Rule {
                     &self.params,
                     action,
                     format!("price {dev_bps:+.0} bps from its mean"),
+                    self.cap,
                 )
             }
             _ => TradeIntent::hold("warming up"),
@@ -370,6 +403,7 @@ impl Momentum {
             history: History::new(keep),
             follow: true,
             name: "momentum",
+            cap: None,
         })
     }
 }
@@ -377,6 +411,10 @@ impl Momentum {
 impl TradingPolicy for Momentum {
     fn name(&self) -> &str {
         "momentum"
+    }
+
+    fn observe_firewall(&mut self, firewall: &Firewall) {
+        self.0.cap = Some(firewall.policy().max_trade_quote);
     }
 
     fn decide(
@@ -402,6 +440,7 @@ impl MeanReversion {
             history: History::new(keep),
             follow: false,
             name: "mean-reversion",
+            cap: None,
         })
     }
 }
@@ -409,6 +448,10 @@ impl MeanReversion {
 impl TradingPolicy for MeanReversion {
     fn name(&self) -> &str {
         "mean-reversion"
+    }
+
+    fn observe_firewall(&mut self, firewall: &Firewall) {
+        self.0.cap = Some(firewall.policy().max_trade_quote);
     }
 
     fn decide(
@@ -453,7 +496,6 @@ impl TradingPolicy for Box<dyn TradingPolicy> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloy::primitives::{Address, U256};
 
     fn market(reserve_quote: u64) -> MarketSnapshot {
         let e18 = U256::from(10u64).pow(U256::from(18u64));
@@ -481,6 +523,7 @@ mod tests {
             history: History::new(6),
             follow: true,
             name: "momentum",
+            cap: None,
         };
         let mut r = Rule {
             follow: false,
@@ -502,6 +545,38 @@ mod tests {
         let sell = r.decide(&up).intent.unwrap();
         assert_eq!(sell.action, TradeAction::Sell);
         assert_eq!(sell.token_in, up.base);
+    }
+
+    #[test]
+    fn a_rule_sizes_its_trade_within_the_per_trade_cap() {
+        let mut m = Momentum::new(RuleParams::default());
+        let fw = Firewall::new(Policy {
+            max_trade_quote: U256::from(500u64) * U256::from(10u64).pow(U256::from(18u64)),
+            ..Policy::for_market(&crate::trading::backtest::sim_market(), U256::ZERO)
+        });
+        m.observe_firewall(&fw);
+        for _ in 0..5 {
+            m.0.decide(&market(1_000_000));
+        }
+        // 10% of 10,000 quote is 1,000: twice the cap.
+        let up = market(1_020_000);
+        let buy = m.0.decide(&up).intent.unwrap();
+        let cap = fw.policy().max_trade_quote;
+        let value = up.cap_value(buy.token_in, buy.amount_in);
+        assert!(value <= cap, "{value} over {cap}");
+        assert!(
+            value > cap - cap / U256::from(100u64),
+            "{value} far under {cap}"
+        );
+        assert!(
+            buy.reason.ends_with("sized down to the per-trade cap"),
+            "{}",
+            buy.reason
+        );
+        // A trade already within the cap keeps its size.
+        m.0.cap = Some(cap * U256::from(4u64));
+        let buy = m.0.decide(&up).intent.unwrap();
+        assert_eq!(buy.amount_in, up.balance_quote / U256::from(10u64));
     }
 
     #[test]
