@@ -237,6 +237,12 @@ impl Policy {
     }
 }
 
+/// An 18-decimal token amount in whole units, for a person reading a refusal (the record's
+/// structured refusal keeps the exact integers).
+fn units(amount: U256) -> String {
+    format!("{:.4}", super::market::to_units(amount))
+}
+
 /// Why the firewall refused an intent. Recorded on chain with the refusal.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
 #[serde(tag = "rule", rename_all = "snake_case")]
@@ -252,7 +258,11 @@ pub enum Refusal {
     #[error("the owner paused this agent on chain")]
     Paused,
     /// The drawdown kill switch has tripped.
-    #[error("drawdown kill switch: equity {equity} is {drawdown_bps} bps below peak {peak}")]
+    #[error(
+        "drawdown kill switch: equity {} is {drawdown_bps} bps below peak {}",
+        units(*.equity),
+        units(*.peak)
+    )]
     Drawdown {
         /// Current equity (quote).
         #[serde(with = "decimal_u256")]
@@ -293,7 +303,7 @@ pub enum Refusal {
     #[error("zero amount")]
     ZeroAmount,
     /// More than the agent holds.
-    #[error("amount {amount} exceeds the balance {balance}")]
+    #[error("amount {} exceeds the balance {}", units(*.amount), units(*.balance))]
     InsufficientBalance {
         /// Asked.
         #[serde(with = "decimal_u256")]
@@ -303,7 +313,11 @@ pub enum Refusal {
         balance: U256,
     },
     /// Above the per-trade cap.
-    #[error("trade worth {value} quote exceeds the per-trade cap {cap}")]
+    #[error(
+        "trade worth {} quote exceeds the per-trade cap {}",
+        units(*.value),
+        units(*.cap)
+    )]
     TradeCap {
         /// The trade's value (quote).
         #[serde(with = "decimal_u256")]
@@ -335,7 +349,11 @@ pub enum Refusal {
         max: u32,
     },
     /// Above the per-trade cap in base units.
-    #[error("trade of {amount} base exceeds the per-trade base cap {cap}")]
+    #[error(
+        "trade of {} base exceeds the per-trade base cap {}",
+        units(*.amount),
+        units(*.cap)
+    )]
     BaseCap {
         /// Base sold, or bought by pool maths.
         #[serde(with = "decimal_u256")]
@@ -345,7 +363,12 @@ pub enum Refusal {
         cap: U256,
     },
     /// Above what is left of the daily cap in base units.
-    #[error("trade of {amount} base exceeds the daily base cap {cap} ({used} used)")]
+    #[error(
+        "trade of {} base exceeds the daily base cap {} ({} used)",
+        units(*.amount),
+        units(*.cap),
+        units(*.used)
+    )]
     DailyBaseCap {
         /// Base sold, or bought by pool maths.
         #[serde(with = "decimal_u256")]
@@ -358,7 +381,12 @@ pub enum Refusal {
         cap: U256,
     },
     /// Above what is left of the daily cap.
-    #[error("trade worth {value} quote exceeds the daily cap {cap} ({used} used)")]
+    #[error(
+        "trade worth {} quote exceeds the daily cap {} ({} used)",
+        units(*.value),
+        units(*.cap),
+        units(*.used)
+    )]
     DailyCap {
         /// The trade's value (quote).
         #[serde(with = "decimal_u256")]
@@ -943,6 +971,10 @@ mod tests {
         assert!(
             matches!(r, Refusal::TradeCap { value, .. } if value == e18(6_000)),
             "{r:?}"
+        );
+        assert_eq!(
+            r.to_string(),
+            "trade worth 6000.0000 quote exceeds the per-trade cap 5000.0000"
         );
         // The model is offered nothing that sells or buys at the pushed price.
         let symbols = crate::trading::PairSymbols::default();

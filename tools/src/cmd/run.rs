@@ -322,30 +322,29 @@ pub(crate) fn action_line(step: &StepReport, symbols: Option<&PairSymbols>) -> S
             } else {
                 &d["trade"]
             };
-            let amount = |key: &str| {
-                fill[key]
-                    .as_str()
-                    .and_then(|a| U256::from_str_radix(a, 10).ok())
-                    .map_or(0.0, to_units)
-            };
-            let (pay, get) = match (symbols, text(&d["intent"]["action"]).as_str()) {
-                (Some(s), "buy") => (s.quote.as_str(), s.base.as_str()),
-                (Some(s), "sell") => (s.base.as_str(), s.quote.as_str()),
-                _ => ("in", "out"),
-            };
             let out = if fill["amount_out"].is_string() {
-                amount("amount_out")
+                &fill["amount_out"]
             } else {
-                amount("expected_out")
+                &fill["expected_out"]
             };
+            let (action, pay, get) = trade_words(d, symbols);
             format!(
-                "{} {:.4} {pay} → {out:.4} {get} · {}",
-                text(&d["intent"]["action"]),
-                amount("amount_in"),
+                "{action} {:.4} {pay} → {:.4} {get} · {}",
+                units(&fill["amount_in"]),
+                units(out),
                 text(&d["intent"]["reason"])
             )
         }
         "hold" => format!("· {}", text(&d["intent"]["reason"])),
+        // A refused intent in words; a proposal that never became one, as the model wrote it.
+        "refusal" if d["intent"].is_object() => {
+            let (action, pay, _) = trade_words(d, symbols);
+            format!(
+                "{action} {:.4} {pay} refused: {}",
+                units(&d["intent"]["amount_in"]),
+                text(&d["reason"])
+            )
+        }
         "refusal" => format!(
             "{} (model: {})",
             text(&d["reason"]),
@@ -370,11 +369,95 @@ pub(crate) fn action_line(step: &StepReport, symbols: Option<&PairSymbols>) -> S
     )
 }
 
+/// A trade's action and the symbols it pays and gets ("in" and "out" without the pair's).
+fn trade_words<'a>(
+    details: &'a serde_json::Value,
+    symbols: Option<&'a PairSymbols>,
+) -> (&'a str, &'a str, &'a str) {
+    let action = details["intent"]["action"].as_str().unwrap_or_default();
+    let (pay, get) = match (symbols, action) {
+        (Some(s), "buy") => (s.quote.as_str(), s.base.as_str()),
+        (Some(s), "sell") => (s.base.as_str(), s.quote.as_str()),
+        _ => ("in", "out"),
+    };
+    (action, pay, get)
+}
+
+/// An amount recorded as a decimal string of 18-decimal base units, in whole units.
+fn units(amount: &serde_json::Value) -> f64 {
+    amount
+        .as_str()
+        .and_then(|a| U256::from_str_radix(a, 10).ok())
+        .map_or(0.0, to_units)
+}
+
 /// The start of a model output, on one line.
 fn short_output(output: &str) -> String {
     let one_line = output.replace('\n', " ");
     match one_line.char_indices().nth(80) {
         Some((i, _)) => format!("{}…", &one_line[..i]),
         None => one_line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agent_runtime::record::ActionKind;
+    use serde_json::json;
+
+    fn step(kind: ActionKind, output: &str, details: serde_json::Value) -> StepReport {
+        StepReport {
+            step: 0,
+            seq: 9,
+            record_hash: alloy::primitives::B256::repeat_byte(0xab),
+            tx_hash: None,
+            kind,
+            output: output.into(),
+            details,
+        }
+    }
+
+    fn symbols() -> PairSymbols {
+        PairSymbols {
+            base: "tGLD".into(),
+            quote: "tUSD".into(),
+        }
+    }
+
+    #[test]
+    fn a_trade_and_a_refused_intent_read_in_whole_units_and_symbols() {
+        let intent = json!({ "action": "sell", "amount_in": "1200000000000000000", "reason": "price -80 bps from its mean" });
+        let trade = step(
+            ActionKind::Trade,
+            "",
+            json!({
+                "intent": intent,
+                "fill": { "amount_in": "1200000000000000000", "amount_out": "1146150000000000000000" },
+            }),
+        );
+        assert_eq!(
+            action_line(&trade, Some(&symbols())),
+            "  seq   9  trade     sell 1.2000 tGLD → 1146.1500 tUSD · price -80 bps from its mean  [0xabababab…]"
+        );
+        let refused = step(
+            ActionKind::Refusal,
+            r#"{"action":"sell"}"#,
+            json!({ "intent": intent, "reason": "trade worth 1146.1500 quote exceeds the per-trade cap 1000.0000" }),
+        );
+        assert_eq!(
+            action_line(&refused, Some(&symbols())),
+            "  seq   9  refusal   sell 1.2000 tGLD refused: trade worth 1146.1500 quote exceeds the per-trade cap 1000.0000  [0xabababab…]"
+        );
+        // A proposal that never became an intent is shown as the model wrote it.
+        let malformed = step(
+            ActionKind::Refusal,
+            "{\"action\": \"moon\"}",
+            json!({ "reason": "malformed intent: unknown action" }),
+        );
+        assert_eq!(
+            action_line(&malformed, None),
+            "  seq   9  refusal   malformed intent: unknown action (model: {\"action\": \"moon\"})  [0xabababab…]"
+        );
     }
 }
