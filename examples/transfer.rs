@@ -2,22 +2,25 @@
 //! rotated to the buyer in the same transaction that pays the seller and the creator's royalty.
 //!
 //! A private token cannot move by plain `transferFrom`: it moves only with a proof that its data
-//! was re-encrypted for the receiver. Here the proof is **receiver-verified**: the seller makes an
-//! offer (every entry re-sealed under a fresh data key to the buyer's published key, a new agent
-//! key), the buyer's runtime checks that the new blobs open and match their hashes and signs its
-//! acceptance, and the seller submits it through the market. Afterwards the buyer opens the agent
-//! and the seller is locked out of the new data.
+//! was re-encrypted for the receiver. A sale's proof is an **oracle attestation**: a registered
+//! re-encryption oracle (meant to run in a TEE) re-seals every entry under a fresh data key to
+//! the key the buyer committed when it paid, makes a new agent key, and signs the rotation for
+//! this market and price. The new keys reach the buyer only in the completion that pays the
+//! seller, and nothing the buyer does after paying can stop it. Afterwards the buyer opens the
+//! agent and the seller is locked out of the new data.
 //!
-//! A gift with no payment is the same offer and acceptance, submitted with
-//! `agent_runtime::transfer::complete_transfer` instead of `market::complete_sale` (what
-//! `inft transfer send` / `inft transfer accept` do).
+//! A gift with no payment can use a receiver-verified proof instead (the receiver checks the
+//! offer and signs, `make_offer` / `accept_offer` / `complete_transfer`, what `inft transfer
+//! send` / `inft transfer accept` do); a sale cannot, since the buyer would sign after seeing keys
+//! it could keep.
 //!
 //! ```sh
 //! cargo run -p inft-examples --example transfer
 //! ```
 
 use agent_runtime::pipeline::open_keys;
-use agent_runtime::transfer::{accept_offer, make_offer, market};
+use agent_runtime::transfer::market;
+use agent_runtime::transfer::oracle::request_sale_rotation;
 use alloy::primitives::U256;
 use alloy::primitives::utils::format_ether;
 use alloy::providers::Provider;
@@ -68,37 +71,26 @@ async fn main() -> anyhow::Result<()> {
         format_ether(price)
     );
 
-    // 3. Alice's offer: every entry re-encrypted under a fresh data key sealed to bob, and a new
-    //    agent key. (In real life the offer travels to bob as JSON; it holds no secret.)
-    let offer = make_offer(
+    // 3. Alice asks the oracle for the rotation. She seals the current data keys to the
+    //    oracle and signs the request as the owner; the oracle re-encrypts for the key bob
+    //    committed at the buy and attests the rotation for this market and price. Alice checks
+    //    the answer (a registered oracle, the rotation she asked for) before sending anything.
+    let oracle = sandbox.oracle().await?;
+    let answer = request_sale_rotation(
         &alice.nft,
-        store,
+        &oracle.base_url(),
         token,
+        &alice.wallet,
         &alice.secret,
-        bob.address(),
+        agent_market,
         deadline,
-        &opts,
     )
     .await?;
+    let offer = &answer.offer;
     println!(
-        "offer to {}: replaces data hashes {:?}",
+        "oracle attested the rotation to {}: replaces data hashes {:?}",
         offer.to, offer.old_data_hashes
     );
-
-    // 4. Bob's runtime fetches the new blobs, checks that his key opens them and that they
-    //    match the new hashes (and the model the token committed to at mint), then signs.
-    let now = sandbox.chain_time().await?;
-    let accepted = accept_offer(
-        &bob.nft,
-        store,
-        &offer,
-        &bob.wallet,
-        &bob.secret,
-        now,
-        &opts,
-    )
-    .await?;
-    println!("bob checked the new data and signed his acceptance");
 
     // 5. Alice submits the rotation through the market: one transaction swaps data, agent and
     //    owner, pays the creator's royalty and the seller, and empties the escrow. The old agent
@@ -109,11 +101,12 @@ async fn main() -> anyhow::Result<()> {
         store,
         &alice.secret,
         agent_market,
-        &offer,
-        &accepted,
+        offer,
+        &answer.signed,
         &opts,
     )
     .await?;
+    oracle.shutdown().await?;
     let tx = &sale.completed.transfer;
     println!(
         "sold in tx {} (gas {}): royalty {} ETH to {}, the rest to seller {}",

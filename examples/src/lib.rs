@@ -8,10 +8,13 @@
 //! CLI writes ([`Deployment::read_from`]) and use your own wallets instead.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use agent_runtime::blobstore::LocalDirStore;
+use agent_runtime::blobstore::gateway::GatewayHandle;
+use agent_runtime::blobstore::{BlobStore, LocalDirStore};
 use agent_runtime::lifecycle::{LifecycleError, MintRequest, MintedAgent, mint_agent};
 use agent_runtime::token::{AgentNft, Shares};
+use agent_runtime::transfer::oracle::OracleService;
 use agent_runtime::wallet::derive_sealing_secret;
 use alloy::network::{EthereumWallet, TransactionBuilder};
 use alloy::primitives::{Address, U256, utils::parse_ether};
@@ -28,6 +31,10 @@ use sealing::{SealOptions, SealingSecret};
 use tempfile::TempDir;
 
 pub use anyhow::Result;
+
+/// The dev account registered as the re-encryption oracle at deploy: a market sale completes
+/// only with an oracle's attestation (see [`Sandbox::oracle`]).
+pub const ORACLE_ACCOUNT: usize = 9;
 
 /// A local chain with everything deployed, a blob store and a stand-in model.
 pub struct Sandbox {
@@ -86,10 +93,16 @@ impl Sandbox {
         // The only place the examples deploy: AgentNFT (with its ActionLog), the transfer
         // verifier, the metadata renderer, the earnings splitter, the ERC-6551 account factory,
         // the AgentMarket, and a seeded tGLD/tUSD Uniswap V2 pool.
+        let oracle = chain
+            .signer(ORACLE_ACCOUNT)
+            .ok_or_else(|| anyhow::anyhow!("anvil has no dev account {ORACLE_ACCOUNT}"))?;
         let deployment = deploy_with(
             &provider,
             provider.default_signer_address(),
-            &DeployConfig::default(),
+            &DeployConfig {
+                oracles: vec![oracle.address()],
+                ..DeployConfig::default()
+            },
         )
         .await?;
         let dir = tempfile::tempdir()?;
@@ -140,6 +153,23 @@ impl Sandbox {
             secret,
             nft,
         })
+    }
+
+    /// Starts the re-encryption oracle (dev account [`ORACLE_ACCOUNT`]) on a free loopback
+    /// port, writing to the sandbox's blob store. In real life it runs inside a TEE whose
+    /// attestation the verifier's owner checked before registering its key.
+    pub async fn oracle(&self) -> Result<GatewayHandle> {
+        let oracle = self.actor(ORACLE_ACCOUNT).await?;
+        let store: Arc<dyn BlobStore> =
+            Arc::new(LocalDirStore::open(self.dir.path().join("blobs"))?);
+        let service = Arc::new(OracleService::new(
+            oracle.wallet,
+            oracle.secret,
+            oracle.nft,
+            store,
+            SealOptions::default(),
+        ));
+        Ok(service.serve("127.0.0.1:0".parse()?).await?)
     }
 
     /// The config of an agent of `kind` on this sandbox's model.

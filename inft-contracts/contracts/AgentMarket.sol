@@ -25,6 +25,14 @@ import {IERC6551Account} from "./interfaces/IERC6551.sol";
 /// listing is deleted before the NFT, a payee or a buyer contract (its ERC-721 receiver hook)
 /// is called.
 ///
+/// Fair exchange: the new keys reach the buyer only in the completion that pays the seller. The
+/// completion takes only an oracle attestation (a receiver's acceptance would be signed after the
+/// buyer saw keys it could open, and it could refuse to sign and take a refund), sealed to the
+/// key the buyer committed at the buy and bound to this market and the price; no receiver hook
+/// runs. So a buyer who could open the keys has paid, and nothing the buyer does after paying
+/// (a new sealing key, a reverting contract, a cancelled nonce) stops the completion before the
+/// deadline. See inft-contracts/README.md, "Selling an agent".
+///
 /// The token's agent account is sold with the token (its funds follow it), so a buy records the
 /// account's ERC-6551 state and a completion requires it unchanged: otherwise the seller (or its
 /// agent, or a grantee) could empty the account after the buyer paid and still be paid.
@@ -140,8 +148,6 @@ contract AgentMarket is IAgentMarket, IERC165, ReentrancyGuardTransient {
         if (l.buyer == address(0)) revert NoPendingSale(tokenId);
         if (block.timestamp > l.deadline) revert SaleExpired(l.deadline, block.timestamp);
         if (!_live(tokenId, l.seller, l.epoch)) revert ListingVoid(tokenId);
-        bytes32 published = nft.sealingKeyOf(l.buyer);
-        if (published != l.sealingKey) revert SealingKeyMismatch(l.sealingKey, published);
         (address account, uint256 expected, uint256 actual) = _accountAtBuyAndNow(tokenId);
         if (actual != expected) revert AccountChanged(account, expected, actual);
         (address receiver, uint256 royalty) = IERC2981(address(nft)).royaltyInfo(tokenId, l.price);
@@ -153,9 +159,10 @@ contract AgentMarket is IAgentMarket, IERC165, ReentrancyGuardTransient {
         delete _listings[tokenId];
         emit Sold(tokenId, l.seller, l.buyer, l.price, receiver, royalty);
 
-        // The NFT checks the proof over (seller, buyer, old and new data, the buyer's published
-        // key, new agent, nonce, deadline) and runs a contract buyer's receiver hook.
-        nft.transferWithProof(l.buyer, tokenId, data, newAgent, proof);
+        // The NFT checks the oracle's attestation over (seller, buyer, old and new data, the key
+        // the buyer committed at the buy, new agent, this market, the price, nonce, deadline);
+        // it runs no receiver hook, so the buyer cannot make this fail once the keys are public.
+        nft.sellWithProof(l.buyer, tokenId, l.sealingKey, l.price, data, newAgent, proof);
 
         _pay(receiver, royalty);
         _pay(l.seller, l.price - royalty);

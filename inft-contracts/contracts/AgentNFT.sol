@@ -168,14 +168,39 @@ contract AgentNFT is ERC721, IERC2981, IERC4906, IAgentNFT, Ownable2Step, Reentr
         address newAgent,
         Proof calldata proof
     ) external nonReentrant {
-        _transfer(_requireOwned(tokenId), to, tokenId, data, newAgent, proof);
+        _transfer(_requireOwned(tokenId), to, tokenId, data, newAgent, proof, _noSale());
+    }
+
+    /// @inheritdoc IAgentNFT
+    function sellWithProof(
+        address to,
+        uint256 tokenId,
+        bytes32 sealingKey,
+        uint256 price,
+        DataEntries calldata data,
+        address newAgent,
+        Proof calldata proof
+    ) external nonReentrant {
+        // A receiver's acceptance is signed after it saw keys it can open: it could keep them
+        // and never sign. Only an attested rotation puts the keys on chain with the payment.
+        if (proof.mode != Scopes.MODE_ORACLE) revert SaleNeedsAttestation(proof.mode);
+        if (sealingKey == bytes32(0)) revert NoSealingKey(to);
+        _transfer(
+            _requireOwned(tokenId),
+            to,
+            tokenId,
+            data,
+            newAgent,
+            proof,
+            Sale({market: msg.sender, price: price, sealingKey: sealingKey})
+        );
     }
 
     /// @notice ERC-7857: {transferWithProof} with the proof in the standard's encoding (see
     /// {RotationEnvelope}).
     function iTransfer(address to, uint256 tokenId, TransferValidityProof[] calldata proofs) external nonReentrant {
         (DataEntries memory data, RotationEnvelope memory env) = _fromStandard(to, tokenId, proofs, false);
-        _transfer(_requireOwned(tokenId), to, tokenId, data, env.newAgent, env.proof);
+        _transfer(_requireOwned(tokenId), to, tokenId, data, env.newAgent, env.proof, _noSale());
     }
 
     /// @inheritdoc IAgentNFT
@@ -186,7 +211,21 @@ contract AgentNFT is ERC721, IERC2981, IERC4906, IAgentNFT, Ownable2Step, Reentr
         address owner = _requireOwned(tokenId);
         if (from != owner) revert NotTokenOwner(tokenId, from);
         (DataEntries memory data, RotationEnvelope memory env) = _fromStandard(to, tokenId, proofs, false);
-        _transfer(owner, to, tokenId, data, env.newAgent, env.proof);
+        _transfer(owner, to, tokenId, data, env.newAgent, env.proof, _noSale());
+    }
+
+    /// @dev What a sale binds beyond a transfer: the market completing it (the caller), the
+    /// price, and the receiver's sealing key as the market recorded it at the buy. All zero for
+    /// a transfer that is not a sale.
+    struct Sale {
+        address market;
+        uint256 price;
+        bytes32 sealingKey;
+    }
+
+    /// @dev Not a sale: the receiver's key is its published one, and its ERC-721 hook runs.
+    function _noSale() private pure returns (Sale memory) {
+        return Sale({market: address(0), price: 0, sealingKey: bytes32(0)});
     }
 
     /// @dev The one transfer path: `from` is the owner; the caller must be it or approved.
@@ -196,13 +235,14 @@ contract AgentNFT is ERC721, IERC2981, IERC4906, IAgentNFT, Ownable2Step, Reentr
         uint256 tokenId,
         DataEntries memory data,
         address newAgent,
-        Proof memory proof
+        Proof memory proof,
+        Sale memory sale
     ) private {
         if (!_isAuthorized(from, msg.sender, tokenId)) revert NotTokenOwner(tokenId, msg.sender);
         if (to == address(0) || to == from) revert BadReceiver(to);
         Packed memory t = _tokens[tokenId];
 
-        (address signer) = _verifyRotation(tokenId, tokenId, from, to, t, data, newAgent, proof);
+        (address signer) = _verifyRotation(tokenId, tokenId, from, to, t, data, newAgent, proof, sale);
 
         // Effects: new epoch (ends every grant), new agent, pause and approval flags reset,
         // rotated data, new owner.
@@ -235,7 +275,9 @@ contract AgentNFT is ERC721, IERC2981, IERC4906, IAgentNFT, Ownable2Step, Reentr
         emit MetadataUpdate(tokenId);
 
         // ERC-721 receiver check for contract receivers (an EOA is a no-op), after all effects.
-        ERC721Utils.checkOnERC721Received(msg.sender, from, to, tokenId, "");
+        // Not for a sale: the buyer chose to buy, and a hook that reverts must not let it block
+        // the completion that pays the seller after the keys it delivers are public.
+        if (sale.market == address(0)) ERC721Utils.checkOnERC721Received(msg.sender, from, to, tokenId, "");
     }
 
     /// @inheritdoc IAgentNFT
@@ -298,7 +340,7 @@ contract AgentNFT is ERC721, IERC2981, IERC4906, IAgentNFT, Ownable2Step, Reentr
                 || _hashContributors(shares) != contributorsHash
         ) revert SharesMismatch(tokenId);
 
-        address signer = _verifyRotation(tokenId, newTokenId, from, to, t, data, newAgent, proof);
+        address signer = _verifyRotation(tokenId, newTokenId, from, to, t, data, newAgent, proof, _noSale());
 
         _tokens[newTokenId] = Packed({
             agent: newAgent,
@@ -745,7 +787,8 @@ contract AgentNFT is ERC721, IERC2981, IERC4906, IAgentNFT, Ownable2Step, Reentr
         Packed memory t,
         DataEntries memory data,
         address newAgent,
-        Proof memory proof
+        Proof memory proof,
+        Sale memory sale
     ) private returns (address) {
         if (block.timestamp > proof.deadline) revert ProofExpired(proof.deadline, block.timestamp);
         ITransferVerifier v = _verifier;
@@ -754,7 +797,9 @@ contract AgentNFT is ERC721, IERC2981, IERC4906, IAgentNFT, Ownable2Step, Reentr
         uint256 n = t.entryCount;
         if (data.dataHashes.length != n) revert EntryCountMismatch(n, data.dataHashes.length);
         if (newAgent != address(0) && newAgent == t.agent) revert AgentNotRotated(newAgent);
-        bytes32 sealingKey = _sealingKeys[to];
+        // A sale seals to the key the buyer committed when it paid: changing its published key
+        // afterwards must not make the completion fail.
+        bytes32 sealingKey = sale.market == address(0) ? _sealingKeys[to] : sale.sealingKey;
         if (sealingKey == bytes32(0)) revert NoSealingKey(to);
 
         ITransferVerifier.Rotation memory r;
@@ -765,6 +810,8 @@ contract AgentNFT is ERC721, IERC2981, IERC4906, IAgentNFT, Ownable2Step, Reentr
         r.to = to;
         r.sealingKey = sealingKey;
         r.newAgent = newAgent;
+        r.market = sale.market;
+        r.price = sale.price;
         r.nonce = proof.nonce;
         r.deadline = proof.deadline;
         _hashEntries(r, tokenId, n, data);

@@ -24,11 +24,11 @@ import {Scopes} from "./interfaces/Scopes.sol";
 contract TransferVerifier is ITransferVerifier, EIP712, Ownable2Step {
     /// @notice EIP-712 type of a receiver's acceptance.
     bytes32 public constant ACCEPTANCE_TYPEHASH = keccak256(
-        "Acceptance(address nft,uint256 tokenId,uint256 newTokenId,address from,address to,bytes32[] oldDataHashes,bytes32[] newDataHashes,bytes[] sealedKeys,string[] uris,bytes32 sealingKey,address newAgent,uint256 nonce,uint256 deadline)"
+        "Acceptance(address nft,uint256 tokenId,uint256 newTokenId,address from,address to,bytes32[] oldDataHashes,bytes32[] newDataHashes,bytes[] sealedKeys,string[] uris,bytes32 sealingKey,address newAgent,address market,uint256 price,uint256 nonce,uint256 deadline)"
     );
     /// @notice EIP-712 type of an oracle's attestation (same fields, distinct type).
     bytes32 public constant ATTESTATION_TYPEHASH = keccak256(
-        "Attestation(address nft,uint256 tokenId,uint256 newTokenId,address from,address to,bytes32[] oldDataHashes,bytes32[] newDataHashes,bytes[] sealedKeys,string[] uris,bytes32 sealingKey,address newAgent,uint256 nonce,uint256 deadline)"
+        "Attestation(address nft,uint256 tokenId,uint256 newTokenId,address from,address to,bytes32[] oldDataHashes,bytes32[] newDataHashes,bytes[] sealedKeys,string[] uris,bytes32 sealingKey,address newAgent,address market,uint256 price,uint256 nonce,uint256 deadline)"
     );
 
     /// @notice The only NFT this verifier serves (and the only caller of {verifyRotation}).

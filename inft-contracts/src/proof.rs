@@ -25,6 +25,8 @@ mod typed {
             string[] uris;
             bytes32 sealingKey;
             address newAgent;
+            address market;
+            uint256 price;
             uint256 nonce;
             uint256 deadline;
         }
@@ -43,6 +45,8 @@ mod typed {
             string[] uris;
             bytes32 sealingKey;
             address newAgent;
+            address market;
+            uint256 price;
             uint256 nonce;
             uint256 deadline;
         }
@@ -115,8 +119,9 @@ pub fn account_message_hash(chain_id: u64, account: Address, hash: B256) -> B256
 /// Everything a rotation proof binds: a transfer (`new_token_id == token_id`) or a clone.
 ///
 /// `old_data_hashes` are the token's current hashes (`AgentNFT.dataHashesOf`), `sealing_key` the
-/// receiver's published X25519 key (`AgentNFT.sealingKeyOf(to)`); the NFT refills both from its
-/// own state, so a proof made from stale values does not verify.
+/// receiver's published X25519 key (`AgentNFT.sealingKeyOf(to)`), or for a sale the key the
+/// buyer committed at the buy (`AgentMarket.listingOf(token).sealingKey`); the NFT refills these
+/// from its own state (and the market's), so a proof made from stale values does not verify.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rotation {
     /// The AgentNFT.
@@ -141,6 +146,11 @@ pub struct Rotation {
     pub sealing_key: B256,
     /// The new agent wallet.
     pub new_agent: Address,
+    /// For a sale, the market that completes it (`AgentMarket.complete` calls
+    /// `AgentNFT.sellWithProof`); zero for any other transfer or clone.
+    pub market: Address,
+    /// For a sale, its price in wei; zero otherwise.
+    pub price: U256,
     /// The signer's nonce (usable once).
     pub nonce: U256,
     /// Last valid block timestamp.
@@ -162,6 +172,8 @@ impl Rotation {
             uris: self.uris.clone(),
             sealingKey: self.sealing_key,
             newAgent: self.new_agent,
+            market: self.market,
+            price: self.price,
             nonce: self.nonce,
             deadline: self.deadline,
         }
@@ -181,6 +193,8 @@ impl Rotation {
             uris: self.uris.clone(),
             sealingKey: self.sealing_key,
             newAgent: self.new_agent,
+            market: self.market,
+            price: self.price,
             nonce: self.nonce,
             deadline: self.deadline,
         }
@@ -279,6 +293,8 @@ mod tests {
             uris: vec!["inft://x".into()],
             sealing_key: B256::repeat_byte(7),
             new_agent: Address::repeat_byte(8),
+            market: Address::ZERO,
+            price: U256::ZERO,
             nonce: U256::from(9),
             deadline: U256::from(10),
         };
@@ -294,5 +310,23 @@ mod tests {
                 &proof_domain(1, Address::repeat_byte(9))
             )
         );
+        // A sale's proof names its market and price: it settles no other sale.
+        let sale = Rotation {
+            market: Address::repeat_byte(0xaa),
+            price: U256::from(100),
+            ..r.clone()
+        };
+        let hash = |r: &Rotation| r.signing_hash(ProofMode::Oracle, &d);
+        assert_ne!(hash(&sale), hash(&r));
+        let elsewhere = Rotation {
+            market: Address::repeat_byte(0xbb),
+            ..sale.clone()
+        };
+        let cheaper = Rotation {
+            price: U256::from(50),
+            ..sale.clone()
+        };
+        assert_ne!(hash(&sale), hash(&elsewhere));
+        assert_ne!(hash(&sale), hash(&cheaper));
     }
 }

@@ -562,6 +562,8 @@ contract AgentNFTProofTransferTest is Fixture {
             uris: keccak256(abi.encodePacked(keccak256(bytes(o.uris[0])))),
             sealingKey: BOB_SEALING_KEY,
             newAgent: agent2,
+            market: address(0),
+            price: 0,
             nonce: 1,
             deadline: deadline
         });

@@ -143,14 +143,13 @@ contract GasTest is Fixture {
         vm.assertEq(usd.allowance(accounts.accountOf(approved), mallory), 0, "closed");
     }
 
-    /// A market sale completing: the receiver-signed rotation of 1 entry to the buyer, then the
+    /// A market sale completing: the oracle-attested rotation of 1 entry to the buyer, then the
     /// ERC-2981 royalty pushed to the creator and the rest to the seller (both EOAs holding ETH).
-    function test_gas_completeSale_1entry_receiver() public {
+    function test_gas_completeSale_1entry_oracle() public {
         vm.pauseGasMetering();
         IAgentNFT.DataEntries memory d = entries(1, 2000);
         uint256 deadline = block.timestamp + 1 hours;
-        Offer memory o = offer(sold, sold, alice, bob, d, agent2, 1, deadline);
-        IAgentNFT.Proof memory p = proof(Scopes.MODE_RECEIVER, 1, deadline, signOffer(BOB_PK, Scopes.MODE_RECEIVER, o));
+        IAgentNFT.Proof memory p = saleProof(market, sold, d, agent2, 1, deadline);
         vm.prank(alice);
         _metered(address(market), abi.encodeCall(market.complete, (sold, d, agent2, p)));
         vm.assertEq(nft.ownerOf(sold), bob, "moved");
@@ -230,14 +229,13 @@ contract GasTestSaleWithAccount is Fixture {
         vm.deal(carol, 1 ether);
     }
 
-    /// As GasTest's completeSale (1 entry, receiver-signed, royalty and proceeds pushed to two
+    /// As GasTest's completeSale (1 entry, oracle-attested, royalty and proceeds pushed to two
     /// EOAs holding ETH), with the account check reading a deployed account.
-    function test_gas_completeSale_1entry_receiver_deployedAccount() public {
+    function test_gas_completeSale_1entry_oracle_deployedAccount() public {
         vm.pauseGasMetering();
         IAgentNFT.DataEntries memory d = entries(1, 2000);
         uint256 deadline = block.timestamp + 1 hours;
-        Offer memory o = offer(sold, sold, alice, bob, d, agent2, 1, deadline);
-        IAgentNFT.Proof memory p = proof(Scopes.MODE_RECEIVER, 1, deadline, signOffer(BOB_PK, Scopes.MODE_RECEIVER, o));
+        IAgentNFT.Proof memory p = saleProof(market, sold, d, agent2, 1, deadline);
         vm.prank(alice);
         vm.resumeGasMetering();
         (bool ok, bytes memory ret) = address(market).call(abi.encodeCall(market.complete, (sold, d, agent2, p)));

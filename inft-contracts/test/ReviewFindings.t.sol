@@ -13,6 +13,8 @@ import {IAgentNFT} from "../contracts/interfaces/IAgentNFT.sol";
 import {Scopes} from "../contracts/interfaces/Scopes.sol";
 import {TestToken} from "../contracts/TestToken.sol";
 import {MockERC404, MockERC6909, MockPermit2, OZ1Token} from "./utils/Mocks.sol";
+import {MarketFixture} from "./AgentMarket.t.sol";
+import {TransferVerifier} from "../contracts/TransferVerifier.sol";
 
 /// @dev The token's agent account is part of a market sale: the buyer pays for the account as it
 /// was at the buy. Each attack is the seller's (or its delegates') taking of the account's funds
@@ -51,16 +53,14 @@ contract MarketAccountAttacksTest is Fixture {
         market.buy{value: PRICE}(tokenId, BOB_SEALING_KEY, WINDOW);
     }
 
-    /// The rotation of `tokenId` (one entry) from carol to bob, signed by bob.
+    /// The oracle-attested rotation (one entry) that completes the pending sale of `tokenId`.
     function _rotation(uint256 tokenId, uint256 seed)
         internal
         view
         returns (IAgentNFT.DataEntries memory d, IAgentNFT.Proof memory p)
     {
         d = entries(1, seed);
-        uint256 deadline = block.timestamp + 10 minutes;
-        Offer memory o = offer(tokenId, tokenId, carol, bob, d, agent2, seed, deadline);
-        p = proof(Scopes.MODE_RECEIVER, seed, deadline, signOffer(BOB_PK, Scopes.MODE_RECEIVER, o));
+        p = saleProof(market, tokenId, d, agent2, seed, block.timestamp + 10 minutes);
     }
 
     /// The seller lists, bob buys, then the seller takes the ETH and the tokens out of the agent
@@ -472,5 +472,114 @@ contract LedgerCoverageAttacksTest is Fixture {
         vm.prank(carol);
         permit2.transferFrom(address(account), carol, 1 ether, address(usd));
         vm.assertEq(usd.balanceOf(carol), 1 ether, "the owner's permit works");
+    }
+}
+
+/// @dev A contract buyer whose ERC-721 receiver hook refuses every token.
+contract RevertingBuyer {
+    constructor(IAgentNFT n, bytes32 key) {
+        n.setSealingKey(key);
+    }
+
+    function buy(AgentMarket m, uint256 tokenId, bytes32 key, uint32 window) external payable {
+        m.buy{value: msg.value}(tokenId, key, window);
+    }
+
+    function onERC721Received(address, address, uint256, bytes calldata) external pure returns (bytes4) {
+        revert("no thanks");
+    }
+
+    receive() external payable {}
+}
+
+/// @dev Fair exchange: a buyer who could open the new keys has paid, and nothing the buyer does
+/// after paying stops the completion. Each attack is the buyer's try to keep both.
+contract FairSaleAttacksTest is MarketFixture {
+    /// Receiver mode handed the buyer an offer it could open before it signed: it decrypted,
+    /// never signed, and took its escrow back at the deadline. A sale takes no acceptance, so
+    /// no seller hands out keys before the completion that pays it.
+    function test_attack_buyerOpensOfferNeverAcceptsAndRefunds_acceptanceRefusedForSales() public {
+        approveAndList(PRICE);
+        bobBuys();
+        (IAgentNFT.DataEntries memory d, IAgentNFT.Proof memory p) =
+            rotation(bob, BOB_PK, Scopes.MODE_RECEIVER, 90, block.timestamp + 10 minutes);
+        vm.prank(carol);
+        vm.expectRevert(abi.encodeWithSelector(IAgentNFT.SaleNeedsAttestation.selector, Scopes.MODE_RECEIVER));
+        market.complete(id, d, agent2, p);
+        // Directly, past the market, the same: the NFT's sale path takes attestations only.
+        vm.prank(carol);
+        vm.expectRevert(abi.encodeWithSelector(IAgentNFT.SaleNeedsAttestation.selector, Scopes.MODE_RECEIVER));
+        nft.sellWithProof(bob, id, BOB_SEALING_KEY, PRICE, d, agent2, p);
+        vm.assertEq(nft.ownerOf(id), carol, "not moved");
+    }
+
+    /// The completion's calldata shows keys sealed to the buyer; the buyer front-runs it with a
+    /// new published key so that it fails, then refunds. The sale seals to the key committed at
+    /// the buy, so it completes and the buyer has nothing to refund.
+    function test_attack_buyerFrontRunsCompletionWithNewSealingKey_saleCompletes() public {
+        approveAndList(PRICE);
+        bobBuys();
+        (IAgentNFT.DataEntries memory d, IAgentNFT.Proof memory p) =
+            rotation(bob, ORACLE_PK, Scopes.MODE_ORACLE, 91, block.timestamp + 10 minutes);
+        vm.prank(bob);
+        nft.setSealingKey(keccak256("bob's new key"));
+        uint256 carolBefore = carol.balance;
+        vm.prank(carol);
+        market.complete(id, d, agent2, p);
+        vm.assertEq(nft.ownerOf(id), bob, "the buyer got the token");
+        vm.assertEq(carol.balance - carolBefore, PRICE - PRICE * ROYALTY_BPS / 10_000, "seller paid");
+        vm.prank(bob);
+        vm.expectRevert(abi.encodeWithSelector(IAgentMarket.NoPendingSale.selector, id));
+        market.refund(id);
+    }
+
+    /// A contract buyer reverts in its ERC-721 receiver hook so that the completion fails after
+    /// its keys were public, then refunds. A sale runs no hook: it completes.
+    function test_attack_contractBuyerRevertsInReceiverHook_saleCompletes() public {
+        bytes32 key = keccak256("reverting buyer key");
+        RevertingBuyer b = new RevertingBuyer(nft, key);
+        vm.deal(address(b), PRICE);
+        approveAndList(PRICE);
+        b.buy{value: PRICE}(market, id, key, WINDOW);
+        IAgentNFT.DataEntries memory d = entries(2, 92);
+        IAgentNFT.Proof memory p = saleProof(market, id, d, agent2, 92, block.timestamp + 10 minutes);
+        vm.prank(carol);
+        market.complete(id, d, agent2, p);
+        vm.assertEq(nft.ownerOf(id), address(b), "the buyer holds the token");
+        vm.expectRevert(abi.encodeWithSelector(IAgentMarket.NoPendingSale.selector, id));
+        market.refund(id);
+    }
+
+    /// With live listings on two markets, the attestation for the dearer sale settled the
+    /// cheaper one. A sale's attestation names its market and price: it settles no other.
+    function test_attack_attestationForOneSaleSettlesAnotherMarketOrPrice_refused() public {
+        AgentMarket cheap = new AgentMarket(nft);
+        vm.startPrank(carol);
+        nft.setApprovalForAll(address(market), true);
+        nft.setApprovalForAll(address(cheap), true);
+        market.list(id, PRICE, WINDOW);
+        cheap.list(id, PRICE / 2, WINDOW);
+        vm.stopPrank();
+        bobBuys();
+        vm.prank(bob);
+        cheap.buy{value: PRICE / 2}(id, BOB_SEALING_KEY, WINDOW);
+
+        IAgentNFT.DataEntries memory d = entries(2, 93);
+        uint256 deadline = block.timestamp + 10 minutes;
+        IAgentNFT.Proof memory dear = saleProof(market, id, d, agent2, 93, deadline);
+        vm.expectPartialRevert(TransferVerifier.UnknownOracle.selector);
+        cheap.complete(id, d, agent2, dear);
+
+        // Signed for the right market but another price: refused as well.
+        Offer memory o = saleOffer(cheap, id, d, agent2, 94, deadline);
+        o.price = PRICE;
+        IAgentNFT.Proof memory wrongPrice =
+            proof(Scopes.MODE_ORACLE, 94, deadline, signOffer(ORACLE_PK, Scopes.MODE_ORACLE, o));
+        vm.expectPartialRevert(TransferVerifier.UnknownOracle.selector);
+        cheap.complete(id, d, agent2, wrongPrice);
+
+        // The dear sale's own attestation settles the dear sale.
+        market.complete(id, d, agent2, dear);
+        vm.assertEq(nft.ownerOf(id), bob, "sold on the market it was attested for");
     }
 }

@@ -393,6 +393,8 @@ async fn transfers_with_a_rust_signed_proof_and_logs_actions() -> Result<()> {
         uris: new.uris.clone(),
         sealing_key: nft.sealingKeyOf(bob).call().await?,
         new_agent: agent2.address(),
+        market: Address::ZERO,
+        price: U256::ZERO,
         nonce: U256::from(7u8),
         deadline: U256::from(block.header.timestamp + 3600),
     };

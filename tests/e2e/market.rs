@@ -1,23 +1,31 @@
-//! Issue 13: selling a private agent through the AgentMarket on anvil — list → buy (escrow) →
-//! the seller's rotation completes the sale and pays the creator exactly the ERC-2981 royalty
-//! and the seller the rest, to the wei; the buyer unseals the agent, the seller is locked out;
-//! a second completion is refused; an abandoned sale refunds the buyer after its deadline; the
-//! oracle mode completes a sale too, and a rotation to anyone but the buyer is refused.
+//! Selling a private agent through the AgentMarket on anvil — list → buy (escrow) → a registered
+//! oracle attests the rotation to the buyer and the seller's completion pays the creator exactly
+//! the ERC-2981 royalty and the seller the rest, to the wei; the buyer unseals the agent, the
+//! seller is locked out; a second completion is refused; an abandoned sale refunds the buyer
+//! after its deadline; a rotation to anyone but the buyer is refused. Fair exchange: a buyer
+//! that changes its published key after paying still gets the agent (sealed to the key it
+//! committed), and a receiver's acceptance — which the buyer would sign after seeing keys it
+//! could keep — cannot complete a sale, so the buyer's cooperation is never needed.
 
 use std::sync::Arc;
 
+use agent_runtime::blobstore::gateway::GatewayHandle;
 use agent_runtime::lifecycle::{MintRequest, MintedAgent, mint_agent};
 use agent_runtime::pipeline::open_keys;
 use agent_runtime::token::{Shares, TokenError};
 use agent_runtime::transfer::market::{self, Sale};
-use agent_runtime::transfer::oracle::{OracleService, request_rotation};
+use agent_runtime::transfer::oracle::{
+    OracleService, RotateAnswer, request_rotation, request_sale_rotation,
+};
 use agent_runtime::transfer::{TransferError, accept_offer, make_offer};
 use alloy::primitives::{B256, Bytes, U256};
 use alloy::providers::{DynProvider, Provider};
 use inft_contracts::bindings::AgentMarket::{self, AgentMarketErrors};
+use inft_contracts::bindings::AgentNFT::AgentNFTErrors;
 use inft_contracts::bindings::market::IAgentNFT;
+use inft_contracts::bindings::{AgentAccount, AgentAccountFactory};
 use inft_contracts::{ContractRevert, revert_of, scopes};
-use sealing::SealOptions;
+use sealing::{SealOptions, SealingSecret};
 
 use crate::world::{Actor, ORACLE_ACCOUNT, World};
 
@@ -72,47 +80,77 @@ async fn mint_for(
     Ok(minted)
 }
 
-/// The seller's rotation for the pending sale (receiver-verified: the buyer checks and signs),
-/// submitted through the market.
-async fn complete(
+/// A registered re-encryption oracle for the world's NFT: sales complete only through one.
+async fn start_oracle(world: &World) -> anyhow::Result<GatewayHandle> {
+    let oracle = world.actor(ORACLE_ACCOUNT).await?;
+    let service = Arc::new(OracleService::new(
+        oracle.wallet,
+        oracle.secret,
+        oracle.nft,
+        world.store.clone(),
+        SealOptions::default(),
+    ));
+    Ok(service.serve("127.0.0.1:0".parse()?).await?)
+}
+
+/// The oracle's attested rotation for the pending sale of `token`, valid until the sale's
+/// deadline.
+async fn attest(
     world: &World,
     seller: &Actor,
-    buyer: &Actor,
+    oracle: &GatewayHandle,
     token: U256,
-) -> Result<Sale, TransferError> {
-    let opts = SealOptions::default();
-    let store = world.store.as_ref();
-    let now = seller.nft.chain_time().await?;
-    let offer = make_offer(
+) -> Result<RotateAnswer, TransferError> {
+    let m = world.deployment.agent_market;
+    let deadline = market::pending_sale(&seller.nft, m, token)
+        .await?
+        .listing
+        .deadline
+        .unwrap_or_default();
+    request_sale_rotation(
         &seller.nft,
-        store,
+        &oracle.base_url(),
         token,
+        &seller.wallet,
         &seller.secret,
-        buyer.address(),
-        now + 600,
-        &opts,
-    )
-    .await?;
-    let signed = accept_offer(
-        &buyer.nft,
-        store,
-        &offer,
-        &buyer.wallet,
-        &buyer.secret,
-        now,
-        &opts,
-    )
-    .await?;
-    market::complete_sale(
-        &seller.nft,
-        store,
-        &seller.secret,
-        world.deployment.agent_market,
-        &offer,
-        &signed,
-        &opts,
+        m,
+        deadline,
     )
     .await
+}
+
+/// The seller submits `answer` through the market.
+async fn submit(
+    world: &World,
+    seller: &Actor,
+    token: U256,
+    answer: &RotateAnswer,
+) -> Result<Sale, TransferError> {
+    assert_eq!(answer.offer.token_id, token);
+    market::complete_sale(
+        &seller.nft,
+        world.store.as_ref(),
+        &seller.secret,
+        world.deployment.agent_market,
+        &answer.offer,
+        &answer.signed,
+        &SealOptions::default(),
+    )
+    .await
+}
+
+/// `buyer` escrows the listed price of `token`.
+async fn buy(world: &World, buyer: &Actor, token: U256) -> anyhow::Result<market::Listing> {
+    let m = world.deployment.agent_market;
+    let (_, bought) = market::buy(
+        &buyer.nft,
+        m,
+        token,
+        buyer.address(),
+        market::Terms::default(),
+    )
+    .await?;
+    Ok(bought)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,6 +163,7 @@ async fn market_sale_pays_creator_royalty_and_seller_and_hands_the_agent_to_the_
     let m = world.deployment.agent_market;
     let token = mint_for(&world, &creator, &seller, 1).await?.token_id;
     let provider = seller.nft.provider();
+    let oracle = start_oracle(&world).await?;
 
     // 1 ETH and 7 wei: the royalty rounds down, the seller gets the remainder.
     let price = U256::from(10u64).pow(U256::from(18u64)) + U256::from(7u64);
@@ -145,10 +184,11 @@ async fn market_sale_pays_creator_royalty_and_seller_and_hands_the_agent_to_the_
 
     let creator_before = provider.get_balance(creator.address()).await?;
     let seller_before = provider.get_balance(seller.address()).await?;
-    let sale = complete(&world, &seller, &buyer, token).await?;
+    let answer = attest(&world, &seller, &oracle, token).await?;
+    let sale = submit(&world, &seller, token, &answer).await?;
     let royalty = price * U256::from(ROYALTY_BPS) / U256::from(10_000u64);
     println!(
-        "market complete (3 entries, receiver-verified): gas {}",
+        "market complete (3 entries, oracle-attested): gas {}",
         sale.completed.transfer.gas_used
     );
 
@@ -210,6 +250,7 @@ async fn market_sale_pays_creator_royalty_and_seller_and_hands_the_agent_to_the_
         "{err}"
     );
     assert!(market::listing(&seller.nft, m, token).await?.is_none());
+    oracle.shutdown().await?;
     Ok(())
 }
 
@@ -222,6 +263,7 @@ async fn abandoned_market_sale_refunds_the_buyer_after_the_deadline() -> anyhow:
     let m = world.deployment.agent_market;
     let token = mint_for(&world, &creator, &seller, 2).await?.token_id;
     let provider = buyer.nft.provider();
+    let oracle = start_oracle(&world).await?;
     let price = U256::from(10u64).pow(U256::from(17u64));
 
     market::list(&seller.nft, m, token, price, 300).await?;
@@ -244,10 +286,16 @@ async fn abandoned_market_sale_refunds_the_buyer_after_the_deadline() -> anyhow:
         "{err}"
     );
 
-    // The seller lets the window pass: a late rotation is refused, the buyer is refunded.
+    // The seller has the rotation but lets the window pass: a late completion is refused, and
+    // the oracle attests no more; the buyer is refunded.
+    let answer = attest(&world, &seller, &oracle, token).await?;
     world.advance_time(301).await?;
     assert!(seller.nft.chain_time().await? > deadline);
-    let err = complete(&world, &seller, &buyer, token)
+    let err = attest(&world, &seller, &oracle, token)
+        .await
+        .expect_err("the oracle attests no sale past its deadline");
+    assert!(err.to_string().contains("deadline"), "{err}");
+    let err = submit(&world, &seller, token, &answer)
         .await
         .expect_err("too late");
     assert!(
@@ -265,48 +313,29 @@ async fn abandoned_market_sale_refunds_the_buyer_after_the_deadline() -> anyhow:
     assert_eq!(seller.nft.state(token).await?.owner, seller.address());
     // Seller keeps the agent and can still open it.
     world.open(&seller, token, scopes::RUN).await?;
+    oracle.shutdown().await?;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn market_sale_completes_with_an_oracle_attestation() -> anyhow::Result<()> {
+async fn a_buyer_cannot_keep_both_the_escrow_and_keys_it_could_open() -> anyhow::Result<()> {
     let world = World::start().await?;
     let creator = world.actor(1).await?;
     let seller = world.actor(2).await?;
     let buyer = world.actor(3).await?;
-    let oracle = world.actor(ORACLE_ACCOUNT).await?;
     let m = world.deployment.agent_market;
     let token = mint_for(&world, &creator, &seller, 3).await?.token_id;
     let provider = seller.nft.provider();
     let opts = SealOptions::default();
-    let service = Arc::new(OracleService::new(
-        oracle.wallet,
-        oracle.secret,
-        oracle.nft,
-        world.store.clone(),
-        opts,
-    ));
-    let server = service.serve("127.0.0.1:0".parse()?).await?;
-
+    let oracle = start_oracle(&world).await?;
     let price = U256::from(3u64) * U256::from(10u64).pow(U256::from(17u64));
     market::list(&seller.nft, m, token, price, 600).await?;
-    let (_, bought) = market::buy(
-        &buyer.nft,
-        m,
-        token,
-        buyer.address(),
-        market::Terms {
-            price: Some(price),
-            window: Some(600),
-        },
-    )
-    .await?;
-    let deadline = bought.deadline.expect("pending");
+    let deadline = buy(&world, &buyer, token).await?.deadline.expect("pending");
 
     // A rotation to anyone but the buyer is refused before anything is sent.
     let to_creator = request_rotation(
         &seller.nft,
-        &server.base_url(),
+        &oracle.base_url(),
         token,
         &seller.wallet,
         &seller.secret,
@@ -314,40 +343,80 @@ async fn market_sale_completes_with_an_oracle_attestation() -> anyhow::Result<()
         deadline,
     )
     .await?;
+    let err = submit(&world, &seller, token, &to_creator)
+        .await
+        .expect_err("not the buyer");
+    assert!(matches!(err, TransferError::Mismatch(_)), "{err}");
+
+    // Receiver mode would show the buyer an offer it can open before it signs: it could keep
+    // the keys, withhold its acceptance and take a refund. Even signed, an acceptance does not
+    // complete a sale: the runtime refuses it, and so does the chain.
+    let now = seller.nft.chain_time().await?;
+    let offer = make_offer(
+        &seller.nft,
+        world.store.as_ref(),
+        token,
+        &seller.secret,
+        buyer.address(),
+        now + 600,
+        &opts,
+    )
+    .await?;
+    let accepted = accept_offer(
+        &buyer.nft,
+        world.store.as_ref(),
+        &offer,
+        &buyer.wallet,
+        &buyer.secret,
+        now,
+        &opts,
+    )
+    .await?;
     let err = market::complete_sale(
         &seller.nft,
         world.store.as_ref(),
         &seller.secret,
         m,
-        &to_creator.offer,
-        &to_creator.signed,
+        &offer,
+        &accepted,
         &opts,
     )
     .await
-    .expect_err("not the buyer");
+    .expect_err("an acceptance does not complete a sale");
     assert!(matches!(err, TransferError::Mismatch(_)), "{err}");
+    let rotation = offer.rotation(&accepted.agent_key, accepted.new_agent);
+    let err = AgentMarket::new(m, provider)
+        .complete(
+            token,
+            rotation.data_entries().into(),
+            accepted.new_agent,
+            rotation
+                .proof(accepted.mode, accepted.signature.clone())
+                .into(),
+        )
+        .call()
+        .await
+        .expect_err("the NFT refuses a sale without an attestation");
+    assert!(
+        matches!(
+            revert_of(&err),
+            Some(ContractRevert::AgentNft(
+                AgentNFTErrors::SaleNeedsAttestation(_)
+            ))
+        ),
+        "{err}"
+    );
 
-    let answer = request_rotation(
-        &seller.nft,
-        &server.base_url(),
-        token,
-        &seller.wallet,
-        &seller.secret,
-        buyer.address(),
-        deadline,
-    )
-    .await?;
+    // The oracle's completion needs nothing from the buyer, and the buyer cannot make it fail:
+    // a new published key after the attestation changes nothing, the agent is sealed to the
+    // key committed at the buy.
+    let answer = attest(&world, &seller, &oracle, token).await?;
+    buyer
+        .nft
+        .publish_sealing_key(buyer.address(), &SealingSecret::generate().public_key())
+        .await?;
     let creator_before = provider.get_balance(creator.address()).await?;
-    let sale = market::complete_sale(
-        &seller.nft,
-        world.store.as_ref(),
-        &seller.secret,
-        m,
-        &answer.offer,
-        &answer.signed,
-        &opts,
-    )
-    .await?;
+    let sale = submit(&world, &seller, token, &answer).await?;
     let royalty = price * U256::from(ROYALTY_BPS) / U256::from(10_000u64);
     assert_eq!(sale.royalty, royalty);
     assert_eq!(
@@ -357,6 +426,100 @@ async fn market_sale_completes_with_an_oracle_attestation() -> anyhow::Result<()
     assert_eq!(buyer.nft.state(token).await?.owner, buyer.address());
     world.open(&buyer, token, scopes::RUN).await?;
     assert!(world.open(&seller, token, scopes::RUN).await.is_err());
-    server.shutdown().await?;
+    let err = market::refund(&buyer.nft, m, token)
+        .await
+        .expect_err("nothing left to refund");
+    assert!(
+        matches!(
+            market_error(&err),
+            Some(AgentMarketErrors::NoPendingSale(_))
+        ),
+        "{err}"
+    );
+    oracle.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seller_who_empties_the_agent_account_after_the_buy_is_not_paid_and_the_buyer_is_refunded()
+-> anyhow::Result<()> {
+    let world = World::start().await?;
+    let creator = world.actor(1).await?;
+    let seller = world.actor(2).await?;
+    let buyer = world.actor(3).await?;
+    let m = world.deployment.agent_market;
+    let token = mint_for(&world, &creator, &seller, 4).await?.token_id;
+    let provider = seller.nft.provider();
+    let oracle = start_oracle(&world).await?;
+
+    // The agent's account holds 2 ETH: part of what the buyer pays for.
+    let factory = AgentAccountFactory::new(world.deployment.agent_account_factory, provider);
+    factory
+        .createAccount_1(token)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    let account = factory.accountOf(token).call().await?;
+    let funds = U256::from(2u64) * U256::from(10u64).pow(U256::from(18u64));
+    let fund = alloy::rpc::types::TransactionRequest::default()
+        .to(account)
+        .value(funds);
+    provider.send_transaction(fund).await?.get_receipt().await?;
+
+    let price = U256::from(10u64).pow(U256::from(18u64));
+    market::list(&seller.nft, m, token, price, 600).await?;
+    buy(&world, &buyer, token).await?;
+    // The seller gets its attestation, then takes the funds out through the account.
+    let answer = attest(&world, &seller, &oracle, token).await?;
+    AgentAccount::new(account, provider)
+        .execute(seller.address(), funds, Bytes::new(), 0)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    assert_eq!(provider.get_balance(account).await?, U256::ZERO);
+
+    // The runtime refuses to complete, the oracle attests nothing more, and so does the market.
+    let err = submit(&world, &seller, token, &answer)
+        .await
+        .expect_err("the account changed");
+    assert!(err.to_string().contains("account changed"), "{err}");
+    let err = attest(&world, &seller, &oracle, token)
+        .await
+        .expect_err("no attestation for a void sale");
+    assert!(err.to_string().contains("account changed"), "{err}");
+    let rotation = answer
+        .offer
+        .rotation(&answer.signed.agent_key, answer.signed.new_agent);
+    let err = AgentMarket::new(m, provider)
+        .complete(
+            token,
+            rotation.data_entries().into(),
+            answer.signed.new_agent,
+            rotation
+                .proof(answer.signed.mode, answer.signed.signature.clone())
+                .into(),
+        )
+        .call()
+        .await
+        .expect_err("the market refuses a changed account");
+    assert!(
+        matches!(
+            revert_of(&err),
+            Some(ContractRevert::Market(AgentMarketErrors::AccountChanged(_)))
+        ),
+        "{err}"
+    );
+
+    // The buyer need not wait for the deadline: the whole escrow comes back at once.
+    let before = buyer.nft.provider().get_balance(buyer.address()).await?;
+    let tx = market::refund(&buyer.nft, m, token).await?;
+    assert_eq!(
+        provider.get_balance(buyer.address()).await? + fee(provider, tx).await? - before,
+        price
+    );
+    assert_eq!(seller.nft.state(token).await?.owner, seller.address());
+    oracle.shutdown().await?;
     Ok(())
 }

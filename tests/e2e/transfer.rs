@@ -647,6 +647,7 @@ fn signed_rotate_request(
         nft: world.deployment.agent_nft,
         token_id: token,
         to,
+        market: None,
         model_key: Bytes::from(vec![1u8; 100]),
         config_key: Bytes::from(vec![2u8; 100]),
         memory_key: None,

@@ -1,14 +1,21 @@
 //! `inft market` end to end, through the real binary: a real anvil chain (`inft dev up`), the
-//! real contracts and the real instruct model (fetched by scripts/setup.sh).
+//! real contracts, the real instruct model (fetched by scripts/setup.sh) and a real
+//! re-encryption oracle (`inft oracle serve`, started once after `dev up`).
 //!
-//! alice mints and lists; bob buys (escrow); alice completes (receiver-verified: bob accepts
-//! with `inft transfer accept`) and the royalty and proceeds are paid; a second completion and
-//! an early refund are refused with a clear message; bob relists, carol buys, nobody completes,
-//! and carol takes her escrow back after the window; bob relists, carol buys again and bob
-//! completes through the re-encryption oracle (`inft oracle serve`).
+//! A sale completes only through the oracle: the seller runs `inft market complete --oracle`,
+//! the oracle re-encrypts the agent for the sealing key the buyer committed at `buy` and
+//! attests the rotation, bound to the market and the price. The buyer takes no part after
+//! paying (there is no `inft transfer accept` step).
+//!
+//! alice mints and lists; bob buys (escrow), then rotates his sealing key, which does not stop
+//! the sale: alice completes through the oracle, the royalty and proceeds are paid, and bob's
+//! new keys open with the key he committed (his next `inft keys rotate` re-keys the token from
+//! it); an early refund is refused with a clear message; bob relists, carol buys, nobody
+//! completes, and carol takes her escrow back after the window; bob relists, carol buys again
+//! and bob completes through the oracle.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, U256};
@@ -78,65 +85,105 @@ impl Drop for Dev {
     }
 }
 
-/// `seller$ inft market complete TOKEN --offer … --acceptance …` in the background, answered by
-/// `buyer$ inft transfer accept …`; returns the seller's JSON output.
-fn complete_with_acceptance(
-    dev: &Dev,
-    dir: &Path,
-    token: &str,
-    seller: &str,
-    buyer: &str,
-) -> anyhow::Result<Value> {
-    let offer = dir.join(format!("offer-{token}.json"));
-    let acceptance = dir.join(format!("acceptance-{token}.json"));
-    let mut completer = dev
-        .command()
-        .args([
-            "--json",
-            "market",
-            "complete",
-            token,
-            "--account",
-            seller,
-            "--offer",
-        ])
-        .arg(&offer)
-        .arg("--acceptance")
-        .arg(&acceptance)
-        .args(["--wait", "5m"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while !offer.exists() {
-        if let Some(status) = completer.try_wait()? {
-            let out = completer.wait_with_output()?;
+/// A running `inft oracle serve --account oracle`, killed (and reaped) when dropped, on failure
+/// paths too.
+struct Oracle {
+    child: Child,
+    url: String,
+    /// Its stderr, for the error when it exits.
+    log: PathBuf,
+}
+
+impl Oracle {
+    /// Starts the oracle on a free loopback port and waits until it answers `GET /v1/info`.
+    async fn start(dev: &Dev) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let log = dev.home.path().join("oracle.log");
+        let child = dev
+            .command()
+            .args([
+                "oracle",
+                "serve",
+                "--account",
+                "oracle",
+                "--listen",
+                &listen,
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()?;
+        let mut oracle = Self {
+            child,
+            url: format!("http://{listen}"),
+            log,
+        };
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let info = format!("{}/v1/info", oracle.url);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            oracle.ensure_running()?;
+            let answer = client.get(&info).send().await;
+            if matches!(&answer, Ok(r) if r.status().is_success()) {
+                return Ok(oracle);
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the oracle did not answer {info} within 60s (last: {answer:?}); its log:\n{}",
+                oracle.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Fails, with the oracle's log, if it has exited.
+    fn ensure_running(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
             bail!(
-                "market complete exited early: {status}: {}",
-                String::from_utf8_lossy(&out.stderr)
+                "the oracle exited ({status}); its log:\n{}",
+                self.log_text()
             );
         }
-        ensure!(Instant::now() < deadline, "no offer written");
-        std::thread::sleep(Duration::from_millis(200));
+        Ok(())
     }
-    let offer_arg = offer.to_string_lossy().into_owned();
-    let acceptance_arg = acceptance.to_string_lossy().into_owned();
-    dev.inft(&[
-        "transfer",
-        "accept",
-        &offer_arg,
-        "--output",
-        &acceptance_arg,
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Oracle {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `seller$ inft --json market complete TOKEN --account SELLER --oracle URL`; its JSON output.
+fn complete(dev: &Dev, oracle: &mut Oracle, token: &str, seller: &str) -> anyhow::Result<Value> {
+    dev.json(&[
+        "market",
+        "complete",
+        token,
         "--account",
-        buyer,
-    ])?;
-    let out = completer.wait_with_output()?;
-    ensure!(
-        out.status.success(),
-        "market complete: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(serde_json::from_slice(&out.stdout)?)
+        seller,
+        "--oracle",
+        &oracle.url,
+    ])
+    .or_else(|e| {
+        // Say so if the oracle died under it.
+        oracle.ensure_running().context(format!("{e:#}"))?;
+        Err(e)
+    })
+}
+
+/// A JSON string lowercased, to compare addresses (printed checksummed) and hex keys.
+fn lower(v: &Value) -> Option<String> {
+    v.as_str().map(str::to_lowercase)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,6 +201,8 @@ async fn inft_market_list_buy_complete_and_refund() -> anyhow::Result<()> {
         .parse()?;
     ensure!(market != Address::ZERO);
     let model = dev.inft(&["dev", "model", "--real"])?.trim().to_owned();
+    // Declared after `dev`, so dropped (killed) before the chain goes down.
+    let mut oracle = Oracle::start(&dev).await?;
     let minted = dev.json(&[
         "mint",
         "--account",
@@ -211,18 +260,33 @@ async fn inft_market_list_buy_complete_and_refund() -> anyhow::Result<()> {
         "--account",
         "bob",
     ])?;
+    let bob = dev.account("bob")?.to_string().to_lowercase();
     ensure!(
-        bought["listing"]["buyer"].as_str().map(str::to_lowercase)
-            == Some(dev.account("bob")?.to_string().to_lowercase()),
+        lower(&bought["listing"]["buyer"]).as_ref() == Some(&bob),
         "{bought}"
     );
+    let committed = lower(&bought["listing"]["sealing_key"]).context("the committed key")?;
     let price = U256::from(250_000_000_000_000_000u64);
     ensure!(provider.get_balance(market).await? == price, "escrowed");
     let shown = dev.inft(&["market", "show", &token])?;
     ensure!(shown.contains("bought by"), "{shown}");
 
-    // alice completes; bob verifies the offer and accepts.
-    let sold = complete_with_acceptance(&dev, dev.home.path(), &token, "alice", "bob")?;
+    // bob publishes another sealing key after paying (`inft transfer publish-key` would only
+    // republish the current one; `inft keys rotate` publishes the next index). That must not
+    // stop the sale: the oracle seals to the key bob committed at the buy.
+    let rotated = dev.json(&["keys", "rotate", "--account", "bob"])?;
+    ensure!(rotated["key_index"] == 1, "{rotated}");
+    let published = dev.json(&["transfer", "publish-key", "--account", "bob"])?;
+    let published = lower(&published["sealing_key"]).context("the published key")?;
+    ensure!(
+        published != committed,
+        "bob's published key did not change: {published}"
+    );
+
+    // alice completes through the oracle; bob runs nothing.
+    let sold = complete(&dev, &mut oracle, &token, "alice")?;
+    ensure!(lower(&sold["buyer"]).as_ref() == Some(&bob), "{sold}");
+    ensure!(sold["mode"] != Value::Null, "{sold}");
     let royalty = price * U256::from(750u64) / U256::from(10_000u64);
     ensure!(
         sold["royalty_wei"].as_str() == Some(royalty.to_string().as_str()),
@@ -234,9 +298,22 @@ async fn inft_market_list_buy_complete_and_refund() -> anyhow::Result<()> {
     );
     let shown = dev.inft(&["market", "show", &token])?;
     ensure!(shown.contains("is not listed"), "{shown}");
-    // bob runs nothing here (kept short), but the token is his: he can list it.
     let err = dev.inft_fails(&["market", "refund", &token, "--account", "bob"])?;
     ensure!(err.contains("not listed"), "{err}");
+    // The token's keys came sealed to bob's committed key (index 0), not to his current one:
+    // running `inft keys rotate` again finishes his rotation by re-keying the token from
+    // index 0, which only works if his index-0 key opens it.
+    let finished = dev.json(&["keys", "rotate", "--account", "bob"])?;
+    ensure!(finished["key_index"] == 1, "{finished}");
+    let rekeyed = finished["tokens"]
+        .as_array()
+        .context("tokens")?
+        .iter()
+        .find(|row| row["token_id"].as_str() == Some(token.as_str()))
+        .with_context(|| {
+            format!("the token was not re-keyed from the committed key: {finished}")
+        })?;
+    ensure!(rekeyed["update_tx"] != Value::Null, "{finished}");
 
     // bob relists, carol buys, bob never completes: no refund before the window ends, then
     // carol gets it all back.
@@ -258,6 +335,7 @@ async fn inft_market_list_buy_complete_and_refund() -> anyhow::Result<()> {
         .raw_request("evm_increaseTime".into(), (301u64,))
         .await?;
     let _: Value = provider.raw_request("evm_mine".into(), ()).await?;
+    // Refused after the window even with a working oracle.
     let err = dev.inft_fails(&[
         "market",
         "complete",
@@ -265,7 +343,7 @@ async fn inft_market_list_buy_complete_and_refund() -> anyhow::Result<()> {
         "--account",
         "bob",
         "--oracle",
-        "http://127.0.0.1:9",
+        &oracle.url,
     ])?;
     ensure!(err.contains("deadline"), "{err}");
     let refunded = dev.json(&["market", "refund", &token, "--account", "carol"])?;
@@ -275,7 +353,7 @@ async fn inft_market_list_buy_complete_and_refund() -> anyhow::Result<()> {
     );
     ensure!(provider.get_balance(market).await? == U256::ZERO);
 
-    // bob relists, carol buys again, and bob completes through the re-encryption oracle.
+    // bob relists, carol buys again, and bob completes through the oracle.
     dev.inft(&[
         "market",
         "list",
@@ -286,60 +364,16 @@ async fn inft_market_list_buy_complete_and_refund() -> anyhow::Result<()> {
         "bob",
     ])?;
     dev.inft(&["market", "buy", &token, "--account", "carol"])?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut oracle = dev
-        .command()
-        .args([
-            "oracle",
-            "serve",
-            "--account",
-            "oracle",
-            "--listen",
-            &listen,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let url = format!("http://{listen}");
-    let started = Instant::now();
-    let sold = loop {
-        match dev.json(&[
-            "market",
-            "complete",
-            &token,
-            "--account",
-            "bob",
-            "--oracle",
-            &url,
-        ]) {
-            Ok(sold) => break sold,
-            // The oracle may still be starting.
-            Err(e) if started.elapsed() < Duration::from_secs(60) => {
-                if let Some(status) = oracle.try_wait()? {
-                    bail!("the oracle exited: {status}; last error: {e}");
-                }
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            Err(e) => {
-                let _ = oracle.kill();
-                return Err(e);
-            }
-        }
-    };
-    let _ = oracle.kill();
-    let _ = oracle.wait();
+    let sold = complete(&dev, &mut oracle, &token, "bob")?;
     ensure!(sold["mode"] != Value::Null, "{sold}");
     ensure!(
-        sold["buyer"].as_str().map(str::to_lowercase)
-            == Some(dev.account("carol")?.to_string().to_lowercase()),
+        lower(&sold["buyer"]) == Some(dev.account("carol")?.to_string().to_lowercase()),
         "{sold}"
     );
     ensure!(provider.get_balance(market).await? == U256::ZERO);
     // Every payee here is an EOA: everything was pushed, nothing is left to withdraw.
     let err = dev.inft_fails(&["market", "withdraw", "--account", "bob"])?;
     ensure!(err.contains("owes"), "{err}");
+    oracle.ensure_running()?;
     Ok(())
 }

@@ -153,12 +153,13 @@ interface IAgentMarket {
     function buy(uint256 tokenId, bytes32 sealingKey, uint32 window) external payable;
 
     /// @notice Complete the pending sale of `tokenId`: moves the token to the buyer with
-    /// `transferWithProof(buyer, tokenId, data, newAgent, proof)` and pays the royalty receiver
-    /// `royaltyInfo(tokenId, price)` and the seller the rest, in this transaction. Anyone may
-    /// call: the proof (the buyer's acceptance or the oracle's attestation of exactly this
-    /// rotation) is the authorization, and the payees are fixed. Refused after the deadline, if
-    /// the listing is void, if the buyer's published sealing key is no longer the committed one,
-    /// or if the token's agent account changed since the buy ({AccountChanged}).
+    /// `sellWithProof(buyer, tokenId, committedKey, price, data, newAgent, proof)` and pays the
+    /// royalty receiver `royaltyInfo(tokenId, price)` and the seller the rest, in this
+    /// transaction. Anyone may call: the proof (an oracle's attestation of exactly this rotation,
+    /// sealed to the key the buyer committed at the buy, for this market and price) is the
+    /// authorization, and the payees are fixed. Refused after the deadline, if the listing is
+    /// void, or if the token's agent account changed since the buy ({AccountChanged}); a
+    /// receiver's acceptance is refused by the NFT ({IAgentNFT.SaleNeedsAttestation}).
     function complete(uint256 tokenId, IAgentNFT.DataEntries calldata data, address newAgent, IAgentNFT.Proof calldata proof)
         external;
 

@@ -197,6 +197,8 @@ interface IAgentNFT {
     error BadReceiver(address to);
     /// @notice The proof's deadline has passed.
     error ProofExpired(uint256 deadline, uint256 nowTs);
+    /// @notice A sale completes only with an oracle attestation (proof mode 1), not `mode`.
+    error SaleNeedsAttestation(uint8 mode);
     /// @notice No verifier installed.
     error NoVerifier();
     /// @notice A zero address where an address is required.
@@ -260,6 +262,22 @@ interface IAgentNFT {
     function transferWithProof(
         address to,
         uint256 tokenId,
+        DataEntries calldata data,
+        address newAgent,
+        Proof calldata proof
+    ) external;
+
+    /// @notice A market completes a sale of `tokenId` to `to` at `price`: {transferWithProof},
+    /// except that the proof must be an oracle attestation binding the caller as the market and
+    /// `price` (so it settles no other sale), the data is sealed to `sealingKey` (the buyer's
+    /// published key as the market recorded it at the buy, whatever the buyer published since),
+    /// and no ERC-721 receiver hook runs: nothing the buyer does after paying can make the
+    /// completion fail. Caller: approved (the market) or the owner.
+    function sellWithProof(
+        address to,
+        uint256 tokenId,
+        bytes32 sealingKey,
+        uint256 price,
         DataEntries calldata data,
         address newAgent,
         Proof calldata proof

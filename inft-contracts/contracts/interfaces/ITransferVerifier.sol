@@ -13,8 +13,11 @@ pragma solidity ^0.8.28;
 /// verifier). The two modes use distinct primary types with the same fields:
 ///   Acceptance(address nft,uint256 tokenId,uint256 newTokenId,address from,address to,
 ///     bytes32[] oldDataHashes,bytes32[] newDataHashes,bytes[] sealedKeys,string[] uris,
-///     bytes32 sealingKey,address newAgent,uint256 nonce,uint256 deadline)
+///     bytes32 sealingKey,address newAgent,address market,uint256 price,uint256 nonce,
+///     uint256 deadline)
 ///   Attestation(... same fields ...)
+/// `market` and `price` are zero except for a sale: then the market that completes it and the
+/// price it settles, so a proof made for one sale settles no other.
 /// Array members are hashed as EIP-712 prescribes: `bytes32[]` as keccak256 of the concatenated
 /// elements, `bytes[]` / `string[]` as keccak256 of the concatenated keccak256 of each element.
 interface ITransferVerifier {
@@ -32,6 +35,8 @@ interface ITransferVerifier {
         bytes32 uris;
         bytes32 sealingKey;
         address newAgent;
+        address market;
+        uint256 price;
         uint256 nonce;
         uint256 deadline;
     }

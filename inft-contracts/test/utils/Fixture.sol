@@ -9,6 +9,7 @@ import {AgentMetadata} from "../../contracts/AgentMetadata.sol";
 import {EarningsSplitter} from "../../contracts/EarningsSplitter.sol";
 import {AgentAccountFactory} from "../../contracts/AgentAccount.sol";
 import {IAgentNFT} from "../../contracts/interfaces/IAgentNFT.sol";
+import {IAgentMarket} from "../../contracts/interfaces/IAgentMarket.sol";
 import {
     AccessProof, OracleType, OwnershipProof, TransferValidityProof
 } from "../../contracts/interfaces/IERC7857.sol";
@@ -55,10 +56,10 @@ abstract contract Signing is Test {
     bytes32 internal constant DOMAIN_TYPEHASH =
         keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
     bytes32 internal constant ACCEPTANCE_TYPEHASH = keccak256(
-        "Acceptance(address nft,uint256 tokenId,uint256 newTokenId,address from,address to,bytes32[] oldDataHashes,bytes32[] newDataHashes,bytes[] sealedKeys,string[] uris,bytes32 sealingKey,address newAgent,uint256 nonce,uint256 deadline)"
+        "Acceptance(address nft,uint256 tokenId,uint256 newTokenId,address from,address to,bytes32[] oldDataHashes,bytes32[] newDataHashes,bytes[] sealedKeys,string[] uris,bytes32 sealingKey,address newAgent,address market,uint256 price,uint256 nonce,uint256 deadline)"
     );
     bytes32 internal constant ATTESTATION_TYPEHASH = keccak256(
-        "Attestation(address nft,uint256 tokenId,uint256 newTokenId,address from,address to,bytes32[] oldDataHashes,bytes32[] newDataHashes,bytes[] sealedKeys,string[] uris,bytes32 sealingKey,address newAgent,uint256 nonce,uint256 deadline)"
+        "Attestation(address nft,uint256 tokenId,uint256 newTokenId,address from,address to,bytes32[] oldDataHashes,bytes32[] newDataHashes,bytes[] sealedKeys,string[] uris,bytes32 sealingKey,address newAgent,address market,uint256 price,uint256 nonce,uint256 deadline)"
     );
 
     /// @dev What a signer signs, with the arrays in clear.
@@ -74,6 +75,8 @@ abstract contract Signing is Test {
         string[] uris;
         bytes32 sealingKey;
         address newAgent;
+        address market;
+        uint256 price;
         uint256 nonce;
         uint256 deadline;
     }
@@ -199,6 +202,8 @@ abstract contract Signing is Test {
             keccak256(abi.encodePacked(u)),
             o.sealingKey,
             o.newAgent,
+            o.market,
+            o.price,
             o.nonce,
             o.deadline
         );
@@ -232,6 +237,37 @@ abstract contract Signing is Test {
         returns (IAgentNFT.Proof memory p)
     {
         p = IAgentNFT.Proof({mode: mode, nonce: nonce, deadline: deadline, signature: sig});
+    }
+
+    /// @dev The rotation that completes the pending sale of `tokenId` on market `m`, as an oracle
+    /// attests it: from the seller to the buyer, sealed to the key the buyer committed, bound to
+    /// the market and the listed price.
+    function saleOffer(
+        IAgentMarket m,
+        uint256 tokenId,
+        IAgentNFT.DataEntries memory d,
+        address newAgent,
+        uint256 nonce,
+        uint256 deadline
+    ) internal view returns (Offer memory o) {
+        IAgentMarket.Listing memory l = m.listingOf(tokenId);
+        o = offer(tokenId, tokenId, l.seller, l.buyer, d, newAgent, nonce, deadline);
+        o.sealingKey = l.sealingKey;
+        o.market = address(m);
+        o.price = l.price;
+    }
+
+    /// @dev {saleOffer} signed by the registered oracle.
+    function saleProof(
+        IAgentMarket m,
+        uint256 tokenId,
+        IAgentNFT.DataEntries memory d,
+        address newAgent,
+        uint256 nonce,
+        uint256 deadline
+    ) internal view returns (IAgentNFT.Proof memory) {
+        Offer memory o = saleOffer(m, tokenId, d, newAgent, nonce, deadline);
+        return proof(Scopes.MODE_ORACLE, nonce, deadline, signOffer(ORACLE_PK, Scopes.MODE_ORACLE, o));
     }
 
     /// @dev A complete receiver-signed transfer of `tokenId` from its owner to `to`.

@@ -1,27 +1,27 @@
 //! `inft market`: sell an agent for ETH through the AgentMarket, royalty included.
 //!
 //! A private agent cannot simply be handed over against payment: its data must be re-encrypted
-//! for the buyer. So a sale has three steps, and the last one is a transfer (`inft transfer
-//! send`) submitted through the market, which pays the creator's ERC-2981 royalty and the seller
-//! in the same transaction:
+//! for the buyer. So a sale has three steps, and the last one is a transfer re-encrypted by a
+//! registered oracle and submitted through the market, which pays the creator's ERC-2981
+//! royalty and the seller in the same transaction:
 //!
 //! ```text
 //! alice$ inft market list TOKEN --price 0.5 --window 1h --account alice
 //! bob$   inft market buy TOKEN --price 0.5 --window 1h --account bob   # escrows 0.5 ETH
-//! alice$ inft market complete TOKEN --offer o.json --acceptance a.json --account alice
-//! bob$   inft transfer accept o.json --output a.json --account bob  # verifies, signs
+//! alice$ inft market complete TOKEN --oracle URL --account alice
 //! ```
 //!
-//! or, with a re-encryption oracle, `inft market complete TOKEN --oracle URL` alone. If the
-//! seller never completes, the buyer takes the escrow back after the window:
+//! The buyer takes no part after paying, and cannot open the new keys before the completion
+//! that pays the seller (a receiver-signed transfer, as `inft transfer` makes, would show the
+//! buyer keys it could keep without signing). If the seller never completes, the buyer takes
+//! the escrow back after the window:
 //! `inft market refund TOKEN`. `inft market show TOKEN` prints the listing. A payee the market
 //! could not pay (a contract refusing the payment) collects with `inft market withdraw`.
-
-use std::path::PathBuf;
 
 use agent_runtime::token::{AgentNft, TokenError};
 use agent_runtime::transfer::TransferError;
 use agent_runtime::transfer::market::{self, Listing};
+use agent_runtime::transfer::oracle::{RotateAnswer, request_sale_rotation};
 use alloy::primitives::utils::{format_ether, parse_ether};
 use alloy::primitives::{Address, U256};
 use alloy::signers::local::PrivateKeySigner;
@@ -35,7 +35,7 @@ use serde_json::json;
 use super::Run;
 use super::authorize::parse_duration;
 use super::node::{Node, NodeOpts, WalletOpts};
-use super::transfer::{RotationSource, obtain_rotation, publish_key};
+use super::transfer::publish_key;
 use crate::cli::Context;
 use crate::ids::{Id, TokenArg, parse_token_arg};
 
@@ -306,24 +306,15 @@ impl Run for BuyArgs {
 
 /// `inft market complete`
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("mode").required(true).args(["oracle", "offer"]))]
 struct CompleteArgs {
     /// The token id: decimal, 0x-hex, or the first hex digits of it as human output shows
     /// them (`1a2b3c4d`; a unique start is enough).
     #[arg(value_parser = parse_token_arg)]
     token: TokenArg,
-    /// Oracle mode: base URL of a registered re-encryption oracle (`inft oracle serve`).
-    #[arg(long, value_name = "URL", conflicts_with_all = ["offer", "acceptance"])]
-    oracle: Option<String>,
-    /// Receiver mode: where to write the offer for the buyer (`inft transfer accept` reads it).
-    #[arg(long, value_name = "FILE", requires = "acceptance")]
-    offer: Option<PathBuf>,
-    /// Receiver mode: where the buyer's acceptance will appear.
-    #[arg(long, value_name = "FILE")]
-    acceptance: Option<PathBuf>,
-    /// Receiver mode: how long to wait for the acceptance (`90s`, `15m`, `2h`).
-    #[arg(long, value_parser = parse_duration, default_value = "15m")]
-    wait: u64,
+    /// Base URL of a registered re-encryption oracle (`inft oracle serve`): it re-encrypts the
+    /// agent for the key the buyer committed and attests the rotation for this sale.
+    #[arg(long, value_name = "URL")]
+    oracle: String,
     #[command(flatten)]
     node: NodeOpts,
     #[command(flatten)]
@@ -342,7 +333,7 @@ impl Run for CompleteArgs {
         let listing = market::listing(&nft, market, token_id)
             .await?
             .with_context(|| format!("token {} is not listed", Id(token_id)))?;
-        let (Some(buyer), Some(deadline)) = (listing.buyer, listing.deadline) else {
+        let (Some(_), Some(deadline)) = (listing.buyer, listing.deadline) else {
             bail!(
                 "nobody has bought token {} yet (`inft market show {}`)",
                 Id(token_id),
@@ -366,23 +357,19 @@ impl Run for CompleteArgs {
         let store = node.store()?;
         let secret = node.sealing_secret(&wallet).await?;
         // The proof is valid until the sale's deadline: after it the market refuses anyway.
-        let (offer, signed) = obtain_rotation(
-            ctx,
-            &RotationSource {
-                oracle: self.oracle.as_deref(),
-                offer: self.offer.as_deref(),
-                acceptance: self.acceptance.as_deref(),
-                wait: self.wait,
-            },
+        let spinner = ctx.spinner("asking the oracle to re-encrypt the agent for the buyer");
+        let RotateAnswer { offer, signed } = request_sale_rotation(
             &nft,
-            store.as_ref(),
+            &self.oracle,
+            token_id,
             &wallet,
             &secret,
-            token_id,
-            buyer,
+            market,
             deadline,
         )
-        .await?;
+        .await
+        .map_err(explain)?;
+        spinner.finish_and_clear();
         let spinner = ctx.spinner("completing the sale");
         let sale = market::complete_sale(
             &nft,

@@ -4,9 +4,13 @@
 //!
 //! 1. the seller [`list`]s the token at a price (approving the market on the NFT if needed);
 //! 2. a buyer [`buy`]s: escrows exactly the price and commits the sealing key it published;
-//! 3. the seller makes the rotation exactly as for `inft transfer` (an [`Offer`] the buyer
-//!    accepts, or an oracle's attestation) and [`complete_sale`] submits it through the market,
-//!    which moves the token and pays the ERC-2981 royalty and the seller in that transaction;
+//! 3. the seller has a re-encryption oracle attest the rotation to the buyer
+//!    ([`super::oracle::request_rotation`] with the market): sealed to the key the buyer
+//!    committed, bound to the market and the price; [`complete_sale`] submits it through the
+//!    market, which moves the token and pays the ERC-2981 royalty and the seller in that
+//!    transaction. A receiver's acceptance is refused for a sale: the buyer would sign it after
+//!    seeing keys it could open, and could keep them without signing (see
+//!    inft-contracts/README.md, "Selling an agent");
 //! 4. a sale that does not complete by its deadline is [`refund`]ed to the buyer; the seller can
 //!    [`cancel`] (refunding a pending buyer at once);
 //! 5. a payee the market could not pay (a contract that refused the payment) [`withdraw`]s it.
@@ -21,14 +25,14 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::TransactionReceipt;
 use alloy::sol_types::SolCall;
-use inft_contracts::Rotation;
 use inft_contracts::bindings::AgentNFT;
 use inft_contracts::bindings::market::AgentMarket;
+use inft_contracts::{ProofMode, Rotation};
 use sealing::{SealOptions, SealingSecret};
 use serde::Serialize;
 
 use super::{
-    Completed, Offer, SignedRotation, TransferError, Transferred, simulate_and_send,
+    Completed, Offer, SaleTerms, SignedRotation, TransferError, Transferred, simulate_and_send,
     sweep_agent_wallet,
 };
 use crate::blobstore::BlobStore;
@@ -250,39 +254,80 @@ pub async fn withdraw(nft: &AgentNft, market: Address, to: Address) -> Result<B2
         .transaction_hash)
 }
 
-/// Checks that `offer` is a rotation for the pending sale of its token: to the buyer, sealed to
-/// the key the buyer committed, before the sale's deadline.
+/// A sale waiting for its rotation: who bought, the key it committed, and the terms a proof
+/// must bind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingSale {
+    /// The listing.
+    pub listing: Listing,
+    /// The buyer.
+    pub buyer: Address,
+    /// The sealing key the buyer committed at the buy: the rotation is sealed to it.
+    pub sealing_key: B256,
+    /// The market and price the rotation's proof binds.
+    pub terms: SaleTerms,
+}
+
+/// The pending sale of `token_id` on `market`: listed, bought, and still live.
+pub async fn pending_sale(
+    nft: &AgentNft,
+    market: Address,
+    token_id: U256,
+) -> Result<PendingSale, TransferError> {
+    let l = listing(nft, market, token_id)
+        .await?
+        .ok_or(TransferError::Mismatch(
+            "the token is not listed on that market",
+        ))?;
+    let (Some(buyer), Some(sealing_key)) = (l.buyer, l.sealing_key) else {
+        return Err(TransferError::Mismatch("nobody has bought the token yet"));
+    };
+    if !l.live {
+        return Err(TransferError::Mismatch(
+            "the listing is void (the token moved, the market lost its approval, or the agent \
+             account changed since the buy)",
+        ));
+    }
+    let terms = SaleTerms {
+        market,
+        price: l.price,
+    };
+    Ok(PendingSale {
+        listing: l,
+        buyer,
+        sealing_key,
+        terms,
+    })
+}
+
+/// Checks that `offer` is the rotation for the pending sale of its token: to the buyer, sealed
+/// to the key the buyer committed, bound to this market and the listed price.
 pub async fn check_offer_for_sale(
     nft: &AgentNft,
     market: Address,
     offer: &Offer,
-) -> Result<Listing, TransferError> {
-    let l = listing(nft, market, offer.token_id)
-        .await?
-        .ok_or(TransferError::Mismatch("the token is not listed"))?;
-    let (Some(buyer), Some(key)) = (l.buyer, l.sealing_key) else {
-        return Err(TransferError::Mismatch("nobody has bought the token yet"));
-    };
-    if offer.to != buyer {
+) -> Result<PendingSale, TransferError> {
+    let sale = pending_sale(nft, market, offer.token_id).await?;
+    if offer.to != sale.buyer {
         return Err(TransferError::Mismatch("the rotation is not to the buyer"));
     }
-    if offer.sealing_key != key {
+    if offer.sealing_key != sale.sealing_key {
         return Err(TransferError::Mismatch(
             "the rotation is not sealed to the key the buyer committed",
         ));
     }
-    if !l.live {
+    if offer.sale != Some(sale.terms) {
         return Err(TransferError::Mismatch(
-            "the listing is void (the token moved or the market lost its approval)",
+            "the rotation is not bound to this market and the listed price",
         ));
     }
-    Ok(l)
+    Ok(sale)
 }
 
-/// Seller, last step: like `complete_transfer`, but the rotation is submitted through the
-/// market's `complete`, which moves the token to the buyer and pays the royalty and the seller
-/// in the same transaction. The old agent key is unsealed first (the seller needs it for the
-/// sweep of the old agent wallet after the sale).
+/// Seller, last step: like `complete_transfer`, but the oracle-attested rotation is submitted
+/// through the market's `complete`, which moves the token to the buyer and pays the royalty and
+/// the seller in the same transaction. The old agent key is unsealed first (the seller needs it
+/// for the sweep of the old agent wallet after the sale).
 pub async fn complete_sale(
     nft: &AgentNft,
     store: &dyn BlobStore,
@@ -292,7 +337,12 @@ pub async fn complete_sale(
     signed: &SignedRotation,
     opts: &SealOptions,
 ) -> Result<Sale, TransferError> {
-    let l = check_offer_for_sale(nft, market, offer).await?;
+    if signed.mode != ProofMode::Oracle {
+        return Err(TransferError::Mismatch(
+            "a sale completes only with an oracle's attestation",
+        ));
+    }
+    let sale = check_offer_for_sale(nft, market, offer).await?;
     let token = nft.token_ref(offer.token_id);
     let entries = nft.entries_for(offer.token_id, offer.from).await?;
     let old_agent = unseal_agent_key(store, &entries, secret, &token, opts).await?;
@@ -317,7 +367,7 @@ pub async fn complete_sale(
         .ok_or_else(|| TokenError::Rpc("the complete transaction emitted no Sold event".into()))?
         .inner
         .data;
-    tracing::info!(token = %offer.token_id, buyer = %offer.to, price = %l.price, royalty = %sold.royalty, tx = %receipt.transaction_hash, "agent sold");
+    tracing::info!(token = %offer.token_id, buyer = %offer.to, price = %sale.terms.price, royalty = %sold.royalty, tx = %receipt.transaction_hash, "agent sold");
     let transfer = Transferred {
         tx_hash: receipt.transaction_hash,
         gas_used: receipt.gas_used,

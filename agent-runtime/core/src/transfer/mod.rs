@@ -47,7 +47,7 @@ use crate::pipeline::{
 use crate::token::{AgentNft, TokenError};
 use inft_types::config::EntryKind;
 
-pub use receiver::{Offer, accept_offer, make_offer};
+pub use receiver::{Offer, SaleTerms, accept_offer, make_offer};
 
 /// Why a transfer step failed. Nothing of the token's current data is touched on any error.
 #[derive(Debug, thiserror::Error)]

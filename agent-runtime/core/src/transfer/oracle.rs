@@ -17,8 +17,9 @@
 //! **Who may ask, and how often.** A rotation re-encrypts a whole model, so the service is an
 //! easy target for load. Every request carries the token owner's EIP-712 signature
 //! ([`RotateRequest::owner_signature`] over [`rotate_request_digest`]: chain, contract, token,
-//! receiver, the sealed keys and the deadline), checked against the chain before any blob is
-//! fetched; the deadline may be at most [`MAX_VALIDITY_SECS`] ahead. Bodies are capped at
+//! receiver, the sale's market if it is one, the sealed keys and the deadline), checked against
+//! the chain before any blob is fetched; the deadline may be at most [`MAX_VALIDITY_SECS`]
+//! ahead. Bodies are capped at
 //! [`MAX_REQUEST_BYTES`], at most [`OracleLimits::concurrent`] rotations run at once (more get
 //! `503`), and each owner gets [`OracleLimits::per_owner_per_hour`] rotations an hour (more get
 //! `429`). A signed request replayed within its deadline only re-encrypts again for the same
@@ -52,9 +53,10 @@ use inft_contracts::{ProofMode, proof_domain};
 use sealing::{Commitment, SealOptions, SealedKey, SealingPublicKey, SealingSecret};
 use serde::{Deserialize, Serialize};
 
+use super::market::pending_sale;
 use super::{
-    Offer, SignedRotation, TransferError, check_committed_model, check_signer, fresh_nonce,
-    is_oracle, new_agent_entry, reencrypt_data, verifier_of,
+    Offer, SaleTerms, SignedRotation, TransferError, check_committed_model, check_signer,
+    fresh_nonce, is_oracle, new_agent_entry, reencrypt_data, verifier_of,
 };
 use crate::blobstore::BlobStore;
 use crate::blobstore::gateway::{GatewayHandle, serve_router};
@@ -75,6 +77,7 @@ mod eip712 {
         struct InftRotateRequest {
             uint256 tokenId;
             address to;
+            address market;
             bytes32 keysHash;
             uint256 deadline;
         }
@@ -83,7 +86,8 @@ mod eip712 {
 
 /// The EIP-712 digest the token's owner signs for `request` (its `owner_signature` aside).
 /// Domain: name "inft oracle", version "1", the chain id and the AgentNFT as verifying
-/// contract; `keysHash` = keccak256 of model key ‖ config key ‖ memory key (if any).
+/// contract; `market` the sale's market (zero for a transfer that is no sale); `keysHash` =
+/// keccak256 of model key ‖ config key ‖ memory key (if any).
 pub fn rotate_request_digest(request: &RotateRequest) -> B256 {
     let domain: Eip712Domain = eip712_domain! {
         name: "inft oracle",
@@ -100,6 +104,7 @@ pub fn rotate_request_digest(request: &RotateRequest) -> B256 {
     eip712::InftRotateRequest {
         tokenId: request.token_id,
         to: request.to,
+        market: request.market.unwrap_or(Address::ZERO),
         keysHash: keccak256(&keys),
         deadline: request.deadline,
     }
@@ -166,6 +171,10 @@ pub struct RotateRequest {
     pub token_id: U256,
     /// The receiver.
     pub to: Address,
+    /// The market whose pending sale to `to` this rotation completes, if it is a sale: the
+    /// oracle then seals to the key the buyer committed there and binds the market and price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub market: Option<Address>,
     /// The model's current data key, sealed to the oracle (context: the current model hash).
     pub model_key: Bytes,
     /// The config's current data key, sealed to the oracle.
@@ -315,11 +324,8 @@ impl OracleService {
                 "the receiver must be another account",
             ));
         }
-        let recipient = self
-            .nft
-            .sealing_key_of(request.to)
-            .await?
-            .ok_or(TransferError::NoSealingKey(request.to))?;
+        let (recipient, sale) =
+            recipient_of(&self.nft, request.token_id, request.to, request.market).await?;
         let token = self.nft.token_ref(request.token_id);
         let entries = self.nft.entries_for(request.token_id, state.owner).await?;
         self.charge_store_writes(&entries).await?;
@@ -370,6 +376,7 @@ impl OracleService {
             config: data.config,
             memory: data.memory,
             sealing_key: B256::from(*recipient.as_bytes()),
+            sale,
             nonce: fresh_nonce(),
             deadline: request.deadline,
         };
@@ -502,6 +509,39 @@ pub async fn request_rotation(
     to: Address,
     deadline: u64,
 ) -> Result<RotateAnswer, TransferError> {
+    request(nft, base_url, token_id, owner, secret, to, None, deadline).await
+}
+
+/// [`request_rotation`] for the pending sale of `token_id` on `market`: to its buyer, sealed to
+/// the key the buyer committed at the buy, bound to the market and the listed price.
+pub async fn request_sale_rotation(
+    nft: &AgentNft,
+    base_url: &str,
+    token_id: U256,
+    owner: &PrivateKeySigner,
+    secret: &SealingSecret,
+    market: Address,
+    deadline: u64,
+) -> Result<RotateAnswer, TransferError> {
+    let buyer = pending_sale(nft, market, token_id).await?.buyer;
+    let market = Some(market);
+    request(
+        nft, base_url, token_id, owner, secret, buyer, market, deadline,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)] // the public entry points' arguments, and the sale's market
+async fn request(
+    nft: &AgentNft,
+    base_url: &str,
+    token_id: U256,
+    owner: &PrivateKeySigner,
+    secret: &SealingSecret,
+    to: Address,
+    market: Option<Address>,
+    deadline: u64,
+) -> Result<RotateAnswer, TransferError> {
     let client = reqwest::Client::new();
     let base = base_url.trim_end_matches('/');
     let oracle_err = |e: reqwest::Error| TransferError::Oracle(e.to_string());
@@ -545,6 +585,7 @@ pub async fn request_rotation(
         nft: nft.address(),
         token_id,
         to,
+        market,
         model_key: reseal(EntryKind::Model)?,
         config_key: reseal(EntryKind::Config)?,
         memory_key: if entries.len() > EntryKind::Memory.index() {
@@ -590,17 +631,43 @@ pub async fn request_rotation(
             "the oracle answered for another rotation",
         ));
     }
-    let receiver_key = nft
-        .sealing_key_of(to)
-        .await?
-        .ok_or(TransferError::NoSealingKey(to))?;
+    let (receiver_key, sale) = recipient_of(nft, token_id, to, market).await?;
     if offer.sealing_key != B256::from(*receiver_key.as_bytes()) {
         return Err(TransferError::Mismatch(
             "the oracle sealed to another key than the receiver's",
         ));
     }
+    if offer.sale != sale {
+        return Err(TransferError::Mismatch(
+            "the oracle bound the rotation to another sale",
+        ));
+    }
     check_signer(nft, offer, &answer.signed, info.address).await?;
     Ok(answer)
+}
+
+/// The key a rotation of `token_id` to `to` is sealed to, and the sale it completes: for a sale
+/// on `market`, the key the buyer committed at the buy (whatever it published since) and the
+/// market and price; otherwise the receiver's published key.
+async fn recipient_of(
+    nft: &AgentNft,
+    token_id: U256,
+    to: Address,
+    market: Option<Address>,
+) -> Result<(SealingPublicKey, Option<SaleTerms>), TransferError> {
+    let Some(market) = market else {
+        let key = nft
+            .sealing_key_of(to)
+            .await?
+            .ok_or(TransferError::NoSealingKey(to))?;
+        return Ok((key, None));
+    };
+    let sale = pending_sale(nft, market, token_id).await?;
+    if sale.buyer != to {
+        return Err(TransferError::Mismatch("the rotation is not to the buyer"));
+    }
+    let key = SealingPublicKey::from_bytes(sale.sealing_key.0);
+    Ok((key, Some(sale.terms)))
 }
 
 /// The data key of entry `kind` sealed anew to `oracle`, bound to the same token and blob.

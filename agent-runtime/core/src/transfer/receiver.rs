@@ -49,12 +49,25 @@ pub struct Offer {
     /// and from offers written before memory existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<WireEntry>,
-    /// The receiver's published sealing key the entries are sealed to.
+    /// The receiver's published sealing key the entries are sealed to (for a sale, the key the
+    /// buyer committed at the buy).
     pub sealing_key: B256,
+    /// The sale this rotation completes, if it is one: its proof binds the market and price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sale: Option<SaleTerms>,
     /// The proof signer's nonce (fresh per offer).
     pub nonce: U256,
     /// Last valid block timestamp.
     pub deadline: U256,
+}
+
+/// What a sale's rotation proof binds beyond a transfer's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaleTerms {
+    /// The AgentMarket that completes the sale.
+    pub market: Address,
+    /// The listed price, in wei.
+    pub price: U256,
 }
 
 impl Offer {
@@ -75,6 +88,8 @@ impl Offer {
             uris: entries.iter().map(|e| e.uri.clone()).collect(),
             sealing_key: self.sealing_key,
             new_agent,
+            market: self.sale.map_or(Address::ZERO, |s| s.market),
+            price: self.sale.map_or(U256::ZERO, |s| s.price),
             nonce: self.nonce,
             deadline: self.deadline,
         }
@@ -156,6 +171,7 @@ pub async fn make_offer(
         config: data.config,
         memory: data.memory,
         sealing_key: B256::from(*recipient.as_bytes()),
+        sale: None,
         nonce: fresh_nonce(),
         deadline: U256::from(deadline),
     })
