@@ -11,7 +11,7 @@ use alloy::providers::{Provider, WalletProvider};
 use serde::{Deserialize, Serialize};
 
 use crate::bindings::{
-    ActionLog, AgentAccountFactory, AgentMarket, AgentMetadata, AgentNFT, EarningsSplitter,
+    ActionLog, AgentAccount, AgentAccountFactory, AgentMarket, AgentMetadata, AgentNFT, EarningsSplitter,
     TestToken, TransferVerifier, UniswapV2Factory, UniswapV2Router02, WETH9,
 };
 
@@ -284,9 +284,12 @@ pub struct DeployedCode {
     pub contract: &'static str,
     /// Its address.
     pub address: Address,
-    /// Its runtime code as the creation transaction produced it when simulated (`eth_call`)
-    /// just before it was sent: immutables included. `None` for a contract that another one
-    /// created in its constructor (the NFT's ActionLog): only the artifact check applies.
+    /// Its runtime code as its creation produced it when simulated (`eth_call`) just before it
+    /// was sent: immutables included. For the NFT's ActionLog (created in the NFT's
+    /// constructor) the simulation is of the same creation with the NFT as argument. `None`
+    /// only for the agent account implementation, which the factory's constructor creates and
+    /// whose immutables are its own address and chain (nothing a deployer chooses; the factory's
+    /// exact check pins that address): only the artifact check applies.
     pub expected: Option<Bytes>,
     /// The committed artifact's creation bytecode.
     pub artifact: &'static [u8],
@@ -505,10 +508,16 @@ pub async fn deploy_system<P: Provider>(
         .call()
         .await
         .map_err(contract_err("AgentNFT.actionLog"))?;
+    // Its only immutable is the NFT: a creation simulated with that argument produces exactly
+    // the code the NFT's constructor deployed.
+    let action_log_code = ActionLog::deploy_builder(provider, nft)
+        .call_raw()
+        .await
+        .map_err(contract_err("ActionLog"))?;
     code.push(DeployedCode {
         contract: "ActionLog",
         address: action_log,
-        expected: None,
+        expected: Some(action_log_code),
         artifact: &ActionLog::BYTECODE,
     });
     let splitter = create(
@@ -529,6 +538,20 @@ pub async fn deploy_system<P: Provider>(
         &mut steps,
     )
     .await?;
+
+    // Every agent account is a clone of the implementation the factory created: its code is
+    // what an account runs.
+    let implementation = AgentAccountFactory::new(accounts, provider)
+        .implementation()
+        .call()
+        .await
+        .map_err(contract_err("AgentAccountFactory.implementation"))?;
+    code.push(DeployedCode {
+        contract: "AgentAccount",
+        address: implementation,
+        expected: None,
+        artifact: &AgentAccount::BYTECODE,
+    });
 
     let metadata = create(
         "AgentMetadata",

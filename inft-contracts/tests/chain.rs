@@ -137,6 +137,48 @@ async fn deploys_everything_and_the_deployment_round_trips() -> Result<()> {
 /// One swap through Router02 on the seeded pool; the balances move exactly as the constant-product
 /// formula with the 0.3% fee says. This also proves the npm Factory's pair bytecode matches the
 /// init code hash hard-coded in Router02 (otherwise the router would address a non-existent pair).
+/// The code check holds the NFT's ActionLog to the exact code the NFT deploys (its immutable
+/// NFT included), and the agent account implementation to its artifact: an ActionLog of
+/// another NFT, or another contract in the implementation's place, is refused.
+#[tokio::test]
+async fn the_code_check_covers_the_nfts_action_log_and_the_account_implementation() -> Result<()>
+{
+    let env = setup().await?;
+    let system = inft_contracts::deploy_system(
+        &env.provider,
+        env.deployer,
+        &[],
+        &inft_contracts::DeployOptions::default(),
+    )
+    .await?;
+    inft_contracts::verify_code(&env.provider, &system.code).await?;
+    let swapped = |contract: &str, address: Address| {
+        let mut code = system.code.clone();
+        for c in code.iter_mut().filter(|c| c.contract == contract) {
+            c.address = address;
+        }
+        code
+    };
+    // The artifact's code, logging for another NFT.
+    let rogue = ActionLog::deploy(&env.provider, Address::repeat_byte(0x11)).await?;
+    let err = inft_contracts::verify_code(&env.provider, &swapped("ActionLog", *rogue.address()))
+        .await
+        .expect_err("an ActionLog of another NFT");
+    ensure!(
+        matches!(err, inft_contracts::DeployError::CodeMismatch { contract: "ActionLog", .. }),
+        "{err}"
+    );
+    let market = system.deployment.agent_market;
+    let err = inft_contracts::verify_code(&env.provider, &swapped("AgentAccount", market))
+        .await
+        .expect_err("not the account implementation");
+    ensure!(
+        matches!(err, inft_contracts::DeployError::CodeMismatch { contract: "AgentAccount", .. }),
+        "{err}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn swaps_on_the_uniswap_pool() -> Result<()> {
     let env = setup().await?;
