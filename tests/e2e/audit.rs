@@ -640,19 +640,9 @@ async fn earnings_split_between_creator_contributor_and_holder_to_the_wei() -> a
 
     // Earnings held by the agent's own account (e.g. trading profit in the quote token) leave
     // that account: its owner drives the deposit, and the holder's wallet pays nothing.
-    use inft_contracts::bindings::{AgentAccountFactory, TestToken};
+    use inft_contracts::bindings::TestToken;
     let deployer = signer(0)?;
-    let factory = AgentAccountFactory::new(
-        world.deployment.agent_account_factory,
-        world.provider(&deployer),
-    );
-    let account = factory.accountOf(token).call().await?;
-    factory
-        .createAccount_1(token)
-        .send()
-        .await?
-        .get_receipt()
-        .await?;
+    let account = world.create_account(token).await?;
     let usd = world.deployment.market()?.quote_token;
     let profit = U256::from(250_000_000_000_000_000_001u128);
     TestToken::new(usd, world.provider(&deployer))

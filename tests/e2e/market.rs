@@ -20,10 +20,10 @@ use agent_runtime::transfer::oracle::{
 use agent_runtime::transfer::{TransferError, accept_offer, make_offer};
 use alloy::primitives::{B256, Bytes, U256};
 use alloy::providers::{DynProvider, Provider};
+use inft_contracts::bindings::AgentAccount;
 use inft_contracts::bindings::AgentMarket::{self, AgentMarketErrors};
 use inft_contracts::bindings::AgentNFT::AgentNFTErrors;
 use inft_contracts::bindings::market::IAgentNFT;
-use inft_contracts::bindings::{AgentAccount, AgentAccountFactory};
 use inft_contracts::{ContractRevert, revert_of, scopes};
 use sealing::{SealOptions, SealingSecret};
 
@@ -78,6 +78,36 @@ async fn mint_for(
     .await?;
     world.transfer(creator, owner, minted.token_id).await?;
     Ok(minted)
+}
+
+/// A fresh chain with a sale's cast: a creator (5 % royalty) who minted a token and handed it to
+/// the seller, a buyer, and a running oracle.
+struct Stage {
+    world: World,
+    creator: Actor,
+    seller: Actor,
+    buyer: Actor,
+    token: U256,
+    oracle: GatewayHandle,
+}
+
+impl Stage {
+    async fn set(salt: u64) -> anyhow::Result<Self> {
+        let world = World::start().await?;
+        let creator = world.actor(1).await?;
+        let seller = world.actor(2).await?;
+        let buyer = world.actor(3).await?;
+        let token = mint_for(&world, &creator, &seller, salt).await?.token_id;
+        let oracle = start_oracle(&world).await?;
+        Ok(Self {
+            world,
+            creator,
+            seller,
+            buyer,
+            token,
+            oracle,
+        })
+    }
 }
 
 /// A registered re-encryption oracle for the world's NFT: sales complete only through one.
@@ -156,14 +186,16 @@ async fn buy(world: &World, buyer: &Actor, token: U256) -> anyhow::Result<market
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn market_sale_pays_creator_royalty_and_seller_and_hands_the_agent_to_the_buyer()
 -> anyhow::Result<()> {
-    let world = World::start().await?;
-    let creator = world.actor(1).await?;
-    let seller = world.actor(2).await?;
-    let buyer = world.actor(3).await?;
+    let Stage {
+        world,
+        creator,
+        seller,
+        buyer,
+        token,
+        oracle,
+    } = Stage::set(1).await?;
     let m = world.deployment.agent_market;
-    let token = mint_for(&world, &creator, &seller, 1).await?.token_id;
     let provider = seller.nft.provider();
-    let oracle = start_oracle(&world).await?;
 
     // 1 ETH and 7 wei: the royalty rounds down, the seller gets the remainder.
     let price = U256::from(10u64).pow(U256::from(18u64)) + U256::from(7u64);
@@ -256,14 +288,16 @@ async fn market_sale_pays_creator_royalty_and_seller_and_hands_the_agent_to_the_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abandoned_market_sale_refunds_the_buyer_after_the_deadline() -> anyhow::Result<()> {
-    let world = World::start().await?;
-    let creator = world.actor(1).await?;
-    let seller = world.actor(2).await?;
-    let buyer = world.actor(3).await?;
+    let Stage {
+        world,
+        creator: _,
+        seller,
+        buyer,
+        token,
+        oracle,
+    } = Stage::set(2).await?;
     let m = world.deployment.agent_market;
-    let token = mint_for(&world, &creator, &seller, 2).await?.token_id;
     let provider = buyer.nft.provider();
-    let oracle = start_oracle(&world).await?;
     let price = U256::from(10u64).pow(U256::from(17u64));
 
     market::list(&seller.nft, m, token, price, 300).await?;
@@ -319,15 +353,17 @@ async fn abandoned_market_sale_refunds_the_buyer_after_the_deadline() -> anyhow:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_buyer_cannot_keep_both_the_escrow_and_keys_it_could_open() -> anyhow::Result<()> {
-    let world = World::start().await?;
-    let creator = world.actor(1).await?;
-    let seller = world.actor(2).await?;
-    let buyer = world.actor(3).await?;
+    let Stage {
+        world,
+        creator,
+        seller,
+        buyer,
+        token,
+        oracle,
+    } = Stage::set(3).await?;
     let m = world.deployment.agent_market;
-    let token = mint_for(&world, &creator, &seller, 3).await?.token_id;
     let provider = seller.nft.provider();
     let opts = SealOptions::default();
-    let oracle = start_oracle(&world).await?;
     let price = U256::from(3u64) * U256::from(10u64).pow(U256::from(17u64));
     market::list(&seller.nft, m, token, price, 600).await?;
     let deadline = buy(&world, &buyer, token).await?.deadline.expect("pending");
@@ -443,24 +479,19 @@ async fn a_buyer_cannot_keep_both_the_escrow_and_keys_it_could_open() -> anyhow:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seller_who_empties_the_agent_account_after_the_buy_is_not_paid_and_the_buyer_is_refunded()
 -> anyhow::Result<()> {
-    let world = World::start().await?;
-    let creator = world.actor(1).await?;
-    let seller = world.actor(2).await?;
-    let buyer = world.actor(3).await?;
+    let Stage {
+        world,
+        creator: _,
+        seller,
+        buyer,
+        token,
+        oracle,
+    } = Stage::set(4).await?;
     let m = world.deployment.agent_market;
-    let token = mint_for(&world, &creator, &seller, 4).await?.token_id;
     let provider = seller.nft.provider();
-    let oracle = start_oracle(&world).await?;
 
     // The agent's account holds 2 ETH: part of what the buyer pays for.
-    let factory = AgentAccountFactory::new(world.deployment.agent_account_factory, provider);
-    factory
-        .createAccount_1(token)
-        .send()
-        .await?
-        .get_receipt()
-        .await?;
-    let account = factory.accountOf(token).call().await?;
+    let account = world.create_account(token).await?;
     let funds = U256::from(2u64) * U256::from(10u64).pow(U256::from(18u64));
     let fund = alloy::rpc::types::TransactionRequest::default()
         .to(account)

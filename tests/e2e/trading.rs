@@ -14,7 +14,7 @@ use alloy::network::TransactionBuilder;
 use alloy::primitives::{Address, B256, U256, utils::parse_ether};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionRequest;
-use inft_contracts::bindings::{ActionLog, AgentAccountFactory, AgentNFT, TestToken};
+use inft_contracts::bindings::{ActionLog, AgentNFT, TestToken};
 use inft_contracts::scopes;
 use inft_engine::{ContextOptions, SamplerSettings};
 use inft_runtime::{AgentSession, Strategy as _, StrategyError, run_steps};
@@ -127,14 +127,7 @@ async fn trading_agent_with(
             .with_value(parse_ether("1")?),
     )
     .await?;
-    let factory = AgentAccountFactory::new(world.deployment.agent_account_factory, owner_p);
-    factory
-        .createAccount_1(minted.token_id)
-        .send()
-        .await?
-        .get_receipt()
-        .await?;
-    let account = factory.accountOf(minted.token_id).call().await?;
+    let account = world.create_account(minted.token_id).await?;
 
     let deployer = world
         .chain

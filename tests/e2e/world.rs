@@ -405,6 +405,27 @@ impl World {
         Ok(())
     }
 
+    /// Deploys `token`'s agent account (the ERC-6551 account the NFT trusts; anyone may) and
+    /// returns its address.
+    pub(crate) async fn create_account(&self, token: U256) -> anyhow::Result<Address> {
+        use inft_contracts::bindings::AgentAccountFactory;
+        let deployer = self
+            .chain
+            .signer(0)
+            .ok_or_else(|| anyhow::anyhow!("no deployer"))?;
+        let factory = AgentAccountFactory::new(
+            self.deployment.agent_account_factory,
+            self.provider(&deployer),
+        );
+        factory
+            .createAccount_1(token)
+            .send()
+            .await?
+            .get_receipt()
+            .await?;
+        Ok(factory.accountOf(token).call().await?)
+    }
+
     /// Moves the chain's clock forward and mines a block.
     pub(crate) async fn advance_time(&self, seconds: u64) -> anyhow::Result<()> {
         let provider = ProviderBuilder::new().connect_http(self.chain.endpoint_url());
