@@ -11,8 +11,8 @@ use alloy::providers::{Provider, WalletProvider};
 use serde::{Deserialize, Serialize};
 
 use crate::bindings::{
-    ActionLog, AgentAccount, AgentAccountFactory, AgentMarket, AgentMetadata, AgentNFT, EarningsSplitter,
-    TestToken, TransferVerifier, UniswapV2Factory, UniswapV2Router02, WETH9,
+    ActionLog, AgentAccount, AgentAccountFactory, AgentMarket, AgentMetadata, AgentNFT,
+    EarningsSplitter, TestToken, TransferVerifier, UniswapV2Factory, UniswapV2Router02, WETH9,
 };
 
 /// Why a deployment failed.

@@ -141,8 +141,7 @@ async fn deploys_everything_and_the_deployment_round_trips() -> Result<()> {
 /// NFT included), and the agent account implementation to its artifact: an ActionLog of
 /// another NFT, or another contract in the implementation's place, is refused.
 #[tokio::test]
-async fn the_code_check_covers_the_nfts_action_log_and_the_account_implementation() -> Result<()>
-{
+async fn the_code_check_covers_the_nfts_action_log_and_the_account_implementation() -> Result<()> {
     let env = setup().await?;
     let system = inft_contracts::deploy_system(
         &env.provider,
@@ -165,7 +164,13 @@ async fn the_code_check_covers_the_nfts_action_log_and_the_account_implementatio
         .await
         .expect_err("an ActionLog of another NFT");
     ensure!(
-        matches!(err, inft_contracts::DeployError::CodeMismatch { contract: "ActionLog", .. }),
+        matches!(
+            err,
+            inft_contracts::DeployError::CodeMismatch {
+                contract: "ActionLog",
+                ..
+            }
+        ),
         "{err}"
     );
     let market = system.deployment.agent_market;
@@ -173,7 +178,13 @@ async fn the_code_check_covers_the_nfts_action_log_and_the_account_implementatio
         .await
         .expect_err("not the account implementation");
     ensure!(
-        matches!(err, inft_contracts::DeployError::CodeMismatch { contract: "AgentAccount", .. }),
+        matches!(
+            err,
+            inft_contracts::DeployError::CodeMismatch {
+                contract: "AgentAccount",
+                ..
+            }
+        ),
         "{err}"
     );
     Ok(())
