@@ -13,14 +13,22 @@
 //! it); an early refund is refused with a clear message; bob relists, carol buys, nobody
 //! completes, and carol takes her escrow back after the window; bob relists, carol buys again
 //! and bob completes through the oracle.
+//!
+//! A seller who empties the agent account (sold with the token) after the buy cannot complete:
+//! the buyer takes the escrow back at once, before the window ends.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use alloy::primitives::{Address, U256};
+use alloy::network::{EthereumWallet, TransactionBuilder as _};
+use alloy::primitives::{Address, Bytes, U256};
 use alloy::providers::{Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionRequest;
+use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context as _, bail, ensure};
+use inft_contracts::Deployment;
+use inft_contracts::bindings::{AgentAccount, AgentAccountFactory, AgentNFT};
 use serde_json::Value;
 
 const PASS: &str = "market test passphrase";
@@ -374,6 +382,127 @@ async fn inft_market_list_buy_complete_and_refund() -> anyhow::Result<()> {
     // Every payee here is an EOA: everything was pushed, nothing is left to withdraw.
     let err = dev.inft_fails(&["market", "withdraw", "--account", "bob"])?;
     ensure!(err.contains("owes"), "{err}");
+    oracle.ensure_running()?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seller_who_empties_the_agent_account_after_the_buy_is_refused_and_the_buyer_refunded_at_once()
+-> anyhow::Result<()> {
+    let dev = Dev {
+        home: tempfile::tempdir()?,
+    };
+    dev.inft(&["dev", "up"])?;
+    let deployment = Deployment::read_from(&dev.home.path().join("deployment.json"))?;
+    let market = deployment.agent_market;
+    let model = dev.inft(&["dev", "model", "--real"])?.trim().to_owned();
+    let mut oracle = Oracle::start(&dev).await?;
+    let minted = dev.json(&[
+        "mint",
+        "--account",
+        "alice",
+        "--model",
+        &model,
+        "--name",
+        "poet",
+        "--prompt",
+        "Write two lines about the sea.",
+    ])?;
+    let token = minted["token_id"].as_str().context("token_id")?.to_owned();
+    let token_id: U256 = token.parse()?;
+
+    // alice (from her dev keystore) deploys the token's agent account and puts 1 ETH in it.
+    let alice_key = PrivateKeySigner::decrypt_keystore(
+        dev.home.path().join("keystores").join("alice.json"),
+        PASS,
+    )?;
+    let alice = alice_key.address();
+    ensure!(alice == dev.account("alice")?);
+    // The binary sends alice's transactions too: fetch her nonce for each, never cache it.
+    let provider = ProviderBuilder::new()
+        .disable_recommended_fillers()
+        .with_gas_estimation()
+        .with_simple_nonce_management()
+        .fetch_chain_id()
+        .wallet(EthereumWallet::from(alice_key))
+        .connect_http(dev.rpc_url()?.parse()?);
+    let factory = AgentAccountFactory::new(deployment.agent_account_factory, &provider);
+    let account = factory.accountOf(token_id).call().await?;
+    if provider.get_code_at(account).await?.is_empty() {
+        factory
+            .createAccount_1(token_id)
+            .send()
+            .await?
+            .get_receipt()
+            .await?;
+    }
+    let one_eth = U256::from(1_000_000_000_000_000_000u64);
+    let tx = TransactionRequest::default()
+        .with_to(account)
+        .with_value(one_eth);
+    provider.send_transaction(tx).await?.get_receipt().await?;
+    ensure!(provider.get_balance(account).await? == one_eth);
+
+    // alice lists, bob buys: 0.25 ETH in escrow.
+    dev.inft(&[
+        "market",
+        "list",
+        &token,
+        "--price",
+        "0.25",
+        "--window",
+        "10m",
+        "--account",
+        "alice",
+    ])?;
+    dev.inft(&["market", "buy", &token, "--account", "bob"])?;
+    let price = U256::from(250_000_000_000_000_000u64);
+    ensure!(provider.get_balance(market).await? == price, "escrowed");
+
+    // alice, still the owner, empties the account the buyer paid for.
+    let receipt = AgentAccount::new(account, &provider)
+        .execute(alice, one_eth, Bytes::new(), 0)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    ensure!(receipt.status(), "emptying the account reverted");
+    ensure!(provider.get_balance(account).await? == U256::ZERO);
+
+    // The sale cannot complete, even with a working oracle.
+    let err = dev.inft_fails(&[
+        "market",
+        "complete",
+        &token,
+        "--account",
+        "alice",
+        "--oracle",
+        &oracle.url,
+    ])?;
+    println!("complete after emptying the account: {err}");
+    ensure!(err.contains("changed since the buy"), "{err}");
+    let shown = dev.inft(&["market", "show", &token])?;
+    println!("market show: {shown}");
+    ensure!(
+        shown.contains("agent account changed") && shown.contains("may take a refund now"),
+        "{shown}"
+    );
+
+    // bob takes his escrow back at once, well inside the 10-minute window.
+    let refunded = dev.json(&["market", "refund", &token, "--account", "bob"])?;
+    ensure!(
+        refunded["refunded_wei"].as_str() == Some(price.to_string().as_str()),
+        "{refunded}"
+    );
+    ensure!(
+        provider.get_balance(market).await? == U256::ZERO,
+        "refunded"
+    );
+    let owner = AgentNFT::new(deployment.agent_nft, &provider)
+        .ownerOf(token_id)
+        .call()
+        .await?;
+    ensure!(owner == alice, "the token moved to {owner}");
     oracle.ensure_running()?;
     Ok(())
 }

@@ -513,7 +513,12 @@ impl Run for ShowArgs {
             return Ok(());
         };
         let status = match (l.buyer, l.live) {
-            (_, false) => "void (the token moved or the market lost its approval)".to_string(),
+            (None, false) => "void (the token moved or the market lost its approval)".to_string(),
+            (Some(b), false) => format!(
+                "void (the token moved, the market lost its approval, or the agent account \
+                 changed since the buy): {b} may take a refund now (`inft market refund {}`)",
+                Id(token_id)
+            ),
             (None, true) => "for sale".to_string(),
             (Some(b), true) => format!(
                 "bought by {b}; the seller must complete by {} (unix)",
