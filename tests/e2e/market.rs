@@ -17,7 +17,7 @@ use agent_runtime::transfer::market::{self, Sale};
 use agent_runtime::transfer::oracle::{
     OracleService, RotateAnswer, request_rotation, request_sale_rotation,
 };
-use agent_runtime::transfer::{TransferError, accept_offer, make_offer};
+use agent_runtime::transfer::{Offer, SignedRotation, TransferError, accept_offer, make_offer};
 use alloy::primitives::{B256, Bytes, U256};
 use alloy::providers::{DynProvider, Provider};
 use inft_contracts::bindings::AgentAccount;
@@ -149,24 +149,48 @@ async fn attest(
     .await
 }
 
-/// The seller submits `answer` through the market.
+/// The seller submits `offer` with its proof `signed` through the market, after the runtime's
+/// own checks.
 async fn submit(
     world: &World,
     seller: &Actor,
-    token: U256,
-    answer: &RotateAnswer,
+    offer: &Offer,
+    signed: &SignedRotation,
 ) -> Result<Sale, TransferError> {
-    assert_eq!(answer.offer.token_id, token);
     market::complete_sale(
         &seller.nft,
         world.store.as_ref(),
         &seller.secret,
         world.deployment.agent_market,
-        &answer.offer,
-        &answer.signed,
+        offer,
+        signed,
         &SealOptions::default(),
     )
     .await
+}
+
+/// How the market's `complete` refuses `offer` with `signed` when it is sent straight to the
+/// chain, past the runtime's checks (simulated; an error if the chain accepts it).
+async fn chain_refusal(
+    world: &World,
+    seller: &Actor,
+    offer: &Offer,
+    signed: &SignedRotation,
+) -> anyhow::Result<Option<ContractRevert>> {
+    let rotation = offer.rotation(&signed.agent_key, signed.new_agent);
+    let accepted = AgentMarket::new(world.deployment.agent_market, seller.nft.provider())
+        .complete(
+            offer.token_id,
+            rotation.data_entries().into(),
+            signed.new_agent,
+            rotation.proof(signed.mode, signed.signature.clone()).into(),
+        )
+        .call()
+        .await;
+    match accepted {
+        Ok(_) => anyhow::bail!("the market accepted the completion"),
+        Err(err) => Ok(revert_of(&err)),
+    }
 }
 
 /// `buyer` escrows the listed price of `token`.
@@ -217,7 +241,7 @@ async fn market_sale_pays_creator_royalty_and_seller_and_hands_the_agent_to_the_
     let creator_before = provider.get_balance(creator.address()).await?;
     let seller_before = provider.get_balance(seller.address()).await?;
     let answer = attest(&world, &seller, &oracle, token).await?;
-    let sale = submit(&world, &seller, token, &answer).await?;
+    let sale = submit(&world, &seller, &answer.offer, &answer.signed).await?;
     let royalty = price * U256::from(ROYALTY_BPS) / U256::from(10_000u64);
     println!(
         "market complete (3 entries, oracle-attested): gas {}",
@@ -329,7 +353,7 @@ async fn abandoned_market_sale_refunds_the_buyer_after_the_deadline() -> anyhow:
         .await
         .expect_err("the oracle attests no sale past its deadline");
     assert!(err.to_string().contains("deadline"), "{err}");
-    let err = submit(&world, &seller, token, &answer)
+    let err = submit(&world, &seller, &answer.offer, &answer.signed)
         .await
         .expect_err("too late");
     assert!(
@@ -379,7 +403,7 @@ async fn a_buyer_cannot_keep_both_the_escrow_and_keys_it_could_open() -> anyhow:
         deadline,
     )
     .await?;
-    let err = submit(&world, &seller, token, &to_creator)
+    let err = submit(&world, &seller, &to_creator.offer, &to_creator.signed)
         .await
         .expect_err("not the buyer");
     assert!(matches!(err, TransferError::Mismatch(_)), "{err}");
@@ -408,39 +432,19 @@ async fn a_buyer_cannot_keep_both_the_escrow_and_keys_it_could_open() -> anyhow:
         &opts,
     )
     .await?;
-    let err = market::complete_sale(
-        &seller.nft,
-        world.store.as_ref(),
-        &seller.secret,
-        m,
-        &offer,
-        &accepted,
-        &opts,
-    )
-    .await
-    .expect_err("an acceptance does not complete a sale");
-    assert!(matches!(err, TransferError::Mismatch(_)), "{err}");
-    let rotation = offer.rotation(&accepted.agent_key, accepted.new_agent);
-    let err = AgentMarket::new(m, provider)
-        .complete(
-            token,
-            rotation.data_entries().into(),
-            accepted.new_agent,
-            rotation
-                .proof(accepted.mode, accepted.signature.clone())
-                .into(),
-        )
-        .call()
+    let err = submit(&world, &seller, &offer, &accepted)
         .await
-        .expect_err("the NFT refuses a sale without an attestation");
+        .expect_err("an acceptance does not complete a sale");
+    assert!(matches!(err, TransferError::Mismatch(_)), "{err}");
+    let refusal = chain_refusal(&world, &seller, &offer, &accepted).await?;
     assert!(
         matches!(
-            revert_of(&err),
+            refusal,
             Some(ContractRevert::AgentNft(
                 AgentNFTErrors::SaleNeedsAttestation(_)
             ))
         ),
-        "{err}"
+        "{refusal:?}"
     );
 
     // The oracle's completion needs nothing from the buyer, and the buyer cannot make it fail:
@@ -452,7 +456,7 @@ async fn a_buyer_cannot_keep_both_the_escrow_and_keys_it_could_open() -> anyhow:
         .publish_sealing_key(buyer.address(), &SealingSecret::generate().public_key())
         .await?;
     let creator_before = provider.get_balance(creator.address()).await?;
-    let sale = submit(&world, &seller, token, &answer).await?;
+    let sale = submit(&world, &seller, &answer.offer, &answer.signed).await?;
     let royalty = price * U256::from(ROYALTY_BPS) / U256::from(10_000u64);
     assert_eq!(sale.royalty, royalty);
     assert_eq!(
@@ -512,7 +516,7 @@ async fn a_seller_who_empties_the_agent_account_after_the_buy_is_not_paid_and_th
     assert_eq!(provider.get_balance(account).await?, U256::ZERO);
 
     // The runtime refuses to complete, the oracle attests nothing more, and so does the market.
-    let err = submit(&world, &seller, token, &answer)
+    let err = submit(&world, &seller, &answer.offer, &answer.signed)
         .await
         .expect_err("the account changed");
     assert!(err.to_string().contains("account changed"), "{err}");
@@ -520,27 +524,13 @@ async fn a_seller_who_empties_the_agent_account_after_the_buy_is_not_paid_and_th
         .await
         .expect_err("no attestation for a void sale");
     assert!(err.to_string().contains("account changed"), "{err}");
-    let rotation = answer
-        .offer
-        .rotation(&answer.signed.agent_key, answer.signed.new_agent);
-    let err = AgentMarket::new(m, provider)
-        .complete(
-            token,
-            rotation.data_entries().into(),
-            answer.signed.new_agent,
-            rotation
-                .proof(answer.signed.mode, answer.signed.signature.clone())
-                .into(),
-        )
-        .call()
-        .await
-        .expect_err("the market refuses a changed account");
+    let refusal = chain_refusal(&world, &seller, &answer.offer, &answer.signed).await?;
     assert!(
         matches!(
-            revert_of(&err),
+            refusal,
             Some(ContractRevert::Market(AgentMarketErrors::AccountChanged(_)))
         ),
-        "{err}"
+        "{refusal:?}"
     );
 
     // The buyer need not wait for the deadline: the whole escrow comes back at once.

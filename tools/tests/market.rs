@@ -38,6 +38,35 @@ struct Dev {
 }
 
 impl Dev {
+    /// A fresh home with a dev chain up (`inft dev up`), and its deployment.
+    fn up() -> anyhow::Result<(Self, Deployment)> {
+        let dev = Self {
+            home: tempfile::tempdir()?,
+        };
+        dev.inft(&["dev", "up"])?;
+        let deployment = Deployment::read_from(&dev.home.path().join("deployment.json"))?;
+        Ok((dev, deployment))
+    }
+
+    /// alice mints a poet on the real model (`extra`: more `inft mint` arguments); its token id.
+    fn mint_poet(&self, extra: &[&str]) -> anyhow::Result<String> {
+        let model = self.inft(&["dev", "model", "--real"])?.trim().to_owned();
+        let mut args = vec![
+            "mint",
+            "--account",
+            "alice",
+            "--model",
+            &model,
+            "--name",
+            "poet",
+            "--prompt",
+            "Write two lines about the sea.",
+        ];
+        args.extend_from_slice(extra);
+        let minted = self.json(&args)?;
+        Ok(minted["token_id"].as_str().context("token_id")?.to_owned())
+    }
+
     fn command(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_inft"));
         c.env("INFT_HOME", self.home.path())
@@ -196,35 +225,12 @@ fn lower(v: &Value) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inft_market_list_buy_complete_and_refund() -> anyhow::Result<()> {
-    let dev = Dev {
-        home: tempfile::tempdir()?,
-    };
-    dev.inft(&["dev", "up"])?;
-    let deployment: Value = serde_json::from_str(&std::fs::read_to_string(
-        dev.home.path().join("deployment.json"),
-    )?)?;
-    let market: Address = deployment["agent_market"]
-        .as_str()
-        .context("the deployment records the market")?
-        .parse()?;
-    ensure!(market != Address::ZERO);
-    let model = dev.inft(&["dev", "model", "--real"])?.trim().to_owned();
+    let (dev, deployment) = Dev::up()?;
+    let market = deployment.agent_market;
+    ensure!(market != Address::ZERO, "the deployment records the market");
     // Declared after `dev`, so dropped (killed) before the chain goes down.
     let mut oracle = Oracle::start(&dev).await?;
-    let minted = dev.json(&[
-        "mint",
-        "--account",
-        "alice",
-        "--model",
-        &model,
-        "--name",
-        "poet",
-        "--prompt",
-        "Write two lines about the sea.",
-        "--royalty-bps",
-        "750",
-    ])?;
-    let token = minted["token_id"].as_str().context("token_id")?.to_owned();
+    let token = dev.mint_poet(&["--royalty-bps", "750"])?;
     let provider = ProviderBuilder::new().connect_http(dev.rpc_url()?.parse()?);
 
     // alice lists; bob buys at the listed price (a wrong expected price is refused first).
@@ -389,26 +395,10 @@ async fn inft_market_list_buy_complete_and_refund() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seller_who_empties_the_agent_account_after_the_buy_is_refused_and_the_buyer_refunded_at_once()
 -> anyhow::Result<()> {
-    let dev = Dev {
-        home: tempfile::tempdir()?,
-    };
-    dev.inft(&["dev", "up"])?;
-    let deployment = Deployment::read_from(&dev.home.path().join("deployment.json"))?;
+    let (dev, deployment) = Dev::up()?;
     let market = deployment.agent_market;
-    let model = dev.inft(&["dev", "model", "--real"])?.trim().to_owned();
     let mut oracle = Oracle::start(&dev).await?;
-    let minted = dev.json(&[
-        "mint",
-        "--account",
-        "alice",
-        "--model",
-        &model,
-        "--name",
-        "poet",
-        "--prompt",
-        "Write two lines about the sea.",
-    ])?;
-    let token = minted["token_id"].as_str().context("token_id")?.to_owned();
+    let token = dev.mint_poet(&[])?;
     let token_id: U256 = token.parse()?;
 
     // alice (from her dev keystore) deploys the token's agent account and puts 1 ETH in it.
